@@ -1,0 +1,99 @@
+/* podcap — packet capture and traffic analysis for Kubernetes nodes. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{"decode", cmd_decode, "print one line per packet of a capture file (outer -> inner, tunnel, malformed reason)"},
+	{"read", cmd_read, "read capture files into flow records (SQLite) and, optionally, packet segments"},
+	{"flows", cmd_flows, "list stored flows (table, JSON or CSV) with simple filters"},
+	{"export", cmd_export, "write the packets of a flow or of a filter's flows as pcapng or pcap"},
+	{"run", cmd_run, "the node agent: live capture -> flows -> store"},
+};
+
+static void help(FILE *f)
+{
+	fprintf(f, "usage: podcap <command> [options]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'podcap <command> --help' describes a command's options.\n");
+}
+
+int app_usage(const char *usage)
+{
+	fprintf(stderr, "usage: podcap %s\n(see 'podcap %.*s --help')\n", usage,
+		(int)strcspn(usage, " "), usage);
+	return 2;
+}
+
+int app_parse_uint(const char *s, unsigned long long min, unsigned long long max,
+		   unsigned long long *out)
+{
+	char *end;
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int app_parse_size(const char *s, unsigned long long *out)
+{
+	char *end;
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	unsigned long long mul = 1;
+	switch (*end) {
+	case '\0': break;
+	case 'k': case 'K': mul = 1ULL << 10; end++; break;
+	case 'm': case 'M': mul = 1ULL << 20; end++; break;
+	case 'g': case 'G': mul = 1ULL << 30; end++; break;
+	case 't': case 'T': mul = 1ULL << 40; end++; break;
+	default: return -EINVAL;
+	}
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end || v > ~0ULL / mul)
+		return -EINVAL;
+	*out = v * mul;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		help(stderr);
+		return 2;
+	}
+	const char *name = argv[1];
+	if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+		help(stdout);
+		return 0;
+	}
+	if (!strcmp(name, "--version") || !strcmp(name, "version")) {
+		printf("podcap %s\n", PODCAP_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(name, commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "podcap: unknown command '%s'\n", name);
+	help(stderr);
+	return 2;
+}

@@ -1,0 +1,189 @@
+/* decode — turns one captured frame into what it really is.
+ *
+ * Pure code: no allocation, no I/O, no dependency outside libc; safe to call from
+ * any thread.  The caller owns the frame bytes and the dc_packet; dc_decode() only
+ * reads frame[0 .. caplen) and only writes *out.  Offsets in dc_packet point into
+ * the caller's frame and are valid as long as the frame is.
+ *
+ * A frame is walked from its link layer down: VLAN tags → IP → L4 → and, where the
+ * L4/L3 says so, a tunnel whose inner packet is decoded again (nesting capped by
+ * dc_config.max_tunnel_depth).  The first (outermost) IP tuple and the last
+ * (innermost) one are kept; for an untunnelled packet they are the same.
+ *
+ * Malformed input never aborts decoding silently: dc_packet.reason names the first
+ * problem (dc_reason_name() gives the stable text, e.g. "truncated-ipv4"), and the
+ * fields decoded before it stay filled in so callers can still attribute the packet.
+ * Callers count reasons (dc_counters) and skip malformed packets.
+ */
+#ifndef PODCAP_DECODE_H
+#define PODCAP_DECODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Link types, as pcap/pcapng files number them (LINKTYPE_*), plus the Linux DLT
+ * value for raw IP that pcap_datalink() reports in place of LINKTYPE_RAW. */
+enum dc_linktype {
+	DC_LINK_NULL = 0,       /* BSD loopback: 4-byte AF_ in host byte order */
+	DC_LINK_ETHERNET = 1,
+	DC_LINK_PPP = 9,
+	DC_LINK_RAW_DLT = 12,   /* DLT_RAW on Linux */
+	DC_LINK_RAW = 101,      /* LINKTYPE_RAW */
+	DC_LINK_LOOP = 108,     /* OpenBSD loopback: AF_ in network byte order */
+	DC_LINK_LINUX_SLL = 113,
+	DC_LINK_IPV4 = 228,
+	DC_LINK_IPV6 = 229,
+	DC_LINK_LINUX_SLL2 = 276,
+};
+
+enum dc_tunnel {
+	DC_TUN_NONE = 0,
+	DC_TUN_VXLAN,
+	DC_TUN_GENEVE,
+	DC_TUN_GRE,       /* GRE carrying IP or Ethernet (TEB) */
+	DC_TUN_ERSPAN,    /* GRE carrying ERSPAN I/II/III */
+	DC_TUN_IPIP,      /* IPv4 in IPv4 */
+	DC_TUN_6IN4,      /* IPv6 in IPv4 */
+	DC_TUN_4IN6,
+	DC_TUN_6IN6,
+	DC_TUN__COUNT
+};
+
+/* Result of a decode.  DC_OK and DC_NOT_IP are not errors: DC_NOT_IP is a frame
+ * that is well formed but carries no IP (ARP, LLDP, STP, ...).  DC_UNSUPPORTED is a
+ * protocol we do not decode (e.g. an unknown link type).  Everything from
+ * DC_R_TRUNC_LINK on is malformed input. */
+enum dc_reason {
+	DC_OK = 0,
+	DC_NOT_IP,
+	DC_UNSUPPORTED,
+	/* malformed from here */
+	DC_R_TRUNC_LINK,
+	DC_R_TRUNC_VLAN,
+	DC_R_VLAN_DEPTH,
+	DC_R_TRUNC_IPV4,
+	DC_R_IPV4_VERSION,
+	DC_R_BAD_IHL,
+	DC_R_IPV4_LEN,
+	DC_R_TRUNC_IPV6,
+	DC_R_IPV6_VERSION,
+	DC_R_TRUNC_IPV6_EXT,
+	DC_R_IPV6_EXT_DEPTH,
+	DC_R_TRUNC_TCP,
+	DC_R_TCP_OFFSET,
+	DC_R_TRUNC_UDP,
+	DC_R_UDP_LEN,
+	DC_R_TRUNC_ICMP,
+	DC_R_TRUNC_SCTP,
+	DC_R_TRUNC_VXLAN,
+	DC_R_VXLAN_FLAGS,
+	DC_R_TRUNC_GENEVE,
+	DC_R_GENEVE_VERSION,
+	DC_R_GENEVE_OPTLEN,
+	DC_R_TRUNC_GRE,
+	DC_R_GRE_VERSION,
+	DC_R_TRUNC_ERSPAN,
+	DC_R_ERSPAN_VERSION,
+	DC_R_TUNNEL_DEPTH,
+	DC_R__COUNT
+};
+
+#define DC_FIRST_MALFORMED DC_R_TRUNC_LINK
+
+/* Fragment state of the packet's innermost IP header. */
+enum dc_frag {
+	DC_FRAG_NONE = 0,
+	DC_FRAG_FIRST, /* offset 0, more fragments: L4 header (ports) present */
+	DC_FRAG_LATER  /* offset > 0: no L4 header, ports are 0 */
+};
+
+/* TCP flag bits as on the wire (low byte) plus ECE/CWR. */
+enum {
+	DC_TCP_FIN = 0x01, DC_TCP_SYN = 0x02, DC_TCP_RST = 0x04, DC_TCP_PSH = 0x08,
+	DC_TCP_ACK = 0x10, DC_TCP_URG = 0x20, DC_TCP_ECE = 0x40, DC_TCP_CWR = 0x80,
+};
+
+/* One IP-level tuple.  Addresses are in network byte order (IPv4 in the first 4
+ * bytes, rest zero); ports in host order.  For ICMP/ICMPv6, sport = type and
+ * dport = code (as nDPI and Community ID do); for other protocols without ports
+ * both are 0. */
+struct dc_tuple {
+	uint8_t family;   /* 4, 6, or 0 when absent */
+	uint8_t proto;    /* IPPROTO_* of the L4 header */
+	uint16_t sport, dport;
+	uint8_t src[16], dst[16];
+};
+
+#define DC_MAX_VLANS 2 /* tags kept; deeper stacks are walked up to DC_VLAN_DEPTH_CAP */
+#define DC_VLAN_DEPTH_CAP 4
+#define DC_IPV6_EXT_CAP 8
+#define DC_MAX_VXLAN_PORTS 8
+
+struct dc_config {
+	uint16_t vxlan_ports[DC_MAX_VXLAN_PORTS]; /* 0 = unused slot */
+	uint16_t geneve_port;                      /* 0 = off */
+	uint8_t max_tunnel_depth;                  /* nested tunnels decapsulated */
+	uint8_t decap;                             /* 0: do not look into tunnels */
+};
+
+/* Defaults: VXLAN on 4789 and 8472, Geneve on 6081, tunnel depth 3, decap on. */
+void dc_config_default(struct dc_config *cfg);
+/* Adds a VXLAN port; returns 0, or -ENOSPC when all slots are taken. */
+int dc_config_add_vxlan_port(struct dc_config *cfg, uint16_t port);
+
+struct dc_packet {
+	uint32_t caplen, wirelen;
+	uint16_t linktype;
+	uint8_t reason;        /* enum dc_reason */
+	uint8_t frag;          /* enum dc_frag, innermost IP */
+
+	uint16_t vlan[DC_MAX_VLANS]; /* outermost link's VLAN IDs (12 bits) */
+	uint8_t vlan_depth;          /* tags seen on the outermost link */
+
+	uint8_t tunnel;        /* enum dc_tunnel of the outermost tunnel, or NONE */
+	uint8_t tunnel_depth;  /* number of tunnels decapsulated */
+	uint8_t has_vni;       /* vni is a VXLAN/Geneve VNI, GRE key or ERSPAN session */
+	uint32_t vni;
+
+	struct dc_tuple outer; /* outermost IP tuple (the carrier when tunnelled) */
+	struct dc_tuple inner; /* innermost IP tuple; == outer when not tunnelled */
+
+	/* Innermost IP header: offset into the frame and length available for DPI
+	 * (the IP datagram as captured: min(IP total length, captured bytes)). */
+	uint32_t l3_off, l3_len;
+	uint32_t l4_off;       /* innermost L4 header, 0 if none */
+	uint32_t payload_off;  /* innermost L4 payload */
+	uint32_t payload_len;  /* payload bytes captured */
+	uint32_t payload_wire; /* payload bytes on the wire, from the IP/UDP lengths */
+
+	uint8_t ttl;           /* innermost hop limit */
+	uint8_t tcp_flags;
+	uint16_t tcp_win;
+	uint32_t tcp_seq, tcp_ack;
+	uint8_t tcp_optlen;    /* bytes of TCP options */
+	uint8_t ip_optlen;     /* bytes of IPv4 options / IPv6 extension headers */
+};
+
+/* Decodes frame[0..caplen) of the given link type.  wirelen is the original length
+ * (>= caplen).  Always fills *out and returns out->reason. */
+int dc_decode(const struct dc_config *cfg, int linktype, const uint8_t *frame,
+	      uint32_t caplen, uint32_t wirelen, struct dc_packet *out);
+
+/* Stable names: "ok", "not-ip", "unsupported", "truncated-ipv4", "bad-ihl", ... */
+const char *dc_reason_name(int reason);
+const char *dc_tunnel_name(int tunnel); /* "none", "vxlan", "geneve", "gre", ... */
+/* 1 for reasons that mean malformed input. */
+static inline int dc_is_malformed(int reason) { return reason >= DC_FIRST_MALFORMED; }
+
+/* Per-reason counters; owned by the caller, one per thread (not atomic). */
+struct dc_counters {
+	uint64_t packets;
+	uint64_t by_reason[DC_R__COUNT];
+	uint64_t by_tunnel[DC_TUN__COUNT];
+};
+void dc_count(struct dc_counters *c, const struct dc_packet *p);
+
+/* Formats a tuple as "10.0.0.1:80 -> 10.0.0.2:1234 TCP" into buf; returns buf. */
+char *dc_tuple_format(const struct dc_tuple *t, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,127 @@
+/* flow — bidirectional flow table with nDPI classification and Community ID.
+ *
+ * A flow is keyed by (observation point, VLAN, inner 5-tuple) in both directions;
+ * the client is the side that sent the first packet seen, or the SYN sender when
+ * the first packet seen is a SYN/ACK.  The outer tuple, tunnel type and VNI of the
+ * first packet are kept as attributes.
+ *
+ * Threads: a table is used by one thread at a time; run one table per worker and
+ * shard packets by dc-tuple symmetric hash (fl_hash) to scale.  Flow ids are unique
+ * across tables made with distinct fl_config.shard values.
+ *
+ * Ownership: the table owns its flows and their nDPI state.  Records passed to the
+ * emit callback are owned by the table and valid only during the call; copy what
+ * you keep.  The table never keeps pointers into packet frames after
+ * fl_table_packet() returns.
+ *
+ * Loss: every flow or packet the table cannot account is counted in fl_stats
+ * (evicted flows are emitted first, so their records are not lost; the counter says
+ * how many were cut short by the memory cap).
+ */
+#ifndef PODCAP_FLOW_H
+#define PODCAP_FLOW_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "decode.h"
+
+struct fl_table;
+
+struct fl_config {
+	uint64_t idle_timeout_us;   /* flow ends after this long without packets (default 120 s; TCP after FIN/RST: 10 s) */
+	uint64_t active_timeout_us; /* periodic record of a live flow every so often (default 60 s) */
+	uint32_t max_flows;         /* memory cap: oldest-idle flow evicted beyond it (default 262144) */
+	uint32_t dpi_packets;       /* packet budget for nDPI before giving up (default 32) */
+	uint8_t shard;              /* high bits of flow ids (0..255) */
+	uint8_t dpi;                /* 1 = classify with nDPI (default 1) */
+};
+void fl_config_default(struct fl_config *cfg);
+
+enum fl_end {
+	FL_END_ACTIVE = 0, /* periodic record: the flow goes on */
+	FL_END_IDLE,       /* idle timeout */
+	FL_END_TCP,        /* FIN both ways or RST, then the short timeout */
+	FL_END_EVICTED,    /* memory cap */
+	FL_END_FLUSH,      /* end of input / shutdown */
+};
+
+#define FL_HOST_LEN 256
+#define FL_URL_LEN 512
+
+/* One flow record, client→server oriented.  Index [0] is client→server, [1] is
+ * server→client. */
+struct fl_record {
+	uint64_t id;            /* unique per process run (shard << 56 | sequence) */
+	uint32_t obs_id;        /* observation point (interface+direction) given by the caller */
+	uint8_t end;            /* enum fl_end */
+	uint8_t tunnel;         /* enum dc_tunnel of the first packet */
+	uint8_t has_vni;
+	uint16_t vlan;          /* outermost VLAN id, 0 = none */
+	uint32_t vni;
+	struct dc_tuple key;    /* inner tuple, src = client */
+	struct dc_tuple outer;  /* outer tuple of the first packet (== key when not tunnelled) */
+	uint64_t first_us, last_us;
+	uint64_t pkts[2], bytes[2], payload[2];
+	uint8_t tcp_flags[2];   /* OR of flags seen per direction */
+	uint32_t syn, synack, fin, rst;
+	int64_t rtt_us;         /* SYN → SYN/ACK → ACK handshake time, -1 = not seen */
+	uint32_t retrans[2], ooo[2];
+	uint32_t frags;         /* IP fragments seen */
+	char community_id[48];  /* "1:base64" */
+
+	/* nDPI results */
+	uint16_t master_proto, app_proto; /* nDPI protocol ids */
+	char proto[64];         /* "TLS.Facebook", "DNS", "Unknown" */
+	char category[32];
+	uint64_t risk;          /* nDPI risk bitmap */
+	char host[FL_HOST_LEN]; /* TLS SNI, HTTP Host or DNS query */
+	char url[FL_URL_LEN];   /* HTTP URL */
+	uint16_t http_status;
+	uint8_t dns_rcode;      /* 0xff = none */
+	char ja3c[33], ja3s[33];
+	uint8_t dpi_done;       /* 1 detected, 2 gave up, 0 still inspecting */
+};
+
+struct fl_stats {
+	uint64_t packets;        /* packets accounted to flows */
+	uint64_t skipped;        /* packets not accounted: malformed or not IP */
+	uint64_t flows_created;
+	uint64_t flows_active;
+	uint64_t records;        /* records emitted (periodic + final) */
+	uint64_t evicted;        /* flows ended early by the memory cap */
+	uint64_t dpi_giveup;
+	uint64_t dpi_alloc_fail; /* flows not classified: nDPI state allocation failed */
+};
+
+/* Called for every record: periodic (end == FL_END_ACTIVE) and final.  A non-zero
+ * return is remembered and returned by the next fl_table_* call. */
+typedef int (*fl_emit_fn)(void *arg, const struct fl_record *rec);
+
+/* Returns NULL and sets errno on failure (ENOMEM, or EINVAL for a bad config). */
+struct fl_table *fl_table_new(const struct fl_config *cfg, fl_emit_fn emit, void *arg);
+void fl_table_free(struct fl_table *t); /* does not emit; call fl_table_flush first */
+
+/* Accounts one decoded packet at time ts_us (microseconds since the epoch) on
+ * observation point obs_id.  frame is the captured frame that p was decoded from
+ * (needed for nDPI).  Malformed and non-IP packets are counted in stats.skipped and
+ * return -EINVAL.  On success returns 0 and, when non-NULL, sets *flow_id and
+ * *pkt_no (0-based packet number within the flow) for packet indexing. */
+int fl_table_packet(struct fl_table *t, uint32_t obs_id, const struct dc_packet *p,
+		    const uint8_t *frame, uint64_t ts_us, uint64_t *flow_id, uint32_t *pkt_no);
+
+/* Emits periodic and final records for flows whose timers passed now_us.  Call it
+ * regularly (file readers: with packet time; live: with wall time). */
+int fl_table_expire(struct fl_table *t, uint64_t now_us);
+/* Ends every flow with FL_END_FLUSH. */
+int fl_table_flush(struct fl_table *t);
+void fl_table_stats(const struct fl_table *t, struct fl_stats *out);
+
+/* Symmetric hash of a packet's flow key (same value for both directions). */
+uint32_t fl_hash(uint32_t obs_id, const struct dc_packet *p);
+
+/* Community ID v1 (https://github.com/corelight/community-id-spec) of a tuple with
+ * the given seed, written as "1:<base64>" into out (>= 32 bytes).  Returns 0, or
+ * -EINVAL for a tuple without addresses. */
+int fl_community_id(const struct dc_tuple *t, uint16_t seed, char *out, size_t len);
+
+#endif
