@@ -14,6 +14,15 @@
  * problem (dc_reason_name() gives the stable text, e.g. "truncated-ipv4"), and the
  * fields decoded before it stay filled in so callers can still attribute the packet.
  * Callers count reasons (dc_counters) and skip malformed packets.
+ *
+ * Tunnel details:
+ *  - a tunnel whose header is well formed but whose inner frame carries no IP (ARP
+ *    inside VXLAN) gives DC_NOT_IP with tunnel/vni and outer == inner == the carrier;
+ *  - GRE version 1 (PPTP), GRE with the routing bit, and GRE/Geneve payloads other
+ *    than IP / Ethernet / ERSPAN are not opened: the packet is a plain GRE/UDP packet;
+ *  - fragmented carriers are not opened (the inner packet is incomplete);
+ *  - vni is the outermost tunnel identifier present (VXLAN/Geneve VNI, GRE key,
+ *    ERSPAN session id).
  */
 #ifndef PODCAP_DECODE_H
 #define PODCAP_DECODE_H
@@ -183,7 +192,13 @@ struct dc_counters {
 };
 void dc_count(struct dc_counters *c, const struct dc_packet *p);
 
-/* Formats a tuple as "10.0.0.1:80 -> 10.0.0.2:1234 TCP" into buf; returns buf. */
+/* Formats a tuple as "10.0.0.1:80 -> 10.0.0.2:1234 TCP" into buf; returns buf.
+ * IPv6 addresses are bracketed ("[2001:db8::1]:443"); ICMP shows "ICMP type/code";
+ * protocols without ports show addresses only.  64 bytes hold IPv4, 120 any tuple. */
 char *dc_tuple_format(const struct dc_tuple *t, char *buf, size_t len);
+#define DC_TUPLE_STRLEN 120
+
+/* "TCP", "UDP", "ICMPv6", ... for an IP protocol number; NULL when unnamed. */
+const char *dc_proto_name(int proto, int family);
 
 #endif
