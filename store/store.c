@@ -1,1 +1,1271 @@
-/* being written */
+/* store — flow records in SQLite (see store.h for the contract).
+ *
+ * Write path: one prepared upsert, bound and stepped per record inside a
+ * transaction that spans st_config.batch records.  That keeps per-row work to
+ * "bind ~60 values, step, reset" and turns fsyncs into one per batch (WAL +
+ * synchronous=NORMAL: a commit is an append to the WAL; durability against power
+ * loss comes at checkpoints, and a killed process never loses committed rows).
+ *
+ * Everything that changes the file runs in a transaction, migrations included,
+ * so a crash leaves either the old or the new state, never half of a step.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+#include <ndpi/ndpi_api.h>
+
+#include "store.h"
+
+/* "PCAP" — written to PRAGMA application_id so we never migrate somebody else's
+ * database by accident. */
+#define ST_APPLICATION_ID 0x50434150
+#define ST_BUSY_TIMEOUT_MS 5000
+/* WAL size kept after a checkpoint resets it; bigger than one batch of pages so
+ * the common case does not truncate and regrow the file every batch. */
+#define ST_WAL_LIMIT (16 << 20)
+#define ST_AGE_CHUNK 10000
+#define ST_RETAIN_ROUNDS 64
+
+/* Migration i takes the schema from version i to i + 1.  Never edit a step that
+ * has shipped: add a new one. */
+static const char *const migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE observation_points ("
+	" id INTEGER PRIMARY KEY,"
+	" iface TEXT NOT NULL,"
+	" direction TEXT NOT NULL,"
+	" pod TEXT,"
+	" linktype INTEGER NOT NULL,"
+	" first_seen_us INTEGER NOT NULL,"
+	" UNIQUE (iface, direction));"
+	"CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
+	"CREATE TABLE flows ("
+	" id INTEGER PRIMARY KEY,"
+	" obs_id INTEGER REFERENCES observation_points(id),"
+	" pod TEXT,"
+	" end_reason TEXT NOT NULL,"
+	" family INTEGER NOT NULL,"
+	" ip_proto INTEGER NOT NULL,"
+	" src TEXT, dst TEXT, sport INTEGER, dport INTEGER,"
+	" vlan INTEGER,"
+	" tunnel TEXT NOT NULL,"
+	" vni INTEGER,"
+	" outer_family INTEGER, outer_proto INTEGER, outer_src TEXT, outer_dst TEXT,"
+	" outer_sport INTEGER, outer_dport INTEGER,"
+	" first_us INTEGER NOT NULL, last_us INTEGER NOT NULL,"
+	" c2s_pkts INTEGER, s2c_pkts INTEGER, c2s_bytes INTEGER, s2c_bytes INTEGER,"
+	" c2s_payload INTEGER, s2c_payload INTEGER,"
+	" c2s_tcp_flags INTEGER, s2c_tcp_flags INTEGER,"
+	" syn INTEGER, synack INTEGER, fin INTEGER, rst INTEGER,"
+	" rtt_us INTEGER,"
+	" c2s_retrans INTEGER, s2c_retrans INTEGER, c2s_ooo INTEGER, s2c_ooo INTEGER,"
+	" frags INTEGER,"
+	" community_id TEXT,"
+	" master_id INTEGER, app_id INTEGER,"
+	" proto_name TEXT, master_name TEXT, app_name TEXT, category TEXT,"
+	" risk INTEGER, risk_names TEXT,"
+	" host TEXT, url TEXT, http_status INTEGER, dns_rcode INTEGER,"
+	" ja3c TEXT, ja3s TEXT, dpi_done INTEGER,"
+	" packets_state TEXT NOT NULL DEFAULT 'none');"
+	"CREATE INDEX flows_last ON flows(last_us);"
+	"CREATE INDEX flows_first ON flows(first_us);"
+	"CREATE INDEX flows_src ON flows(src);"
+	"CREATE INDEX flows_dst ON flows(dst);"
+	/* Outer addresses exist only for tunnelled flows; partial indexes keep the
+	 * common untunnelled insert cheap and still serve 'outer_src = ?'. */
+	"CREATE INDEX flows_outer_src ON flows(outer_src) WHERE outer_src IS NOT NULL;"
+	"CREATE INDEX flows_outer_dst ON flows(outer_dst) WHERE outer_dst IS NOT NULL;"
+	"CREATE INDEX flows_sport ON flows(sport);"
+	"CREATE INDEX flows_dport ON flows(dport);"
+	"CREATE INDEX flows_master ON flows(master_name COLLATE NOCASE);"
+	"CREATE INDEX flows_app ON flows(app_name COLLATE NOCASE);"
+	"CREATE INDEX flows_pod ON flows(pod);"
+	"CREATE INDEX flows_cid ON flows(community_id);",
+};
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+_Static_assert(N_MIGRATIONS == ST_SCHEMA_VERSION, "one migration step per schema version");
+
+/* Column order of the upsert; st_put_flow binds in exactly this order. */
+static const char *const flow_cols[] = {
+	"id", "obs_id", "end_reason", "family", "ip_proto", "src", "dst", "sport", "dport",
+	"vlan", "tunnel", "vni", "outer_family", "outer_proto", "outer_src", "outer_dst",
+	"outer_sport", "outer_dport", "first_us", "last_us", "c2s_pkts", "s2c_pkts",
+	"c2s_bytes", "s2c_bytes", "c2s_payload", "s2c_payload", "c2s_tcp_flags",
+	"s2c_tcp_flags", "syn", "synack", "fin", "rst", "rtt_us", "c2s_retrans",
+	"s2c_retrans", "c2s_ooo", "s2c_ooo", "frags", "community_id", "master_id",
+	"app_id", "proto_name", "master_name", "app_name", "category", "risk",
+	"risk_names", "host", "url", "http_status", "dns_rcode", "ja3c", "ja3s", "dpi_done",
+};
+#define N_FLOW_COLS ((int)(sizeof(flow_cols) / sizeof(flow_cols[0])))
+
+struct st_store {
+	sqlite3 *db;
+	char *path;
+	struct st_config cfg;
+	sqlite3_stmt *put, *begin, *commit, *obs, *meta_set, *pstate;
+	uint32_t pending;   /* rows in the open transaction */
+	int in_tx;
+	char err[512];
+};
+
+static const char *const end_names[] = {"active", "idle", "tcp", "evicted", "flush"};
+/* Same stable names as dc_tunnel_name(); kept here so the store does not need the
+ * decoder at link time. */
+static const char *const tunnel_names[] = {"none", "vxlan", "geneve", "gre", "erspan",
+					   "ipip", "6in4", "4in6", "6in6"};
+
+void st_config_default(struct st_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->batch = 5000;
+}
+
+const char *st_errmsg(const struct st_store *st)
+{
+	return st ? st->err : "no store";
+}
+
+struct sqlite3 *st_sqlite(struct st_store *st)
+{
+	return st->db;
+}
+
+static int rc_errno(sqlite3 *db, int rc)
+{
+	int sys = db ? sqlite3_system_errno(db) : 0;
+	switch (rc & 0xff) {
+	case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return 0;
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_READONLY: return -EROFS;
+	case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
+	case SQLITE_CANTOPEN: return sys > 0 ? -sys : -EACCES;
+	case SQLITE_CORRUPT: case SQLITE_NOTADB: return -EBADMSG;
+	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_CONSTRAINT: case SQLITE_MISMATCH: case SQLITE_RANGE: case SQLITE_TOOBIG:
+		return -EINVAL;
+	case SQLITE_IOERR: return sys > 0 ? -sys : -EIO;
+	default: return -EIO;
+	}
+}
+
+static int set_err(struct st_store *st, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int set_err(struct st_store *st, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(st->err, sizeof(st->err), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* Records SQLite's error for rc and returns it as -errno. */
+static int sql_err(struct st_store *st, int rc, const char *what)
+{
+	int e = rc_errno(st->db, rc);
+	if (!e)
+		e = -EIO;
+	set_err(st, e, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
+	return e;
+}
+
+static int exec(struct st_store *st, const char *sql, const char *what)
+{
+	int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : sql_err(st, rc, what);
+}
+
+static int prepare(struct st_store *st, const char *sql, sqlite3_stmt **out)
+{
+	int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+	return rc == SQLITE_OK ? 0 : sql_err(st, rc, "prepare");
+}
+
+/* Runs a statement returning one integer (PRAGMAs, counts). */
+static int query_i64(struct st_store *st, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return sql_err(st, rc, sql);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(s, 0);
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		*out = 0;
+		rc = SQLITE_OK;
+	}
+	int err = rc == SQLITE_OK ? 0 : sql_err(st, rc, sql);
+	sqlite3_finalize(s);
+	return err;
+}
+
+/* Reads the file header ourselves before SQLite does, for the two cases SQLite
+ * reports late or vaguely: a file that is not SQLite at all, and a file cut
+ * short (SQLite would only fail when a query reaches a missing page).  The
+ * header's page count is trusted only when it is marked valid (change counter ==
+ * version-valid-for) and no WAL holds newer pages. */
+static int check_header(struct st_store *st)
+{
+	struct stat sb;
+	if (stat(st->path, &sb) < 0)
+		return errno == ENOENT ? 0 : set_err(st, -errno, "%s: %s", st->path, strerror(errno));
+	if (!S_ISREG(sb.st_mode))
+		return set_err(st, -EBADMSG, "%s: not a regular file", st->path);
+	if (sb.st_size == 0)
+		return 0;
+	int fd = open(st->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return set_err(st, -errno, "%s: %s", st->path, strerror(errno));
+	uint8_t h[100];
+	ssize_t n = pread(fd, h, sizeof(h), 0);
+	int e = n < 0 ? errno : 0;
+	close(fd);
+	if (n < 0)
+		return set_err(st, -e, "%s: %s", st->path, strerror(e));
+	if (n < (ssize_t)sizeof(h) || memcmp(h, "SQLite format 3", 16))
+		return set_err(st, -EBADMSG, "%s: not a database (no SQLite header)", st->path);
+	uint32_t psize = (uint32_t)h[16] << 8 | h[17];
+	if (psize == 1)
+		psize = 65536;
+	if (psize < 512 || (psize & (psize - 1)))
+		return set_err(st, -EBADMSG, "%s: corrupt database header (page size %u)",
+			       st->path, psize);
+	uint32_t change = (uint32_t)h[24] << 24 | h[25] << 16 | h[26] << 8 | h[27];
+	uint32_t pages = (uint32_t)h[28] << 24 | h[29] << 16 | h[30] << 8 | h[31];
+	uint32_t valid_for = (uint32_t)h[92] << 24 | h[93] << 16 | h[94] << 8 | h[95];
+	char wal[PATH_MAX];
+	struct stat wb;
+	int have_wal = snprintf(wal, sizeof(wal), "%s-wal", st->path) < (int)sizeof(wal) &&
+		       stat(wal, &wb) == 0 && wb.st_size > 0;
+	if (change == valid_for && !have_wal && (uint64_t)pages * psize > (uint64_t)sb.st_size)
+		return set_err(st, -EBADMSG,
+			       "%s: database is truncated (%lld bytes, header says %llu)",
+			       st->path, (long long)sb.st_size,
+			       (unsigned long long)pages * psize);
+	return 0;
+}
+
+/* Brings the schema to ST_SCHEMA_VERSION, one transaction per step.  The version
+ * is re-read inside the write lock so two processes opening a new file at once
+ * do not both run step 0. */
+static int migrate(struct st_store *st)
+{
+	for (;;) {
+		int64_t ver, app, nobj;
+		int err = exec(st, "BEGIN IMMEDIATE", "begin migration");
+		if (err)
+			return err;
+		if ((err = query_i64(st, "PRAGMA user_version", &ver)) ||
+		    (err = query_i64(st, "PRAGMA application_id", &app)) ||
+		    (err = query_i64(st, "SELECT count(*) FROM sqlite_schema", &nobj)))
+			goto rollback;
+		if (app != 0 && app != ST_APPLICATION_ID) {
+			err = set_err(st, -ENOTSUP, "%s: not a podcap database (application_id %#llx)",
+				      st->path, (unsigned long long)app);
+			goto rollback;
+		}
+		if (ver == 0 && nobj > 0) {
+			err = set_err(st, -ENOTSUP,
+				      "%s: not a podcap database (has tables but no podcap schema version)",
+				      st->path);
+			goto rollback;
+		}
+		if (ver > ST_SCHEMA_VERSION || ver < 0) {
+			err = set_err(st, -ENOTSUP,
+				      "%s: database schema version %lld is newer than this podcap knows (%d); "
+				      "use a newer podcap", st->path, (long long)ver, ST_SCHEMA_VERSION);
+			goto rollback;
+		}
+		if (ver == ST_SCHEMA_VERSION)
+			return exec(st, "COMMIT", "commit");
+		if ((err = exec(st, migrations[ver], "migration")))
+			goto rollback;
+		char sql[96];
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld; PRAGMA application_id = %d",
+			 (long long)ver + 1, ST_APPLICATION_ID);
+		if ((err = exec(st, sql, "set schema version")) ||
+		    (err = exec(st, "COMMIT", "commit migration")))
+			goto rollback;
+		continue;
+rollback:
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return err;
+	}
+}
+
+/* A readonly handle cannot migrate: it accepts only the exact version. */
+static int check_version_ro(struct st_store *st)
+{
+	int64_t ver, app;
+	int err;
+	if ((err = query_i64(st, "PRAGMA user_version", &ver)) ||
+	    (err = query_i64(st, "PRAGMA application_id", &app)))
+		return err;
+	if (app != ST_APPLICATION_ID)
+		return set_err(st, -ENOTSUP, "%s: not a podcap database", st->path);
+	if (ver > ST_SCHEMA_VERSION)
+		return set_err(st, -ENOTSUP,
+			       "%s: database schema version %lld is newer than this podcap knows (%d); "
+			       "use a newer podcap", st->path, (long long)ver, ST_SCHEMA_VERSION);
+	if (ver < ST_SCHEMA_VERSION)
+		return set_err(st, -ENOTSUP,
+			       "%s: database schema version %lld is older than %d; open it once "
+			       "read-write (podcap read/run) to migrate", st->path, (long long)ver,
+			       ST_SCHEMA_VERSION);
+	return 0;
+}
+
+/* SQL function u64text(x): the flow id's 64-bit pattern as an unsigned decimal
+ * string, for JSON consumers that cannot hold 64-bit integers. */
+static void fn_u64text(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	(void)argc;
+	if (sqlite3_value_type(argv[0]) == SQLITE_NULL) {
+		sqlite3_result_null(ctx);
+		return;
+	}
+	char buf[24];
+	snprintf(buf, sizeof(buf), "%" PRIu64, (uint64_t)sqlite3_value_int64(argv[0]));
+	sqlite3_result_text(ctx, buf, -1, SQLITE_TRANSIENT);
+}
+
+static int prepare_all(struct st_store *st)
+{
+	char sql[4096];
+	size_t off = 0;
+	off += snprintf(sql + off, sizeof(sql) - off, "INSERT INTO flows (pod");
+	for (int i = 0; i < N_FLOW_COLS; i++)
+		off += snprintf(sql + off, sizeof(sql) - off, ",%s", flow_cols[i]);
+	/* pod is copied from the observation point so SQL can filter on it directly. */
+	off += snprintf(sql + off, sizeof(sql) - off,
+			") VALUES ((SELECT pod FROM observation_points WHERE id = ?2)");
+	for (int i = 0; i < N_FLOW_COLS; i++)
+		off += snprintf(sql + off, sizeof(sql) - off, ",?%d", i + 1);
+	off += snprintf(sql + off, sizeof(sql) - off, ") ON CONFLICT(id) DO UPDATE SET pod=excluded.pod");
+	for (int i = 1; i < N_FLOW_COLS; i++) {
+		/* A periodic record never moves the start of a flow. */
+		if (!strcmp(flow_cols[i], "first_us"))
+			off += snprintf(sql + off, sizeof(sql) - off,
+					",first_us=min(first_us,excluded.first_us)");
+		else
+			off += snprintf(sql + off, sizeof(sql) - off, ",%s=excluded.%s",
+					flow_cols[i], flow_cols[i]);
+	}
+	if (off >= sizeof(sql))
+		return set_err(st, -E2BIG, "upsert statement too long");
+	int err;
+	if ((err = prepare(st, sql, &st->put)) ||
+	    (err = prepare(st, "BEGIN IMMEDIATE", &st->begin)) ||
+	    (err = prepare(st, "COMMIT", &st->commit)) ||
+	    (err = prepare(st, "INSERT INTO observation_points (iface, direction, pod, linktype, first_seen_us)"
+			   " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(iface, direction) DO UPDATE SET"
+			   " pod = coalesce(excluded.pod, pod), linktype = excluded.linktype"
+			   " RETURNING id", &st->obs)) ||
+	    (err = prepare(st, "INSERT INTO meta (key, value) VALUES (?1, ?2)"
+			   " ON CONFLICT(key) DO UPDATE SET value = excluded.value", &st->meta_set)) ||
+	    (err = prepare(st, "UPDATE flows SET packets_state = ?2 WHERE id = ?1", &st->pstate)))
+		return err;
+	return 0;
+}
+
+static void finalize_all(struct st_store *st)
+{
+	sqlite3_stmt **all[] = {&st->put, &st->begin, &st->commit, &st->obs, &st->meta_set,
+				&st->pstate};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		sqlite3_finalize(*all[i]);
+		*all[i] = NULL;
+	}
+}
+
+int st_open(const char *path, const struct st_config *cfg, struct st_store **out,
+	    char *errbuf, size_t errlen)
+{
+	struct st_config defcfg;
+	int err = 0, rc;
+	if (!cfg) {
+		st_config_default(&defcfg);
+		cfg = &defcfg;
+	}
+	*out = NULL;
+	struct st_store *st = calloc(1, sizeof(*st));
+	if (!st || !path || !*path || !(st->path = strdup(path))) {
+		err = -(st && path && *path ? ENOMEM : EINVAL);
+		if (st)
+			set_err(st, err, "%s", path && *path ? "out of memory" : "no database path");
+		goto fail;
+	}
+	st->cfg = *cfg;
+	if (!st->cfg.batch)
+		st->cfg.batch = 5000;
+
+	if ((err = check_header(st)))
+		goto fail;
+
+	int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE |
+		    (cfg->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+	rc = sqlite3_open_v2(path, &st->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		if (!st->db) {
+			err = set_err(st, -ENOMEM, "%s: out of memory", path);
+			goto fail;
+		}
+		err = rc_errno(st->db, rc);
+		if (err == -EACCES || (rc & 0xff) == SQLITE_CANTOPEN)
+			set_err(st, err, "%s: cannot open database: %s (%s)", path,
+				sqlite3_errmsg(st->db), strerror(-err));
+		else
+			sql_err(st, rc, "cannot open database");
+		goto fail;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, ST_BUSY_TIMEOUT_MS);
+	/* Nothing from the database file may run code or read other files. */
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+
+	if (!cfg->readonly && sqlite3_db_readonly(st->db, "main") == 1) {
+		err = set_err(st, -EACCES, "%s: database file is read-only", path);
+		goto fail;
+	}
+	/* The first read of the file: fails here for "not a database". */
+	int64_t v;
+	if ((err = query_i64(st, "PRAGMA schema_version", &v)))
+		goto fail;
+	if (!cfg->readonly) {
+		/* auto_vacuum only takes effect before the first table exists, i.e.
+		 * on a new file; on an existing one this is a no-op. */
+		if ((err = exec(st, "PRAGMA auto_vacuum = INCREMENTAL", "auto_vacuum")))
+			goto fail;
+		sqlite3_stmt *s;
+		rc = sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+		if (rc == SQLITE_OK) {
+			rc = sqlite3_step(s);
+			const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
+			if (rc == SQLITE_ROW && mode && strcmp(mode, "wal")) {
+				set_err(st, -EIO, "%s: cannot switch to WAL mode (journal mode %s)", path, mode);
+				rc = SQLITE_ERROR;
+			}
+			sqlite3_finalize(s);
+		}
+		if (rc != SQLITE_ROW) {
+			err = st->err[0] ? -EIO : sql_err(st, rc, "set WAL mode");
+			goto fail;
+		}
+		char sql[160];
+		snprintf(sql, sizeof(sql), "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+			 " PRAGMA journal_size_limit = %d", ST_WAL_LIMIT);
+		if ((err = exec(st, sql, "pragmas")) || (err = migrate(st)))
+			goto fail;
+	} else {
+		if ((err = exec(st, "PRAGMA foreign_keys = ON", "pragmas")) ||
+		    (err = check_version_ro(st)))
+			goto fail;
+	}
+	/* Catches most truncation/corruption of our own tables at open instead of in
+	 * the middle of a batch: it walks the right edge of the flows b-tree and the
+	 * last_us index, which is where a cut-off file loses pages. */
+	if ((err = query_i64(st, "SELECT max(id) FROM flows", &v)) ||
+	    (err = query_i64(st, "SELECT max(last_us) FROM flows", &v)) ||
+	    (err = query_i64(st, "SELECT count(*) FROM observation_points", &v)))
+		goto fail;
+	rc = sqlite3_create_function(st->db, "u64text", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC |
+				     SQLITE_INNOCUOUS, NULL, fn_u64text, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		err = sql_err(st, rc, "register function");
+		goto fail;
+	}
+	if (!cfg->readonly && (err = prepare_all(st)))
+		goto fail;
+	*out = st;
+	return 0;
+fail:
+	if (errbuf && errlen)
+		snprintf(errbuf, errlen, "%s", st && st->err[0] ? st->err : strerror(-err));
+	if (st) {
+		finalize_all(st);
+		sqlite3_close_v2(st->db);
+		free(st->path);
+		free(st);
+	}
+	return err < 0 ? err : -EIO;
+}
+
+static int tx_begin(struct st_store *st)
+{
+	if (st->in_tx)
+		return 0;
+	int rc = sqlite3_step(st->begin);
+	sqlite3_reset(st->begin);
+	if (rc != SQLITE_DONE)
+		return sql_err(st, rc, "begin");
+	st->in_tx = 1;
+	st->pending = 0;
+	return 0;
+}
+
+/* After a failed step SQLite may have rolled the whole transaction back (I/O
+ * error, disk full); keep in_tx in line with what the connection says. */
+static void tx_sync(struct st_store *st)
+{
+	if (st->in_tx && sqlite3_get_autocommit(st->db)) {
+		st->in_tx = 0;
+		st->pending = 0;
+	}
+}
+
+int st_commit(struct st_store *st)
+{
+	if (!st->in_tx)
+		return 0;
+	int rc = sqlite3_step(st->commit);
+	sqlite3_reset(st->commit);
+	if (rc != SQLITE_DONE) {
+		int err = sql_err(st, rc, "commit");
+		/* A failed COMMIT (busy reader holding a lock is impossible in WAL;
+		 * this is I/O) leaves the transaction open: roll back so the handle is
+		 * usable and the rows are reported lost, not half-kept. */
+		if (!sqlite3_get_autocommit(st->db))
+			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		st->in_tx = 0;
+		st->pending = 0;
+		return err;
+	}
+	st->in_tx = 0;
+	st->pending = 0;
+	return 0;
+}
+
+static void bind_text_or_null(sqlite3_stmt *s, int i, const char *txt, size_t max)
+{
+	size_t n = strnlen(txt, max);
+	if (n)
+		sqlite3_bind_text(s, i, txt, (int)n, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static void bind_addr(sqlite3_stmt *s, int i, int family, const uint8_t *a)
+{
+	char buf[INET6_ADDRSTRLEN];
+	if ((family == 4 && inet_ntop(AF_INET, a, buf, sizeof(buf))) ||
+	    (family == 6 && inet_ntop(AF_INET6, a, buf, sizeof(buf))))
+		sqlite3_bind_text(s, i, buf, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+/* "TLS.Facebook" → master "TLS", app "Facebook"; "DNS" → both "DNS". */
+static void bind_proto_names(sqlite3_stmt *s, int i, const char *proto, size_t max)
+{
+	size_t n = strnlen(proto, max);
+	if (!n) {
+		sqlite3_bind_null(s, i);
+		sqlite3_bind_null(s, i + 1);
+		return;
+	}
+	const char *dot = memchr(proto, '.', n);
+	if (dot) {
+		sqlite3_bind_text(s, i, proto, (int)(dot - proto), SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, i + 1, dot + 1, (int)(n - (size_t)(dot - proto) - 1), SQLITE_TRANSIENT);
+	} else {
+		sqlite3_bind_text(s, i, proto, (int)n, SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, i + 1, proto, (int)n, SQLITE_TRANSIENT);
+	}
+}
+
+static void bind_risk_names(sqlite3_stmt *s, int i, uint64_t risk)
+{
+	if (!risk) {
+		sqlite3_bind_null(s, i);
+		return;
+	}
+	char buf[2048];
+	size_t off = 0;
+	buf[0] = 0;
+	for (int r = 1; r < 64 && off < sizeof(buf); r++) {
+		if (!(risk & (1ULL << r)))
+			continue;
+		const char *name = r < NDPI_MAX_RISK ? ndpi_risk2str((ndpi_risk_enum)r) : NULL;
+		int n = name ? snprintf(buf + off, sizeof(buf) - off, "%s%s", off ? "," : "", name)
+			     : snprintf(buf + off, sizeof(buf) - off, "%srisk%d", off ? "," : "", r);
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	if (off >= sizeof(buf))
+		off = sizeof(buf) - 1;
+	sqlite3_bind_text(s, i, buf, (int)off, SQLITE_TRANSIENT);
+}
+
+int st_put_flow(struct st_store *st, const struct fl_record *r)
+{
+	if (!st->put)
+		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
+	int err = tx_begin(st);
+	if (err)
+		return err;
+	sqlite3_stmt *s = st->put;
+	int i = 1;
+	sqlite3_bind_int64(s, i++, (int64_t)r->id);
+	if (r->obs_id)
+		sqlite3_bind_int64(s, i++, r->obs_id);
+	else
+		sqlite3_bind_null(s, i++);
+	sqlite3_bind_text(s, i++, r->end < sizeof(end_names) / sizeof(end_names[0]) ?
+			  end_names[r->end] : "unknown", -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, i++, r->key.family);
+	sqlite3_bind_int(s, i++, r->key.proto);
+	bind_addr(s, i++, r->key.family, r->key.src);
+	bind_addr(s, i++, r->key.family, r->key.dst);
+	sqlite3_bind_int(s, i++, r->key.sport);
+	sqlite3_bind_int(s, i++, r->key.dport);
+	sqlite3_bind_int(s, i++, r->vlan);
+	sqlite3_bind_text(s, i++, r->tunnel < sizeof(tunnel_names) / sizeof(tunnel_names[0]) ?
+			  tunnel_names[r->tunnel] : "unknown", -1, SQLITE_STATIC);
+	if (r->has_vni)
+		sqlite3_bind_int64(s, i++, r->vni);
+	else
+		sqlite3_bind_null(s, i++);
+	if (r->tunnel) {
+		sqlite3_bind_int(s, i++, r->outer.family);
+		sqlite3_bind_int(s, i++, r->outer.proto);
+		bind_addr(s, i++, r->outer.family, r->outer.src);
+		bind_addr(s, i++, r->outer.family, r->outer.dst);
+		sqlite3_bind_int(s, i++, r->outer.sport);
+		sqlite3_bind_int(s, i++, r->outer.dport);
+	} else {
+		for (int k = 0; k < 6; k++)
+			sqlite3_bind_null(s, i++);
+	}
+	sqlite3_bind_int64(s, i++, (int64_t)r->first_us);
+	sqlite3_bind_int64(s, i++, (int64_t)r->last_us);
+	sqlite3_bind_int64(s, i++, (int64_t)r->pkts[0]);
+	sqlite3_bind_int64(s, i++, (int64_t)r->pkts[1]);
+	sqlite3_bind_int64(s, i++, (int64_t)r->bytes[0]);
+	sqlite3_bind_int64(s, i++, (int64_t)r->bytes[1]);
+	sqlite3_bind_int64(s, i++, (int64_t)r->payload[0]);
+	sqlite3_bind_int64(s, i++, (int64_t)r->payload[1]);
+	sqlite3_bind_int(s, i++, r->tcp_flags[0]);
+	sqlite3_bind_int(s, i++, r->tcp_flags[1]);
+	sqlite3_bind_int64(s, i++, r->syn);
+	sqlite3_bind_int64(s, i++, r->synack);
+	sqlite3_bind_int64(s, i++, r->fin);
+	sqlite3_bind_int64(s, i++, r->rst);
+	if (r->rtt_us >= 0)
+		sqlite3_bind_int64(s, i++, r->rtt_us);
+	else
+		sqlite3_bind_null(s, i++);
+	sqlite3_bind_int64(s, i++, r->retrans[0]);
+	sqlite3_bind_int64(s, i++, r->retrans[1]);
+	sqlite3_bind_int64(s, i++, r->ooo[0]);
+	sqlite3_bind_int64(s, i++, r->ooo[1]);
+	sqlite3_bind_int64(s, i++, r->frags);
+	bind_text_or_null(s, i++, r->community_id, sizeof(r->community_id));
+	sqlite3_bind_int(s, i++, r->master_proto);
+	sqlite3_bind_int(s, i++, r->app_proto);
+	bind_text_or_null(s, i++, r->proto, sizeof(r->proto));
+	bind_proto_names(s, i, r->proto, sizeof(r->proto));
+	i += 2;
+	bind_text_or_null(s, i++, r->category, sizeof(r->category));
+	sqlite3_bind_int64(s, i++, (int64_t)r->risk);
+	bind_risk_names(s, i++, r->risk);
+	bind_text_or_null(s, i++, r->host, sizeof(r->host));
+	bind_text_or_null(s, i++, r->url, sizeof(r->url));
+	if (r->http_status)
+		sqlite3_bind_int(s, i++, r->http_status);
+	else
+		sqlite3_bind_null(s, i++);
+	if (r->dns_rcode != 0xff)
+		sqlite3_bind_int(s, i++, r->dns_rcode);
+	else
+		sqlite3_bind_null(s, i++);
+	bind_text_or_null(s, i++, r->ja3c, sizeof(r->ja3c));
+	bind_text_or_null(s, i++, r->ja3s, sizeof(r->ja3s));
+	sqlite3_bind_int(s, i++, r->dpi_done);
+	if (i - 1 != N_FLOW_COLS) {
+		/* A programming error (column list and binds out of step): loud, not
+		 * silently shifted data. */
+		sqlite3_reset(s);
+		return set_err(st, -EFAULT, "internal: bound %d of %d flow columns", i - 1, N_FLOW_COLS);
+	}
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+			err = set_err(st, -EINVAL, "%s: flow %" PRIu64 ": unknown observation point %u "
+				      "(ids come from st_obs_point)", st->path, r->id, r->obs_id);
+		else
+			err = sql_err(st, rc, "insert flow");
+		tx_sync(st);
+		return err;
+	}
+	if (++st->pending >= st->cfg.batch)
+		return st_commit(st);
+	return 0;
+}
+
+int st_obs_point(struct st_store *st, const char *iface, const char *direction,
+		 const char *pod, int linktype, uint32_t *id)
+{
+	if (!st->obs)
+		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
+	if (!iface || !*iface || !direction || !*direction)
+		return set_err(st, -EINVAL, "observation point needs an interface and a direction");
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	sqlite3_stmt *s = st->obs;
+	sqlite3_bind_text(s, 1, iface, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, direction, -1, SQLITE_TRANSIENT);
+	if (pod && *pod)
+		sqlite3_bind_text(s, 3, pod, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, 3);
+	sqlite3_bind_int(s, 4, linktype);
+	sqlite3_bind_int64(s, 5, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+	int rc = sqlite3_step(s);
+	int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	if (rc == SQLITE_ROW)
+		rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		int err = sql_err(st, rc, "observation point");
+		tx_sync(st);
+		return err;
+	}
+	if (v <= 0 || v > UINT32_MAX)
+		return set_err(st, -ERANGE, "%s: observation point id %lld out of range", st->path,
+			       (long long)v);
+	*id = (uint32_t)v;
+	return 0;
+}
+
+int st_meta_set(struct st_store *st, const char *key, const char *value)
+{
+	if (!st->meta_set)
+		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
+	sqlite3_stmt *s = st->meta_set;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, value, -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		int err = sql_err(st, rc, "meta");
+		tx_sync(st);
+		return err;
+	}
+	return 0;
+}
+
+int st_meta_get(struct st_store *st, const char *key, char *buf, size_t len)
+{
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key = ?1", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return sql_err(st, rc, "meta");
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+	int err;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(s, 0);
+		size_t n = v ? strlen(v) : 0;
+		err = n < len ? 0 : set_err(st, -ENOSPC, "meta %s: value longer than buffer", key);
+		if (len)
+			snprintf(buf, len, "%s", v ? v : "");
+	} else if (rc == SQLITE_DONE) {
+		err = set_err(st, -ENOENT, "meta %s: not set", key);
+	} else {
+		err = sql_err(st, rc, "meta");
+	}
+	sqlite3_finalize(s);
+	return err;
+}
+
+int st_set_packets_state(struct st_store *st, uint64_t flow_id, const char *state)
+{
+	if (!st->pstate)
+		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
+	int err = tx_begin(st);
+	if (err)
+		return err;
+	sqlite3_stmt *s = st->pstate;
+	sqlite3_bind_int64(s, 1, (int64_t)flow_id);
+	sqlite3_bind_text(s, 2, state, -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		err = sql_err(st, rc, "packets_state");
+		tx_sync(st);
+		return err;
+	}
+	if (!sqlite3_changes(st->db))
+		return set_err(st, -ENOENT, "flow %" PRIu64 " not stored", flow_id);
+	return 0;
+}
+
+int st_max_flow_id(struct st_store *st, uint64_t *out)
+{
+	/* Ids at or above 2^63 are stored negative; they are the larger ones. */
+	int64_t neg, pos;
+	int err;
+	if ((err = query_i64(st, "SELECT coalesce(max(id), 0) FROM flows WHERE id < 0", &neg)) ||
+	    (err = query_i64(st, "SELECT coalesce(max(id), 0) FROM flows WHERE id >= 0", &pos)))
+		return err;
+	*out = neg ? (uint64_t)neg : (uint64_t)pos;
+	return 0;
+}
+
+int st_count_flows(struct st_store *st, uint64_t *out)
+{
+	int64_t n;
+	int err = query_i64(st, "SELECT count(*) FROM flows", &n);
+	if (!err)
+		*out = (uint64_t)n;
+	return err;
+}
+
+/* ---- retention ---- */
+
+static int db_bytes(struct st_store *st, uint64_t *out)
+{
+	int64_t pages, psize;
+	int err;
+	if ((err = query_i64(st, "PRAGMA page_count", &pages)) ||
+	    (err = query_i64(st, "PRAGMA page_size", &psize)))
+		return err;
+	uint64_t total = (uint64_t)pages * (uint64_t)psize;
+	char wal[PATH_MAX];
+	struct stat sb;
+	if (snprintf(wal, sizeof(wal), "%s-wal", st->path) < (int)sizeof(wal) && stat(wal, &sb) == 0)
+		total += (uint64_t)sb.st_size;
+	*out = total;
+	return 0;
+}
+
+/* Deletes up to n oldest flows (by last_us), or those older than before_us when
+ * before_us != 0, in one transaction.  Returns rows deleted or -errno. */
+static int64_t delete_chunk(struct st_store *st, int64_t n, uint64_t before_us)
+{
+	sqlite3_stmt *s;
+	const char *sql = before_us ?
+		"DELETE FROM flows WHERE id IN (SELECT id FROM flows WHERE last_us < ?2 "
+		"ORDER BY last_us LIMIT ?1)" :
+		"DELETE FROM flows WHERE id IN (SELECT id FROM flows ORDER BY last_us LIMIT ?1)";
+	int err = tx_begin(st);
+	if (err)
+		return err;
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK) {
+		err = sql_err(st, rc, "retention");
+		goto rollback;
+	}
+	sqlite3_bind_int64(s, 1, n);
+	if (before_us)
+		sqlite3_bind_int64(s, 2, (int64_t)before_us);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		err = sql_err(st, rc, "retention delete");
+		goto rollback;
+	}
+	int64_t deleted = sqlite3_changes64(st->db);
+	if ((err = st_commit(st)))
+		return err;
+	return deleted;
+rollback:
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	st->in_tx = 0;
+	st->pending = 0;
+	return err;
+}
+
+/* Gives freed pages back to the file system: incremental vacuum moves them to
+ * the end and truncates (in the WAL), the TRUNCATE checkpoint writes that into
+ * the main file and empties the WAL.  A reader holding an old snapshot can stop
+ * the checkpoint; that is not an error, the next round retries. */
+static int shrink(struct st_store *st)
+{
+	int err = exec(st, "PRAGMA incremental_vacuum", "incremental vacuum");
+	if (err)
+		return err;
+	int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
+		return sql_err(st, rc, "checkpoint");
+	return 0;
+}
+
+int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
+{
+	uint64_t total = 0;
+	int err = 0;
+	if (deleted)
+		*deleted = 0;
+	if (!st->put)
+		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
+	if ((err = st_commit(st)))
+		return err;
+	if (st->cfg.retain_age_s && now_s > st->cfg.retain_age_s) {
+		uint64_t before = (now_s - st->cfg.retain_age_s) * 1000000ULL;
+		for (;;) {
+			int64_t n = delete_chunk(st, ST_AGE_CHUNK, before);
+			if (n < 0) {
+				err = (int)n;
+				goto out;
+			}
+			total += (uint64_t)n;
+			if (n < ST_AGE_CHUNK)
+				break;
+		}
+		if (total && (err = shrink(st)))
+			goto out;
+	}
+	if (st->cfg.retain_bytes) {
+		for (int round = 0; round < ST_RETAIN_ROUNDS; round++) {
+			uint64_t size, rows;
+			if ((err = db_bytes(st, &size)))
+				goto out;
+			if (size <= st->cfg.retain_bytes)
+				break;
+			if ((err = st_count_flows(st, &rows)))
+				goto out;
+			if (!rows) {
+				/* Empty schema + WAL already over the cap: nothing of ours to drop. */
+				shrink(st);
+				break;
+			}
+			/* Aim a little under the cap (90%) so the next batches do not
+			 * trigger a delete each, and estimate rows from the average size.
+			 * The estimate errs low (index pages do not free in proportion), the
+			 * loop corrects it. */
+			uint64_t target = st->cfg.retain_bytes / 10 * 9;
+			uint64_t excess = size - target;
+			uint64_t per_row = size / rows ? size / rows : 1;
+			uint64_t n = excess / per_row + 1;
+			if (n < 64)
+				n = 64;
+			if (n > rows)
+				n = rows;
+			int64_t got = delete_chunk(st, (int64_t)n, 0);
+			if (got < 0) {
+				err = (int)got;
+				goto out;
+			}
+			total += (uint64_t)got;
+			if ((err = shrink(st)))
+				goto out;
+		}
+	}
+out:
+	if (deleted)
+		*deleted = total;
+	return err;
+}
+
+/* ---- queries ---- */
+
+/* Columns of JSON and CSV output, in order.  Times stay in microseconds (exact);
+ * the table format is the one for humans. */
+static const char *const out_cols[] = {
+	"id", "obs_id", "pod", "end_reason", "family", "ip_proto", "src", "sport", "dst", "dport",
+	"vlan", "tunnel", "vni", "outer_src", "outer_sport", "outer_dst", "outer_dport",
+	"first_us", "last_us", "c2s_pkts", "s2c_pkts", "c2s_bytes", "s2c_bytes", "c2s_payload",
+	"s2c_payload", "c2s_tcp_flags", "s2c_tcp_flags", "syn", "synack", "fin", "rst", "rtt_us",
+	"c2s_retrans", "s2c_retrans", "c2s_ooo", "s2c_ooo", "frags", "community_id",
+	"master_id", "app_id", "proto_name", "master_name", "app_name", "category", "risk",
+	"risk_names", "host", "url", "http_status", "dns_rcode", "ja3c", "ja3s", "dpi_done",
+	"packets_state",
+};
+#define N_OUT_COLS ((int)(sizeof(out_cols) / sizeof(out_cols[0])))
+
+static const char *l4_name(int proto, char *buf, size_t len)
+{
+	switch (proto) {
+	case 1: return "ICMP";
+	case 6: return "TCP";
+	case 17: return "UDP";
+	case 58: return "ICMPv6";
+	case 132: return "SCTP";
+	default: snprintf(buf, len, "%d", proto); return buf;
+	}
+}
+
+static void csv_field(FILE *out, const char *v)
+{
+	if (!strpbrk(v, ",\"\r\n")) {
+		fputs(v, out);
+		return;
+	}
+	fputc('"', out);
+	for (; *v; v++) {
+		if (*v == '"')
+			fputc('"', out);
+		fputc(*v, out);
+	}
+	fputc('"', out);
+}
+
+struct table_row {
+	char *col[8];
+};
+
+static const char *const table_head[8] = {"TIME (UTC)", "L4", "CLIENT -> SERVER", "APP", "HOST",
+					  "PKTS", "BYTES", "RTT"};
+
+static void table_print(FILE *out, struct table_row *rows, size_t n, int *w)
+{
+	for (size_t r = 0; r < n; r++) {
+		for (int c = 0; c < 8; c++) {
+			/* Numbers right-aligned, text left-aligned; no trailing blanks. */
+			int right = c >= 5;
+			if (c == 7)
+				fprintf(out, "%*s\n", w[c], rows[r].col[c]);
+			else
+				fprintf(out, right ? "%*s  " : "%-*s  ", w[c], rows[r].col[c]);
+		}
+	}
+}
+
+static void fmt_endpoint(char *buf, size_t len, const char *addr, int port, int family, int proto)
+{
+	int has_port = proto == 6 || proto == 17 || proto == 132;
+	if (!addr)
+		addr = "?";
+	if (!has_port)
+		snprintf(buf, len, "%s", addr);
+	else if (family == 6)
+		snprintf(buf, len, "[%s]:%d", addr, port);
+	else
+		snprintf(buf, len, "%s:%d", addr, port);
+}
+
+static int emit_table_row(sqlite3_stmt *s, struct table_row *row)
+{
+	char tbuf[64], l4buf[16], a[80], b[80], ep[200], pk[32], by[32], rtt[32];
+	int64_t last = sqlite3_column_int64(s, 0);
+	time_t secs = (time_t)(last / 1000000);
+	struct tm tm;
+	if (gmtime_r(&secs, &tm))
+		snprintf(tbuf, sizeof(tbuf), "%04d-%02d-%02d %02d:%02d:%02d.%03d", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (int)(last % 1000000 / 1000));
+	else
+		snprintf(tbuf, sizeof(tbuf), "%lld", (long long)last);
+	int proto = sqlite3_column_int(s, 1), family = sqlite3_column_int(s, 2);
+	fmt_endpoint(a, sizeof(a), (const char *)sqlite3_column_text(s, 3), sqlite3_column_int(s, 4),
+		     family, proto);
+	fmt_endpoint(b, sizeof(b), (const char *)sqlite3_column_text(s, 5), sqlite3_column_int(s, 6),
+		     family, proto);
+	snprintf(ep, sizeof(ep), "%s -> %s", a, b);
+	const char *app = (const char *)sqlite3_column_text(s, 7);
+	const char *host = (const char *)sqlite3_column_text(s, 8);
+	snprintf(pk, sizeof(pk), "%lld", (long long)sqlite3_column_int64(s, 9));
+	snprintf(by, sizeof(by), "%lld", (long long)sqlite3_column_int64(s, 10));
+	if (sqlite3_column_type(s, 11) == SQLITE_NULL)
+		snprintf(rtt, sizeof(rtt), "-");
+	else
+		snprintf(rtt, sizeof(rtt), "%.3fms", (double)sqlite3_column_int64(s, 11) / 1000.0);
+	char hostbuf[48];
+	/* Long host names would push every other column off the screen. */
+	snprintf(hostbuf, sizeof(hostbuf), "%s", host ? host : "-");
+	if (host && strlen(host) >= sizeof(hostbuf))
+		memcpy(hostbuf + sizeof(hostbuf) - 4, "...", 4);
+	const char *v[8] = {tbuf, l4_name(proto, l4buf, sizeof(l4buf)), ep, app ? app : "-",
+			    hostbuf, pk, by, rtt};
+	for (int c = 0; c < 8; c++)
+		if (!(row->col[c] = strdup(v[c])))
+			return -ENOMEM;
+	return 0;
+}
+
+#define TABLE_WIDTH_ROWS 1000 /* rows measured for column widths before streaming */
+
+int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format fmt, FILE *out)
+{
+	char sql[4096];
+	size_t off = 0;
+	char ipbuf[INET6_ADDRSTRLEN];
+	const char *ip = NULL;
+	int err = 0;
+
+	if (q->ip && *q->ip) {
+		/* Normalise so "::FFFF:a.b.c.d" or upper-case hex match what we stored. */
+		uint8_t a[16];
+		if (inet_pton(AF_INET, q->ip, a) == 1)
+			ip = inet_ntop(AF_INET, a, ipbuf, sizeof(ipbuf));
+		else if (inet_pton(AF_INET6, q->ip, a) == 1)
+			ip = inet_ntop(AF_INET6, a, ipbuf, sizeof(ipbuf));
+		if (!ip)
+			return set_err(st, -EINVAL, "'%s' is not an IP address", q->ip);
+	}
+	if (q->port > 65535)
+		return set_err(st, -EINVAL, "port %d out of range", q->port);
+
+	off += snprintf(sql + off, sizeof(sql) - off, "SELECT ");
+	if (fmt == ST_FMT_TABLE) {
+		off += snprintf(sql + off, sizeof(sql) - off,
+				"last_us, ip_proto, family, src, sport, dst, dport, proto_name, host,"
+				" c2s_pkts + s2c_pkts, c2s_bytes + s2c_bytes, rtt_us");
+	} else if (fmt == ST_FMT_JSON) {
+		off += snprintf(sql + off, sizeof(sql) - off, "json_object(");
+		for (int i = 0; i < N_OUT_COLS; i++)
+			off += snprintf(sql + off, sizeof(sql) - off, "%s'%s',%s%s%s", i ? "," : "",
+					out_cols[i], i == 0 ? "u64text(" : "", out_cols[i],
+					i == 0 ? ")" : "");
+		off += snprintf(sql + off, sizeof(sql) - off, ")");
+	} else if (fmt == ST_FMT_CSV) {
+		for (int i = 0; i < N_OUT_COLS; i++)
+			off += snprintf(sql + off, sizeof(sql) - off, "%s%s%s%s", i ? "," : "",
+					i == 0 ? "u64text(" : "", out_cols[i], i == 0 ? ")" : "");
+	} else {
+		return set_err(st, -EINVAL, "unknown output format %d", (int)fmt);
+	}
+	/* Only constant fragments are appended; every value is a bound parameter. */
+	off += snprintf(sql + off, sizeof(sql) - off, " FROM flows WHERE last_us >= ?1");
+	if (q->app && *q->app)
+		off += snprintf(sql + off, sizeof(sql) - off,
+				" AND (master_name = ?2 COLLATE NOCASE OR app_name = ?2 COLLATE NOCASE"
+				" OR proto_name = ?2 COLLATE NOCASE)");
+	if (ip)
+		off += snprintf(sql + off, sizeof(sql) - off,
+				" AND (src = ?3 OR dst = ?3 OR outer_src = ?3 OR outer_dst = ?3)");
+	if (q->port >= 0)
+		off += snprintf(sql + off, sizeof(sql) - off, " AND (sport = ?4 OR dport = ?4)");
+	off += snprintf(sql + off, sizeof(sql) - off, " ORDER BY last_us DESC, id DESC LIMIT ?5");
+	if (off >= sizeof(sql))
+		return set_err(st, -E2BIG, "query too long");
+
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return sql_err(st, rc, "query");
+	sqlite3_bind_int64(s, 1, q->since_us > INT64_MAX ? INT64_MAX : (int64_t)q->since_us);
+	if (q->app && *q->app)
+		sqlite3_bind_text(s, 2, q->app, -1, SQLITE_TRANSIENT);
+	if (ip)
+		sqlite3_bind_text(s, 3, ip, -1, SQLITE_TRANSIENT);
+	if (q->port >= 0)
+		sqlite3_bind_int(s, 4, q->port);
+	sqlite3_bind_int64(s, 5, q->limit < 0 ? -1 : q->limit);
+
+	struct table_row *rows = NULL;
+	size_t nrows = 0;
+	int w[8];
+	int widths_fixed = 0;
+	int count = 0;
+	if (fmt == ST_FMT_TABLE) {
+		rows = calloc(TABLE_WIDTH_ROWS, sizeof(*rows));
+		if (!rows) {
+			err = set_err(st, -ENOMEM, "out of memory");
+			goto done;
+		}
+		for (int c = 0; c < 8; c++)
+			w[c] = (int)strlen(table_head[c]);
+	} else if (fmt == ST_FMT_JSON) {
+		fputs("[", out);
+	} else {
+		for (int i = 0; i < N_OUT_COLS; i++)
+			fprintf(out, "%s%s", i ? "," : "", out_cols[i]);
+		fputs("\n", out);
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (count == INT_MAX)
+			break;
+		count++;
+		if (fmt == ST_FMT_JSON) {
+			const char *obj = (const char *)sqlite3_column_text(s, 0);
+			fprintf(out, "%s\n%s", count > 1 ? "," : "", obj ? obj : "null");
+		} else if (fmt == ST_FMT_CSV) {
+			for (int i = 0; i < N_OUT_COLS; i++) {
+				if (i)
+					fputc(',', out);
+				const char *v = (const char *)sqlite3_column_text(s, i);
+				if (v)
+					csv_field(out, v);
+			}
+			fputc('\n', out);
+		} else {
+			struct table_row row;
+			memset(&row, 0, sizeof(row));
+			if ((err = emit_table_row(s, &row))) {
+				for (int c = 0; c < 8; c++)
+					free(row.col[c]);
+				set_err(st, err, "out of memory");
+				goto done;
+			}
+			if (widths_fixed) {
+				table_print(out, &row, 1, w);
+				for (int c = 0; c < 8; c++)
+					free(row.col[c]);
+				continue;
+			}
+			rows[nrows++] = row;
+			for (int c = 0; c < 8; c++) {
+				int l = (int)strlen(row.col[c]);
+				if (l > w[c])
+					w[c] = l;
+			}
+			if (nrows == TABLE_WIDTH_ROWS) {
+				struct table_row head;
+				memcpy(head.col, table_head, sizeof(head.col));
+				table_print(out, &head, 1, w);
+				table_print(out, rows, nrows, w);
+				widths_fixed = 1;
+			}
+		}
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		err = sql_err(st, rc, "query");
+		goto done;
+	}
+	if (fmt == ST_FMT_JSON) {
+		fputs(count ? "\n]\n" : "]\n", out);
+	} else if (fmt == ST_FMT_TABLE && !widths_fixed) {
+		struct table_row head;
+		memcpy(head.col, table_head, sizeof(head.col));
+		table_print(out, &head, 1, w);
+		table_print(out, rows, nrows, w);
+	}
+	if (fflush(out) == EOF || ferror(out))
+		err = set_err(st, -EIO, "writing output: %s", strerror(errno));
+done:
+	if (rows) {
+		for (size_t r = 0; r < nrows; r++)
+			for (int c = 0; c < 8; c++)
+				free(rows[r].col[c]);
+		free(rows);
+	}
+	sqlite3_finalize(s);
+	return err ? err : count;
+}
+
+int st_close(struct st_store *st)
+{
+	if (!st)
+		return 0;
+	int err = 0;
+	if (st->db && st->put) {
+		err = st_commit(st);
+		/* Keeps planner statistics current for the query side; cheap when
+		 * nothing changed much. */
+		sqlite3_exec(st->db, "PRAGMA optimize", NULL, NULL, NULL);
+	}
+	finalize_all(st);
+	sqlite3_close_v2(st->db);
+	free(st->path);
+	free(st);
+	return err;
+}

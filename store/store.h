@@ -10,6 +10,19 @@
  * multi-thread mode.  The handle owns its sqlite3 connection and statements.
  * Errors: functions return 0 or a negative errno; st_errmsg() gives the last
  * message (SQLite's text or ours) and stays valid until the next call.
+ *
+ * Schema (version ST_SCHEMA_VERSION; docs/store.md has the column list):
+ *   flows(id, obs_id, pod, end_reason, family, ip_proto, src, dst, sport, dport,
+ *         vlan, tunnel, vni, outer_* (NULL when not tunnelled), first_us, last_us,
+ *         {c2s,s2c}_{pkts,bytes,payload,tcp_flags,retrans,ooo}, syn, synack, fin,
+ *         rst, frags, rtt_us (NULL = not seen), community_id, master_id, app_id,
+ *         proto_name, master_name, app_name, category, risk, risk_names, host, url,
+ *         http_status, dns_rcode, ja3c, ja3s, dpi_done, packets_state)
+ *   observation_points(id, iface, direction, pod, linktype, first_seen_us)
+ *   meta(key, value)
+ * Flow ids are uint64 in the API and stored as the same 64-bit pattern in SQLite's
+ * signed INTEGER; JSON output gives them as decimal strings (JavaScript numbers
+ * cannot hold 64 bits).
  */
 #ifndef PODCAP_STORE_H
 #define PODCAP_STORE_H
@@ -18,7 +31,10 @@
 #include <stdio.h>
 #include "flow.h"
 
+#define ST_SCHEMA_VERSION 1
+
 struct st_store;
+struct sqlite3;
 
 struct st_config {
 	uint32_t batch;               /* rows per transaction (default 5000) */
@@ -29,22 +45,34 @@ struct st_config {
 void st_config_default(struct st_config *cfg);
 
 /* Opens or creates the database at path.  On failure returns -errno and, when
- * errbuf is given, a message in it (read-only path, not a database, newer schema). */
+ * errbuf is given, a message in it (read-only path, not a database, newer schema).
+ *   -EACCES/-EROFS  cannot write the file or its directory (WAL needs both)
+ *   -ENOENT         readonly open of a missing file
+ *   -EBADMSG        not a database / corrupt or truncated database
+ *   -ENOTSUP        schema newer than this binary, or not a podcap database
+ * A readonly open never migrates: it refuses an older schema with -ENOTSUP. */
 int st_open(const char *path, const struct st_config *cfg, struct st_store **out,
 	    char *errbuf, size_t errlen);
-/* Commits what is pending and closes. */
+/* Commits what is pending and closes.  Returns the commit's error, if any; the
+ * handle is freed in every case. */
 int st_close(struct st_store *st);
 const char *st_errmsg(const struct st_store *st);
 
 /* An observation point: where packets were seen.  Returns its id in *id, creating
- * the row on first use.  pod may be NULL. */
+ * the row on first use.  pod may be NULL.  Ids start at 1; a flow record with
+ * obs_id 0 is stored with obs_id NULL ("unknown"), any other obs_id must come from
+ * this function (foreign key), else st_put_flow returns -EINVAL. */
 int st_obs_point(struct st_store *st, const char *iface, const char *direction,
 		 const char *pod, int linktype, uint32_t *id);
 
 int st_put_flow(struct st_store *st, const struct fl_record *rec);
 int st_commit(struct st_store *st);
 
-/* Applies retention now; *deleted gets the number of flow rows removed. */
+/* Applies retention now; *deleted gets the number of flow rows removed.  Commits
+ * the open batch first.  By age: flows whose last_us is older than now -
+ * retain_age_s.  By size: while the main file + WAL exceed retain_bytes, the oldest
+ * flows (by last_us) are deleted in chunks and the freed pages returned to the OS
+ * (incremental vacuum + WAL truncate).  Call it every few seconds from the writer. */
 int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted);
 
 /* Simple filters for `podcap flows`; the full filter language lives in query/. */
@@ -58,5 +86,28 @@ struct st_query {
 enum st_format { ST_FMT_TABLE, ST_FMT_JSON, ST_FMT_CSV };
 /* Writes matching flows, newest first, to out.  Returns number of rows or -errno. */
 int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format fmt, FILE *out);
+
+/* --- extensions --- */
+
+/* meta table (e.g. "packet_store_dir").  st_meta_get returns -ENOENT when the key
+ * is absent, -ENOSPC when buf is too small (value truncated, NUL-terminated). */
+int st_meta_set(struct st_store *st, const char *key, const char *value);
+int st_meta_get(struct st_store *st, const char *key, char *buf, size_t len);
+
+/* Sets flows.packets_state ("none", "stored", "expired") of one flow; part of the
+ * open batch.  Returns -ENOENT when the flow is not (yet) in the database. */
+int st_set_packets_state(struct st_store *st, uint64_t flow_id, const char *state);
+
+/* Largest flow id stored (as uint64), 0 when empty.  Flow ids restart with each
+ * process run; a writer that appends to an existing database must start above
+ * this to avoid overwriting older flows. */
+int st_max_flow_id(struct st_store *st, uint64_t *out);
+
+/* Number of flow rows. */
+int st_count_flows(struct st_store *st, uint64_t *out);
+
+/* The connection, for read-only SQL built elsewhere (query/).  Owned by the
+ * handle; do not close it, and only use it from the handle's thread. */
+struct sqlite3 *st_sqlite(struct st_store *st);
 
 #endif
