@@ -31,9 +31,14 @@ struct fl_config {
 	uint64_t idle_timeout_us;   /* flow ends after this long without packets (default 120 s; TCP after FIN/RST: 10 s) */
 	uint64_t active_timeout_us; /* periodic record of a live flow every so often (default 60 s) */
 	uint32_t max_flows;         /* memory cap: oldest-idle flow evicted beyond it (default 262144) */
-	uint32_t dpi_packets;       /* packet budget for nDPI before giving up (default 32) */
+	uint32_t dpi_packets;       /* nDPI gives up on a TCP (or other non-UDP) flow after this many
+	                             * packets (default 80, as ndpiReader) */
 	uint8_t shard;              /* high bits of flow ids (0..255) */
 	uint8_t dpi;                /* 1 = classify with nDPI (default 1) */
+	/* Extensions (after the original fields so existing initialisers stay valid). */
+	uint32_t dpi_packets_udp;   /* same for UDP flows (default 24, as ndpiReader) */
+	uint64_t tcp_closed_timeout_us; /* idle timeout after FIN both ways or RST (default 10 s,
+	                                 * never longer than idle_timeout_us) */
 };
 void fl_config_default(struct fl_config *cfg);
 
