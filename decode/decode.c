@@ -231,6 +231,13 @@ static int walk_link(struct walk *w, int linktype, struct region *rg, enum next 
 		}
 		return DC_NOT_IP;
 	}
+	case DC_LINK_C_HDLC: {
+		if (!fits(rg->off, 4, rg->end))
+			return DC_R_TRUNC_LINK;
+		uint16_t proto = rd_be16(w, rg->off + 2);
+		rg->off += 4;
+		return walk_ethertype(w, proto, rg, 1, next);
+	}
 	case DC_LINK_LINUX_SLL: {
 		/* type(2) arphrd(2) addrlen(2) addr(8) protocol(2) */
 		if (!fits(rg->off, 16, rg->end))
@@ -343,9 +350,71 @@ static inline int walk_geneve(struct walk *w, struct region *rg, enum next *next
 	return DC_OK;
 }
 
+/* A PPP frame inside a tunnel: optional FF 03 address/control, then a protocol of
+ * one byte (protocol field compression: an odd first byte) or two. */
+static inline int walk_ppp_inner(struct walk *w, struct region *rg, enum next *next)
+{
+	if (!fits(rg->off, 1, rg->end))
+		return DC_R_TRUNC_GRE;
+	if (rd_u8(w, rg->off) == 0xff) {
+		if (!fits(rg->off, 2, rg->end))
+			return DC_R_TRUNC_GRE;
+		rg->off += 2;
+	}
+	if (!fits(rg->off, 1, rg->end))
+		return DC_R_TRUNC_GRE;
+	uint16_t proto = rd_u8(w, rg->off);
+	if (proto & 1) {
+		rg->off += 1;
+	} else {
+		if (!fits(rg->off, 2, rg->end))
+			return DC_R_TRUNC_GRE;
+		proto = rd_be16(w, rg->off);
+		rg->off += 2;
+	}
+	if (proto == 0x0021)
+		*next = N_IP4;
+	else if (proto == 0x0057)
+		*next = N_IP6;
+	else
+		return DC_NOT_IP;
+	return DC_OK;
+}
+
+/* PPTP's enhanced GRE (RFC 2637): version 1, key always present (payload length +
+ * call id), optional sequence and acknowledgment numbers, PPP inside.  A packet
+ * with only an acknowledgment carries no payload. */
+static inline int walk_pptp_gre(struct walk *w, struct region *rg, uint16_t flags,
+				uint16_t proto, enum next *next)
+{
+	if (proto != 0x880B || !(flags & 0x2000))
+		return DC_OK; /* not PPTP: left as a plain GRE packet */
+	uint32_t hlen = 8 + ((flags & 0x1000) ? 4 : 0) + ((flags & 0x0080) ? 4 : 0);
+	if (!fits(rg->off, hlen, rg->end))
+		return DC_R_TRUNC_GRE;
+	uint16_t call_id = rd_be16(w, rg->off + 6);
+	uint16_t plen = rd_be16(w, rg->off + 4);
+	if (plen == 0)
+		return DC_OK;
+	struct region in = { rg->off + hlen, rg->end, rg->wire_end };
+	enum next n = N_DONE;
+	/* The PPP frame is checked before counting the tunnel: LCP/CCP control frames
+	 * are PPTP's own traffic, not a tunnelled packet. */
+	int r = walk_ppp_inner(w, &in, &n);
+	if (r == DC_NOT_IP)
+		return DC_OK;
+	if (r)
+		return r;
+	r = enter_tunnel(w, DC_TUN_GRE, 1, call_id);
+	if (r)
+		return r;
+	*rg = in;
+	*next = n;
+	return DC_OK;
+}
+
 /* GRE (RFC 2784/2890): C R K S flags, version 0, protocol; optional checksum+reserved,
- * key, sequence number.  Version 1 is PPTP's enhanced GRE (RFC 2637), which carries
- * PPP we do not decode: the packet stays an undecapsulated GRE packet. */
+ * key, sequence number.  Version 1 is PPTP's enhanced GRE, handled above. */
 static inline int walk_gre(struct walk *w, struct region *rg, enum next *next)
 {
 	if (!fits(rg->off, 4, rg->end))
@@ -354,7 +423,7 @@ static inline int walk_gre(struct walk *w, struct region *rg, enum next *next)
 	uint16_t proto = rd_be16(w, rg->off + 2);
 	unsigned ver = flags & 7;
 	if (ver == 1)
-		return DC_OK;
+		return walk_pptp_gre(w, rg, flags, proto, next);
 	if (ver != 0)
 		return DC_R_GRE_VERSION;
 	/* The R bit (RFC 1701 source routing) brings a variable SRE list: not decoded. */

@@ -18,8 +18,9 @@
  * Tunnel details:
  *  - a tunnel whose header is well formed but whose inner frame carries no IP (ARP
  *    inside VXLAN) gives DC_NOT_IP with tunnel/vni and outer == inner == the carrier;
- *  - GRE version 1 (PPTP), GRE with the routing bit, and GRE/Geneve payloads other
- *    than IP / Ethernet / ERSPAN are not opened: the packet is a plain GRE/UDP packet;
+ *  - GRE version 1 is PPTP (PPP inside; the call id is the vni); GRE with the
+ *    routing bit and GRE/Geneve payloads other than IP / Ethernet / ERSPAN / PPP-IP
+ *    are not opened: the packet is a plain GRE/UDP packet;
  *  - fragmented carriers are not opened (the inner packet is incomplete);
  *  - vni is the outermost tunnel identifier present (VXLAN/Geneve VNI, GRE key,
  *    ERSPAN session id).
@@ -38,6 +39,7 @@ enum dc_linktype {
 	DC_LINK_PPP = 9,
 	DC_LINK_RAW_DLT = 12,   /* DLT_RAW on Linux */
 	DC_LINK_RAW = 101,      /* LINKTYPE_RAW */
+	DC_LINK_C_HDLC = 104,   /* Cisco HDLC: address, control, ethertype */
 	DC_LINK_LOOP = 108,     /* OpenBSD loopback: AF_ in network byte order */
 	DC_LINK_LINUX_SLL = 113,
 	DC_LINK_IPV4 = 228,
