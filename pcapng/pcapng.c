@@ -266,7 +266,7 @@ int pn_add_interface(struct pn_writer *w, int linktype, uint32_t snaplen,
 		size_t nlen, dlen;
 		size_t nopt = str_opt_len(name, PN_MAX_OPT_STR, &nlen);
 		size_t dopt = str_opt_len(description, PN_MAX_OPT_STR, &dlen);
-		size_t len = 20 + nopt + dopt + 8 /* if_tsresol */ + 4 /* end */ + 4;
+		size_t len = 20 + nopt + dopt + 8 /* if_tsresol */ + 4 /* end */;
 		uint8_t *p = reserve(w, len), *q;
 		if (!p)
 			return w->err;
