@@ -1,1 +1,1376 @@
-/* being written */
+/* segments — rolling pcapng packet segments with a per-flow index in SQLite.
+ * See segments.h for the contract; this comment explains the moving parts.
+ *
+ * Write path (one thread): seg_put() hands the packet to the open segment's
+ * pn_writer (a 1 MiB buffer, so the disk sees large sequential writes) and appends
+ * the varint delta of its block offset to the flow's pending bytes in an in-memory
+ * hash of the flows seen in this segment.  Every batch_packets packets the writer is
+ * flushed and, in one transaction, each flow with pending bytes gets its
+ * (flow, segment) row created or extended (blob concatenation).  A flow's deltas in
+ * one segment form a single chain across batches because the hash keeps the last
+ * offset of each flow until the segment is closed.
+ *
+ * Read path (export): rows → offsets → pread of the 28-byte EPB header of each
+ * packet (validated: type, lengths, interface) to get its time → sort by time →
+ * pread of each whole block → pn_write_packet.  Nothing read from the index or the
+ * segment files is trusted.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "pcapng.h"
+#include "segments.h"
+
+#define SEG_SCHEMA_VERSION 1
+#define SEG_WRITE_BUF (1u << 20)
+#define SEG_MIN_SEGMENT (64u * 1024u)
+#define SEG_MAX_IFACES 4096u
+#define SEG_VARINT_MAX 10
+
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+	/* state: 'open' (being written), 'closed', 'deleted' (file removed by retention) */
+	"CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY, session INTEGER NOT NULL,"
+	" file TEXT NOT NULL, first_us INTEGER, last_us INTEGER, bytes INTEGER NOT NULL DEFAULT 0,"
+	" packets INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL);"
+	/* idx is the pcapng interface id inside every segment of that session */
+	"CREATE TABLE IF NOT EXISTS interfaces(session INTEGER NOT NULL, idx INTEGER NOT NULL,"
+	" obs_id INTEGER NOT NULL, linktype INTEGER NOT NULL, snaplen INTEGER NOT NULL,"
+	" name TEXT, pod TEXT, PRIMARY KEY(session, idx)) WITHOUT ROWID;"
+	/* offs: LEB128 varints, first = offset, then deltas to the previous offset */
+	"CREATE TABLE IF NOT EXISTS flow_packets(flow_id INTEGER NOT NULL, segment_id INTEGER NOT NULL,"
+	" packets INTEGER NOT NULL, offs BLOB NOT NULL, PRIMARY KEY(flow_id, segment_id)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS flow_packets_segment ON flow_packets(segment_id);"
+	/* flows that lost packets to retention: how many and the last segment involved */
+	"CREATE TABLE IF NOT EXISTS expired(flow_id INTEGER PRIMARY KEY, packets INTEGER NOT NULL,"
+	" segment_id INTEGER NOT NULL);";
+
+struct seg_iface {
+	uint32_t obs_id;
+	int linktype;
+	char *name, *pod;
+};
+
+/* A flow seen in the open segment. */
+struct flow_ent {
+	uint64_t flow_id;      /* 0 with used == 0 marks a free slot */
+	uint64_t last_off;     /* offset of its last packet in this segment */
+	uint64_t base_off;     /* last_off as of the last commit (to trim on errors) */
+	uint8_t *pend;         /* varints not yet in the index */
+	uint32_t pend_len, pend_cap, pend_pkts;
+	uint8_t used, seen;    /* seen: has a row (or a committed chain) in this segment */
+};
+
+struct live_seg {
+	int64_t id;
+	uint64_t bytes;
+	char *file;
+};
+
+struct seg_store {
+	struct seg_config cfg;
+	char *dir;
+	sqlite3 *db;
+	sqlite3_stmt *st_upsert, *st_seg_update;
+	int64_t session;
+
+	struct seg_iface *ifaces;
+	uint32_t nif;
+
+	/* open segment */
+	struct pn_writer *w;
+	int64_t seg_id;
+	char *seg_file;
+	uint64_t seg_first_us, seg_last_us, seg_packets;
+	int64_t next_seg_id;
+
+	struct flow_ent *flows;
+	uint32_t flow_cap, flow_count;
+	uint32_t *dirty;
+	uint32_t ndirty, dirty_cap;
+	uint32_t pending_pkts;
+
+	struct live_seg *live;  /* closed, not deleted, oldest first */
+	size_t nlive, live_cap;
+
+	int disk_err;           /* last write error, while retrying */
+	uint64_t retry_at_us;
+
+	struct seg_stats stats;
+	char errmsg[512];
+};
+
+void seg_config_default(struct seg_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->segment_bytes = 64ull << 20;
+	cfg->segment_age_us = 5ull * 60 * 1000000;
+	cfg->max_bytes = 2ull << 30;
+	cfg->batch_packets = 65536;
+	cfg->retry_us = 1000000;
+}
+
+static int set_err(struct seg_store *s, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+static void note(struct seg_store *s, const char *fmt, ...)
+{
+	if (!s->cfg.log)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->cfg.log(s->cfg.log_arg, msg);
+}
+
+const char *seg_errmsg(const struct seg_store *s) { return s->errmsg; }
+
+static int db_err(struct seg_store *s, int rc, const char *what)
+{
+	int e = rc == SQLITE_FULL ? -ENOSPC : rc == SQLITE_READONLY ? -EROFS :
+		rc == SQLITE_BUSY ? -EBUSY : rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
+	return set_err(s, e, "index %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+static int exec(struct seg_store *s, const char *sql)
+{
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : db_err(s, rc, sql);
+}
+
+/* ---- varints ---------------------------------------------------------------- */
+
+static size_t varint_put(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Reads one varint from p[*pos .. len); returns 0 or -1 on a truncated or
+ * over-long one. */
+static int varint_get(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (unsigned shift = 0, i = 0; i < SEG_VARINT_MAX; i++, shift += 7) {
+		if (*pos >= len)
+			return -1;
+		uint8_t b = p[(*pos)++];
+		if (shift == 63 && (b & 0x7e))
+			return -1;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*out = v;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* ---- flow hash of the open segment ----------------------------------------- */
+
+static inline uint32_t hash64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	return (uint32_t)x;
+}
+
+static void flows_clear(struct seg_store *s)
+{
+	for (uint32_t i = 0; i < s->flow_cap; i++)
+		free(s->flows[i].pend);
+	memset(s->flows, 0, sizeof(*s->flows) * s->flow_cap);
+	s->flow_count = 0;
+	s->ndirty = 0;
+	s->pending_pkts = 0;
+}
+
+static int flows_grow(struct seg_store *s)
+{
+	uint32_t ncap = s->flow_cap ? s->flow_cap * 2 : 4096;
+	struct flow_ent *nf = calloc(ncap, sizeof(*nf));
+	uint32_t *nd = malloc(ncap * sizeof(*nd));
+	if (!nf || !nd) {
+		free(nf);
+		free(nd);
+		return -ENOMEM;
+	}
+	s->ndirty = 0;
+	for (uint32_t i = 0; i < s->flow_cap; i++) {
+		struct flow_ent *e = &s->flows[i];
+		if (!e->used)
+			continue;
+		uint32_t j = hash64(e->flow_id) & (ncap - 1);
+		while (nf[j].used)
+			j = (j + 1) & (ncap - 1);
+		nf[j] = *e;
+		if (e->pend_pkts)
+			nd[s->ndirty++] = j;
+	}
+	free(s->flows);
+	free(s->dirty);
+	s->flows = nf;
+	s->flow_cap = ncap;
+	s->dirty = nd;
+	s->dirty_cap = ncap;
+	return 0;
+}
+
+static struct flow_ent *flow_get(struct seg_store *s, uint64_t flow_id)
+{
+	if ((s->flow_count + 1) * 2 > s->flow_cap && flows_grow(s) < 0)
+		return NULL;
+	uint32_t j = hash64(flow_id) & (s->flow_cap - 1);
+	while (s->flows[j].used) {
+		if (s->flows[j].flow_id == flow_id)
+			return &s->flows[j];
+		j = (j + 1) & (s->flow_cap - 1);
+	}
+	struct flow_ent *e = &s->flows[j];
+	e->used = 1;
+	e->flow_id = flow_id;
+	s->flow_count++;
+	return e;
+}
+
+/* ---- index commits ---------------------------------------------------------- */
+
+/* Drops pending entries of e that point at or past limit (bytes the file does not
+ * have).  Returns the number of packets dropped. */
+static uint32_t trim_pending(struct flow_ent *e, uint64_t limit)
+{
+	size_t pos = 0, keep = 0;
+	uint64_t off = e->base_off, d;
+	uint32_t kept = 0;
+	int first = !e->seen;
+	while (pos < e->pend_len && varint_get(e->pend, e->pend_len, &pos, &d) == 0) {
+		off = first ? d : off + d;
+		first = 0;
+		if (off >= limit)
+			break;
+		keep = pos;
+		kept++;
+		e->last_off = off;
+	}
+	uint32_t dropped = e->pend_pkts - kept;
+	e->pend_len = (uint32_t)keep;
+	e->pend_pkts = kept;
+	if (!kept)
+		e->last_off = e->base_off;
+	return dropped;
+}
+
+/* Writes the pending index entries of the open segment in one transaction.
+ * Only entries below pn_written() are committed: the caller flushed before. */
+static int commit_index(struct seg_store *s)
+{
+	int rc = 0;
+	if (!s->w)
+		return 0;
+	uint64_t limit = pn_written(s->w);
+	int tx = 0;
+	if ((rc = exec(s, "BEGIN")) < 0)
+		goto out;
+	tx = 1;
+	for (uint32_t i = 0; i < s->ndirty; i++) {
+		struct flow_ent *e = &s->flows[s->dirty[i]];
+		if (!e->pend_pkts)
+			continue;
+		s->stats.index_lost += trim_pending(e, limit);
+		if (!e->pend_pkts)
+			continue;
+		sqlite3_stmt *st = s->st_upsert;
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, (int64_t)e->flow_id);
+		sqlite3_bind_int64(st, 2, s->seg_id);
+		sqlite3_bind_int64(st, 3, e->pend_pkts);
+		sqlite3_bind_blob(st, 4, e->pend, (int)e->pend_len, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		if (r != SQLITE_DONE) {
+			rc = db_err(s, r, "insert");
+			goto out;
+		}
+		s->stats.index_rows++;
+	}
+	sqlite3_stmt *st = s->st_seg_update;
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, (int64_t)s->seg_last_us);
+	sqlite3_bind_int64(st, 2, (int64_t)limit);
+	sqlite3_bind_int64(st, 3, (int64_t)s->seg_packets);
+	sqlite3_bind_text(st, 4, "open", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, s->seg_id);
+	int r = sqlite3_step(st);
+	if (r != SQLITE_DONE) {
+		rc = db_err(s, r, "segment update");
+		goto out;
+	}
+	if ((rc = exec(s, "COMMIT")) < 0)
+		goto out;
+	tx = 0;
+out:
+	if (tx)
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	/* Committed or not, these entries are done with: on failure they are lost
+	 * (counted), and the chain goes on from the last offset. */
+	for (uint32_t i = 0; i < s->ndirty; i++) {
+		struct flow_ent *e = &s->flows[s->dirty[i]];
+		if (rc < 0)
+			s->stats.index_lost += e->pend_pkts;
+		if (rc < 0) {
+			/* The row ends where it ended: continue the chain from there. */
+			e->last_off = e->base_off;
+		} else {
+			if (e->pend_pkts)
+				e->seen = 1;
+			e->base_off = e->last_off;
+		}
+		e->pend_len = 0;
+		e->pend_pkts = 0;
+	}
+	s->ndirty = 0;
+	s->pending_pkts = 0;
+	return rc;
+}
+
+/* ---- segment files ---------------------------------------------------------- */
+
+static uint64_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static uint64_t disk_use(struct seg_store *s)
+{
+	char path[PATH_MAX];
+	uint64_t total = 0;
+	for (size_t i = 0; i < s->nlive; i++)
+		total += s->live[i].bytes;
+	snprintf(path, sizeof(path), "%s/index.db", s->dir);
+	total += file_size(path);
+	snprintf(path, sizeof(path), "%s/index.db-wal", s->dir);
+	total += file_size(path);
+	if (s->w)
+		total += pn_offset(s->w);
+	s->stats.disk_bytes = total;
+	return total;
+}
+
+static int live_push(struct seg_store *s, int64_t id, uint64_t bytes, const char *file)
+{
+	if (s->nlive == s->live_cap) {
+		size_t ncap = s->live_cap ? s->live_cap * 2 : 64;
+		struct live_seg *nl = realloc(s->live, ncap * sizeof(*nl));
+		if (!nl)
+			return -ENOMEM;
+		s->live = nl;
+		s->live_cap = ncap;
+	}
+	char *f = strdup(file);
+	if (!f)
+		return -ENOMEM;
+	s->live[s->nlive++] = (struct live_seg){id, bytes, f};
+	return 0;
+}
+
+/* Deletes the oldest closed segment: its flows become expired. */
+static int delete_oldest(struct seg_store *s)
+{
+	struct live_seg *ls = &s->live[0];
+	char path[PATH_MAX], sql[512];
+	int rc;
+	snprintf(path, sizeof(path), "%s/%s", s->dir, ls->file);
+	if ((rc = exec(s, "BEGIN")) < 0)
+		return rc;
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO expired(flow_id, packets, segment_id)"
+		 " SELECT flow_id, packets, segment_id FROM flow_packets WHERE segment_id=%" PRId64
+		 " ON CONFLICT(flow_id) DO UPDATE SET packets=packets+excluded.packets,"
+		 " segment_id=excluded.segment_id;"
+		 "DELETE FROM flow_packets WHERE segment_id=%" PRId64 ";"
+		 "UPDATE segments SET state='deleted' WHERE id=%" PRId64 ";",
+		 ls->id, ls->id, ls->id);
+	if ((rc = exec(s, sql)) < 0 || (rc = exec(s, "COMMIT")) < 0) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	/* The index forgets the segment before the file goes: an exporter never
+	 * finds rows pointing into a removed file (except in a race it reports). */
+	if (unlink(path) < 0 && errno != ENOENT)
+		note(s, "segments: cannot delete %s: %s", path, strerror(errno));
+	free(ls->file);
+	memmove(&s->live[0], &s->live[1], (s->nlive - 1) * sizeof(*s->live));
+	s->nlive--;
+	s->stats.segments_deleted++;
+	return 0;
+}
+
+/* Keeps disk use plus room for one full new segment under max_bytes. */
+static int enforce_cap(struct seg_store *s)
+{
+	if (!s->cfg.max_bytes)
+		return 0;
+	while (s->nlive && disk_use(s) + s->cfg.segment_bytes > s->cfg.max_bytes) {
+		int rc = delete_oldest(s);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int close_segment(struct seg_store *s)
+{
+	if (!s->w)
+		return 0;
+	int rc = pn_flush(s->w);
+	int rc2 = commit_index(s);
+	uint64_t bytes = pn_written(s->w);
+	int rc3 = pn_close(s->w);
+	s->w = NULL;
+	/* A failed final flush leaves the file cut at its last complete block;
+	 * record that size so the segment stays consistent. */
+	char sql[256];
+	snprintf(sql, sizeof(sql), "UPDATE segments SET state='closed', bytes=%" PRIu64
+		 ", last_us=%" PRIu64 ", packets=%" PRIu64 " WHERE id=%" PRId64,
+		 bytes, s->seg_last_us, s->seg_packets, s->seg_id);
+	int rc4 = exec(s, sql);
+	int rc5 = live_push(s, s->seg_id, bytes, s->seg_file);
+	free(s->seg_file);
+	s->seg_file = NULL;
+	flows_clear(s);
+	if (rc3 < 0 && rc == 0)
+		rc = set_err(s, rc3, "segment close: %s", strerror(-rc3));
+	return rc ? rc : rc2 ? rc2 : rc4 ? rc4 : rc5;
+}
+
+static int open_segment(struct seg_store *s, uint64_t ts_us)
+{
+	char name[128], path[PATH_MAX], when[32];
+	time_t t = (time_t)(ts_us / 1000000);
+	struct tm tm;
+	int rc = 0, fd = -1;
+	if (!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y%m%dT%H%M%SZ", &tm))
+		snprintf(when, sizeof(when), "%" PRIu64, ts_us / 1000000);
+	int64_t id = s->next_seg_id;
+	snprintf(name, sizeof(name), "segment-%08" PRId64 "-%s.pcapng", id, when);
+	snprintf(path, sizeof(path), "%s/%s", s->dir, name);
+
+	if ((rc = enforce_cap(s)) < 0)
+		return rc;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return set_err(s, -errno, "segment %s: %s", path, strerror(errno));
+	struct pn_config pc;
+	pn_config_default(&pc);
+	pc.bufsize = SEG_WRITE_BUF;
+	pc.flags = PN_OWN_FD;
+	struct pn_writer *w = pn_open_fd(fd, &pc);
+	if (!w) {
+		rc = -errno;
+		close(fd);
+		unlink(path);
+		return set_err(s, rc, "segment %s: %s", path, strerror(-rc));
+	}
+	for (uint32_t i = 0; i < s->nif; i++) {
+		uint32_t if_id;
+		pn_add_interface(w, s->ifaces[i].linktype, s->cfg.snaplen,
+				 s->ifaces[i].name, s->ifaces[i].pod, &if_id);
+	}
+	/* The header blocks must be on disk before the index names the file. */
+	if ((rc = pn_flush(w)) < 0) {
+		set_err(s, rc, "segment %s: %s", path, pn_errmsg(w));
+		pn_close(w);
+		unlink(path);
+		return rc;
+	}
+	char sql[PATH_MAX + 256];
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO segments(id, session, file, first_us, last_us, bytes, state)"
+		 " VALUES(%" PRId64 ", %" PRId64 ", '%s', %" PRIu64 ", %" PRIu64 ", %" PRIu64 ", 'open')",
+		 id, s->session, name, ts_us, ts_us, pn_written(w));
+	if ((rc = exec(s, sql)) < 0) {
+		pn_close(w);
+		unlink(path);
+		return rc;
+	}
+	s->seg_file = strdup(name);
+	if (!s->seg_file) {
+		pn_close(w);
+		return set_err(s, -ENOMEM, "out of memory");
+	}
+	s->w = w;
+	s->seg_id = id;
+	s->next_seg_id = id + 1;
+	s->seg_first_us = s->seg_last_us = ts_us;
+	s->seg_packets = 0;
+	s->stats.segments_open++;
+	return 0;
+}
+
+/* A write to the open segment failed: keep what reached the file and its index,
+ * close the segment, and refuse packets until retry_at. */
+static int write_failed(struct seg_store *s, int err, uint64_t ts_us)
+{
+	set_err(s, err, "segment %s: %s", s->seg_file ? s->seg_file : "?",
+		s->w ? pn_errmsg(s->w) : strerror(-err));
+	char msg[sizeof(s->errmsg)];
+	memcpy(msg, s->errmsg, sizeof(msg));
+	close_segment(s); /* commits the entries below pn_written() */
+	memcpy(s->errmsg, msg, sizeof(msg));
+	s->disk_err = err;
+	s->retry_at_us = ts_us + s->cfg.retry_us;
+	s->stats.write_errors++;
+	note(s, "segments: %s; packets are not stored until a retry succeeds", msg);
+	return err;
+}
+
+/* ---- open / close ----------------------------------------------------------- */
+
+static int prepare(struct seg_store *s, const char *sql, sqlite3_stmt **st)
+{
+	int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+	return rc == SQLITE_OK ? 0 : db_err(s, rc, "prepare");
+}
+
+static int64_t query_int(struct seg_store *s, const char *sql, int64_t dflt)
+{
+	sqlite3_stmt *st;
+	int64_t v = dflt;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return dflt;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Closes segments a crashed writer left open, at their real size. */
+static int recover(struct seg_store *s)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT id, file, state FROM segments"
+			       " WHERE state != 'deleted' ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, sqlite3_errcode(s->db), "recover");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		const char *file = (const char *)sqlite3_column_text(st, 1);
+		const char *state = (const char *)sqlite3_column_text(st, 2);
+		if (!file || strchr(file, '/'))
+			continue;
+		char path[PATH_MAX], sql[256];
+		snprintf(path, sizeof(path), "%s/%s", s->dir, file);
+		uint64_t size = file_size(path);
+		if (state && !strcmp(state, "open")) {
+			snprintf(sql, sizeof(sql), "UPDATE segments SET state='closed', bytes=%"
+				 PRIu64 " WHERE id=%" PRId64, size, id);
+			if ((rc = exec(s, sql)) < 0)
+				break;
+		}
+		if ((rc = live_push(s, id, size, file)) < 0)
+			break;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int seg_open(const char *dir, const struct seg_config *cfg, struct seg_store **out,
+	     char *errbuf, size_t errlen)
+{
+	struct seg_store *s = calloc(1, sizeof(*s));
+	char path[PATH_MAX];
+	int rc = 0;
+	*out = NULL;
+	if (!s) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (cfg)
+		s->cfg = *cfg;
+	else
+		seg_config_default(&s->cfg);
+	if (!s->cfg.batch_packets)
+		s->cfg.batch_packets = 65536;
+	if (s->cfg.segment_bytes < SEG_MIN_SEGMENT)
+		s->cfg.segment_bytes = SEG_MIN_SEGMENT;
+	/* A segment bigger than a quarter of the cap would leave almost nothing
+	 * but the open segment on disk. */
+	if (s->cfg.max_bytes && s->cfg.segment_bytes > s->cfg.max_bytes / 4)
+		s->cfg.segment_bytes = s->cfg.max_bytes / 4 > SEG_MIN_SEGMENT ?
+			s->cfg.max_bytes / 4 : SEG_MIN_SEGMENT;
+	if (!s->cfg.segment_age_us)
+		s->cfg.segment_age_us = 5ull * 60 * 1000000;
+	s->dir = strdup(dir);
+	if (!s->dir) {
+		rc = set_err(s, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	if (!s->cfg.readonly && mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		rc = set_err(s, -errno, "packet store %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/index.db", dir);
+	if (s->cfg.readonly && access(path, R_OK) < 0) {
+		rc = set_err(s, -errno, "no packet store at %s (%s: %s)", dir, path, strerror(errno));
+		goto fail;
+	}
+	int flags = s->cfg.readonly ? SQLITE_OPEN_READONLY :
+		    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int r = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (r != SQLITE_OK) {
+		rc = set_err(s, -EIO, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, 5000);
+	int64_t ver = query_int(s, "PRAGMA user_version", -1);
+	if (ver > SEG_SCHEMA_VERSION) {
+		rc = set_err(s, -EPROTO, "%s: index schema %" PRId64 " is newer than this podcap (%d)",
+			     path, ver, SEG_SCHEMA_VERSION);
+		goto fail;
+	}
+	if (s->cfg.readonly) {
+		if (ver != SEG_SCHEMA_VERSION) {
+			rc = set_err(s, -EPROTO, "%s: not a podcap packet index", path);
+			goto fail;
+		}
+	} else {
+		if ((rc = exec(s, "PRAGMA journal_mode=WAL")) < 0 ||
+		    (rc = exec(s, "PRAGMA synchronous=NORMAL")) < 0 ||
+		    (rc = exec(s, "BEGIN IMMEDIATE")) < 0)
+			goto fail;
+		if ((rc = exec(s, schema_sql)) < 0 ||
+		    (rc = exec(s, "PRAGMA user_version=1")) < 0) {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			goto fail;
+		}
+		s->session = query_int(s, "SELECT value FROM meta WHERE key='next_session'", 1);
+		char sql[128];
+		snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO meta VALUES('next_session', %" PRId64 ")",
+			 s->session + 1);
+		if ((rc = exec(s, sql)) < 0 || (rc = exec(s, "COMMIT")) < 0) {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			goto fail;
+		}
+		s->next_seg_id = query_int(s, "SELECT max(id) FROM segments", 0) + 1;
+		if ((rc = recover(s)) < 0)
+			goto fail;
+		if ((rc = prepare(s, "INSERT INTO flow_packets(flow_id, segment_id, packets, offs)"
+				  " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(flow_id, segment_id) DO UPDATE"
+				  " SET packets=packets+excluded.packets, offs=offs||excluded.offs",
+				  &s->st_upsert)) < 0 ||
+		    (rc = prepare(s, "UPDATE segments SET last_us=?1, bytes=?2, packets=?3, state=?4"
+				  " WHERE id=?5", &s->st_seg_update)) < 0)
+			goto fail;
+		if ((rc = flows_grow(s)) < 0) {
+			set_err(s, rc, "out of memory");
+			goto fail;
+		}
+	}
+	*out = s;
+	return 0;
+fail:
+	if (errbuf && errlen)
+		snprintf(errbuf, errlen, "%s", s->errmsg[0] ? s->errmsg : strerror(-rc));
+	s->cfg.readonly = 1; /* nothing to commit */
+	seg_close(s);
+	return rc;
+}
+
+int seg_close(struct seg_store *s)
+{
+	if (!s)
+		return 0;
+	int rc = 0;
+	if (!s->cfg.readonly && s->w)
+		rc = close_segment(s);
+	sqlite3_finalize(s->st_upsert);
+	sqlite3_finalize(s->st_seg_update);
+	if (s->db)
+		sqlite3_close(s->db);
+	for (uint32_t i = 0; i < s->nif; i++) {
+		free(s->ifaces[i].name);
+		free(s->ifaces[i].pod);
+	}
+	free(s->ifaces);
+	for (uint32_t i = 0; i < s->flow_cap; i++)
+		free(s->flows[i].pend);
+	free(s->flows);
+	free(s->dirty);
+	for (size_t i = 0; i < s->nlive; i++)
+		free(s->live[i].file);
+	free(s->live);
+	free(s->seg_file);
+	free(s->dir);
+	free(s);
+	return rc;
+}
+
+/* ---- write API -------------------------------------------------------------- */
+
+int seg_add_interface(struct seg_store *s, uint32_t obs_id, int linktype,
+		      const char *name, const char *pod)
+{
+	if (s->cfg.readonly)
+		return set_err(s, -EROFS, "packet store opened read-only");
+	for (uint32_t i = 0; i < s->nif; i++)
+		if (s->ifaces[i].obs_id == obs_id)
+			return s->ifaces[i].linktype == linktype ? 0 :
+				set_err(s, -EEXIST, "observation point %u: link type %d, was %d",
+					obs_id, linktype, s->ifaces[i].linktype);
+	if (s->nif >= SEG_MAX_IFACES || linktype < 0 || linktype > 0xffff)
+		return set_err(s, -EINVAL, "too many observation points or bad link type");
+	struct seg_iface *ni = realloc(s->ifaces, (s->nif + 1) * sizeof(*ni));
+	if (!ni)
+		return set_err(s, -ENOMEM, "out of memory");
+	s->ifaces = ni;
+	struct seg_iface *f = &ni[s->nif];
+	f->obs_id = obs_id;
+	f->linktype = linktype;
+	f->name = strdup(name ? name : "");
+	f->pod = pod && *pod ? strdup(pod) : NULL;
+	if (!f->name || (pod && *pod && !f->pod)) {
+		free(f->name);
+		free(f->pod);
+		return set_err(s, -ENOMEM, "out of memory");
+	}
+	sqlite3_stmt *st;
+	int r = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO interfaces(session, idx, obs_id,"
+				   " linktype, snaplen, name, pod) VALUES(?,?,?,?,?,?,?)", -1, &st, NULL);
+	if (r == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, s->session);
+		sqlite3_bind_int64(st, 2, s->nif);
+		sqlite3_bind_int64(st, 3, obs_id);
+		sqlite3_bind_int(st, 4, linktype);
+		sqlite3_bind_int64(st, 5, s->cfg.snaplen);
+		sqlite3_bind_text(st, 6, f->name, -1, SQLITE_STATIC);
+		if (f->pod)
+			sqlite3_bind_text(st, 7, f->pod, -1, SQLITE_STATIC);
+		r = sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	if (r != SQLITE_DONE) {
+		int rc = db_err(s, r, "interface");
+		free(f->name);
+		free(f->pod);
+		return rc;
+	}
+	s->nif++;
+	/* Interfaces declared mid-segment get their IDB there too, in the same
+	 * order, so a segment's interface ids are always the session's. */
+	if (s->w) {
+		uint32_t if_id;
+		int rc = pn_add_interface(s->w, linktype, s->cfg.snaplen, f->name, f->pod, &if_id);
+		if (rc < 0)
+			return write_failed(s, rc, s->seg_last_us);
+	}
+	return 0;
+}
+
+static inline int iface_index(struct seg_store *s, uint32_t obs_id, uint32_t *idx)
+{
+	static __thread uint32_t last; /* observation points repeat in runs */
+	if (last < s->nif && s->ifaces[last].obs_id == obs_id) {
+		*idx = last;
+		return 0;
+	}
+	for (uint32_t i = 0; i < s->nif; i++)
+		if (s->ifaces[i].obs_id == obs_id) {
+			*idx = last = i;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+int seg_put(struct seg_store *s, uint32_t obs_id, uint64_t flow_id, uint32_t pkt_no,
+	    uint64_t ts_us, const uint8_t *data, uint32_t caplen, uint32_t wirelen)
+{
+	uint32_t idx;
+	int rc;
+	if (s->cfg.readonly)
+		return -EROFS;
+	if (iface_index(s, obs_id, &idx) < 0)
+		return set_err(s, -ENOENT, "observation point %u not declared", obs_id);
+	if (s->cfg.flow_packets && pkt_no >= s->cfg.flow_packets) {
+		s->stats.skipped_limit++;
+		return 0;
+	}
+	if (s->disk_err) {
+		if (ts_us < s->retry_at_us) {
+			s->stats.write_errors++;
+			return s->disk_err;
+		}
+		s->disk_err = 0;
+	}
+	if (caplen > PN_PACKET_MAX)
+		caplen = PN_PACKET_MAX;
+	if (s->cfg.snaplen && caplen > s->cfg.snaplen)
+		caplen = s->cfg.snaplen;
+	if (s->w) {
+		uint64_t blk = PN_EPB_HDR_LEN + caplen + 8;
+		if ((s->seg_packets && pn_offset(s->w) + blk > s->cfg.segment_bytes) ||
+		    ts_us >= s->seg_first_us + s->cfg.segment_age_us) {
+			if ((rc = close_segment(s)) < 0) {
+				s->disk_err = rc;
+				s->retry_at_us = ts_us + s->cfg.retry_us;
+				s->stats.write_errors++;
+				return rc;
+			}
+		}
+	}
+	if (!s->w && (rc = open_segment(s, ts_us)) < 0) {
+		s->disk_err = rc;
+		s->retry_at_us = ts_us + s->cfg.retry_us;
+		s->stats.write_errors++;
+		return rc;
+	}
+	struct flow_ent *e = flow_get(s, flow_id);
+	if (!e)
+		return set_err(s, -ENOMEM, "out of memory");
+	uint64_t off;
+	rc = pn_write_packet(s->w, idx, ts_us * 1000, data, caplen, wirelen, NULL, &off);
+	if (rc < 0)
+		return write_failed(s, rc, ts_us);
+	if (e->pend_len + SEG_VARINT_MAX > e->pend_cap) {
+		uint32_t ncap = e->pend_cap ? e->pend_cap * 2 : 16;
+		uint8_t *np = realloc(e->pend, ncap);
+		if (!np)
+			return set_err(s, -ENOMEM, "out of memory");
+		e->pend = np;
+		e->pend_cap = ncap;
+	}
+	int first = !e->seen && !e->pend_pkts;
+	e->pend_len += (uint32_t)varint_put(e->pend + e->pend_len, first ? off : off - e->last_off);
+	e->last_off = off;
+	if (!e->pend_pkts++)
+		s->dirty[s->ndirty++] = (uint32_t)(e - s->flows);
+	if (ts_us > s->seg_last_us)
+		s->seg_last_us = ts_us;
+	s->seg_packets++;
+	s->stats.packets++;
+	s->stats.bytes += PN_EPB_HDR_LEN + caplen;
+	if (++s->pending_pkts >= s->cfg.batch_packets) {
+		if ((rc = pn_flush(s->w)) < 0)
+			return write_failed(s, rc, ts_us);
+		if ((rc = commit_index(s)) < 0) {
+			s->stats.write_errors++;
+			return rc;
+		}
+	}
+	return 1;
+}
+
+int seg_flush(struct seg_store *s)
+{
+	if (s->cfg.readonly || !s->w)
+		return 0;
+	int rc = pn_flush(s->w);
+	if (rc < 0)
+		return write_failed(s, rc, s->seg_last_us);
+	return commit_index(s);
+}
+
+int seg_tick(struct seg_store *s, uint64_t now_us)
+{
+	if (s->cfg.readonly || !s->w)
+		return 0;
+	if (now_us >= s->seg_first_us + s->cfg.segment_age_us)
+		return close_segment(s);
+	return seg_flush(s);
+}
+
+void seg_stats(const struct seg_store *s, struct seg_stats *out)
+{
+	*out = s->stats;
+}
+
+/* ---- read side -------------------------------------------------------------- */
+
+const char *seg_flow_state_name(int state)
+{
+	switch (state) {
+	case SEG_FLOW_NONE: return "none";
+	case SEG_FLOW_STORED: return "stored";
+	case SEG_FLOW_PARTIAL: return "partial";
+	case SEG_FLOW_EXPIRED: return "expired";
+	}
+	return "?";
+}
+
+static int flow_state(struct seg_store *s, uint64_t flow_id, uint64_t *expired_pkts)
+{
+	sqlite3_stmt *st;
+	int live = 0, exp = 0;
+	*expired_pkts = 0;
+	int r = sqlite3_prepare_v2(s->db, "SELECT 1 FROM flow_packets WHERE flow_id=?1 LIMIT 1",
+				   -1, &st, NULL);
+	if (r != SQLITE_OK)
+		return db_err(s, r, "flow state");
+	sqlite3_bind_int64(st, 1, (int64_t)flow_id);
+	live = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	r = sqlite3_prepare_v2(s->db, "SELECT packets FROM expired WHERE flow_id=?1", -1, &st, NULL);
+	if (r != SQLITE_OK)
+		return db_err(s, r, "flow state");
+	sqlite3_bind_int64(st, 1, (int64_t)flow_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		exp = 1;
+		int64_t n = sqlite3_column_int64(st, 0);
+		*expired_pkts = n > 0 ? (uint64_t)n : 0;
+	}
+	sqlite3_finalize(st);
+	return live && exp ? SEG_FLOW_PARTIAL : live ? SEG_FLOW_STORED :
+	       exp ? SEG_FLOW_EXPIRED : SEG_FLOW_NONE;
+}
+
+int seg_flow_state(struct seg_store *s, uint64_t flow_id)
+{
+	uint64_t n;
+	return flow_state(s, flow_id, &n);
+}
+
+struct x_iface {
+	int64_t session;
+	int64_t idx;
+	uint32_t obs_id;
+	int linktype;
+	uint32_t snaplen;
+	char *name, *pod;
+	int used;
+	int64_t out_id;       /* -1 until declared in the output */
+};
+
+struct x_seg {
+	int64_t id, session;
+	char *file;
+	int fd;                /* -1 not opened yet, -2 unusable */
+	uint64_t size;
+};
+
+struct x_pkt {
+	uint64_t ts;
+	uint64_t off;
+	uint32_t seg;          /* index into x_seg array */
+	uint32_t flow;         /* index into the caller's flows */
+	uint32_t iface;        /* index into x_iface array */
+	uint32_t blen;         /* block total length */
+};
+
+struct x_ctx {
+	struct x_iface *ifs;
+	size_t nifs;
+	struct x_seg *segs;
+	size_t nsegs, segcap;
+	struct x_pkt *pkts;
+	size_t npkts, pktcap;
+};
+
+static void x_free(struct x_ctx *x)
+{
+	for (size_t i = 0; i < x->nifs; i++) {
+		free(x->ifs[i].name);
+		free(x->ifs[i].pod);
+	}
+	free(x->ifs);
+	for (size_t i = 0; i < x->nsegs; i++) {
+		if (x->segs[i].fd >= 0)
+			close(x->segs[i].fd);
+		free(x->segs[i].file);
+	}
+	free(x->segs);
+	free(x->pkts);
+}
+
+static char *dup_col(sqlite3_stmt *st, int col)
+{
+	const char *t = (const char *)sqlite3_column_text(st, col);
+	return t ? strdup(t) : NULL;
+}
+
+static int load_ifaces(struct seg_store *s, struct x_ctx *x)
+{
+	sqlite3_stmt *st;
+	int r = sqlite3_prepare_v2(s->db, "SELECT session, idx, obs_id, linktype, snaplen, name, pod"
+				   " FROM interfaces ORDER BY session, idx", -1, &st, NULL);
+	if (r != SQLITE_OK)
+		return db_err(s, r, "interfaces");
+	int rc = 0;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct x_iface *ni = realloc(x->ifs, (x->nifs + 1) * sizeof(*ni));
+		if (!ni) {
+			rc = -ENOMEM;
+			break;
+		}
+		x->ifs = ni;
+		struct x_iface *f = &ni[x->nifs++];
+		memset(f, 0, sizeof(*f));
+		f->session = sqlite3_column_int64(st, 0);
+		f->idx = sqlite3_column_int64(st, 1);
+		f->obs_id = (uint32_t)sqlite3_column_int64(st, 2);
+		f->linktype = sqlite3_column_int(st, 3);
+		int64_t sl = sqlite3_column_int64(st, 4);
+		f->snaplen = sl > 0 && sl <= PN_PACKET_MAX ? (uint32_t)sl : 0;
+		f->name = dup_col(st, 5);
+		f->pod = dup_col(st, 6);
+		f->out_id = -1;
+	}
+	if (r != SQLITE_DONE && rc == 0)
+		rc = db_err(s, r, "interfaces");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int find_iface(struct x_ctx *x, int64_t session, uint32_t idx, uint32_t *out)
+{
+	for (size_t i = 0; i < x->nifs; i++)
+		if (x->ifs[i].session == session && x->ifs[i].idx == idx) {
+			*out = (uint32_t)i;
+			return 0;
+		}
+	return -1;
+}
+
+static int seg_ref(struct x_ctx *x, int64_t id, int64_t session, const char *file, uint32_t *out)
+{
+	for (size_t i = 0; i < x->nsegs; i++)
+		if (x->segs[i].id == id) {
+			*out = (uint32_t)i;
+			return 0;
+		}
+	if (x->nsegs == x->segcap) {
+		size_t ncap = x->segcap ? x->segcap * 2 : 16;
+		struct x_seg *ns = realloc(x->segs, ncap * sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		x->segs = ns;
+		x->segcap = ncap;
+	}
+	struct x_seg *g = &x->segs[x->nsegs];
+	g->id = id;
+	g->session = session;
+	g->fd = -1;
+	g->size = 0;
+	g->file = strdup(file ? file : "");
+	if (!g->file)
+		return -ENOMEM;
+	*out = (uint32_t)x->nsegs++;
+	return 0;
+}
+
+/* Opens a segment file for reading and checks it starts with one of our SHBs. */
+static int seg_fd(struct seg_store *s, struct x_seg *g)
+{
+	if (g->fd != -1)
+		return g->fd;
+	g->fd = -2;
+	if (!*g->file || strchr(g->file, '/')) {
+		note(s, "segment %" PRId64 ": bad file name in the index", g->id);
+		return -2;
+	}
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", s->dir, g->file);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		note(s, "segment %s: %s (packets in it are missing)", path, strerror(errno));
+		return -2;
+	}
+	struct stat stt;
+	uint8_t hdr[12];
+	uint32_t type, magic;
+	if (fstat(fd, &stt) < 0 || pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
+		note(s, "segment %s: unreadable or empty (packets in it are missing)", path);
+		close(fd);
+		return -2;
+	}
+	memcpy(&type, hdr, 4);
+	memcpy(&magic, hdr + 8, 4);
+	if (type != PN_BT_SHB || magic != PN_BYTE_ORDER_MAGIC) {
+		note(s, "segment %s: not a pcapng file of this host's byte order", path);
+		close(fd);
+		return -2;
+	}
+	g->fd = fd;
+	g->size = (uint64_t)stt.st_size;
+	return fd;
+}
+
+static int add_pkt(struct x_ctx *x, const struct x_pkt *p)
+{
+	if (x->npkts == x->pktcap) {
+		size_t ncap = x->pktcap ? x->pktcap * 2 : 1024;
+		struct x_pkt *np = realloc(x->pkts, ncap * sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		x->pkts = np;
+		x->pktcap = ncap;
+	}
+	x->pkts[x->npkts++] = *p;
+	return 0;
+}
+
+/* Validates the EPB at off in segment g; fills ts, iface and blen of p.
+ * Returns 0, 1 = missing (past the end of the file), 2 = corrupt. */
+static int check_epb(struct seg_store *s, struct x_ctx *x, struct x_seg *g, struct x_pkt *p)
+{
+	uint8_t h[PN_EPB_HDR_LEN];
+	uint32_t type, blen, if_id, hi, lo, caplen;
+	if (p->off + PN_EPB_HDR_LEN > g->size)
+		return 1;
+	if (pread(g->fd, h, sizeof(h), (off_t)p->off) != (ssize_t)sizeof(h))
+		return 1;
+	memcpy(&type, h, 4);
+	memcpy(&blen, h + 4, 4);
+	memcpy(&if_id, h + 8, 4);
+	memcpy(&hi, h + 12, 4);
+	memcpy(&lo, h + 16, 4);
+	memcpy(&caplen, h + 20, 4);
+	if (type != PN_BT_EPB || blen % 4 || blen < PN_EPB_HDR_LEN + 4 ||
+	    caplen > PN_PACKET_MAX || caplen > blen - PN_EPB_HDR_LEN - 4)
+		return 2;
+	if (p->off + blen > g->size)
+		return 1;
+	if (find_iface(x, g->session, if_id, &p->iface) < 0)
+		return 2;
+	p->ts = (uint64_t)hi << 32 | lo;
+	p->blen = blen;
+	return 0;
+}
+
+/* Pass 1 for one flow: its index rows → validated packet list entries. */
+static int collect_flow(struct seg_store *s, struct x_ctx *x, struct seg_flow *f, uint32_t fi)
+{
+	sqlite3_stmt *st;
+	int r = sqlite3_prepare_v2(s->db,
+		"SELECT p.segment_id, p.packets, p.offs, g.session, g.file, g.state"
+		" FROM flow_packets p LEFT JOIN segments g ON g.id = p.segment_id"
+		" WHERE p.flow_id = ?1 ORDER BY p.segment_id", -1, &st, NULL);
+	if (r != SQLITE_OK)
+		return db_err(s, r, "export");
+	sqlite3_bind_int64(st, 1, (int64_t)f->id);
+	int rc = 0;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t seg_id = sqlite3_column_int64(st, 0);
+		int64_t npk = sqlite3_column_int64(st, 1);
+		const uint8_t *blob = sqlite3_column_blob(st, 2);
+		size_t blen = (size_t)sqlite3_column_bytes(st, 2);
+		const char *file = (const char *)sqlite3_column_text(st, 4);
+		const char *state = (const char *)sqlite3_column_text(st, 5);
+		uint64_t missing = 0, corrupt = 0, bad_off = 0;
+		uint32_t gi;
+		if (npk < 0)
+			npk = 0;
+		if (!file || (state && !strcmp(state, "deleted"))) {
+			f->missing += (uint64_t)npk;
+			note(s, "flow %" PRIu64 ": segment %" PRId64 " is gone: %" PRId64
+			     " packets missing", f->id, seg_id, npk);
+			continue;
+		}
+		if ((rc = seg_ref(x, seg_id, sqlite3_column_int64(st, 3), file, &gi)) < 0)
+			break;
+		struct x_seg *g = &x->segs[gi];
+		if (seg_fd(s, g) < 0) {
+			f->missing += (uint64_t)npk;
+			continue;
+		}
+		size_t pos = 0;
+		uint64_t off = 0, d, got = 0;
+		while (pos < blen) {
+			if (varint_get(blob, blen, &pos, &d) < 0) {
+				corrupt++;
+				break;
+			}
+			if (got && d == 0) { /* offsets strictly increase */
+				corrupt++;
+				continue;
+			}
+			if (d > UINT64_MAX - off) {
+				corrupt++;
+				break;
+			}
+			off = got ? off + d : d;
+			got++;
+			struct x_pkt p = {.off = off, .seg = gi, .flow = fi};
+			int c = check_epb(s, x, g, &p);
+			if (c == 1) {
+				missing++;
+			} else if (c == 2) {
+				if (!corrupt++)
+					bad_off = off;
+			} else if ((rc = add_pkt(x, &p)) < 0) {
+				break;
+			}
+		}
+		if (rc < 0)
+			break;
+		/* A row that decodes to fewer offsets than it claims packets lost the
+		 * rest of its blob. */
+		if (got < (uint64_t)npk)
+			corrupt += (uint64_t)npk - got;
+		if (missing)
+			note(s, "flow %" PRIu64 ": segment %s is cut short: %" PRIu64
+			     " packets missing", f->id, g->file, missing);
+		if (corrupt)
+			note(s, "flow %" PRIu64 ": segment %s: %" PRIu64 " bad index entries skipped"
+			     " (first bad offset %" PRIu64 ")", f->id, g->file, corrupt, bad_off);
+		f->missing += missing;
+		f->corrupt += corrupt;
+	}
+	if (r != SQLITE_DONE && rc == 0)
+		rc = db_err(s, r, "export");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int pkt_cmp(const void *a, const void *b)
+{
+	const struct x_pkt *p = a, *q = b;
+	if (p->ts != q->ts)
+		return p->ts < q->ts ? -1 : 1;
+	if (p->seg != q->seg)
+		return p->seg < q->seg ? -1 : 1;
+	if (p->off != q->off)
+		return p->off < q->off ? -1 : 1;
+	return (p->flow > q->flow) - (p->flow < q->flow);
+}
+
+static int same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/* Declares each interface used by the export once in w. */
+static int declare_ifaces(struct seg_store *s, struct x_ctx *x, struct pn_writer *w)
+{
+	int linktype = -1;
+	for (size_t i = 0; i < x->nifs && linktype == -1; i++)
+		if (x->ifs[i].used)
+			linktype = x->ifs[i].linktype;
+	for (size_t i = 0; i < x->nifs; i++) {
+		struct x_iface *f = &x->ifs[i];
+		if (!f->used)
+			continue;
+		for (size_t j = 0; j < i; j++) {
+			struct x_iface *o = &x->ifs[j];
+			if (o->used && o->out_id >= 0 && o->obs_id == f->obs_id &&
+			    o->linktype == f->linktype && same_str(o->name, f->name) &&
+			    same_str(o->pod, f->pod)) {
+				f->out_id = o->out_id;
+				break;
+			}
+		}
+		if (f->out_id >= 0)
+			continue;
+		uint32_t id;
+		int rc = pn_add_interface(w, f->linktype, f->snaplen, f->name, f->pod, &id);
+		if (rc == -EPROTOTYPE)
+			return set_err(s, rc, "flows of different link types (%d and %d) cannot share"
+				       " a pcap file; use pcapng", linktype, f->linktype);
+		if (rc < 0)
+			return set_err(s, rc, "output: %s", pn_errmsg(w)[0] ? pn_errmsg(w) : strerror(-rc));
+		f->out_id = id;
+	}
+	return 0;
+}
+
+int seg_export(struct seg_store *s, struct seg_flow *flows, size_t n, struct pn_writer *w)
+{
+	struct x_ctx x = {0};
+	uint8_t *blk = NULL;
+	int rc = 0;
+	if (!s->cfg.readonly && (rc = seg_flush(s)) < 0)
+		return rc;
+	if ((rc = load_ifaces(s, &x)) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct seg_flow *f = &flows[i];
+		uint64_t expired;
+		f->packets = f->missing = f->corrupt = 0;
+		rc = flow_state(s, f->id, &expired);
+		if (rc < 0)
+			goto out;
+		f->state = rc;
+		rc = 0;
+		if (expired) {
+			f->missing += expired;
+			note(s, "flow %" PRIu64 ": %" PRIu64 " packets expired (segments deleted"
+			     " by retention)", f->id, expired);
+		}
+		if (f->state == SEG_FLOW_STORED || f->state == SEG_FLOW_PARTIAL)
+			if ((rc = collect_flow(s, &x, f, (uint32_t)i)) < 0)
+				goto out;
+	}
+	for (size_t i = 0; i < x.npkts; i++)
+		x.ifs[x.pkts[i].iface].used = 1;
+	if ((rc = declare_ifaces(s, &x, w)) < 0)
+		goto out;
+	qsort(x.pkts, x.npkts, sizeof(*x.pkts), pkt_cmp);
+	size_t blkcap = 0;
+	for (size_t i = 0; i < x.npkts; i++) {
+		struct x_pkt *p = &x.pkts[i];
+		struct x_seg *g = &x.segs[p->seg];
+		struct seg_flow *f = &flows[p->flow];
+		if (p->blen > blkcap) {
+			uint8_t *nb = realloc(blk, p->blen);
+			if (!nb) {
+				rc = set_err(s, -ENOMEM, "out of memory");
+				goto out;
+			}
+			blk = nb;
+			blkcap = p->blen;
+		}
+		uint32_t tail, caplen, wirelen;
+		/* Re-read and re-check: the file may have changed since pass 1. */
+		if (pread(g->fd, blk, p->blen, (off_t)p->off) != (ssize_t)p->blen) {
+			f->missing++;
+			continue;
+		}
+		memcpy(&tail, blk + p->blen - 4, 4);
+		memcpy(&caplen, blk + 20, 4);
+		memcpy(&wirelen, blk + 24, 4);
+		if (tail != p->blen || caplen > p->blen - PN_EPB_HDR_LEN - 4) {
+			if (!f->corrupt++)
+				note(s, "flow %" PRIu64 ": segment %s: bad block at offset %" PRIu64
+				     " skipped", f->id, g->file, p->off);
+			continue;
+		}
+		rc = pn_write_packet(w, (uint32_t)x.ifs[p->iface].out_id, p->ts * 1000,
+				     blk + PN_EPB_HDR_LEN, caplen, wirelen, f->comment, NULL);
+		if (rc < 0) {
+			set_err(s, rc, "output: %s", pn_errmsg(w)[0] ? pn_errmsg(w) : strerror(-rc));
+			goto out;
+		}
+		f->packets++;
+	}
+	rc = pn_flush(w);
+	if (rc < 0)
+		set_err(s, rc, "output: %s", pn_errmsg(w));
+out:
+	free(blk);
+	x_free(&x);
+	return rc;
+}
