@@ -391,6 +391,29 @@ static void finalize_all(struct st_store *st)
 	}
 }
 
+/* SQLite's errno after a failed open is that of its last attempt (a read-only
+ * retry gives ENOENT for a file it could not create), so name the cause from
+ * the file system instead: missing file, or a directory we cannot write. */
+static int cantopen_errno(const char *path, int readonly, int fallback)
+{
+	struct stat sb;
+	if (stat(path, &sb) < 0) {
+		if (errno != ENOENT || readonly)
+			return -errno;
+		char *dir = strdup(path);
+		if (!dir)
+			return -ENOMEM;
+		char *slash = strrchr(dir, '/');
+		const char *d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
+		int e = access(d, W_OK | X_OK) < 0 ? -errno : fallback;
+		free(dir);
+		return e;
+	}
+	if (access(path, readonly ? R_OK : R_OK | W_OK) < 0)
+		return -errno;
+	return fallback;
+}
+
 int st_open(const char *path, const struct st_config *cfg, struct st_store **out,
 	    char *errbuf, size_t errlen)
 {
@@ -423,12 +446,12 @@ int st_open(const char *path, const struct st_config *cfg, struct st_store **out
 			err = set_err(st, -ENOMEM, "%s: out of memory", path);
 			goto fail;
 		}
-		err = rc_errno(st->db, rc);
-		if (err == -EACCES || (rc & 0xff) == SQLITE_CANTOPEN)
-			set_err(st, err, "%s: cannot open database: %s (%s)", path,
-				sqlite3_errmsg(st->db), strerror(-err));
-		else
-			sql_err(st, rc, "cannot open database");
+		if ((rc & 0xff) == SQLITE_CANTOPEN) {
+			err = cantopen_errno(path, cfg->readonly, rc_errno(st->db, rc));
+			set_err(st, err, "%s: cannot open database: %s", path, strerror(-err));
+		} else {
+			err = sql_err(st, rc, "cannot open database");
+		}
 		goto fail;
 	}
 	sqlite3_extended_result_codes(st->db, 1);
@@ -441,10 +464,16 @@ int st_open(const char *path, const struct st_config *cfg, struct st_store **out
 		err = set_err(st, -EACCES, "%s: database file is read-only", path);
 		goto fail;
 	}
-	/* The first read of the file: fails here for "not a database". */
+	/* The first read of the file: fails here for "not a database", and for a
+	 * WAL database whose -wal/-shm files cannot be created. */
 	int64_t v;
-	if ((err = query_i64(st, "PRAGMA schema_version", &v)))
+	if ((err = query_i64(st, "PRAGMA schema_version", &v))) {
+		if (err == -EROFS || err == -EACCES)
+			set_err(st, err, "%s: cannot use database: %s (WAL mode needs to create "
+				"%s-wal and %s-shm: is the directory writable?)", path,
+				sqlite3_errmsg(st->db), path, path);
 		goto fail;
+	}
 	if (!cfg->readonly) {
 		/* auto_vacuum only takes effect before the first table exists, i.e.
 		 * on a new file; on an existing one this is a no-op. */
@@ -934,6 +963,13 @@ int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
 			goto out;
 	}
 	if (st->cfg.retain_bytes) {
+		/* Measure without the WAL of the last batches, so the rows-per-byte
+		 * estimate below is about the data, not about the log. */
+		uint64_t size0;
+		if ((err = db_bytes(st, &size0)))
+			goto out;
+		if (size0 > st->cfg.retain_bytes && (err = shrink(st)))
+			goto out;
 		for (int round = 0; round < ST_RETAIN_ROUNDS; round++) {
 			uint64_t size, rows;
 			if ((err = db_bytes(st, &size)))
@@ -953,7 +989,12 @@ int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
 			 * loop corrects it. */
 			uint64_t target = st->cfg.retain_bytes / 10 * 9;
 			uint64_t excess = size - target;
-			uint64_t per_row = size / rows ? size / rows : 1;
+			int64_t pages, psize;
+			if ((err = query_i64(st, "PRAGMA page_count", &pages)) ||
+			    (err = query_i64(st, "PRAGMA page_size", &psize)))
+				goto out;
+			uint64_t data = (uint64_t)pages * (uint64_t)psize;
+			uint64_t per_row = data / rows ? data / rows : 1;
 			uint64_t n = excess / per_row + 1;
 			if (n < 64)
 				n = 64;

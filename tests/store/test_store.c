@@ -1,0 +1,829 @@
+/* Unit tests of store/: schema and migration, upsert, batching, queries,
+ * retention, crash safety and every bad-input case.  Each test works in its own
+ * temporary directory and ends with PRAGMA integrity_check on every database it
+ * touched.  Usage: test_store [test-name]  (no name = all). */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+#include "fixture.h"
+
+static const char *cur_test;
+
+#define CHECK(cond) do { if (!(cond)) { \
+	fprintf(stderr, "FAIL %s: %s:%d: %s\n", cur_test, __FILE__, __LINE__, #cond); \
+	exit(1); } } while (0)
+#define CHECK_OK(expr) do { int rc_ = (expr); if (rc_ != 0) { \
+	fprintf(stderr, "FAIL %s: %s:%d: %s = %d (%s)\n", cur_test, __FILE__, __LINE__, #expr, \
+		rc_, strerror(rc_ < 0 ? -rc_ : rc_)); exit(1); } } while (0)
+
+static char tmpdir[256];
+
+static void path_in(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", tmpdir, name);
+}
+
+static void make_tmpdir(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "%s/podcap-store-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	CHECK(mkdtemp(tmpdir));
+}
+
+static void rm_tmpdir(void)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "chmod -R u+w '%s' 2>/dev/null; rm -rf '%s'", tmpdir, tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "warning: could not remove %s\n", tmpdir);
+}
+
+/* Opens the file with plain SQLite (not through the store) and runs the full
+ * integrity check; every test calls this for each database it wrote. */
+static void check_integrity(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &s, NULL) == SQLITE_OK);
+	CHECK(sqlite3_step(s) == SQLITE_ROW);
+	const char *res = (const char *)sqlite3_column_text(s, 0);
+	if (!res || strcmp(res, "ok")) {
+		fprintf(stderr, "FAIL %s: integrity_check(%s): %s\n", cur_test, path, res ? res : "?");
+		exit(1);
+	}
+	sqlite3_finalize(s);
+	CHECK(sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &s, NULL) == SQLITE_OK);
+	CHECK(sqlite3_step(s) == SQLITE_DONE);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
+/* One integer from SQL on a separate connection (what another process sees). */
+static int64_t sql_i64(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+		fprintf(stderr, "FAIL %s: %s: %s\n", cur_test, sql, sqlite3_errmsg(db));
+		exit(1);
+	}
+	CHECK(sqlite3_step(s) == SQLITE_ROW);
+	int64_t v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+static void sql_text(const char *path, const char *sql, char *buf, size_t len)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK);
+	CHECK(sqlite3_step(s) == SQLITE_ROW);
+	const char *v = (const char *)sqlite3_column_text(s, 0);
+	snprintf(buf, len, "%s", v ? v : "(null)");
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
+static void sql_exec(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) == SQLITE_OK);
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		fprintf(stderr, "FAIL %s: %s: %s\n", cur_test, sql, msg ? msg : "?");
+		exit(1);
+	}
+	sqlite3_close(db);
+}
+
+static struct st_store *open_ok(const char *path, uint32_t batch)
+{
+	struct st_config cfg;
+	struct st_store *st;
+	char err[512];
+	st_config_default(&cfg);
+	if (batch)
+		cfg.batch = batch;
+	int rc = st_open(path, &cfg, &st, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "FAIL %s: st_open(%s) = %d: %s\n", cur_test, path, rc, err);
+		exit(1);
+	}
+	return st;
+}
+
+/* Runs st_query_flows into a memory buffer; returns the row count. */
+static int query_buf(struct st_store *st, const struct st_query *q, enum st_format fmt,
+		     char **text)
+{
+	size_t len;
+	FILE *f = open_memstream(text, &len);
+	CHECK(f);
+	int n = st_query_flows(st, q, fmt, f);
+	fclose(f);
+	return n;
+}
+
+static void query_default(struct st_query *q)
+{
+	memset(q, 0, sizeof(*q));
+	q->port = -1;
+	q->limit = -1;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_create(void)
+{
+	char db[300];
+	path_in(db, sizeof(db), "new.db");
+	struct st_store *st = open_ok(db, 0);
+	CHECK_OK(st_close(st));
+	CHECK(sql_i64(db, "PRAGMA user_version") == ST_SCHEMA_VERSION);
+	CHECK(sql_i64(db, "PRAGMA application_id") == 0x50434150);
+	CHECK(sql_i64(db, "PRAGMA auto_vacuum") == 2); /* INCREMENTAL */
+	char mode[32];
+	sql_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
+	CHECK(!strcmp(mode, "wal"));
+	CHECK(sql_i64(db, "SELECT count(*) FROM sqlite_schema WHERE name IN "
+		      "('flows','observation_points','meta')") == 3);
+	CHECK(sql_i64(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
+		      "tbl_name = 'flows'") >= 12);
+	/* Reopen: no migration runs twice, data and version unchanged. */
+	st = open_ok(db, 0);
+	CHECK_OK(st_close(st));
+	CHECK(sql_i64(db, "PRAGMA user_version") == ST_SCHEMA_VERSION);
+	check_integrity(db);
+
+	/* An empty SQLite file at version 0 (no tables) is migrated. */
+	char db0[300];
+	path_in(db0, sizeof(db0), "v0.db");
+	sql_exec(db0, "PRAGMA user_version = 0; PRAGMA page_size = 4096; VACUUM");
+	st = open_ok(db0, 0);
+	CHECK_OK(st_close(st));
+	CHECK(sql_i64(db0, "PRAGMA user_version") == ST_SCHEMA_VERSION);
+	check_integrity(db0);
+
+	/* Read-only open of a fresh database works and refuses writes. */
+	struct st_config cfg;
+	st_config_default(&cfg);
+	cfg.readonly = 1;
+	char err[512];
+	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	struct fl_record r;
+	fx_record(&r, 1, "10.0.0.1", 1000, "10.0.0.2", 80, FX_T0_US);
+	CHECK(st_put_flow(st, &r) == -EROFS);
+	CHECK(strstr(st_errmsg(st), "read-only"));
+	CHECK_OK(st_close(st));
+	check_integrity(db);
+}
+
+static void test_obs_points(void)
+{
+	char db[300];
+	path_in(db, sizeof(db), "obs.db");
+	struct st_store *st = open_ok(db, 0);
+	uint32_t a, b, c;
+	CHECK_OK(st_obs_point(st, "veth1234", "in", "default/web-7d9", 1, &a));
+	CHECK_OK(st_obs_point(st, "veth1234", "in", NULL, 1, &b));
+	CHECK_OK(st_obs_point(st, "eth0", "out", NULL, 1, &c));
+	CHECK(a == b && a != c && a > 0 && c > 0);
+	CHECK(st_obs_point(st, "", "in", NULL, 1, &c) == -EINVAL);
+
+	struct fl_record r;
+	fx_record(&r, 7, "10.244.1.5", 40000, "10.244.2.9", 8080, FX_T0_US);
+	r.obs_id = a;
+	CHECK_OK(st_put_flow(st, &r));
+	fx_record(&r, 8, "10.244.1.5", 40001, "10.244.2.9", 8080, FX_T0_US);
+	r.obs_id = 0; /* unknown: stored as NULL */
+	CHECK_OK(st_put_flow(st, &r));
+	fx_record(&r, 9, "10.244.1.5", 40002, "10.244.2.9", 8080, FX_T0_US);
+	r.obs_id = 999; /* never created: foreign key */
+	CHECK(st_put_flow(st, &r) == -EINVAL);
+	CHECK(strstr(st_errmsg(st), "observation point 999"));
+	/* The failed row does not abort the batch. */
+	CHECK_OK(st_commit(st));
+	CHECK_OK(st_meta_set(st, "packet_store_dir", "/var/lib/podcap/segments"));
+	CHECK_OK(st_meta_set(st, "packet_store_dir", "/srv/segments"));
+	char v[64], small[4];
+	CHECK_OK(st_meta_get(st, "packet_store_dir", v, sizeof(v)));
+	CHECK(!strcmp(v, "/srv/segments"));
+	CHECK(st_meta_get(st, "packet_store_dir", small, sizeof(small)) == -ENOSPC);
+	CHECK(st_meta_get(st, "nope", v, sizeof(v)) == -ENOENT);
+	CHECK_OK(st_close(st));
+	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 2);
+	char pod[64];
+	sql_text(db, "SELECT pod FROM flows WHERE id = 7", pod, sizeof(pod));
+	CHECK(!strcmp(pod, "default/web-7d9"));
+	CHECK(sql_i64(db, "SELECT obs_id IS NULL FROM flows WHERE id = 8") == 1);
+	check_integrity(db);
+}
+
+static void test_upsert(void)
+{
+	char db[300];
+	path_in(db, sizeof(db), "upsert.db");
+	struct st_store *st = open_ok(db, 0);
+	struct fl_record r;
+	fx_record(&r, 42, "10.244.1.5", 40000, "10.244.2.9", 443, FX_T0_US + 5000000);
+	r.end = FL_END_ACTIVE;
+	r.pkts[0] = 3;
+	snprintf(r.proto, sizeof(r.proto), "TLS");
+	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(st_commit(st));
+	CHECK_OK(st_set_packets_state(st, 42, "stored"));
+	CHECK(st_set_packets_state(st, 4242, "stored") == -ENOENT);
+	CHECK_OK(st_commit(st));
+
+	/* The periodic record grows; the final one ends it.  first_us arriving
+	 * later than stored must not move the start. */
+	r.pkts[0] = 30;
+	r.last_us += 60000000;
+	r.first_us += 7;
+	snprintf(r.proto, sizeof(r.proto), "TLS.Facebook");
+	snprintf(r.host, sizeof(r.host), "www.facebook.com");
+	r.risk = (1ULL << 24) | (1ULL << 6); /* TLS_MISSING_SNI, SELFSIGNED — names from nDPI */
+	CHECK_OK(st_put_flow(st, &r));
+	r.end = FL_END_TCP;
+	r.pkts[0] = 31;
+	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(st_close(st));
+
+	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 1);
+	CHECK(sql_i64(db, "SELECT c2s_pkts FROM flows WHERE id = 42") == 31);
+	CHECK(sql_i64(db, "SELECT first_us FROM flows WHERE id = 42") == (int64_t)FX_T0_US + 4000000);
+	CHECK(sql_i64(db, "SELECT last_us FROM flows WHERE id = 42") == (int64_t)FX_T0_US + 65000000);
+	char t[256];
+	sql_text(db, "SELECT end_reason || '|' || master_name || '|' || app_name || '|' || "
+		 "packets_state || '|' || host || '|' || src || '|' || tunnel FROM flows", t, sizeof(t));
+	CHECK(!strcmp(t, "tcp|TLS|Facebook|stored|www.facebook.com|10.244.1.5|none"));
+	sql_text(db, "SELECT risk_names FROM flows", t, sizeof(t));
+	CHECK(strchr(t, ',') && strlen(t) > 5);
+	CHECK(sql_i64(db, "SELECT outer_src IS NULL AND vni IS NULL FROM flows") == 1);
+
+	/* Ids at or above 2^63 (shard >= 128) round-trip as their bit pattern. */
+	st = open_ok(db, 0);
+	fx_record(&r, 0x8100000000000005ULL, "10.0.0.1", 1, "10.0.0.2", 2, FX_T0_US);
+	CHECK_OK(st_put_flow(st, &r));
+	uint64_t max;
+	CHECK_OK(st_max_flow_id(st, &max));
+	CHECK(max == 0x8100000000000005ULL);
+	struct st_query q;
+	query_default(&q);
+	q.limit = 1;
+	q.port = 2;
+	char *out = NULL;
+	CHECK(query_buf(st, &q, ST_FMT_JSON, &out) == 1);
+	CHECK(strstr(out, "\"id\":\"9295429630892703749\""));
+	free(out);
+	CHECK_OK(st_close(st));
+	check_integrity(db);
+}
+
+static void test_batch(void)
+{
+	char db[300];
+	path_in(db, sizeof(db), "batch.db");
+	struct st_store *st = open_ok(db, 100);
+	struct fl_record r;
+	for (uint64_t i = 0; i < 250; i++) {
+		fx_synthetic(&r, i, 0);
+		CHECK_OK(st_put_flow(st, &r));
+	}
+	/* Another connection sees whole batches only. */
+	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 200);
+	CHECK_OK(st_commit(st));
+	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 250);
+	CHECK_OK(st_commit(st)); /* nothing pending: fine */
+	for (uint64_t i = 250; i < 260; i++) {
+		fx_synthetic(&r, i, 0);
+		CHECK_OK(st_put_flow(st, &r));
+	}
+	CHECK_OK(st_close(st)); /* close commits */
+	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 260);
+	uint64_t n;
+	st = open_ok(db, 0);
+	CHECK_OK(st_count_flows(st, &n));
+	CHECK(n == 260);
+	CHECK_OK(st_close(st));
+	check_integrity(db);
+}
+
+static void fill_known(struct st_store *st)
+{
+	struct fl_record r[FX_KNOWN];
+	uint32_t veth, eth0;
+	CHECK_OK(st_obs_point(st, "veth-front", "in", "default/frontend-7d9", 1, &veth));
+	CHECK_OK(st_obs_point(st, "eth0", "in", NULL, 1, &eth0));
+	fx_known(r, veth, eth0);
+	for (int i = 0; i < FX_KNOWN; i++)
+		CHECK_OK(st_put_flow(st, &r[i]));
+	CHECK_OK(st_commit(st));
+}
+
+static void test_query(void)
+{
+	char db[300];
+	path_in(db, sizeof(db), "query.db");
+	struct st_store *st = open_ok(db, 0);
+	fill_known(st);
+	struct st_query q;
+	char *out = NULL;
+
+	query_default(&q);
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 4);
+	/* Newest first: ids 1,2,3,4 in that order after the header. */
+	char *l1 = strchr(out, '\n');
+	CHECK(l1 && !strncmp(l1 + 1, "1,", 2));
+	CHECK(strstr(out, "\"backend, \"\"quoted\"\"\""));
+	free(out);
+
+	q.app = "tls";
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 2);
+	free(out);
+	q.app = "facebook";
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	free(out);
+	q.app = "TLS.Google";
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	free(out);
+	q.app = "TL"; /* parts match whole, not as a prefix */
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 0);
+	free(out);
+	q.app = "x' OR 1=1 --"; /* bound, never SQL */
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 0);
+	free(out);
+
+	query_default(&q);
+	q.ip = "10.244.1.5";
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 3);
+	free(out);
+	q.ip = "192.168.50.2"; /* outer only */
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	free(out);
+	q.ip = "FD00:0::5"; /* normalised */
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	free(out);
+	q.ip = "not-an-ip";
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == -EINVAL);
+	CHECK(strstr(st_errmsg(st), "not an IP"));
+	free(out);
+
+	query_default(&q);
+	q.port = 53;
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	free(out);
+	q.port = 443;
+	q.limit = 1;
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	free(out);
+	query_default(&q);
+	q.since_us = FX_T0_US + 30000000;
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 3);
+	free(out);
+	q.limit = 0;
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 0);
+	free(out);
+
+	query_default(&q);
+	CHECK(query_buf(st, &q, ST_FMT_TABLE, &out) == 4);
+	CHECK(strstr(out, "TIME (UTC)"));
+	CHECK(strstr(out, "2024-10-01 12:00:50.000"));
+	CHECK(strstr(out, "10.244.1.5:40000 -> 157.240.1.35:443"));
+	CHECK(strstr(out, "[fd00::5]:42000 -> [2001:db8::1]:443"));
+	CHECK(strstr(out, "TLS.Facebook"));
+	CHECK(strstr(out, "1.500ms"));
+	/* Aligned: the APP column starts at the same offset on every line. */
+	char *line = out;
+	long col = -1;
+	int lines = 0;
+	while (line && *line) {
+		char *nl = strchr(line, '\n');
+		char one[512];
+		snprintf(one, sizeof(one), "%.*s", nl ? (int)(nl - line) : (int)strlen(line), line);
+		char *app = strstr(one, "APP");
+		if (!app) app = strstr(one, "TLS.");
+		if (!app) app = strstr(one, "DNS");
+		if (!app) app = strstr(one, "HTTP");
+		CHECK(app);
+		if (col < 0)
+			col = app - one;
+		CHECK(app - one == col);
+		lines++;
+		line = nl ? nl + 1 : NULL;
+	}
+	CHECK(lines == 5);
+	free(out);
+
+	CHECK(query_buf(st, &q, ST_FMT_JSON, &out) == 4);
+	CHECK(out[0] == '[');
+	CHECK(strstr(out, "\"proto_name\":\"TLS.Facebook\""));
+	free(out);
+	q.app = "nothing";
+	CHECK(query_buf(st, &q, ST_FMT_JSON, &out) == 0);
+	CHECK(!strcmp(out, "[]\n"));
+	free(out);
+	CHECK_OK(st_close(st));
+	check_integrity(db);
+}
+
+static void test_retain_age(void)
+{
+	char db[300];
+	path_in(db, sizeof(db), "age.db");
+	struct st_config cfg;
+	struct st_store *st;
+	char err[512];
+	st_config_default(&cfg);
+	cfg.retain_age_s = 3600;
+	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	struct fl_record r;
+	/* 25000 flows one second apart, so the age delete needs several chunks. */
+	for (uint64_t i = 0; i < 25000; i++) {
+		fx_synthetic(&r, i, 0);
+		r.last_us = FX_T0_US + i * 1000000;
+		r.first_us = r.last_us;
+		CHECK_OK(st_put_flow(st, &r));
+	}
+	uint64_t deleted = 99;
+	/* now = T0 + 24000 s: flows with last_us < T0 + 20400 s go. */
+	uint64_t now = FX_T0_US / 1000000 + 24000;
+	CHECK_OK(st_retain(st, now, &deleted));
+	CHECK(deleted == 20400);
+	uint64_t n;
+	CHECK_OK(st_count_flows(st, &n));
+	CHECK(n == 25000 - 20400);
+	CHECK_OK(st_retain(st, now, &deleted));
+	CHECK(deleted == 0);
+	CHECK_OK(st_close(st));
+	CHECK(sql_i64(db, "SELECT min(last_us) FROM flows") == (int64_t)FX_T0_US + 20400LL * 1000000);
+	check_integrity(db);
+}
+
+static uint64_t file_bytes(const char *db)
+{
+	char wal[320];
+	struct stat sb;
+	uint64_t total = 0;
+	if (stat(db, &sb) == 0)
+		total += (uint64_t)sb.st_size;
+	snprintf(wal, sizeof(wal), "%s-wal", db);
+	if (stat(wal, &sb) == 0)
+		total += (uint64_t)sb.st_size;
+	return total;
+}
+
+static void test_retain_size(void)
+{
+	char db[300];
+	path_in(db, sizeof(db), "size.db");
+	struct st_config cfg;
+	struct st_store *st;
+	char err[512];
+	st_config_default(&cfg);
+	cfg.retain_bytes = 2 << 20;
+	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	struct fl_record r;
+	for (uint64_t i = 0; i < 30000; i++) {
+		fx_synthetic(&r, i, 0);
+		CHECK_OK(st_put_flow(st, &r));
+	}
+	CHECK_OK(st_commit(st));
+	uint64_t before = file_bytes(db);
+	CHECK(before > cfg.retain_bytes);
+	uint64_t deleted = 0, n;
+	CHECK_OK(st_retain(st, FX_T0_US / 1000000 + 100000, &deleted));
+	CHECK_OK(st_count_flows(st, &n));
+	CHECK(deleted > 0 && n > 0 && n + deleted == 30000);
+	uint64_t after = file_bytes(db);
+	fprintf(stderr, "retain_size: %llu bytes -> %llu bytes (cap %llu), %llu rows deleted, %llu kept\n",
+		(unsigned long long)before, (unsigned long long)after,
+		(unsigned long long)cfg.retain_bytes, (unsigned long long)deleted,
+		(unsigned long long)n);
+	CHECK(after <= cfg.retain_bytes);
+	/* The oldest went: every kept flow is newer than every deleted one. */
+	CHECK(sql_i64(db, "SELECT min(id) FROM flows") == (int64_t)deleted + 1);
+	/* More writes then retention again: still under the cap. */
+	for (uint64_t i = 30000; i < 40000; i++) {
+		fx_synthetic(&r, i, 0);
+		CHECK_OK(st_put_flow(st, &r));
+	}
+	CHECK_OK(st_retain(st, 0, &deleted));
+	CHECK(deleted > 0);
+	CHECK(file_bytes(db) <= cfg.retain_bytes);
+	CHECK_OK(st_close(st));
+	CHECK(file_bytes(db) <= cfg.retain_bytes);
+	check_integrity(db);
+}
+
+/* A writer killed with SIGKILL in the middle of a batch: reopening finds every
+ * committed row and none of the open batch, and an intact file. */
+static void test_kill(void)
+{
+	char db[300];
+	path_in(db, sizeof(db), "kill.db");
+	int fds[2];
+	CHECK(pipe(fds) == 0);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		struct st_store *st = open_ok(db, 1000);
+		struct fl_record r;
+		for (uint64_t i = 0; i < 3500; i++) {
+			fx_synthetic(&r, i, 0);
+			if (st_put_flow(st, &r))
+				_exit(3);
+		}
+		/* 3 batches committed, 500 rows in the open transaction. */
+		if (write(fds[1], "k", 1) != 1)
+			_exit(4);
+		for (uint64_t i = 3500;; i++) { /* keep writing until killed */
+			fx_synthetic(&r, i % 3500 + 100000, 0);
+			if (st_put_flow(st, &r) || i > 3500 + 900) {
+				pause();
+			}
+		}
+	}
+	close(fds[1]);
+	char c;
+	CHECK(read(fds[0], &c, 1) == 1);
+	CHECK(kill(pid, SIGKILL) == 0);
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	close(fds[0]);
+	/* The WAL of the dead writer is still there; opening recovers it. */
+	struct st_store *st = open_ok(db, 0);
+	uint64_t n;
+	CHECK_OK(st_count_flows(st, &n));
+	CHECK(n == 3000);
+	CHECK_OK(st_close(st));
+	CHECK(sql_i64(db, "SELECT count(*) FROM flows WHERE id BETWEEN 1 AND 3000") == 3000);
+	check_integrity(db);
+}
+
+static int open_fails(const char *path, int readonly, int want_err, const char *want_msg)
+{
+	struct st_config cfg;
+	struct st_store *st = (struct st_store *)0x1;
+	char err[512] = "";
+	st_config_default(&cfg);
+	cfg.readonly = readonly;
+	int rc = st_open(path, &cfg, &st, err, sizeof(err));
+	fprintf(stderr, "  %s: %d %s\n", path, rc, err);
+	CHECK(rc < 0 && st == NULL);
+	if (want_err)
+		CHECK(rc == want_err);
+	if (want_msg && !strstr(err, want_msg)) {
+		fprintf(stderr, "FAIL %s: message '%s' lacks '%s'\n", cur_test, err, want_msg);
+		exit(1);
+	}
+	return rc;
+}
+
+static void make_db(const char *path, uint64_t rows)
+{
+	struct st_store *st = open_ok(path, 0);
+	struct fl_record r;
+	for (uint64_t i = 0; i < rows; i++) {
+		fx_synthetic(&r, i, 0);
+		CHECK_OK(st_put_flow(st, &r));
+	}
+	CHECK_OK(st_close(st));
+	/* Fold the WAL into the file so damage to the file is damage to data. */
+	sql_exec(path, "PRAGMA wal_checkpoint(TRUNCATE)");
+	check_integrity(path);
+}
+
+static void copy_file(const char *from, const char *to, off_t len)
+{
+	char cmd[800];
+	snprintf(cmd, sizeof(cmd), "head -c %lld '%s' > '%s'", (long long)len, from, to);
+	CHECK(system(cmd) == 0);
+}
+
+static void test_bad_input(void)
+{
+	char p[300], good[300];
+
+	/* Not a database at all. */
+	path_in(p, sizeof(p), "text.db");
+	FILE *f = fopen(p, "w");
+	CHECK(f);
+	for (int i = 0; i < 100; i++)
+		fprintf(f, "this is a text file, not a database %d\n", i);
+	fclose(f);
+	open_fails(p, 0, -EBADMSG, "not a database");
+	open_fails(p, 1, -EBADMSG, "not a database");
+	/* A file shorter than a header. */
+	path_in(p, sizeof(p), "short.db");
+	f = fopen(p, "w");
+	CHECK(f);
+	fputs("SQLite", f);
+	fclose(f);
+	open_fails(p, 0, -EBADMSG, "not a database");
+
+	path_in(good, sizeof(good), "good.db");
+	make_db(good, 20000);
+	struct stat sb;
+	CHECK(stat(good, &sb) == 0);
+
+	/* Truncated to half. */
+	path_in(p, sizeof(p), "trunc.db");
+	copy_file(good, p, sb.st_size / 2);
+	open_fails(p, 0, -EBADMSG, "truncated");
+	open_fails(p, 1, -EBADMSG, "truncated");
+
+	/* Corrupt: garbage over the b-tree pages but header intact.  Either open
+	 * fails or the query does; never a crash, never success with garbage. */
+	path_in(p, sizeof(p), "corrupt.db");
+	copy_file(good, p, sb.st_size);
+	int fd = open(p, O_WRONLY);
+	CHECK(fd >= 0);
+	char junk[4096];
+	memset(junk, 0xa5, sizeof(junk));
+	for (off_t off = 4096; off < sb.st_size; off += 3 * 4096)
+		CHECK(pwrite(fd, junk, sizeof(junk), off) == (ssize_t)sizeof(junk));
+	close(fd);
+	{
+		struct st_config cfg;
+		struct st_store *st;
+		char err[512] = "";
+		st_config_default(&cfg);
+		int rc = st_open(p, &cfg, &st, err, sizeof(err));
+		if (rc == 0) {
+			struct st_query q;
+			char *out = NULL;
+			query_default(&q);
+			q.port = 443;
+			rc = query_buf(st, &q, ST_FMT_JSON, &out);
+			free(out);
+			fprintf(stderr, "  corrupt query: %d %s\n", rc, st_errmsg(st));
+			CHECK(rc == -EBADMSG);
+			CHECK(strstr(st_errmsg(st), "malformed"));
+			st_close(st);
+		} else {
+			fprintf(stderr, "  corrupt open: %d %s\n", rc, err);
+			CHECK(rc == -EBADMSG);
+			CHECK(strstr(err, "malformed") || strstr(err, "corrupt"));
+		}
+	}
+
+	/* Newer schema: refused, and left exactly as it was. */
+	path_in(p, sizeof(p), "newer.db");
+	copy_file(good, p, sb.st_size);
+	sql_exec(p, "PRAGMA user_version = 99");
+	open_fails(p, 0, -ENOTSUP, "schema version 99 is newer");
+	open_fails(p, 1, -ENOTSUP, "schema version 99 is newer");
+	CHECK(sql_i64(p, "PRAGMA user_version") == 99);
+	check_integrity(p);
+
+	/* Somebody else's SQLite database: never migrated into ours. */
+	path_in(p, sizeof(p), "other.db");
+	sql_exec(p, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+	open_fails(p, 0, -ENOTSUP, "not a podcap database");
+	CHECK(sql_i64(p, "SELECT count(*) FROM sqlite_schema") == 1);
+	sql_exec(p, "PRAGMA application_id = 1234");
+	open_fails(p, 0, -ENOTSUP, "not a podcap database");
+	check_integrity(p);
+
+	/* Missing file, read-only open. */
+	path_in(p, sizeof(p), "missing.db");
+	open_fails(p, 1, -ENOENT, "cannot open");
+	CHECK(access(p, F_OK) != 0);
+	/* A directory where the file should be. */
+	path_in(p, sizeof(p), "dir.db");
+	CHECK(mkdir(p, 0755) == 0);
+	open_fails(p, 0, -EBADMSG, "not a regular file");
+	/* An empty path. */
+	open_fails("", 0, -EINVAL, "no database path");
+	check_integrity(good);
+}
+
+/* Permission cases; root ignores permissions, so when run as root the check
+ * runs in a child that has dropped to nobody. */
+static void test_permissions(void)
+{
+	if (chmod(tmpdir, 0777) != 0)
+		CHECK(0);
+	char good[300];
+	path_in(good, sizeof(good), "perm.db");
+	make_db(good, 100);
+	CHECK(chown(good, 65534, 65534) == 0 || geteuid() != 0);
+	char wal[320], shm[320];
+	snprintf(wal, sizeof(wal), "%s-wal", good);
+	snprintf(shm, sizeof(shm), "%s-shm", good);
+	unlink(wal);
+	unlink(shm);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		if (geteuid() == 0 &&
+		    (setgroups(0, NULL) || setgid(65534) || setuid(65534))) {
+			fprintf(stderr, "cannot drop privileges\n");
+			_exit(77);
+		}
+		char p[300], ro[300];
+		/* A read-only directory: cannot create the file there. */
+		path_in(ro, sizeof(ro), "rodir");
+		CHECK(mkdir(ro, 0555) == 0);
+		path_in(p, sizeof(p), "rodir/new.db");
+		open_fails(p, 0, -EACCES, "cannot open");
+		CHECK(access(p, F_OK) != 0);
+		/* A read-only database file. */
+		CHECK(chmod(good, 0444) == 0);
+		open_fails(good, 0, -EACCES, "read-only");
+		/* Readonly open of it works (WAL needs -shm next to it: the dir is
+		 * writable here). */
+		struct st_config cfg;
+		struct st_store *st;
+		char err[512];
+		st_config_default(&cfg);
+		cfg.readonly = 1;
+		CHECK_OK(st_open(good, &cfg, &st, err, sizeof(err)));
+		uint64_t n;
+		CHECK_OK(st_count_flows(st, &n));
+		CHECK(n == 100);
+		st_close(st);
+		/* A writable db in a read-only directory: WAL files cannot be made. */
+		char p2[300];
+		path_in(p2, sizeof(p2), "rodir/rw.db");
+		CHECK(chmod(ro, 0755) == 0);
+		make_db(p2, 10);
+		snprintf(wal, sizeof(wal), "%s-wal", p2);
+		snprintf(shm, sizeof(shm), "%s-shm", p2);
+		unlink(wal);
+		unlink(shm);
+		CHECK(chmod(ro, 0555) == 0);
+		open_fails(p2, 0, 0, "");
+		CHECK(chmod(ro, 0755) == 0);
+		check_integrity(p2);
+		_exit(0);
+	}
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77) {
+		fprintf(stderr, "SKIP permissions: cannot drop privileges\n");
+		return;
+	}
+	CHECK(WEXITSTATUS(status) == 0);
+	chmod(good, 0644);
+	check_integrity(good);
+}
+
+struct test {
+	const char *name;
+	void (*fn)(void);
+};
+
+static const struct test tests[] = {
+	{"create", test_create},
+	{"obs_points", test_obs_points},
+	{"upsert", test_upsert},
+	{"batch", test_batch},
+	{"query", test_query},
+	{"retain_age", test_retain_age},
+	{"retain_size", test_retain_size},
+	{"kill", test_kill},
+	{"bad_input", test_bad_input},
+	{"permissions", test_permissions},
+};
+
+int main(int argc, char **argv)
+{
+	int ran = 0;
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		if (argc > 1 && strcmp(argv[1], tests[i].name))
+			continue;
+		cur_test = tests[i].name;
+		make_tmpdir();
+		tests[i].fn();
+		rm_tmpdir();
+		printf("ok %s\n", tests[i].name);
+		ran++;
+	}
+	if (!ran) {
+		fprintf(stderr, "no test named %s\n", argc > 1 ? argv[1] : "?");
+		return 1;
+	}
+	return 0;
+}
