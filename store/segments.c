@@ -459,6 +459,10 @@ static int close_segment(struct seg_store *s)
 		 ", last_us=%" PRIu64 ", packets=%" PRIu64 " WHERE id=%" PRId64,
 		 bytes, s->seg_last_us, s->seg_packets, s->seg_id);
 	int rc4 = exec(s, sql);
+	/* The WAL counts against max_bytes and would otherwise grow to the
+	 * autocheckpoint size (4 MB) between checkpoints; fold it back into
+	 * index.db at every rotation.  A busy reader only delays this. */
+	sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	int rc5 = live_push(s, s->seg_id, bytes, s->seg_file);
 	free(s->seg_file);
 	s->seg_file = NULL;
