@@ -7,7 +7,8 @@
  * and prints one tab-separated line per final record:
  *
  *   l4  src  sport  dst  dport  vlan  proto  host  pkts_c2s  pkts_s2c  bytes_c2s
- *   bytes_s2c  tunnel  end  community_id  dpi_done  category
+ *   bytes_s2c  tunnel  end  community_id  dpi_done  category  url  http_status
+ *   dns_rcode  ja3c  rtt_us  retrans_c2s  retrans_s2c
  *
  * then a summary line starting with '#'.  -q prints only the summary (with the
  * time spent, for throughput measurements); -n turns nDPI off.
@@ -70,11 +71,14 @@ static int print_record(void *arg, const struct fl_record *r)
 	}
 	/* ICMP "ports" are type/code; print 0 like ndpiReader, which keys ICMP without. */
 	int icmp = r->key.proto == 1 || r->key.proto == 58;
-	printf("%s\t%s\t%u\t%s\t%u\t%u\t%s\t%s\t%llu\t%llu\t%llu\t%llu\t%s\t%s\t%s\t%u\t%s\n", l4, s,
+	printf("%s\t%s\t%u\t%s\t%u\t%u\t%s\t%s\t%llu\t%llu\t%llu\t%llu\t%s\t%s\t%s\t%u\t%s"
+	       "\t%s\t%u\t%u\t%s\t%lld\t%u\t%u\n", l4, s,
 	       icmp ? 0 : r->key.sport, d, icmp ? 0 : r->key.dport, r->vlan, r->proto,
 	       r->host[0] ? r->host : "-", (unsigned long long)r->pkts[0], (unsigned long long)r->pkts[1],
 	       (unsigned long long)r->bytes[0], (unsigned long long)r->bytes[1], dc_tunnel_name(r->tunnel),
-	       endname(r->end), r->community_id, r->dpi_done, r->category[0] ? r->category : "-");
+	       endname(r->end), r->community_id, r->dpi_done, r->category[0] ? r->category : "-",
+	       r->url[0] ? r->url : "-", r->http_status, r->dns_rcode, r->ja3c[0] ? r->ja3c : "-",
+	       (long long)r->rtt_us, r->retrans[0], r->retrans[1]);
 	return 0;
 }
 
