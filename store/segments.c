@@ -1332,7 +1332,8 @@ int seg_export(struct seg_store *s, struct seg_flow *flows, size_t n, struct pn_
 		x.ifs[x.pkts[i].iface].used = 1;
 	if ((rc = declare_ifaces(s, &x, w)) < 0)
 		goto out;
-	qsort(x.pkts, x.npkts, sizeof(*x.pkts), pkt_cmp);
+	if (x.npkts)
+		qsort(x.pkts, x.npkts, sizeof(*x.pkts), pkt_cmp);
 	size_t blkcap = 0;
 	for (size_t i = 0; i < x.npkts; i++) {
 		struct x_pkt *p = &x.pkts[i];
