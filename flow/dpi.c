@@ -143,6 +143,7 @@ void fl_dpi_packet(struct fl_table *t, struct fl_flow *f, const struct dc_packet
 	}
 
 	uint32_t len = p->l3_len > 0xffff ? 0xffff : p->l3_len;
+	t->stats.dpi_packets++;
 	ndpi_protocol proto = ndpi_detection_process_packet(t->ndpi, f->ndpi, frame + p->l3_off,
 							    (unsigned short)len, ts_us / 1000);
 

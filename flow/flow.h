@@ -96,6 +96,7 @@ struct fl_stats {
 	uint64_t evicted;        /* flows ended early by the memory cap */
 	uint64_t dpi_giveup;
 	uint64_t dpi_alloc_fail; /* flows not classified: nDPI state allocation failed */
+	uint64_t dpi_packets;    /* packets given to nDPI */
 };
 
 /* Called for every record: periodic (end == FL_END_ACTIVE) and final.  A non-zero

@@ -145,11 +145,12 @@ int main(int argc, char **argv)
 	fl_table_stats(t, &st);
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	printf("# linktype %d packets %llu accounted %llu skipped %llu tunnelled %llu flows %llu "
-	       "records %llu evicted %llu dpi_giveup %llu seconds %.3f pps %.0f\n",
+	       "records %llu evicted %llu dpi_giveup %llu dpi_packets %llu seconds %.3f pps %.0f\n",
 	       linktype, (unsigned long long)dcnt.packets, (unsigned long long)st.packets,
 	       (unsigned long long)st.skipped, (unsigned long long)tunnelled,
 	       (unsigned long long)final_records, (unsigned long long)st.records,
-	       (unsigned long long)st.evicted, (unsigned long long)st.dpi_giveup, secs,
+	       (unsigned long long)st.evicted, (unsigned long long)st.dpi_giveup,
+	       (unsigned long long)st.dpi_packets, secs,
 	       secs > 0 ? (double)dcnt.packets / secs : 0.0);
 	rc = 0;
 	fl_table_free(t);
