@@ -1,0 +1,61 @@
+/* pipeline — the one path every packet takes, for files (`podcap read`) and live
+ * capture (`podcap run`): decode → flow table (+ nDPI) → SQLite flow store, and
+ * optionally the packet segments.
+ *
+ * Threads: a pipeline is driven by one thread; pl_packet() must not be called
+ * concurrently.  The pipeline owns the flow table, the store handles and the
+ * counters; packet bytes stay the caller's and are not kept after pl_packet().
+ */
+#ifndef PODCAP_PIPELINE_H
+#define PODCAP_PIPELINE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "capture.h"
+#include "decode.h"
+#include "flow.h"
+#include "store.h"
+
+struct pipeline;
+
+struct pl_config {
+	struct dc_config dc;
+	struct fl_config fl;
+	struct st_config st;
+	const char *db_path;   /* required */
+	const char *store_dir; /* packet segments; NULL = flow records only */
+	uint32_t store_snaplen;       /* bytes of each packet kept in segments, 0 = all */
+	uint32_t store_first_packets; /* only the first N packets of each flow, 0 = all */
+	uint64_t store_cap_bytes;     /* total segment size cap, 0 = default */
+};
+void pl_config_default(struct pl_config *cfg);
+
+/* Counters of every place a packet or flow can be lost or set aside. */
+struct pl_stats {
+	struct dc_counters dc;     /* per decode reason and tunnel */
+	struct fl_stats fl;
+	uint64_t packets;          /* handed to the pipeline */
+	uint64_t bytes;
+	uint64_t store_errors;     /* flow records the database refused */
+	uint64_t seg_errors;       /* packets the segment store refused (disk full, ...) */
+	uint64_t seg_packets;      /* packets written to segments */
+};
+
+int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, size_t errlen);
+/* Registers an observation point; *obs is what pl_packet() takes. */
+int pl_obs_point(struct pipeline *pl, const char *iface, const char *direction, const char *pod,
+		 int linktype, uint32_t *obs);
+/* Accounts one captured packet.  Returns 0, or a negative errno when the flow
+ * store failed (fatal for the caller); per-packet problems are only counted. */
+int pl_packet(struct pipeline *pl, uint32_t obs, const struct cap_packet *pkt);
+/* Runs flow timers up to now_us and commits what is due. */
+int pl_tick(struct pipeline *pl, uint64_t now_us);
+/* Ends every flow, commits the store.  The pipeline stays usable for stats. */
+int pl_finish(struct pipeline *pl);
+void pl_stats(const struct pipeline *pl, struct pl_stats *out);
+void pl_print_summary(const struct pipeline *pl, FILE *f);
+const char *pl_error(const struct pipeline *pl);
+void pl_close(struct pipeline *pl);
+
+#endif
