@@ -178,6 +178,37 @@ static inline int null_family(uint32_t af, enum next *next)
 	}
 }
 
+/* A PPP frame (the PPP link type, or inside PPTP's GRE): optional FF 03 address/control, then a protocol of
+ * one byte (protocol field compression: an odd first byte) or two. */
+static inline int walk_ppp(struct walk *w, struct region *rg, int trunc, enum next *next)
+{
+	if (!fits(rg->off, 1, rg->end))
+		return trunc;
+	if (rd_u8(w, rg->off) == 0xff) {
+		if (!fits(rg->off, 2, rg->end))
+			return trunc;
+		rg->off += 2;
+	}
+	if (!fits(rg->off, 1, rg->end))
+		return trunc;
+	uint16_t proto = rd_u8(w, rg->off);
+	if (proto & 1) {
+		rg->off += 1;
+	} else {
+		if (!fits(rg->off, 2, rg->end))
+			return trunc;
+		proto = rd_be16(w, rg->off);
+		rg->off += 2;
+	}
+	if (proto == 0x0021)
+		*next = N_IP4;
+	else if (proto == 0x0057)
+		*next = N_IP6;
+	else
+		return DC_NOT_IP;
+	return DC_OK;
+}
+
 static int walk_link(struct walk *w, int linktype, struct region *rg, enum next *next)
 {
 	switch (linktype) {
@@ -211,26 +242,8 @@ static int walk_link(struct walk *w, int linktype, struct region *rg, enum next 
 		rg->off += 4;
 		return null_family(af, next);
 	}
-	case DC_LINK_PPP: {
-		/* HDLC-like framing: optional FF 03 address/control, then protocol. */
-		if (!fits(rg->off, 2, rg->end))
-			return DC_R_TRUNC_LINK;
-		if (rd_u8(w, rg->off) == 0xff && rd_u8(w, rg->off + 1) == 0x03)
-			rg->off += 2;
-		if (!fits(rg->off, 2, rg->end))
-			return DC_R_TRUNC_LINK;
-		uint16_t proto = rd_be16(w, rg->off);
-		rg->off += 2;
-		if (proto == 0x0021) {
-			*next = N_IP4;
-			return DC_OK;
-		}
-		if (proto == 0x0057) {
-			*next = N_IP6;
-			return DC_OK;
-		}
-		return DC_NOT_IP;
-	}
+	case DC_LINK_PPP:
+		return walk_ppp(w, rg, DC_R_TRUNC_LINK, next);
 	case DC_LINK_C_HDLC: {
 		if (!fits(rg->off, 4, rg->end))
 			return DC_R_TRUNC_LINK;
@@ -350,37 +363,6 @@ static inline int walk_geneve(struct walk *w, struct region *rg, enum next *next
 	return DC_OK;
 }
 
-/* A PPP frame inside a tunnel: optional FF 03 address/control, then a protocol of
- * one byte (protocol field compression: an odd first byte) or two. */
-static inline int walk_ppp_inner(struct walk *w, struct region *rg, enum next *next)
-{
-	if (!fits(rg->off, 1, rg->end))
-		return DC_R_TRUNC_GRE;
-	if (rd_u8(w, rg->off) == 0xff) {
-		if (!fits(rg->off, 2, rg->end))
-			return DC_R_TRUNC_GRE;
-		rg->off += 2;
-	}
-	if (!fits(rg->off, 1, rg->end))
-		return DC_R_TRUNC_GRE;
-	uint16_t proto = rd_u8(w, rg->off);
-	if (proto & 1) {
-		rg->off += 1;
-	} else {
-		if (!fits(rg->off, 2, rg->end))
-			return DC_R_TRUNC_GRE;
-		proto = rd_be16(w, rg->off);
-		rg->off += 2;
-	}
-	if (proto == 0x0021)
-		*next = N_IP4;
-	else if (proto == 0x0057)
-		*next = N_IP6;
-	else
-		return DC_NOT_IP;
-	return DC_OK;
-}
-
 /* PPTP's enhanced GRE (RFC 2637): version 1, key always present (payload length +
  * call id), optional sequence and acknowledgment numbers, PPP inside.  A packet
  * with only an acknowledgment carries no payload. */
@@ -400,7 +382,7 @@ static inline int walk_pptp_gre(struct walk *w, struct region *rg, uint16_t flag
 	enum next n = N_DONE;
 	/* The PPP frame is checked before counting the tunnel: LCP/CCP control frames
 	 * are PPTP's own traffic, not a tunnelled packet. */
-	int r = walk_ppp_inner(w, &in, &n);
+	int r = walk_ppp(w, &in, DC_R_TRUNC_GRE, &n);
 	if (r == DC_NOT_IP)
 		return DC_OK;
 	if (r)
