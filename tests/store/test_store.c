@@ -555,12 +555,15 @@ static void test_kill(void)
 		/* 3 batches committed, 500 rows in the open transaction. */
 		if (write(fds[1], "k", 1) != 1)
 			_exit(4);
-		for (uint64_t i = 3500;; i++) { /* keep writing until killed */
-			fx_synthetic(&r, i % 3500 + 100000, 0);
-			if (st_put_flow(st, &r) || i > 3500 + 900) {
-				pause();
-			}
+		/* Keep writing into the open batch while the kill arrives, but stop
+		 * before it fills (1000 rows) and commits by itself. */
+		for (uint64_t i = 3500; i < 3990; i++) {
+			fx_synthetic(&r, i, 0);
+			if (st_put_flow(st, &r))
+				break;
 		}
+		for (;;)
+			pause();
 	}
 	close(fds[1]);
 	char c;
