@@ -1,10 +1,17 @@
 /* The packet path shared by `podcap read` and `podcap run`. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pipeline.h"
 #include "segments.h"
+
+/* Flow records travel from the packet thread to the store thread through this
+ * bounded ring.  When it is full the packet thread waits: records are never
+ * dropped, and a slow disk shows up as back-pressure, not loss. */
+#define PL_RING 4096
 
 struct pipeline {
 	struct pl_config cfg;
@@ -16,6 +23,18 @@ struct pipeline {
 	uint64_t last_expire_us;
 	int store_failed; /* first fatal store error, reported once */
 	char err[512];
+
+	/* store thread: owns pl->store while running; everyone else takes store_lock */
+	pthread_t writer;
+	int writer_running;
+	pthread_mutex_t store_lock;
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_nonempty, q_nonfull, q_drained;
+	struct fl_record *ring;
+	unsigned q_head, q_tail; /* head: next to write, tail: next to read */
+	int q_busy;              /* writer is storing records it took off the ring */
+	int q_stop;
+	int writer_failed;       /* first error of the store thread (under q_lock) */
 };
 
 void pl_config_default(struct pl_config *cfg)
@@ -26,24 +45,123 @@ void pl_config_default(struct pl_config *cfg)
 	st_config_default(&cfg->st);
 }
 
-/* Flow records go straight into the store's open transaction; the store batches. */
+/* Stores one record; called with store_lock held. */
+static int store_record(struct pipeline *pl, const struct fl_record *rec)
+{
+	int rc = st_put_flow(pl->store, rec);
+	if (rc == 0 && pl->seg)
+		rc = st_set_packets_state(pl->store, rec->id, "stored");
+	return rc;
+}
+
+static void *writer_main(void *arg)
+{
+	struct pipeline *pl = arg;
+	struct fl_record *batch = malloc(64 * sizeof(*batch));
+	pthread_setname_np(pthread_self(), "podcap-store");
+	if (!batch) {
+		pthread_mutex_lock(&pl->q_lock);
+		pl->writer_failed = -ENOMEM;
+		snprintf(pl->err, sizeof(pl->err), "flow store thread: out of memory");
+		pthread_cond_broadcast(&pl->q_nonfull);
+		pthread_cond_broadcast(&pl->q_drained);
+		pthread_mutex_unlock(&pl->q_lock);
+		return NULL;
+	}
+
+	int dirty = 0; /* records stored since the last commit */
+
+	pthread_mutex_lock(&pl->q_lock);
+	for (;;) {
+		while (pl->q_head == pl->q_tail && !pl->q_stop) {
+			/* A live agent's records become visible within about a second:
+			 * commit once the queue has been idle that long. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			if (pthread_cond_timedwait(&pl->q_nonempty, &pl->q_lock, &ts) == ETIMEDOUT && dirty) {
+				pthread_mutex_unlock(&pl->q_lock);
+				pthread_mutex_lock(&pl->store_lock);
+				int rc = st_commit(pl->store);
+				if (rc < 0)
+					snprintf(pl->err, sizeof(pl->err), "flow store commit: %s", st_errmsg(pl->store));
+				pthread_mutex_unlock(&pl->store_lock);
+				pthread_mutex_lock(&pl->q_lock);
+				if (rc < 0 && !pl->writer_failed)
+					pl->writer_failed = rc;
+				dirty = 0;
+			}
+		}
+		if (pl->q_head == pl->q_tail && pl->q_stop)
+			break;
+		/* Take up to 64 records at once so the lock is not taken per record. */
+		unsigned n = 0;
+		while (n < 64 && pl->q_tail != pl->q_head) {
+			batch[n++] = pl->ring[pl->q_tail % PL_RING];
+			pl->q_tail++;
+		}
+		pl->q_busy = 1;
+		pthread_cond_signal(&pl->q_nonfull);
+		pthread_mutex_unlock(&pl->q_lock);
+
+		int rc = 0;
+		pthread_mutex_lock(&pl->store_lock);
+		for (unsigned i = 0; i < n && rc == 0; i++)
+			rc = store_record(pl, &batch[i]);
+		dirty = 1;
+		if (rc < 0)
+			snprintf(pl->err, sizeof(pl->err), "flow store: %s", st_errmsg(pl->store));
+		pthread_mutex_unlock(&pl->store_lock);
+
+		pthread_mutex_lock(&pl->q_lock);
+		pl->q_busy = 0;
+		if (rc < 0 && !pl->writer_failed)
+			pl->writer_failed = rc;
+		if (rc < 0)
+			pl->st.store_errors += n;
+		if (pl->q_head == pl->q_tail)
+			pthread_cond_broadcast(&pl->q_drained);
+	}
+	pthread_cond_broadcast(&pl->q_drained);
+	pthread_mutex_unlock(&pl->q_lock);
+	free(batch);
+	return NULL;
+}
+
+/* Flow table callback (packet thread): hand the record to the store thread. */
 static int on_record(void *arg, const struct fl_record *in)
 {
 	struct pipeline *pl = arg;
-	struct fl_record rec = *in;
-	rec.id += pl->id_base;
-	int rc = st_put_flow(pl->store, &rec);
-	if (rc == 0 && pl->seg)
-		rc = st_set_packets_state(pl->store, rec.id, "stored");
-	if (rc < 0) {
-		pl->st.store_errors++;
-		if (!pl->store_failed) {
-			pl->store_failed = rc;
-			snprintf(pl->err, sizeof(pl->err), "flow store: %s", st_errmsg(pl->store));
-		}
-		return rc;
+	int rc;
+
+	pthread_mutex_lock(&pl->q_lock);
+	while (pl->q_head - pl->q_tail >= PL_RING && !pl->writer_failed)
+		pthread_cond_wait(&pl->q_nonfull, &pl->q_lock);
+	rc = pl->writer_failed;
+	if (!rc) {
+		struct fl_record *r = &pl->ring[pl->q_head % PL_RING];
+		*r = *in;
+		r->id += pl->id_base;
+		pl->q_head++;
+		pthread_cond_signal(&pl->q_nonempty);
 	}
-	return 0;
+	pthread_mutex_unlock(&pl->q_lock);
+	if (rc && !pl->store_failed)
+		pl->store_failed = rc;
+	return rc;
+}
+
+/* Waits until the store thread has stored everything queued so far. */
+static int drain(struct pipeline *pl)
+{
+	pthread_mutex_lock(&pl->q_lock);
+	while ((pl->q_head != pl->q_tail || pl->q_busy) && !pl->writer_failed)
+		pthread_cond_wait(&pl->q_drained, &pl->q_lock);
+	int rc = pl->writer_failed;
+	pthread_mutex_unlock(&pl->q_lock);
+	if (rc && !pl->store_failed)
+		pl->store_failed = rc;
+	return rc;
 }
 
 int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, size_t errlen)
@@ -89,9 +207,28 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 		snprintf(errbuf, errlen, "flow table: %s", strerror(errno));
 		goto fail;
 	}
+	pl->ring = malloc(PL_RING * sizeof(*pl->ring));
+	if (!pl->ring) {
+		rc = -ENOMEM;
+		snprintf(errbuf, errlen, "out of memory");
+		goto fail;
+	}
+	pthread_mutex_init(&pl->store_lock, NULL);
+	pthread_mutex_init(&pl->q_lock, NULL);
+	pthread_cond_init(&pl->q_nonempty, NULL);
+	pthread_cond_init(&pl->q_nonfull, NULL);
+	pthread_cond_init(&pl->q_drained, NULL);
+	if ((rc = -pthread_create(&pl->writer, NULL, writer_main, pl)) < 0) {
+		snprintf(errbuf, errlen, "store thread: %s", strerror(-rc));
+		goto fail;
+	}
+	pl->writer_running = 1;
 	*out = pl;
 	return 0;
 fail:
+	free(pl->ring);
+	if (pl->flows)
+		fl_table_free(pl->flows);
 	if (pl->seg)
 		seg_close(pl->seg);
 	if (pl->store)
@@ -103,11 +240,13 @@ fail:
 int pl_obs_point(struct pipeline *pl, const char *iface, const char *direction, const char *pod,
 		 int linktype, uint32_t *obs)
 {
+	pthread_mutex_lock(&pl->store_lock);
 	int rc = st_obs_point(pl->store, iface, direction, pod, linktype, obs);
-	if (rc < 0) {
+	if (rc < 0)
 		snprintf(pl->err, sizeof(pl->err), "observation point %s: %s", iface, st_errmsg(pl->store));
+	pthread_mutex_unlock(&pl->store_lock);
+	if (rc < 0)
 		return rc;
-	}
 	if (pl->seg && (rc = seg_add_interface(pl->seg, *obs, linktype, iface, pod)) < 0)
 		snprintf(pl->err, sizeof(pl->err), "packet store: observation point %s: %s", iface,
 			 seg_errmsg(pl->seg));
@@ -154,19 +293,23 @@ int pl_finish(struct pipeline *pl)
 	fl_table_flush(pl->flows);
 	if (pl->seg && seg_flush(pl->seg) < 0)
 		pl->st.seg_errors++;
-	if (pl->store_failed)
+	if (drain(pl) < 0)
 		return pl->store_failed;
+	pthread_mutex_lock(&pl->store_lock);
 	int rc = st_commit(pl->store);
 	if (rc < 0) {
 		snprintf(pl->err, sizeof(pl->err), "flow store commit: %s", st_errmsg(pl->store));
 		pl->store_failed = rc;
 	}
+	pthread_mutex_unlock(&pl->store_lock);
 	return rc;
 }
 
 void pl_stats(const struct pipeline *pl, struct pl_stats *out)
 {
+	pthread_mutex_lock((pthread_mutex_t *)&pl->q_lock);
 	*out = pl->st;
+	pthread_mutex_unlock((pthread_mutex_t *)&pl->q_lock);
 	fl_table_stats(pl->flows, &out->fl);
 }
 
@@ -217,6 +360,14 @@ void pl_close(struct pipeline *pl)
 {
 	if (!pl)
 		return;
+	if (pl->writer_running) {
+		pthread_mutex_lock(&pl->q_lock);
+		pl->q_stop = 1;
+		pthread_cond_signal(&pl->q_nonempty);
+		pthread_mutex_unlock(&pl->q_lock);
+		pthread_join(pl->writer, NULL);
+	}
+	free(pl->ring);
 	fl_table_free(pl->flows);
 	if (pl->seg)
 		seg_close(pl->seg);
