@@ -150,6 +150,8 @@ int cmd_decode(int argc, char **argv)
 			       "reason; then a summary.  -q: summary only.\n");
 			return 0;
 		default:
+			/* unknown option, or one missing its argument */
+			fprintf(stderr, "podcap decode: bad option '%s'\n", argv[optind - 1]);
 			return app_usage(USAGE);
 		}
 	}
@@ -161,7 +163,11 @@ int cmd_decode(int argc, char **argv)
 	struct cap_source *src = NULL;
 	int rc = cap_open_file(path, &src, err, sizeof err);
 	if (rc < 0) {
-		fprintf(stderr, "podcap decode: %s: %s\n", path, err[0] ? err : strerror(-rc));
+		/* cap_open_file's message already names the file */
+		if (err[0])
+			fprintf(stderr, "podcap decode: %s\n", err);
+		else
+			fprintf(stderr, "podcap decode: %s: %s\n", path, strerror(-rc));
 		return 1;
 	}
 
