@@ -15,9 +15,12 @@
 
 #include "capture.h"
 
+#define CAP_FILE_IOBUF (1u << 20)
+
 struct cap_source {
 	pcap_t *pcap;
 	FILE *fp; /* owned by pcap once pcap_fopen_offline succeeds */
+	char *iobuf; /* stdio buffer of fp; freed after the FILE is closed */
 	int linktype;
 	uint64_t received;
 	uint64_t file_size;
@@ -101,8 +104,11 @@ int cap_open_file(const char *path, struct cap_source **out, char *errbuf, size_
 				s->file_size = (uint64_t)st.st_size;
 		}
 		/* libpcap reads through stdio; the default 4 KiB buffer costs a read()
-		 * per 4 KiB, a big one cuts syscalls 256-fold. */
-		setvbuf(s->fp, NULL, _IOFBF, 1 << 20);
+		 * per 4 KiB, a big one cuts syscalls 256-fold.  glibc ignores the size
+		 * unless we hand it the buffer. */
+		s->iobuf = malloc(CAP_FILE_IOBUF);
+		if (s->iobuf)
+			setvbuf(s->fp, s->iobuf, _IOFBF, CAP_FILE_IOBUF);
 		if (s->file_size && (rc = check_header(s->fp, path, errbuf, errlen)) < 0)
 			goto fail;
 		if (!s->file_size) {
@@ -128,6 +134,7 @@ int cap_open_file(const char *path, struct cap_source **out, char *errbuf, size_
 fail:
 	if (s->fp && s->fp != stdin)
 		fclose(s->fp);
+	free(s->iobuf);
 	free(s);
 	return rc;
 }
@@ -182,5 +189,6 @@ void cap_close(struct cap_source *s)
 		return;
 	if (s->pcap)
 		pcap_close(s->pcap);
+	free(s->iobuf);
 	free(s);
 }
