@@ -1321,8 +1321,11 @@ int seg_export(struct seg_store *s, struct seg_flow *flows, size_t n, struct pn_
 		rc = 0;
 		if (expired) {
 			f->missing += expired;
-			note(s, "flow %" PRIu64 ": %" PRIu64 " packets expired (segments deleted"
-			     " by retention)", f->id, expired);
+			/* A wholly expired flow is the caller's to report; a partial
+			 * one needs saying here, or the gap goes unnoticed. */
+			if (f->state == SEG_FLOW_PARTIAL)
+				note(s, "flow %" PRIu64 ": %" PRIu64 " packets expired (segments deleted"
+				     " by retention)", f->id, expired);
 		}
 		if (f->state == SEG_FLOW_STORED || f->state == SEG_FLOW_PARTIAL)
 			if ((rc = collect_flow(s, &x, f, (uint32_t)i)) < 0)

@@ -457,7 +457,7 @@ static void case_cap(void)
 	snprintf(path, sizeof(path), "%s/expired.pcapng", root);
 	CHECK(export_to(s, &ex, 1, path, PN_FORMAT_PCAPNG) == 0);
 	CHECK(ex.state == SEG_FLOW_EXPIRED && ex.packets == 0 && ex.missing > 0);
-	CHECK(log_lines > 0 && strstr(last_log, "expired"));
+	/* wholly expired: reported by the caller from state, not logged */
 	/* long flows lost their beginning: partial, the rest is exported intact */
 	int partial = 0;
 	for (uint64_t f = 1010; f < 1060; f++) {
