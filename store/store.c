@@ -940,19 +940,21 @@ int st_count_flows(struct st_store *st, uint64_t *out)
 
 /* ---- retention ---- */
 
-static int db_bytes(struct st_store *st, uint64_t *out)
+/* Logical size of the database (page_count * page_size, which already counts
+ * pages still in the WAL) and the WAL file's size on disk. */
+static int db_bytes(struct st_store *st, uint64_t *data, uint64_t *wal_bytes)
 {
 	int64_t pages, psize;
 	int err;
 	if ((err = query_i64(st, "PRAGMA page_count", &pages)) ||
 	    (err = query_i64(st, "PRAGMA page_size", &psize)))
 		return err;
-	uint64_t total = (uint64_t)pages * (uint64_t)psize;
+	*data = (uint64_t)pages * (uint64_t)psize;
+	*wal_bytes = 0;
 	char wal[PATH_MAX];
 	struct stat sb;
 	if (snprintf(wal, sizeof(wal), "%s-wal", st->path) < (int)sizeof(wal) && stat(wal, &sb) == 0)
-		total += (uint64_t)sb.st_size;
-	*out = total;
+		*wal_bytes = (uint64_t)sb.st_size;
 	return 0;
 }
 
@@ -996,16 +998,24 @@ rollback:
 
 /* Gives freed pages back to the file system: incremental vacuum moves them to
  * the end and truncates (in the WAL), the TRUNCATE checkpoint writes that into
- * the main file and empties the WAL.  A reader holding an old snapshot can stop
- * the checkpoint; that is not an error, the next round retries. */
-static int shrink(struct st_store *st)
+ * the main file and empties the WAL.  A reader holding an old snapshot stops the
+ * checkpoint short; that is not an error, but then *wal_stuck = 1 and the WAL's
+ * size must not drive more deletes (each round would delete more rows without
+ * the file getting any smaller).  The busy timeout is shortened meanwhile so a
+ * long reader does not stall the writer for seconds per round. */
+static int shrink(struct st_store *st, int *wal_stuck)
 {
+	int log = 0, ckpt = 0;
 	int err = exec(st, "PRAGMA incremental_vacuum", "incremental vacuum");
 	if (err)
 		return err;
-	int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	sqlite3_busy_timeout(st->db, 50);
+	int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &ckpt);
+	sqlite3_busy_timeout(st->db, ST_BUSY_TIMEOUT_MS);
 	if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
 		return sql_err(st, rc, "checkpoint");
+	if (wal_stuck)
+		*wal_stuck = rc != SQLITE_OK || log != 0;
 	return 0;
 }
 
@@ -1031,41 +1041,35 @@ int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
 			if (n < ST_AGE_CHUNK)
 				break;
 		}
-		if (total && (err = shrink(st)))
+		if (total && (err = shrink(st, NULL)))
 			goto out;
 	}
 	if (st->cfg.retain_bytes) {
-		/* Measure without the WAL of the last batches, so the rows-per-byte
-		 * estimate below is about the data, not about the log. */
-		uint64_t size0;
-		if ((err = db_bytes(st, &size0)))
+		uint64_t data, wal;
+		int stuck = 0;
+		/* Fold the WAL of the last batches in first, so what is measured is
+		 * the data, not the log. */
+		if ((err = db_bytes(st, &data, &wal)))
 			goto out;
-		if (size0 > st->cfg.retain_bytes && (err = shrink(st)))
+		if (data + wal > st->cfg.retain_bytes && (err = shrink(st, &stuck)))
 			goto out;
 		for (int round = 0; round < ST_RETAIN_ROUNDS; round++) {
-			uint64_t size, rows;
-			if ((err = db_bytes(st, &size)))
+			uint64_t rows;
+			if ((err = db_bytes(st, &data, &wal)))
 				goto out;
+			uint64_t size = data + (stuck ? 0 : wal);
 			if (size <= st->cfg.retain_bytes)
 				break;
 			if ((err = st_count_flows(st, &rows)))
 				goto out;
-			if (!rows) {
-				/* Empty schema + WAL already over the cap: nothing of ours to drop. */
-				shrink(st);
-				break;
-			}
+			if (!rows)
+				break; /* the empty schema alone is over the cap: nothing of ours to drop */
 			/* Aim a little under the cap (90%) so the next batches do not
 			 * trigger a delete each, and estimate rows from the average size.
-			 * The estimate errs low (index pages do not free in proportion), the
+			 * The estimate errs low (index pages do not free in proportion); the
 			 * loop corrects it. */
 			uint64_t target = st->cfg.retain_bytes / 10 * 9;
-			uint64_t excess = size - target;
-			int64_t pages, psize;
-			if ((err = query_i64(st, "PRAGMA page_count", &pages)) ||
-			    (err = query_i64(st, "PRAGMA page_size", &psize)))
-				goto out;
-			uint64_t data = (uint64_t)pages * (uint64_t)psize;
+			uint64_t excess = size > target ? size - target : 1;
 			uint64_t per_row = data / rows ? data / rows : 1;
 			uint64_t n = excess / per_row + 1;
 			if (n < 64)
@@ -1078,7 +1082,7 @@ int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
 				goto out;
 			}
 			total += (uint64_t)got;
-			if ((err = shrink(st)))
+			if ((err = shrink(st, &stuck)))
 				goto out;
 		}
 	}

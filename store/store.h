@@ -11,7 +11,7 @@
  * Errors: functions return 0 or a negative errno; st_errmsg() gives the last
  * message (SQLite's text or ours) and stays valid until the next call.
  *
- * Schema (version ST_SCHEMA_VERSION; docs/store.md has the column list):
+ * Schema (version ST_SCHEMA_VERSION; the migrations in store.c are the reference):
  *   flows(id, obs_id, pod, end_reason, family, ip_proto, src, dst, sport, dport,
  *         vlan, tunnel, vni, outer_* (NULL when not tunnelled), first_us, last_us,
  *         {c2s,s2c}_{pkts,bytes,payload,tcp_flags,retrans,ooo}, syn, synack, fin,
