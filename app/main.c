@@ -91,8 +91,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(name, commands[i].name))
+		if (!strcmp(name, commands[i].name)) {
+			/* getopt prefixes its messages with argv[0]: make it "podcap read". */
+			char prog[64];
+			snprintf(prog, sizeof(prog), "podcap %s", name);
+			argv[1] = prog;
 			return commands[i].run(argc - 1, argv + 1);
+		}
 	fprintf(stderr, "podcap: unknown command '%s'\n", name);
 	help(stderr);
 	return 2;
