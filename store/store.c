@@ -1252,10 +1252,16 @@ int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format
 	}
 	/* Only constant fragments are appended; every value is a bound parameter. */
 	off += snprintf(sql + off, sizeof(sql) - off, " FROM flows WHERE last_us >= ?1");
-	if (q->app && *q->app)
+	/* "TLS.Facebook" matches both parts; "TLS" or "Facebook" either part (a
+	 * name without a dot is stored as both).  Both forms can use the
+	 * master/app indexes. */
+	const char *app_dot = q->app ? strchr(q->app, '.') : NULL;
+	if (app_dot)
 		off += snprintf(sql + off, sizeof(sql) - off,
-				" AND (master_name = ?2 COLLATE NOCASE OR app_name = ?2 COLLATE NOCASE"
-				" OR proto_name = ?2 COLLATE NOCASE)");
+				" AND master_name = ?2 COLLATE NOCASE AND app_name = ?6 COLLATE NOCASE");
+	else if (q->app && *q->app)
+		off += snprintf(sql + off, sizeof(sql) - off,
+				" AND (master_name = ?2 COLLATE NOCASE OR app_name = ?2 COLLATE NOCASE)");
 	if (ip)
 		off += snprintf(sql + off, sizeof(sql) - off,
 				" AND (src = ?3 OR dst = ?3 OR outer_src = ?3 OR outer_dst = ?3)");
@@ -1270,8 +1276,12 @@ int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format
 	if (rc != SQLITE_OK)
 		return sql_err(st, rc, "query");
 	sqlite3_bind_int64(s, 1, q->since_us > INT64_MAX ? INT64_MAX : (int64_t)q->since_us);
-	if (q->app && *q->app)
+	if (app_dot) {
+		sqlite3_bind_text(s, 2, q->app, (int)(app_dot - q->app), SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, 6, app_dot + 1, -1, SQLITE_TRANSIENT);
+	} else if (q->app && *q->app) {
 		sqlite3_bind_text(s, 2, q->app, -1, SQLITE_TRANSIENT);
+	}
 	if (ip)
 		sqlite3_bind_text(s, 3, ip, -1, SQLITE_TRANSIENT);
 	if (q->port >= 0)

@@ -61,7 +61,8 @@ const char *st_errmsg(const struct st_store *st);
 /* An observation point: where packets were seen.  Returns its id in *id, creating
  * the row on first use.  pod may be NULL.  Ids start at 1; a flow record with
  * obs_id 0 is stored with obs_id NULL ("unknown"), any other obs_id must come from
- * this function (foreign key), else st_put_flow returns -EINVAL. */
+ * this function (checked per row), else st_put_flow returns -EINVAL.  The row's
+ * pod column is copied from its observation point. */
 int st_obs_point(struct st_store *st, const char *iface, const char *direction,
 		 const char *pod, int linktype, uint32_t *id);
 
@@ -77,7 +78,8 @@ int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted);
 
 /* Simple filters for `podcap flows`; the full filter language lives in query/. */
 struct st_query {
-	const char *app;     /* protocol name, matches master or app part, case-insensitive */
+	const char *app;     /* nDPI name, case-insensitive: "TLS" or "Facebook" match either
+			      * part of "TLS.Facebook", "TLS.Facebook" needs both */
 	const char *ip;      /* either endpoint, inner or outer */
 	int port;            /* either port, -1 = any */
 	uint64_t since_us;   /* last_us >= since, 0 = any */

@@ -364,6 +364,12 @@ static void test_query(void)
 	q.app = "TLS.Google";
 	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
 	free(out);
+	q.app = "tls.facebook";
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	free(out);
+	q.app = "DNS.Facebook";
+	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 0);
+	free(out);
 	q.app = "TL"; /* parts match whole, not as a prefix */
 	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 0);
 	free(out);
