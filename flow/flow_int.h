@@ -58,6 +58,20 @@ struct fl_flow {
 
 enum { FL_LIST_OPEN = 0, FL_LIST_CLOSED = 1, FL_LIST__COUNT };
 
+/* Where the first fragment of an IP datagram went, so its later fragments (no
+ * ports) follow it into the same flow.  Direct-mapped, overwritten on collision:
+ * a miss only means the fragment lands in the ports-0 flow. */
+#define FL_FRAG_SLOTS 1024u
+#define FL_FRAG_TIMEOUT_US (30ull * 1000000) /* Linux ipfrag_time */
+struct fl_frag {
+	struct fl_flow *flow;
+	uint64_t flow_id;                 /* flow->id when stored; 0 = empty */
+	uint64_t ts_us;
+	uint32_t ipid;
+	uint8_t family, proto;
+	uint8_t src[16], dst[16];
+};
+
 struct fl_list {
 	struct fl_flow *head, *tail;      /* head = oldest */
 };
@@ -80,6 +94,7 @@ struct fl_table {
 	struct fl_list active;            /* linked through aprev/anext */
 
 	struct ndpi_detection_module_struct *ndpi;
+	struct fl_frag frag[FL_FRAG_SLOTS];
 	struct fl_stats stats;
 	struct fl_record rec;             /* scratch for emitting */
 };

@@ -336,6 +336,67 @@ static void test_keys(void)
 	fl_table_free(t);
 }
 
+/* Later fragments follow their first fragment by IP identification (read from
+ * the frame: IPv4 id at l3_off + 4, IPv6 fragment header's 32-bit id). */
+static void test_frag_map(void)
+{
+	struct fl_table *t = table(1024, 0);
+	uint8_t f4[64], f6[128];
+	memset(f4, 0, sizeof(f4));
+	f4[14] = 0x45;
+	f4[18] = 0x12; /* id 0x1234 */
+	f4[19] = 0x34;
+	struct dc_packet p = pkt(A, 7001, B, 53, 17, 0, 0, 1400);
+	p.frag = DC_FRAG_FIRST;
+	p.caplen = sizeof(f4);
+	CHECK(fl_table_packet(t, 7, &p, f4, 1 * S, NULL, NULL) == 0, "first fragment");
+	p = pkt(A, 0, B, 0, 17, 0, 0, 600);
+	p.frag = DC_FRAG_LATER;
+	p.l4_off = 0;
+	p.caplen = sizeof(f4);
+	CHECK(fl_table_packet(t, 7, &p, f4, 1 * S + 1, NULL, NULL) == 0, "later fragment");
+	f4[19] = 0x35; /* another datagram whose first fragment we never saw */
+	CHECK(fl_table_packet(t, 7, &p, f4, 1 * S + 2, NULL, NULL) == 0, "orphan fragment");
+
+	/* IPv6: fixed header, then a destination-options header, then fragment. */
+	memset(f6, 0, sizeof(f6));
+	f6[14] = 0x60;
+	f6[14 + 6] = 60;          /* next: destination options */
+	f6[54] = 44;              /* dst opts: next = fragment, length 0 (8 bytes) */
+	f6[62] = 17;              /* fragment header: next = UDP */
+	f6[66] = 0xde; f6[67] = 0xad; f6[68] = 0xbe; f6[69] = 0xef;
+	p = pkt("2001:db8::1", 7002, "2001:db8::2", 53, 17, 0, 0, 1400);
+	p.frag = DC_FRAG_FIRST;
+	p.caplen = sizeof(f6);
+	fl_table_packet(t, 7, &p, f6, 2 * S, NULL, NULL);
+	/* The reply direction's later fragment: a different datagram (other src). */
+	p = pkt("2001:db8::1", 0, "2001:db8::2", 0, 17, 0, 0, 500);
+	p.frag = DC_FRAG_LATER;
+	p.l4_off = 0;
+	p.caplen = sizeof(f6);
+	fl_table_packet(t, 7, &p, f6, 2 * S + 1, NULL, NULL);
+	fl_table_flush(t);
+
+	int seen = 0;
+	for (int i = 0; i < nrec && i < MAXREC; i++) {
+		struct fl_record *r = &recs[i];
+		if (r->key.sport == 7001) {
+			seen++;
+			CHECK(r->pkts[0] == 2 && r->frags == 2 && r->payload[0] == 2000, "v4 later fragment joined (%llu pkts)",
+			      (unsigned long long)r->pkts[0]);
+		} else if (r->key.sport == 7002) {
+			seen++;
+			CHECK(r->pkts[0] == 2 && r->frags == 2, "v6 later fragment joined (%llu pkts)",
+			      (unsigned long long)r->pkts[0]);
+		} else if (r->key.family == 4 && r->key.sport == 0) {
+			seen++;
+			CHECK(r->pkts[0] == 1 && r->frags == 1, "orphan in the ports-0 flow");
+		}
+	}
+	CHECK(nrec == 3 && seen == 3, "fragment records %d seen %d", nrec, seen);
+	fl_table_free(t);
+}
+
 static void test_emit_error(void)
 {
 	struct fl_table *t = table(1, 0);
@@ -364,6 +425,7 @@ int main(void)
 	test_active();
 	test_eviction();
 	test_keys();
+	test_frag_map();
 	test_emit_error();
 	if (failures) {
 		fprintf(stderr, "%d failure(s)\n", failures);
