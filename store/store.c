@@ -122,6 +122,8 @@ struct st_store {
 	uint8_t *obs_known;
 	uint32_t obs_known_bits;
 	int in_tx;
+	int in_retain;           /* st_retain commits too: no automatic retention inside it */
+	uint64_t last_retain_ms; /* CLOCK_MONOTONIC of the last automatic retention, 0 = never */
 	char err[512];
 };
 
@@ -135,6 +137,7 @@ void st_config_default(struct st_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->batch = 5000;
+	cfg->retain_every_s = 10;
 }
 
 const char *st_errmsg(const struct st_store *st)
@@ -543,6 +546,8 @@ fail:
 	return err < 0 ? err : -EIO;
 }
 
+static int auto_retain(struct st_store *st);
+
 static int tx_begin(struct st_store *st)
 {
 	if (st->in_tx)
@@ -566,6 +571,24 @@ static void tx_sync(struct st_store *st)
 	}
 }
 
+/* Retention driven by commits, so a writer that never calls st_retain still
+ * keeps its caps; at most every retain_every_s. */
+static int auto_retain(struct st_store *st)
+{
+	if (st->in_retain || !st->cfg.retain_every_s ||
+	    (!st->cfg.retain_age_s && !st->cfg.retain_bytes))
+		return 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	if (st->last_retain_ms && now_ms - st->last_retain_ms < st->cfg.retain_every_s * 1000ULL)
+		return 0;
+	st->last_retain_ms = now_ms ? now_ms : 1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t deleted;
+	return st_retain(st, (uint64_t)ts.tv_sec, &deleted);
+}
+
 int st_commit(struct st_store *st)
 {
 	if (!st->in_tx)
@@ -585,7 +608,7 @@ int st_commit(struct st_store *st)
 	}
 	st->in_tx = 0;
 	st->pending = 0;
-	return 0;
+	return auto_retain(st);
 }
 
 /* Text binds are SQLITE_STATIC: the record and the caller's buffers outlive the
@@ -1027,8 +1050,9 @@ int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
 		*deleted = 0;
 	if (!st->put)
 		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
+	st->in_retain = 1;
 	if ((err = st_commit(st)))
-		return err;
+		goto out;
 	if (st->cfg.retain_age_s && now_s > st->cfg.retain_age_s) {
 		uint64_t before = (now_s - st->cfg.retain_age_s) * 1000000ULL;
 		for (;;) {
@@ -1087,6 +1111,7 @@ int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
 		}
 	}
 out:
+	st->in_retain = 0;
 	if (deleted)
 		*deleted = total;
 	return err;

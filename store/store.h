@@ -41,6 +41,11 @@ struct st_config {
 	uint64_t retain_age_s;        /* delete flows older than this, 0 = keep */
 	uint64_t retain_bytes;        /* keep the database file under this, 0 = no cap */
 	int readonly;
+	/* st_commit() also applies retention (st_retain with the wall clock), at
+	 * most this often; 0 = only when st_retain is called (default 10).  Age
+	 * retention compares with the wall clock: leave retain_age_s at 0 when
+	 * storing flows of old capture files. */
+	uint32_t retain_every_s;
 };
 void st_config_default(struct st_config *cfg);
 

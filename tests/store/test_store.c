@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -459,6 +460,7 @@ static void test_retain_age(void)
 	char err[512];
 	st_config_default(&cfg);
 	cfg.retain_age_s = 3600;
+	cfg.retain_every_s = 0; /* only the explicit st_retain calls below */
 	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
 	struct fl_record r;
 	/* 25000 flows one second apart, so the age delete needs several chunks. */
@@ -505,6 +507,7 @@ static void test_retain_size(void)
 	char err[512];
 	st_config_default(&cfg);
 	cfg.retain_bytes = 2 << 20;
+	cfg.retain_every_s = 0;
 	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
 	struct fl_record r;
 	for (uint64_t i = 0; i < 30000; i++) {
@@ -564,6 +567,59 @@ static void test_retain_size(void)
 	CHECK(file_bytes(db) <= cfg.retain_bytes);
 	CHECK_OK(st_close(st));
 	CHECK(file_bytes(db) <= cfg.retain_bytes);
+	check_integrity(db);
+}
+
+/* Retention run by st_commit itself (the first commit of a handle always
+ * runs it; later ones at most every retain_every_s). */
+static void test_retain_auto(void)
+{
+	char db[300];
+	path_in(db, sizeof(db), "auto.db");
+	struct st_store *st = open_ok(db, 0);
+	struct fl_record r;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t now_us = (uint64_t)ts.tv_sec * 1000000;
+	for (uint64_t i = 0; i < 30000; i++) {
+		fx_synthetic(&r, i, 0);
+		/* 10 flows of now, the rest 2 hours old */
+		r.last_us = i >= 29990 ? now_us : now_us - 7200ULL * 1000000;
+		r.first_us = r.last_us;
+		CHECK_OK(st_put_flow(st, &r));
+	}
+	CHECK_OK(st_close(st));
+	uint64_t before = file_bytes(db);
+
+	struct st_config cfg;
+	char err[512];
+	st_config_default(&cfg);
+	cfg.retain_bytes = 1 << 20;
+	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	fx_synthetic(&r, 40000, 0);
+	r.last_us = now_us;
+	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(st_commit(st));
+	uint64_t n;
+	CHECK_OK(st_count_flows(st, &n));
+	fprintf(stderr, "retain_auto: %llu -> %llu bytes (cap %llu), %llu rows left\n",
+		(unsigned long long)before, (unsigned long long)file_bytes(db),
+		(unsigned long long)cfg.retain_bytes, (unsigned long long)n);
+	CHECK(before > cfg.retain_bytes);
+	CHECK(file_bytes(db) <= cfg.retain_bytes);
+	CHECK(n > 0 && n < 30001);
+	CHECK_OK(st_close(st));
+
+	st_config_default(&cfg);
+	cfg.retain_age_s = 3600;
+	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	fx_synthetic(&r, 40001, 0);
+	r.last_us = now_us;
+	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(st_commit(st));
+	CHECK_OK(st_count_flows(st, &n));
+	CHECK(n == 12); /* the 10 recent ones and the two just written */
+	CHECK_OK(st_close(st));
 	check_integrity(db);
 }
 
@@ -840,6 +896,7 @@ static const struct test tests[] = {
 	{"query", test_query},
 	{"retain_age", test_retain_age},
 	{"retain_size", test_retain_size},
+	{"retain_auto", test_retain_auto},
 	{"kill", test_kill},
 	{"bad_input", test_bad_input},
 	{"permissions", test_permissions},
