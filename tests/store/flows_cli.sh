@@ -98,6 +98,15 @@ sqlite3 "$T/newer.db" 'PRAGMA user_version = 99'
 expect 1 "$PODCAP" flows --db "$T/newer.db"
 grep -q 'newer' "$T/err" || fail "newer schema message"
 
+# Garbage over b-tree pages (file header intact).
+cp "$T/big.db" "$T/corrupt.db"
+head -c 4096 /dev/zero | tr '\0' '\245' > "$T/junk"
+for page in 2 5 8 11 14 17 20 23 26 29; do
+	dd if="$T/junk" of="$T/corrupt.db" bs=4096 seek=$page conv=notrunc status=none
+done
+expect 1 "$PODCAP" flows --db "$T/corrupt.db" --json
+grep -q -e 'malformed' -e 'corrupt' "$T/err" || fail "corrupt db message: $(cat "$T/err")"
+
 integrity "$DB"
 integrity "$T/big.db"
 if [ "$fails" -gt 0 ]; then
