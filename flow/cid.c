@@ -92,15 +92,17 @@ static void sha1_update(struct sha1 *s, const void *data, size_t n)
 static void sha1_final(struct sha1 *s, uint8_t out[20])
 {
 	uint64_t bits = s->len * 8;
-	uint8_t pad = 0x80;
-	sha1_update(s, &pad, 1);
-	pad = 0;
-	while (s->fill != 56)
-		sha1_update(s, &pad, 1);
-	uint8_t lenbe[8];
+	/* Pad in place: 0x80, zeros up to 56 mod 64, then the bit length. */
+	s->buf[s->fill++] = 0x80;
+	if (s->fill > 56) {
+		memset(s->buf + s->fill, 0, 64 - s->fill);
+		sha1_block(s, s->buf);
+		s->fill = 0;
+	}
+	memset(s->buf + s->fill, 0, 56 - s->fill);
 	for (int i = 0; i < 8; i++)
-		lenbe[i] = (uint8_t)(bits >> (56 - 8 * i));
-	sha1_update(s, lenbe, 8);
+		s->buf[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
+	sha1_block(s, s->buf);
 	for (int i = 0; i < 5; i++) {
 		out[4 * i] = (uint8_t)(s->h[i] >> 24);
 		out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);

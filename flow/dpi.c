@@ -17,6 +17,7 @@
  * state is freed at once, so a long-lived flow costs nDPI nothing.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,23 +25,34 @@
 
 #include "flow_int.h"
 
+/* nDPI says its module initialisation must not run in parallel (it sets up
+ * process-wide state); tables may be created from several worker threads. */
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int fl_dpi_init(struct fl_table *t)
 {
+	pthread_mutex_lock(&init_lock);
 	struct ndpi_detection_module_struct *m = ndpi_init_detection_module(ndpi_no_prefs);
+	if (m) {
+		NDPI_PROTOCOL_BITMASK all;
+		NDPI_BITMASK_SET_ALL(all);
+		ndpi_set_protocol_detection_bitmask2(m, &all);
+		ndpi_finalize_initialization(m);
+	}
+	pthread_mutex_unlock(&init_lock);
 	if (!m)
 		return -ENOMEM;
-	NDPI_PROTOCOL_BITMASK all;
-	NDPI_BITMASK_SET_ALL(all);
-	ndpi_set_protocol_detection_bitmask2(m, &all);
-	ndpi_finalize_initialization(m);
 	t->ndpi = m;
 	return 0;
 }
 
 void fl_dpi_fini(struct fl_table *t)
 {
-	if (t->ndpi)
+	if (t->ndpi) {
+		pthread_mutex_lock(&init_lock);
 		ndpi_exit_detection_module(t->ndpi);
+		pthread_mutex_unlock(&init_lock);
+	}
 	t->ndpi = NULL;
 }
 

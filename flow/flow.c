@@ -146,6 +146,14 @@ static inline int flow_match(const struct fl_flow *f, const struct pkey *k, uint
 	return -1;
 }
 
+/* Buckets take the high bits of a multiplicative remix of the flow hash:
+ * callers shard packets over tables by fl_hash() % n (low bits), and the flows
+ * of one shard must still spread over all of its buckets. */
+static inline uint32_t bucket_of(const struct fl_table *t, uint32_t h)
+{
+	return (uint32_t)(((uint64_t)(h * 0x9e3779b1u) * t->nbuckets) >> 32);
+}
+
 /* ---- lists --------------------------------------------------------------- */
 
 static inline void lru_unlink(struct fl_table *t, struct fl_flow *f)
@@ -330,7 +338,7 @@ static void emit(struct fl_table *t, const struct fl_flow *f, int end)
 
 static void hash_remove(struct fl_table *t, struct fl_flow *f)
 {
-	struct fl_flow **pp = &t->buckets[f->hash & (t->nbuckets - 1)];
+	struct fl_flow **pp = &t->buckets[bucket_of(t, f->hash)];
 	while (*pp && *pp != f)
 		pp = &(*pp)->hnext;
 	if (*pp)
@@ -408,7 +416,7 @@ static struct fl_flow *flow_new(struct fl_table *t, const struct pkey *k, uint32
 		*dir = 1;
 	}
 
-	struct fl_flow **b = &t->buckets[h & (t->nbuckets - 1)];
+	struct fl_flow **b = &t->buckets[bucket_of(t, h)];
 	f->hnext = *b;
 	*b = f;
 	lru_append(t, f, FL_LIST_OPEN);
@@ -628,7 +636,7 @@ int fl_table_packet(struct fl_table *t, uint32_t obs_id, const struct dc_packet 
 		}
 	}
 	uint32_t h = pkey_hash(&k);
-	for (f = t->buckets[h & (t->nbuckets - 1)]; f; f = f->hnext) {
+	for (f = t->buckets[bucket_of(t, h)]; f; f = f->hnext) {
 		dir = flow_match(f, &k, h);
 		if (dir >= 0)
 			break;
