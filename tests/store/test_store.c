@@ -310,6 +310,22 @@ static void test_batch(void)
 	}
 	/* Another connection sees whole batches only. */
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 200);
+	/* So does a read-only store handle (what `podcap flows` uses), while the
+	 * writer's transaction stays open. */
+	{
+		struct st_config rcfg;
+		struct st_store *rd;
+		char err[512];
+		st_config_default(&rcfg);
+		rcfg.readonly = 1;
+		CHECK_OK(st_open(db, &rcfg, &rd, err, sizeof(err)));
+		struct st_query q;
+		char *out = NULL;
+		query_default(&q);
+		CHECK(query_buf(rd, &q, ST_FMT_CSV, &out) == 200);
+		free(out);
+		CHECK_OK(st_close(rd));
+	}
 	CHECK_OK(st_commit(st));
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 250);
 	CHECK_OK(st_commit(st)); /* nothing pending: fine */
