@@ -17,6 +17,24 @@
  * Loss: every flow or packet the table cannot account is counted in fl_stats
  * (evicted flows are emitted first, so their records are not lost; the counter says
  * how many were cut short by the memory cap).
+ *
+ * Keys in detail: VLAN is the outermost tag (dc_packet.vlan[0]).  ICMP/ICMPv6 are
+ * keyed without type/code, so echo request and reply are one flow (as ndpiReader);
+ * the record's key.sport/dport hold the first packet's type/code, from which the
+ * Community ID is computed.  A non-first IP fragment joins the flow of its first
+ * fragment (matched by IP id, read from the frame); if that was not seen, the flow
+ * of (addresses, protocol, ports 0).
+ *
+ * Flow end: idle_timeout after the last packet; tcp_closed_timeout after FIN both
+ * ways or a RST; a new SYN on such a closed flow (port reuse) ends it at once.
+ * Records: periodic ones (FL_END_ACTIVE, cumulative counters, same id; only when
+ * the flow saw packets since its last record) every active_timeout_us, then one
+ * final record.  Classification: dpi_done 0 while nDPI still inspects (proto
+ * "Unknown"), 1 when nDPI named the protocol, 2 when it gave up (its guess by
+ * port/IP counts, as in ndpiReader).
+ *
+ * Memory: ~350 bytes per flow plus nDPI's state (~700 bytes and dissector buffers)
+ * only while the flow is being classified, plus one nDPI module (~5 MB) per table.
  */
 #ifndef PODCAP_FLOW_H
 #define PODCAP_FLOW_H
