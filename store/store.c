@@ -352,26 +352,41 @@ static void fn_u64text(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_result_text(ctx, buf, -1, SQLITE_TRANSIENT);
 }
 
+/* Appends to a fixed SQL buffer; once it overflows, off stays past the end so
+ * the caller's single "off >= size" check catches it (no size_t underflow). */
+static void sql_add(char *buf, size_t size, size_t *off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void sql_add(char *buf, size_t size, size_t *off, const char *fmt, ...)
+{
+	if (*off >= size)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf + *off, size - *off, fmt, ap);
+	va_end(ap);
+	*off = n < 0 ? size : *off + (size_t)n;
+}
+
 static int prepare_all(struct st_store *st)
 {
 	char sql[4096];
 	size_t off = 0;
-	off += snprintf(sql + off, sizeof(sql) - off, "INSERT INTO flows (pod");
+	sql_add(sql, sizeof(sql), &off, "INSERT INTO flows (pod");
 	for (int i = 0; i < N_FLOW_COLS; i++)
-		off += snprintf(sql + off, sizeof(sql) - off, ",%s", flow_cols[i]);
+		sql_add(sql, sizeof(sql), &off, ",%s", flow_cols[i]);
 	/* pod is copied from the observation point so SQL can filter on it directly. */
-	off += snprintf(sql + off, sizeof(sql) - off,
+	sql_add(sql, sizeof(sql), &off,
 			") VALUES ((SELECT pod FROM observation_points WHERE id = ?2)");
 	for (int i = 0; i < N_FLOW_COLS; i++)
-		off += snprintf(sql + off, sizeof(sql) - off, ",?%d", i + 1);
-	off += snprintf(sql + off, sizeof(sql) - off, ") ON CONFLICT(id) DO UPDATE SET pod=excluded.pod");
+		sql_add(sql, sizeof(sql), &off, ",?%d", i + 1);
+	sql_add(sql, sizeof(sql), &off, ") ON CONFLICT(id) DO UPDATE SET pod=excluded.pod");
 	for (int i = 1; i < N_FLOW_COLS; i++) {
 		/* A periodic record never moves the start of a flow. */
 		if (!strcmp(flow_cols[i], "first_us"))
-			off += snprintf(sql + off, sizeof(sql) - off,
+			sql_add(sql, sizeof(sql), &off,
 					",first_us=min(first_us,excluded.first_us)");
 		else
-			off += snprintf(sql + off, sizeof(sql) - off, ",%s=excluded.%s",
+			sql_add(sql, sizeof(sql), &off, ",%s=excluded.%s",
 					flow_cols[i], flow_cols[i]);
 	}
 	if (off >= sizeof(sql))
@@ -1256,43 +1271,43 @@ int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format
 	if (q->port > 65535)
 		return set_err(st, -EINVAL, "port %d out of range", q->port);
 
-	off += snprintf(sql + off, sizeof(sql) - off, "SELECT ");
+	sql_add(sql, sizeof(sql), &off, "SELECT ");
 	if (fmt == ST_FMT_TABLE) {
-		off += snprintf(sql + off, sizeof(sql) - off,
+		sql_add(sql, sizeof(sql), &off,
 				"last_us, ip_proto, family, src, sport, dst, dport, proto_name, host,"
 				" c2s_pkts + s2c_pkts, c2s_bytes + s2c_bytes, rtt_us");
 	} else if (fmt == ST_FMT_JSON) {
-		off += snprintf(sql + off, sizeof(sql) - off, "json_object(");
+		sql_add(sql, sizeof(sql), &off, "json_object(");
 		for (int i = 0; i < N_OUT_COLS; i++)
-			off += snprintf(sql + off, sizeof(sql) - off, "%s'%s',%s%s%s", i ? "," : "",
+			sql_add(sql, sizeof(sql), &off, "%s'%s',%s%s%s", i ? "," : "",
 					out_cols[i], i == 0 ? "u64text(" : "", out_cols[i],
 					i == 0 ? ")" : "");
-		off += snprintf(sql + off, sizeof(sql) - off, ")");
+		sql_add(sql, sizeof(sql), &off, ")");
 	} else if (fmt == ST_FMT_CSV) {
 		for (int i = 0; i < N_OUT_COLS; i++)
-			off += snprintf(sql + off, sizeof(sql) - off, "%s%s%s%s", i ? "," : "",
+			sql_add(sql, sizeof(sql), &off, "%s%s%s%s", i ? "," : "",
 					i == 0 ? "u64text(" : "", out_cols[i], i == 0 ? ")" : "");
 	} else {
 		return set_err(st, -EINVAL, "unknown output format %d", (int)fmt);
 	}
 	/* Only constant fragments are appended; every value is a bound parameter. */
-	off += snprintf(sql + off, sizeof(sql) - off, " FROM flows WHERE last_us >= ?1");
+	sql_add(sql, sizeof(sql), &off, " FROM flows WHERE last_us >= ?1");
 	/* "TLS.Facebook" matches both parts; "TLS" or "Facebook" either part (a
 	 * name without a dot is stored as both).  Both forms can use the
 	 * master/app indexes. */
 	const char *app_dot = q->app ? strchr(q->app, '.') : NULL;
 	if (app_dot)
-		off += snprintf(sql + off, sizeof(sql) - off,
+		sql_add(sql, sizeof(sql), &off,
 				" AND master_name = ?2 COLLATE NOCASE AND app_name = ?6 COLLATE NOCASE");
 	else if (q->app && *q->app)
-		off += snprintf(sql + off, sizeof(sql) - off,
+		sql_add(sql, sizeof(sql), &off,
 				" AND (master_name = ?2 COLLATE NOCASE OR app_name = ?2 COLLATE NOCASE)");
 	if (ip)
-		off += snprintf(sql + off, sizeof(sql) - off,
+		sql_add(sql, sizeof(sql), &off,
 				" AND (src = ?3 OR dst = ?3 OR outer_src = ?3 OR outer_dst = ?3)");
 	if (q->port >= 0)
-		off += snprintf(sql + off, sizeof(sql) - off, " AND (sport = ?4 OR dport = ?4)");
-	off += snprintf(sql + off, sizeof(sql) - off, " ORDER BY last_us DESC, id DESC LIMIT ?5");
+		sql_add(sql, sizeof(sql), &off, " AND (sport = ?4 OR dport = ?4)");
+	sql_add(sql, sizeof(sql), &off, " ORDER BY last_us DESC, id DESC LIMIT ?5");
 	if (off >= sizeof(sql))
 		return set_err(st, -E2BIG, "query too long");
 
