@@ -1242,9 +1242,14 @@ static int emit_table_row(sqlite3_stmt *s, struct table_row *row)
 		memcpy(hostbuf + sizeof(hostbuf) - 4, "...", 4);
 	const char *v[8] = {tbuf, l4_name(proto, l4buf, sizeof(l4buf)), ep, app ? app : "-",
 			    hostbuf, pk, by, rtt};
-	for (int c = 0; c < 8; c++)
+	for (int c = 0; c < 8; c++) {
 		if (!(row->col[c] = strdup(v[c])))
 			return -ENOMEM;
+		/* Host names come off the wire: no terminal escape sequences. */
+		for (char *ch = row->col[c]; *ch; ch++)
+			if ((unsigned char)*ch < 0x20 || *ch == 0x7f)
+				*ch = '?';
+	}
 	return 0;
 }
 

@@ -294,6 +294,17 @@ static void test_upsert(void)
 	CHECK(query_buf(st, &q, ST_FMT_JSON, &out) == 1);
 	CHECK(strstr(out, "\"id\":\"9295429630892703749\""));
 	free(out);
+	/* Wire data with terminal escapes never reaches the table raw. */
+	fx_record(&r, 77, "10.0.0.1", 1, "10.0.0.7", 7777, FX_T0_US);
+	snprintf(r.host, sizeof(r.host), "evil\x1b[2J\x1b]0;title\ahost");
+	CHECK_OK(st_put_flow(st, &r));
+	q.port = 7777;
+	CHECK(query_buf(st, &q, ST_FMT_TABLE, &out) == 1);
+	CHECK(!strchr(out, '\x1b') && !strchr(out, '\a') && strstr(out, "evil?[2J"));
+	free(out);
+	CHECK(query_buf(st, &q, ST_FMT_JSON, &out) == 1);
+	CHECK(!strchr(out, '\x1b') && strstr(out, "evil\\u001b[2J"));
+	free(out);
 	CHECK_OK(st_close(st));
 	check_integrity(db);
 }
