@@ -98,7 +98,7 @@ struct fl_record {
 	char category[32];
 	uint64_t risk;          /* nDPI risk bitmap */
 	char host[FL_HOST_LEN]; /* TLS SNI, HTTP Host or DNS query */
-	char url[FL_URL_LEN];   /* HTTP URL */
+	char url[FL_URL_LEN];   /* HTTP URL as nDPI gives it: host + path */
 	uint16_t http_status;
 	uint8_t dns_rcode;      /* 0xff = none */
 	char ja3c[33], ja3s[33];
