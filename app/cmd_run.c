@@ -1,10 +1,558 @@
-/* podcap run — placeholder until its issue lands; says so instead of pretending. */
+/* podcap run — the node agent: live capture → decode → flows → store.
+ *
+ * One thread: the capture backend is polled with a short timeout, link changes
+ * come from the discovery monitor between polls, flow timers and the periodic
+ * counters run on wall time.  SIGINT/SIGTERM end the loop; every flow is then
+ * flushed and the store committed before exit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "app.h"
+#include "discover.h"
+#include "live.h"
+#include "pipeline.h"
+
+#define RUN_USAGE "run --db PATH [--config FILE] [--backend ebpf|pcap] [--netns NAME] [--iface IF]... " \
+	"[--inventory FILE] [--duration S] [--stats-interval S] [--filter BPF] [--snaplen N] " \
+	"[--flow-packets N] [--all-ifaces] [--no-dpi] [--quiet]"
+#define RUN_MAX_IFACES 256
+#define RUN_MAX_NAMED 64
+#define DEFAULT_INVENTORY "/run/podcap/lab-pods.json"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+struct run_opts {
+	struct pl_config pl;
+	struct cap_live_config live;
+	const char *netns, *inventory;
+	char *ifaces[RUN_MAX_NAMED];
+	int n_ifaces;
+	uint64_t duration_s, stats_s;
+	int all_ifaces, quiet, inventory_given;
+};
+
+/* One captured interface = one observation point (both directions: a flow's two
+ * halves meet on the same interface, so its record stays bidirectional). */
+struct run_if {
+	uint32_t ifindex;
+	uint32_t obs;
+	char name[IF_NAMESIZE];
+	char pod[CAP_POD_NAME_LEN];
+	int cls;
+	int active;
+};
+
+struct run_ctx {
+	struct run_opts *o;
+	struct pipeline *pl;
+	struct cap_live *live;
+	struct cap_inventory *inv;
+	struct run_if ifs[RUN_MAX_IFACES];
+	size_t n_ifs;
+	int fatal;
+	uint64_t unknown_if; /* packets from an interface we do not know (cannot happen: counted) */
+};
+
+static void run_help(void)
+{
+	printf("usage: podcap " RUN_USAGE "\n\n"
+	       "Captures live traffic on a node's pod veths, overlay devices and NIC, turns it into\n"
+	       "classified flow records and stores them in the SQLite database PATH.  Needs root.\n\n"
+	       "  --db PATH            flow database (created if missing)\n"
+	       "  --config FILE        options as 'key = value' lines (same names as the long options)\n"
+	       "  --backend B          ebpf (default; tc clsact + ring buffer, falls back to pcap) or pcap\n"
+	       "  --netns NAME         capture inside network namespace NAME (/run/netns/NAME), e.g. a node\n"
+	       "  --iface IF           capture on IF (repeatable); default: every pod veth, overlay and NIC,\n"
+	       "                       following interfaces that appear and disappear\n"
+	       "  --all-ifaces         with the default selection, bridges too\n"
+	       "  --inventory FILE     pod inventory naming the veths (default " DEFAULT_INVENTORY " if present)\n"
+	       "  --duration S         stop after S seconds (default: until SIGINT/SIGTERM)\n"
+	       "  --stats-interval S   print counters every S seconds (default 10, 0 = only at the end)\n"
+	       "  --filter BPF         libpcap filter expression (pcap backend)\n"
+	       "  --snaplen N          bytes kept per packet (default 2048)\n"
+	       "  --flow-packets N     eBPF: first N packets of each flow go to user space (default 16)\n"
+	       "  --no-dpi             no nDPI classification\n"
+	       "  --quiet              only errors and the final counters\n");
+}
+
+static uint64_t wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Applies one option (from argv or the config file).  Returns 0, or 2 after a
+ * message for a bad value. */
+static int apply_opt(struct run_opts *o, const char *name, char *val)
+{
+	unsigned long long v;
+	if (!strcmp(name, "db")) {
+		o->pl.db_path = val;
+	} else if (!strcmp(name, "backend")) {
+		if (!strcmp(val, "ebpf"))
+			o->live.backend = CAP_BACKEND_EBPF;
+		else if (!strcmp(val, "pcap"))
+			o->live.backend = CAP_BACKEND_PCAP;
+		else {
+			fprintf(stderr, "podcap run: bad backend '%s' (ebpf or pcap)\n", val);
+			return 2;
+		}
+	} else if (!strcmp(name, "netns")) {
+		o->netns = val;
+	} else if (!strcmp(name, "iface")) {
+		if (o->n_ifaces >= RUN_MAX_NAMED) {
+			fprintf(stderr, "podcap run: more than %d --iface\n", RUN_MAX_NAMED);
+			return 2;
+		}
+		o->ifaces[o->n_ifaces++] = val;
+	} else if (!strcmp(name, "inventory")) {
+		o->inventory = val;
+		o->inventory_given = 1;
+	} else if (!strcmp(name, "duration") || !strcmp(name, "stats-interval")) {
+		if (app_parse_uint(val, 0, 86400u * 365, &v) < 0) {
+			fprintf(stderr, "podcap run: bad --%s '%s' (seconds)\n", name, val);
+			return 2;
+		}
+		if (name[0] == 'd')
+			o->duration_s = v;
+		else
+			o->stats_s = v;
+	} else if (!strcmp(name, "filter")) {
+		o->live.filter = val;
+	} else if (!strcmp(name, "snaplen")) {
+		if (app_parse_uint(val, 64, 262144, &v) < 0) {
+			fprintf(stderr, "podcap run: bad --snaplen '%s' (64..262144)\n", val);
+			return 2;
+		}
+		o->live.snaplen = (uint32_t)v;
+	} else if (!strcmp(name, "flow-packets")) {
+		if (app_parse_uint(val, 1, 1000000, &v) < 0) {
+			fprintf(stderr, "podcap run: bad --flow-packets '%s' (1..1000000)\n", val);
+			return 2;
+		}
+		o->live.flow_packets = (uint32_t)v;
+	} else if (!strcmp(name, "all-ifaces")) {
+		o->all_ifaces = 1;
+	} else if (!strcmp(name, "no-dpi")) {
+		o->pl.fl.dpi = 0;
+	} else if (!strcmp(name, "quiet")) {
+		o->quiet = 1;
+	} else {
+		fprintf(stderr, "podcap run: unknown option '%s'\n", name);
+		return 2;
+	}
+	return 0;
+}
+
+/* Reads 'key = value' lines; '#' starts a comment.  The strings are kept for the
+ * life of the process (options point into them). */
+static int load_config(struct run_opts *o, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	int lineno = 0;
+	if (!f) {
+		fprintf(stderr, "podcap run: --config %s: %s\n", path, strerror(errno));
+		return 2;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = '\0';
+		char *k = line + strspn(line, " \t\r\n");
+		if (!*k)
+			continue;
+		char *eq = strchr(k, '=');
+		char *val = eq ? eq + 1 : (char *)"";
+		if (eq)
+			*eq = '\0';
+		size_t kl = strcspn(k, " \t\r\n");
+		k[kl] = '\0';
+		val += strspn(val, " \t");
+		val[strcspn(val, "\r\n")] = '\0';
+		for (size_t n = strlen(val); n && (val[n - 1] == ' ' || val[n - 1] == '\t'); n--)
+			val[n - 1] = '\0';
+		char *kv = strdup(k), *vv = strdup(val);
+		if (!kv || !vv || apply_opt(o, kv, vv)) {
+			fprintf(stderr, "podcap run: %s:%d: bad line\n", path, lineno);
+			fclose(f);
+			return 2;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+static struct run_if *find_run_if(struct run_ctx *c, uint32_t ifindex)
+{
+	for (size_t i = 0; i < c->n_ifs; i++)
+		if (c->ifs[i].ifindex == ifindex && c->ifs[i].active)
+			return &c->ifs[i];
+	return NULL;
+}
+
+static void on_packet(void *arg, const struct cap_live_packet *lp)
+{
+	struct run_ctx *c = arg;
+	if (c->fatal)
+		return;
+	struct run_if *ri = find_run_if(c, lp->ifindex);
+	if (!ri) {
+		c->unknown_if++;
+		return;
+	}
+	struct cap_packet pkt = {
+		.data = lp->data,
+		.caplen = lp->caplen,
+		.wirelen = lp->wirelen,
+		.ts_us = lp->ts_us,
+		.linktype = lp->linktype,
+		.ifindex = lp->ifindex,
+	};
+	if (pl_packet(c->pl, ri->obs, &pkt) < 0)
+		c->fatal = 1;
+}
+
+static int wanted(const struct run_ctx *c, const struct cap_iface *ifc)
+{
+	if (c->o->n_ifaces) {
+		for (int i = 0; i < c->o->n_ifaces; i++)
+			if (!strcmp(c->o->ifaces[i], ifc->name))
+				return 1;
+		return 0;
+	}
+	switch (ifc->cls) {
+	case CAP_IF_POD_VETH:
+	case CAP_IF_OVERLAY:
+	case CAP_IF_NIC:
+		return 1;
+	case CAP_IF_BRIDGE:
+		return c->o->all_ifaces;
+	default:
+		return 0;
+	}
+}
+
+static int start_iface(struct run_ctx *c, const struct cap_iface *ifc)
+{
+	char err[512];
+	int linktype = cap_live_backend(c->live) == CAP_BACKEND_EBPF ? DC_LINK_ETHERNET : DC_LINK_LINUX_SLL2;
+	if (find_run_if(c, ifc->ifindex))
+		return 0;
+	struct run_if *ri = NULL;
+	for (size_t i = 0; i < c->n_ifs; i++)
+		if (!c->ifs[i].active) {
+			ri = &c->ifs[i];
+			break;
+		}
+	if (!ri) {
+		if (c->n_ifs >= RUN_MAX_IFACES) {
+			fprintf(stderr, "podcap run: %s: more than %d interfaces, not captured\n", ifc->name, RUN_MAX_IFACES);
+			return -ENOSPC;
+		}
+		ri = &c->ifs[c->n_ifs++];
+	}
+	int rc = cap_live_add(c->live, ifc->name, err, sizeof(err));
+	if (rc < 0 && rc != -EEXIST) {
+		fprintf(stderr, "podcap run: %s\n", err);
+		return rc;
+	}
+	memset(ri, 0, sizeof(*ri));
+	ri->ifindex = ifc->ifindex;
+	ri->cls = ifc->cls;
+	snprintf(ri->name, sizeof(ri->name), "%s", ifc->name);
+	snprintf(ri->pod, sizeof(ri->pod), "%s", ifc->pod);
+	if (pl_obs_point(c->pl, ifc->name, "both", ifc->pod[0] ? ifc->pod : NULL, linktype, &ri->obs) < 0) {
+		fprintf(stderr, "podcap run: %s\n", pl_error(c->pl));
+		cap_live_remove(c->live, ifc->ifindex);
+		return -EIO;
+	}
+	ri->active = 1;
+	if (!c->o->quiet)
+		printf("podcap run: capturing on %s (%s%s%s%s%s)\n", ifc->name, cap_if_class_name(ifc->cls),
+		       ifc->kind[0] ? ", " : "", ifc->kind, ifc->pod[0] ? ", pod " : "", ifc->pod);
+	fflush(stdout);
+	return 0;
+}
+
+static void on_link(void *arg, int event, const struct cap_iface *ifc)
+{
+	struct run_ctx *c = arg;
+	struct run_if *ri = find_run_if(c, ifc->ifindex);
+	if (event == CAP_LINK_DEL) {
+		if (ri) {
+			cap_live_remove(c->live, ifc->ifindex);
+			ri->active = 0;
+			if (!c->o->quiet)
+				printf("podcap run: %s went away, capture stopped\n", ri->name);
+		}
+		return;
+	}
+	if (!ri && ifc->up && wanted(c, ifc))
+		start_iface(c, ifc);
+}
+
+static void print_stats(struct run_ctx *c, uint64_t elapsed_ms, const char *when)
+{
+	struct cap_live_stats ls;
+	struct pl_stats ps;
+	struct cap_live_iface_stats is[RUN_MAX_IFACES];
+	uint64_t malformed = 0;
+
+	cap_live_stats(c->live, &ls);
+	pl_stats(c->pl, &ps);
+	for (int r = DC_FIRST_MALFORMED; r < DC_R__COUNT; r++)
+		malformed += ps.dc.by_reason[r];
+	printf("podcap run: %s %.1fs backend=%s received=%llu kernel_drops=%llu ring_drops=%llu "
+	       "bad_records=%llu decoded=%llu malformed=%llu not_ip=%llu flows_active=%llu records=%llu "
+	       "evicted=%llu store_errors=%llu",
+	       when, (double)elapsed_ms / 1000.0, cap_backend_name(cap_live_backend(c->live)),
+	       (unsigned long long)ls.received, (unsigned long long)ls.kernel_drops,
+	       (unsigned long long)ls.ring_drops, (unsigned long long)ls.bad_records,
+	       (unsigned long long)ps.packets, (unsigned long long)malformed,
+	       (unsigned long long)ps.dc.by_reason[DC_NOT_IP], (unsigned long long)ps.fl.flows_active,
+	       (unsigned long long)ps.fl.records, (unsigned long long)ps.fl.evicted,
+	       (unsigned long long)ps.store_errors);
+	if (cap_live_backend(c->live) == CAP_BACKEND_EBPF)
+		printf(" kernel_counted_pkts=%llu kernel_counted_bytes=%llu kernel_flows=%llu",
+		       (unsigned long long)ls.flow_pkts, (unsigned long long)ls.flow_bytes,
+		       (unsigned long long)ls.flow_entries);
+	printf("\n");
+	size_t n = cap_live_iface_stats(c->live, is, RUN_MAX_IFACES);
+	for (size_t i = 0; i < n; i++) {
+		struct run_if *ri = find_run_if(c, is[i].ifindex);
+		printf("podcap run:   %-16s %-24s received=%llu kernel_drops=%llu", is[i].name,
+		       ri && ri->pod[0] ? ri->pod : ri ? cap_if_class_name(ri->cls) : "-",
+		       (unsigned long long)is[i].received, (unsigned long long)is[i].kernel_drops);
+		uint64_t kp, kb;
+		if (cap_live_counted(c->live, is[i].ifindex, CAP_DIR_UNKNOWN, &kp, &kb) == 0)
+			printf(" kernel_counted=%llu", (unsigned long long)kp);
+		printf("\n");
+	}
+	fflush(stdout);
+}
+
+static int enter_netns(const char *name)
+{
+	char path[256];
+	if (strchr(name, '/')) {
+		fprintf(stderr, "podcap run: bad --netns '%s' (a name under /run/netns)\n", name);
+		return -EINVAL;
+	}
+	snprintf(path, sizeof(path), "/run/netns/%s", name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "podcap run: --netns %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	int rc = setns(fd, CLONE_NEWNET);
+	int e = errno;
+	close(fd);
+	if (rc < 0) {
+		fprintf(stderr, "podcap run: setns %s: %s\n", name, strerror(e));
+		return -e;
+	}
+	return 0;
+}
 
 int cmd_run(int argc, char **argv)
 {
-	(void)argc; (void)argv;
-	fprintf(stderr, "podcap run: not yet implemented\n");
-	return 1;
+	static const struct option opts[] = {
+		{"db", required_argument, NULL, 0},
+		{"config", required_argument, NULL, 0},
+		{"backend", required_argument, NULL, 0},
+		{"netns", required_argument, NULL, 0},
+		{"iface", required_argument, NULL, 0},
+		{"inventory", required_argument, NULL, 0},
+		{"duration", required_argument, NULL, 0},
+		{"stats-interval", required_argument, NULL, 0},
+		{"filter", required_argument, NULL, 0},
+		{"snaplen", required_argument, NULL, 0},
+		{"flow-packets", required_argument, NULL, 0},
+		{"all-ifaces", no_argument, NULL, 0},
+		{"no-dpi", no_argument, NULL, 0},
+		{"quiet", no_argument, NULL, 0},
+		{"help", no_argument, NULL, 'h'},
+		{0, 0, 0, 0},
+	};
+	static struct run_opts o;
+	struct run_ctx *c = NULL;
+	struct cap_disc_monitor *mon = NULL;
+	struct cap_iface *list = NULL;
+	size_t nlist = 0;
+	char err[1024];
+	int status = 1, ch, idx;
+
+	memset(&o, 0, sizeof(o));
+	pl_config_default(&o.pl);
+	cap_live_config_default(&o.live);
+	o.stats_s = 10;
+	o.inventory = DEFAULT_INVENTORY;
+	optind = 1;
+	opterr = 1;
+	/* --config first, so command-line options override the file. */
+	for (int i = 1; i < argc - 1; i++)
+		if (!strcmp(argv[i], "--config") && load_config(&o, argv[i + 1]))
+			return app_usage(RUN_USAGE);
+	while ((ch = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
+		if (ch == 'h') {
+			run_help();
+			return 0;
+		}
+		if (ch != 0)
+			return app_usage(RUN_USAGE);
+		if (!strcmp(opts[idx].name, "config"))
+			continue;
+		if (apply_opt(&o, opts[idx].name, optarg ? optarg : (char *)""))
+			return app_usage(RUN_USAGE);
+	}
+	if (optind < argc) {
+		fprintf(stderr, "podcap run: unexpected argument '%s'\n", argv[optind]);
+		return app_usage(RUN_USAGE);
+	}
+	if (!o.pl.db_path) {
+		fprintf(stderr, "podcap run: --db PATH is required\n");
+		return app_usage(RUN_USAGE);
+	}
+	if (geteuid() != 0) {
+		fprintf(stderr, "podcap run: must run as root (live capture needs CAP_NET_ADMIN, CAP_NET_RAW "
+			"and, for the eBPF backend, CAP_BPF)\n");
+		return 1;
+	}
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		fprintf(stderr, "podcap run: out of memory\n");
+		return 1;
+	}
+	c->o = &o;
+	/* Enter the node's namespace before any socket, BPF object or thread exists:
+	 * setns() moves only this thread, and everything made later inherits it. */
+	if (o.netns && enter_netns(o.netns) < 0)
+		goto out;
+	if (cap_inventory_load(o.inventory, &c->inv, err, sizeof(err)) < 0) {
+		if (o.inventory_given) {
+			fprintf(stderr, "podcap run: %s\n", err);
+			goto out;
+		}
+		c->inv = NULL; /* the default file is optional: veths stay unnamed */
+	}
+	if (cap_live_open(&o.live, &c->live, err, sizeof(err)) < 0) {
+		fprintf(stderr, "podcap run: %s\n", err);
+		goto out;
+	}
+	if (cap_live_fallback_reason(c->live))
+		fprintf(stderr, "podcap run: eBPF backend unavailable (%s); using libpcap\n",
+			cap_live_fallback_reason(c->live));
+	if (pl_open(&o.pl, &c->pl, err, sizeof(err)) < 0) {
+		fprintf(stderr, "podcap run: %s\n", err);
+		goto out;
+	}
+	if (cap_disc_monitor_open(c->inv, o.netns, &mon) < 0) {
+		fprintf(stderr, "podcap run: cannot watch links: %s\n", strerror(errno));
+		goto out;
+	}
+	int rc = cap_discover(c->inv, o.netns, &list, &nlist);
+	if (rc < 0) {
+		fprintf(stderr, "podcap run: listing interfaces: %s\n", strerror(-rc));
+		goto out;
+	}
+	for (int i = 0; i < o.n_ifaces; i++) {
+		int found = 0;
+		for (size_t j = 0; j < nlist; j++)
+			found |= !strcmp(list[j].name, o.ifaces[i]);
+		if (!found) {
+			fprintf(stderr, "podcap run: --iface %s: no such interface%s%s\n", o.ifaces[i],
+				o.netns ? " in netns " : "", o.netns ? o.netns : "");
+			goto out;
+		}
+	}
+	for (size_t j = 0; j < nlist; j++)
+		if (wanted(c, &list[j]) && start_iface(c, &list[j]) < 0 && o.n_ifaces)
+			goto out; /* an interface asked for by name must work */
+
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	if (!o.quiet)
+		printf("podcap run: backend %s, %zu interface(s), db %s\n",
+		       cap_backend_name(cap_live_backend(c->live)), c->n_ifs, o.pl.db_path);
+	fflush(stdout);
+	uint64_t t0 = mono_ms(), last_tick = t0, last_stats = t0;
+	while (!stop_requested && !c->fatal) {
+		uint64_t now = mono_ms();
+		if (o.duration_s && now - t0 >= o.duration_s * 1000u)
+			break;
+		rc = cap_live_poll(c->live, 100, on_packet, c);
+		if (rc < 0 && rc != -EINTR) {
+			fprintf(stderr, "podcap run: capture: %s\n", strerror(-rc));
+			break;
+		}
+		rc = cap_disc_monitor_read(mon, on_link, c);
+		if (rc == -ENOBUFS) {
+			/* Missed link notifications: re-list and pick up what is new. */
+			free(list);
+			list = NULL;
+			if (cap_discover(c->inv, o.netns, &list, &nlist) == 0)
+				for (size_t j = 0; j < nlist; j++)
+					on_link(c, CAP_LINK_NEW, &list[j]);
+		}
+		now = mono_ms();
+		if (now - last_tick >= 1000) {
+			if (pl_tick(c->pl, wall_us()) < 0)
+				c->fatal = 1;
+			last_tick = now;
+		}
+		if (o.stats_s && now - last_stats >= o.stats_s * 1000u && !o.quiet) {
+			print_stats(c, now - t0, "stats");
+			last_stats = now;
+		}
+	}
+	if (c->fatal)
+		fprintf(stderr, "podcap run: flow store failed: %s\n", pl_error(c->pl));
+	if (pl_finish(c->pl) < 0) {
+		fprintf(stderr, "podcap run: %s\n", pl_error(c->pl));
+		c->fatal = 1;
+	}
+	print_stats(c, mono_ms() - t0, "final");
+	if (!o.quiet)
+		pl_print_summary(c->pl, stdout);
+	status = c->fatal ? 1 : 0;
+out:
+	free(list);
+	cap_disc_monitor_close(mon);
+	if (c) {
+		if (c->live)
+			cap_live_close(c->live); /* detaches tc programs before anything else goes */
+		if (c->pl)
+			pl_close(c->pl);
+		cap_inventory_free(c->inv);
+		free(c);
+	}
+	return status;
 }

@@ -1,0 +1,326 @@
+/* live — libpcap and eBPF tc live capture behind one interface.  See live.h. */
+#include <errno.h>
+#include <net/if.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <pcap/pcap.h>
+
+#include "decode.h"
+#include "live.h"
+#include "live_int.h"
+
+#define SLL2_HDR_LEN 20
+#define SLL2_PKTTYPE_OFF 10
+#define SLL2_PACKET_OUTGOING 4
+
+const char *cap_backend_name(int backend)
+{
+	return backend == CAP_BACKEND_EBPF ? "ebpf" : "pcap";
+}
+
+void cap_live_config_default(struct cap_live_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->backend = CAP_BACKEND_EBPF;
+	cfg->snaplen = 2048;
+	cfg->buffer_bytes = 8u << 20;
+	cfg->flow_packets = 16;
+	cfg->max_flows = 65536;
+}
+
+int cap_live_backend(const struct cap_live *l)
+{
+	return l->backend;
+}
+
+const char *cap_live_fallback_reason(const struct cap_live *l)
+{
+	return l->fallback[0] ? l->fallback : NULL;
+}
+
+/* ---- libpcap ------------------------------------------------------------- */
+
+static int pcap_attach_if(struct cap_live *l, struct live_if *ifc, char *errbuf, size_t errlen)
+{
+	char perr[PCAP_ERRBUF_SIZE] = "";
+	struct bpf_program prog;
+	int err = -EIO;
+
+	pcap_t *p = pcap_create(ifc->name, perr);
+	if (!p) {
+		snprintf(errbuf, errlen, "%s: %s", ifc->name, perr);
+		return -ENODEV;
+	}
+	/* Immediate mode: packets are handed over as they arrive instead of when a
+	 * TPACKET_V3 block fills, so a quiet pod's packets are not held back. */
+	if (pcap_set_snaplen(p, (int)l->cfg.snaplen) || pcap_set_promisc(p, 0) ||
+	    pcap_set_immediate_mode(p, 1) || pcap_set_buffer_size(p, (int)l->cfg.buffer_bytes) ||
+	    pcap_set_timeout(p, 100)) {
+		snprintf(errbuf, errlen, "%s: pcap setup failed", ifc->name);
+		goto fail;
+	}
+	int r = pcap_activate(p);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "%s: %s", ifc->name, pcap_geterr(p));
+		err = r == PCAP_ERROR_PERM_DENIED ? -EPERM : r == PCAP_ERROR_NO_SUCH_DEVICE ? -ENODEV : -EIO;
+		goto fail;
+	}
+	/* SLL2 carries the packet's direction and ifindex; Ethernet would not tell
+	 * a pod's sent packets from its received ones. */
+	if (pcap_set_datalink(p, DC_LINK_LINUX_SLL2) < 0) {
+		snprintf(errbuf, errlen, "%s: cannot use LINUX_SLL2: %s", ifc->name, pcap_geterr(p));
+		goto fail;
+	}
+	if (l->cfg.filter) {
+		if (pcap_compile(p, &prog, l->cfg.filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
+			snprintf(errbuf, errlen, "filter '%s': %s", l->cfg.filter, pcap_geterr(p));
+			err = -EINVAL;
+			goto fail;
+		}
+		r = pcap_setfilter(p, &prog);
+		pcap_freecode(&prog);
+		if (r < 0) {
+			snprintf(errbuf, errlen, "%s: setfilter: %s", ifc->name, pcap_geterr(p));
+			goto fail;
+		}
+	}
+	if (pcap_setnonblock(p, 1, perr) < 0 || (ifc->fd = pcap_get_selectable_fd(p)) < 0) {
+		snprintf(errbuf, errlen, "%s: no selectable fd", ifc->name);
+		goto fail;
+	}
+	ifc->pcap = p;
+	return 0;
+fail:
+	pcap_close(p);
+	return err;
+}
+
+static void pcap_refresh_drops(struct live_if *ifc)
+{
+	struct pcap_stat ps;
+	if (ifc->pcap && !ifc->dead && pcap_stats(ifc->pcap, &ps) == 0)
+		ifc->kdrops = (uint64_t)ps.ps_drop + ps.ps_ifdrop;
+}
+
+struct pcap_ctx {
+	struct cap_live *l;
+	struct live_if *ifc;
+};
+
+static void on_pcap(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes)
+{
+	struct pcap_ctx *c = (struct pcap_ctx *)user;
+	uint8_t dir = CAP_DIR_UNKNOWN;
+	if (h->caplen > SLL2_PKTTYPE_OFF)
+		dir = bytes[SLL2_PKTTYPE_OFF] == SLL2_PACKET_OUTGOING ? CAP_DIR_OUT : CAP_DIR_IN;
+	struct cap_live_packet pkt = {
+		.data = bytes,
+		.caplen = h->caplen,
+		.wirelen = h->len,
+		.ts_us = (uint64_t)h->ts.tv_sec * 1000000u + (uint64_t)h->ts.tv_usec,
+		.linktype = DC_LINK_LINUX_SLL2,
+		.ifindex = c->ifc->ifindex,
+		.dir = dir,
+	};
+	c->ifc->received++;
+	c->l->received++;
+	c->l->fn(c->l->fn_arg, &pkt);
+}
+
+static int pcap_poll_all(struct cap_live *l, int timeout_ms)
+{
+	struct pollfd pfd[LIVE_MAX_IFACES];
+	struct live_if *map[LIVE_MAX_IFACES];
+	nfds_t n = 0;
+	for (size_t i = 0; i < l->n_ifs; i++) {
+		if (l->ifs[i]->dead || !l->ifs[i]->pcap)
+			continue;
+		pfd[n] = (struct pollfd){.fd = l->ifs[i]->fd, .events = POLLIN};
+		map[n++] = l->ifs[i];
+	}
+	if (!n) {
+		if (timeout_ms > 0)
+			usleep((useconds_t)timeout_ms * 1000u);
+		return 0;
+	}
+	int r = poll(pfd, n, timeout_ms);
+	if (r < 0)
+		return errno == EINTR ? 0 : -errno;
+	int total = 0;
+	for (nfds_t i = 0; i < n; i++) {
+		if (!(pfd[i].revents & (POLLIN | POLLERR | POLLHUP)))
+			continue;
+		struct pcap_ctx c = {l, map[i]};
+		int got = pcap_dispatch(map[i]->pcap, -1, on_pcap, (u_char *)&c);
+		if (got < 0) {
+			/* Typically "the interface went down" when a pod's veth is deleted. */
+			map[i]->dead = 1;
+			continue;
+		}
+		total += got;
+	}
+	return total;
+}
+
+/* ---- common -------------------------------------------------------------- */
+
+int cap_live_open(const struct cap_live_config *cfg, struct cap_live **out, char *errbuf, size_t errlen)
+{
+	struct cap_live *l = calloc(1, sizeof(*l));
+	if (!l) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	l->cfg = *cfg;
+	if (!l->cfg.snaplen || l->cfg.snaplen > 262144)
+		l->cfg.snaplen = 2048;
+	if (!l->cfg.buffer_bytes)
+		l->cfg.buffer_bytes = 8u << 20;
+	if (!l->cfg.max_flows)
+		l->cfg.max_flows = 65536;
+	l->backend = CAP_BACKEND_PCAP;
+	if (cfg->backend == CAP_BACKEND_EBPF) {
+		char why[200] = "";
+		int err = lb_open(l, why, sizeof(why));
+		if (!err) {
+			l->backend = CAP_BACKEND_EBPF;
+		} else if (cfg->no_fallback) {
+			snprintf(errbuf, errlen, "%s", why);
+			free(l);
+			return err;
+		} else {
+			snprintf(l->fallback, sizeof(l->fallback), "%s", why);
+		}
+	}
+	*out = l;
+	return 0;
+}
+
+int cap_live_add(struct cap_live *l, const char *ifname, char *errbuf, size_t errlen)
+{
+	uint32_t ifindex = if_nametoindex(ifname);
+	int err;
+	if (!ifindex) {
+		snprintf(errbuf, errlen, "%s: no such interface", ifname);
+		return -ENODEV;
+	}
+	if (find_if(l, ifindex, NULL)) {
+		snprintf(errbuf, errlen, "%s: already captured", ifname);
+		return -EEXIST;
+	}
+	if (l->n_ifs >= LIVE_MAX_IFACES) {
+		snprintf(errbuf, errlen, "more than %d interfaces", LIVE_MAX_IFACES);
+		return -ENOSPC;
+	}
+	struct live_if *ifc = calloc(1, sizeof(*ifc));
+	if (!ifc) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	snprintf(ifc->name, sizeof(ifc->name), "%s", ifname);
+	ifc->ifindex = ifindex;
+	ifc->fd = -1;
+	if (l->backend == CAP_BACKEND_EBPF)
+		err = lb_attach(l, ifc, errbuf, errlen);
+	else
+		err = pcap_attach_if(l, ifc, errbuf, errlen);
+	if (err) {
+		free(ifc);
+		return err;
+	}
+	l->ifs[l->n_ifs++] = ifc;
+	return 0;
+}
+
+static void close_if(struct cap_live *l, struct live_if *ifc)
+{
+	if (l->backend == CAP_BACKEND_EBPF)
+		lb_detach(l, ifc);
+	if (ifc->pcap) {
+		pcap_refresh_drops(ifc);
+		l->kdrops_removed += ifc->kdrops;
+		pcap_close(ifc->pcap);
+		ifc->pcap = NULL;
+	}
+	free(ifc);
+}
+
+int cap_live_remove(struct cap_live *l, uint32_t ifindex)
+{
+	size_t pos;
+	struct live_if *ifc = find_if(l, ifindex, &pos);
+	if (!ifc)
+		return -ENOENT;
+	l->ifs[pos] = l->ifs[--l->n_ifs];
+	close_if(l, ifc);
+	return 0;
+}
+
+int cap_live_poll(struct cap_live *l, int timeout_ms, cap_live_fn fn, void *arg)
+{
+	l->fn = fn;
+	l->fn_arg = arg;
+	if (l->backend == CAP_BACKEND_EBPF)
+		return lb_poll(l, timeout_ms);
+	return pcap_poll_all(l, timeout_ms);
+}
+
+int cap_live_set_recording(struct cap_live *l, int on)
+{
+	if (l->backend == CAP_BACKEND_EBPF)
+		lb_set_recording(l, on);
+	/* libpcap sees every packet anyway. */
+	return 0;
+}
+
+void cap_live_stats(struct cap_live *l, struct cap_live_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->received = l->received;
+	out->bad_records = l->bad_records;
+	out->kernel_drops = l->kdrops_removed;
+	for (size_t i = 0; i < l->n_ifs; i++) {
+		pcap_refresh_drops(l->ifs[i]);
+		out->kernel_drops += l->ifs[i]->kdrops;
+	}
+	if (l->backend == CAP_BACKEND_EBPF)
+		lb_stats(l, out);
+}
+
+size_t cap_live_iface_stats(struct cap_live *l, struct cap_live_iface_stats *out, size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < l->n_ifs && n < max; i++, n++) {
+		struct live_if *ifc = l->ifs[i];
+		pcap_refresh_drops(ifc);
+		memset(&out[n], 0, sizeof(out[n]));
+		snprintf(out[n].name, sizeof(out[n].name), "%s", ifc->name);
+		out[n].ifindex = ifc->ifindex;
+		out[n].received = ifc->received;
+		out[n].kernel_drops = ifc->kdrops;
+	}
+	return n;
+}
+
+int cap_live_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes)
+{
+	if (l->backend == CAP_BACKEND_EBPF)
+		return lb_counted(l, ifindex, dir, pkts, bytes);
+	*pkts = *bytes = 0;
+	return -EOPNOTSUPP;
+}
+
+void cap_live_close(struct cap_live *l)
+{
+	if (!l)
+		return;
+	while (l->n_ifs)
+		close_if(l, l->ifs[--l->n_ifs]);
+	lb_close(l);
+	free(l);
+}

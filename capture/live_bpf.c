@@ -1,0 +1,300 @@
+/* live_bpf — the eBPF tc backend of live capture (tc.bpf.c + its skeleton).
+ * Separate from live.c because pcap.h and linux/bpf.h both define struct bpf_insn. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "decode.h"
+#include "live_int.h"
+
+#ifdef PC_HAVE_BPF
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/types.h>
+#include "tc_shared.h"
+#include "tc.skel.h"
+
+struct lb_state {
+	struct pc_tc *skel;
+	struct ring_buffer *rb;
+};
+
+static int silent_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	/* libbpf's own messages (verifier log on failure) go to stderr only when
+	 * asked: PODCAP_BPF_DEBUG=1.  The reason of a failure is reported anyway. */
+	if (getenv("PODCAP_BPF_DEBUG") || level == LIBBPF_WARN)
+		return vfprintf(stderr, fmt, ap);
+	return 0;
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	struct cap_live *l = ctx;
+	struct pc_rec_hdr h;
+
+	/* The ring is shared memory the kernel writes: check everything before use. */
+	if (size < sizeof(h)) {
+		l->bad_records++;
+		return 0;
+	}
+	memcpy(&h, data, sizeof(h));
+	struct live_if *ifc = find_if(l, h.ifindex, NULL);
+	if (h.magic != PC_REC_MAGIC || h.caplen == 0 || h.caplen > PC_SNAP_MAX ||
+	    h.caplen > size - sizeof(h) || h.caplen > h.wirelen || h.dir > PC_DIR_EGRESS || !ifc) {
+		l->bad_records++;
+		return 0;
+	}
+	struct cap_live_packet pkt = {
+		.data = (const uint8_t *)data + sizeof(h),
+		.caplen = h.caplen,
+		.wirelen = h.wirelen,
+		.ts_us = (uint64_t)((int64_t)h.ts_ns + l->mono_to_real_ns) / 1000u,
+		.linktype = DC_LINK_ETHERNET,
+		.ifindex = h.ifindex,
+		.dir = h.dir == PC_DIR_INGRESS ? CAP_DIR_IN : CAP_DIR_OUT,
+	};
+	ifc->received++;
+	l->received++;
+	if (l->fn)
+		l->fn(l->fn_arg, &pkt);
+	return 0;
+}
+
+static int bpf_open(struct cap_live *l, char *errbuf, size_t errlen)
+{
+	int err;
+	struct timespec mono, real;
+
+	libbpf_set_print(silent_print);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_REALTIME, &real);
+	l->mono_to_real_ns = ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL + (real.tv_nsec - mono.tv_nsec);
+
+	l->bpf->skel = pc_tc__open();
+	if (!l->bpf->skel) {
+		err = -errno;
+		snprintf(errbuf, errlen, "BPF open: %s", strerror(-err));
+		return err;
+	}
+	l->bpf->skel->rodata->flow_packets = l->cfg.flow_packets;
+	l->bpf->skel->rodata->snaplen = l->cfg.snaplen > PC_SNAP_MAX ? PC_SNAP_MAX : l->cfg.snaplen;
+	err = bpf_map__set_max_entries(l->bpf->skel->maps.flows, l->cfg.max_flows);
+	if (!err)
+		err = pc_tc__load(l->bpf->skel);
+	if (err) {
+		snprintf(errbuf, errlen, "BPF load: %s%s", strerror(-err),
+			 err == -EPERM ? " (needs CAP_BPF and CAP_NET_ADMIN)" : "");
+		goto fail;
+	}
+	l->bpf->rb = ring_buffer__new(bpf_map__fd(l->bpf->skel->maps.ring), on_record, l, NULL);
+	if (!l->bpf->rb) {
+		err = -errno;
+		snprintf(errbuf, errlen, "BPF ring buffer: %s", strerror(-err));
+		goto fail;
+	}
+	return 0;
+fail:
+	pc_tc__destroy(l->bpf->skel);
+	l->bpf->skel = NULL;
+	return err;
+}
+
+static void bpf_detach_if(struct live_if *ifc)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = (int)ifc->ifindex);
+	if (ifc->in_attached) {
+		DECLARE_LIBBPF_OPTS(bpf_tc_opts, o, .handle = ifc->in_handle, .priority = ifc->in_prio);
+		hook.attach_point = BPF_TC_INGRESS;
+		bpf_tc_detach(&hook, &o);
+		ifc->in_attached = 0;
+	}
+	if (ifc->out_attached) {
+		DECLARE_LIBBPF_OPTS(bpf_tc_opts, o, .handle = ifc->out_handle, .priority = ifc->out_prio);
+		hook.attach_point = BPF_TC_EGRESS;
+		bpf_tc_detach(&hook, &o);
+		ifc->out_attached = 0;
+	}
+	if (ifc->hook_created) {
+		/* Only a clsact qdisc we made is ours to remove; one that was there before
+		 * may hold other programs (Cilium, Calico eBPF). */
+		hook.attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS;
+		bpf_tc_hook_destroy(&hook);
+		ifc->hook_created = 0;
+	}
+}
+
+static int bpf_attach_if(struct cap_live *l, struct live_if *ifc, char *errbuf, size_t errlen)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = (int)ifc->ifindex,
+			    .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+	int err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST) {
+		snprintf(errbuf, errlen, "%s: clsact qdisc: %s", ifc->name, strerror(-err));
+		return err;
+	}
+	ifc->hook_created = err == 0;
+
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, in, .prog_fd = bpf_program__fd(l->bpf->skel->progs.pc_tc_ingress));
+	hook.attach_point = BPF_TC_INGRESS;
+	err = bpf_tc_attach(&hook, &in);
+	if (err) {
+		snprintf(errbuf, errlen, "%s: tc ingress attach: %s", ifc->name, strerror(-err));
+		goto fail;
+	}
+	ifc->in_attached = 1;
+	ifc->in_handle = in.handle;
+	ifc->in_prio = in.priority;
+
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, out, .prog_fd = bpf_program__fd(l->bpf->skel->progs.pc_tc_egress));
+	hook.attach_point = BPF_TC_EGRESS;
+	err = bpf_tc_attach(&hook, &out);
+	if (err) {
+		snprintf(errbuf, errlen, "%s: tc egress attach: %s", ifc->name, strerror(-err));
+		goto fail;
+	}
+	ifc->out_attached = 1;
+	ifc->out_handle = out.handle;
+	ifc->out_prio = out.priority;
+	return 0;
+fail:
+	bpf_detach_if(ifc);
+	return err;
+}
+
+static uint64_t bpf_ring_drops(struct cap_live *l)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t total = 0;
+	uint32_t zero = 0;
+	if (ncpu <= 0 || ncpu > 4096)
+		return 0;
+	uint64_t *vals = calloc((size_t)ncpu, sizeof(*vals));
+	if (!vals)
+		return 0;
+	if (bpf_map_lookup_elem(bpf_map__fd(l->bpf->skel->maps.ring_drops), &zero, vals) == 0)
+		for (int i = 0; i < ncpu; i++)
+			total += vals[i];
+	free(vals);
+	return total;
+}
+
+/* Sums the flow counter map, optionally for one interface/direction. */
+static void bpf_sum(struct cap_live *l, int all, uint32_t ifindex, int dir, uint64_t *pkts,
+		    uint64_t *bytes, uint64_t *entries)
+{
+	int fd = bpf_map__fd(l->bpf->skel->maps.flows);
+	struct pc_flow_key key, next;
+	struct pc_flow_val val;
+	void *prev = NULL;
+	uint64_t n = 0;
+	*pkts = *bytes = 0;
+	/* The map is LRU and shared with the kernel: entries can vanish mid-walk, in
+	 * which case the walk restarts from the beginning (bounded by max_flows). */
+	while (bpf_map_get_next_key(fd, prev, &next) == 0 && n <= (uint64_t)l->cfg.max_flows * 2) {
+		key = next;
+		prev = &key;
+		n++;
+		if (bpf_map_lookup_elem(fd, &key, &val) < 0)
+			continue;
+		if (!all && (key.ifindex != ifindex || (dir != CAP_DIR_UNKNOWN && key.dir != dir)))
+			continue;
+		*pkts += val.pkts;
+		*bytes += val.bytes;
+	}
+	if (entries)
+		*entries = n;
+}
+
+int lb_open(struct cap_live *l, char *errbuf, size_t errlen)
+{
+	l->bpf = calloc(1, sizeof(*l->bpf));
+	if (!l->bpf) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	int err = bpf_open(l, errbuf, errlen);
+	if (err) {
+		free(l->bpf);
+		l->bpf = NULL;
+	}
+	return err;
+}
+
+int lb_attach(struct cap_live *l, struct live_if *ifc, char *errbuf, size_t errlen)
+{
+	return bpf_attach_if(l, ifc, errbuf, errlen);
+}
+
+void lb_detach(struct cap_live *l, struct live_if *ifc)
+{
+	(void)l;
+	bpf_detach_if(ifc);
+}
+
+int lb_poll(struct cap_live *l, int timeout_ms)
+{
+	uint64_t before = l->received;
+	int r = ring_buffer__poll(l->bpf->rb, timeout_ms);
+	if (r < 0 && r != -EINTR)
+		return r;
+	return (int)(l->received - before);
+}
+
+void lb_set_recording(struct cap_live *l, int on)
+{
+	l->bpf->skel->bss->record_all = on ? 1 : 0;
+}
+
+void lb_stats(struct cap_live *l, struct cap_live_stats *out)
+{
+	out->ring_drops = bpf_ring_drops(l);
+	bpf_sum(l, 1, 0, 0, &out->flow_pkts, &out->flow_bytes, &out->flow_entries);
+}
+
+int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes)
+{
+	bpf_sum(l, 0, ifindex, dir, pkts, bytes, NULL);
+	return 0;
+}
+
+void lb_close(struct cap_live *l)
+{
+	if (!l->bpf)
+		return;
+	ring_buffer__free(l->bpf->rb);
+	pc_tc__destroy(l->bpf->skel);
+	free(l->bpf);
+	l->bpf = NULL;
+}
+
+#else /* built without BPF */
+
+int lb_open(struct cap_live *l, char *errbuf, size_t errlen)
+{
+	(void)l;
+	snprintf(errbuf, errlen, "built without eBPF support (clang, bpftool or kernel BTF missing at build time)");
+	return -EOPNOTSUPP;
+}
+int lb_attach(struct cap_live *l, struct live_if *ifc, char *errbuf, size_t errlen)
+{
+	(void)l; (void)ifc;
+	snprintf(errbuf, errlen, "built without eBPF support");
+	return -EOPNOTSUPP;
+}
+void lb_detach(struct cap_live *l, struct live_if *ifc) { (void)l; (void)ifc; }
+int lb_poll(struct cap_live *l, int timeout_ms) { (void)l; (void)timeout_ms; return -EOPNOTSUPP; }
+void lb_set_recording(struct cap_live *l, int on) { (void)l; (void)on; }
+void lb_stats(struct cap_live *l, struct cap_live_stats *out) { (void)l; (void)out; }
+int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes)
+{
+	(void)l; (void)ifindex; (void)dir;
+	*pkts = *bytes = 0;
+	return -EOPNOTSUPP;
+}
+void lb_close(struct cap_live *l) { (void)l; }
+
+#endif
