@@ -1,8 +1,10 @@
 /* store_mkdb — builds databases for the store tests and for a quick write
  * benchmark.
  *   store_mkdb PATH fixture        the known flows of fixture.h
- *   store_mkdb PATH synthetic N    N synthetic flows; prints rows/s on stderr
- *                                  (a measurement, never asserted)
+ *   store_mkdb PATH synthetic N [state]
+ *                                  N synthetic flows; prints rows/s on stderr
+ *                                  (a measurement, never asserted); "state" also
+ *                                  sets packets_state per flow as the pipeline does
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +45,7 @@ int main(int argc, char **argv)
 				return fail(st, "put", rc);
 	} else if (!strcmp(argv[2], "synthetic") && argc > 3) {
 		uint64_t n = strtoull(argv[3], NULL, 10);
+		int with_state = argc > 4 && !strcmp(argv[4], "state");
 		uint32_t obs;
 		if ((rc = st_obs_point(st, "veth-bench", "in", "bench/pod", 1, &obs)))
 			return fail(st, "obs point", rc);
@@ -53,6 +56,9 @@ int main(int argc, char **argv)
 			fx_synthetic(&r, i, obs);
 			if ((rc = st_put_flow(st, &r)))
 				return fail(st, "put", rc);
+			/* What the pipeline does when packets are kept too. */
+			if (with_state && (rc = st_set_packets_state(st, r.id, "stored")))
+				return fail(st, "packets_state", rc);
 		}
 		if ((rc = st_commit(st)))
 			return fail(st, "commit", rc);
