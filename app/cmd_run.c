@@ -214,6 +214,14 @@ static struct run_if *find_run_if(struct run_ctx *c, uint32_t ifindex)
 	return NULL;
 }
 
+static size_t count_active(const struct run_ctx *c)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->n_ifs; i++)
+		n += c->ifs[i].active != 0;
+	return n;
+}
+
 static void on_packet(void *arg, const struct cap_live_packet *lp)
 {
 	struct run_ctx *c = arg;
@@ -259,7 +267,7 @@ static int wanted(const struct run_ctx *c, const struct cap_iface *ifc)
 static int start_iface(struct run_ctx *c, const struct cap_iface *ifc)
 {
 	char err[512];
-	int linktype = cap_live_backend(c->live) == CAP_BACKEND_EBPF ? DC_LINK_ETHERNET : DC_LINK_LINUX_SLL2;
+	int linktype = DC_LINK_ETHERNET;
 	if (find_run_if(c, ifc->ifindex))
 		return 0;
 	struct run_if *ri = NULL;
@@ -268,18 +276,17 @@ static int start_iface(struct run_ctx *c, const struct cap_iface *ifc)
 			ri = &c->ifs[i];
 			break;
 		}
-	if (!ri) {
-		if (c->n_ifs >= RUN_MAX_IFACES) {
-			fprintf(stderr, "podcap run: %s: more than %d interfaces, not captured\n", ifc->name, RUN_MAX_IFACES);
-			return -ENOSPC;
-		}
-		ri = &c->ifs[c->n_ifs++];
+	if (!ri && c->n_ifs >= RUN_MAX_IFACES) {
+		fprintf(stderr, "podcap run: %s: more than %d interfaces, not captured\n", ifc->name, RUN_MAX_IFACES);
+		return -ENOSPC;
 	}
 	int rc = cap_live_add(c->live, ifc->name, err, sizeof(err));
 	if (rc < 0 && rc != -EEXIST) {
 		fprintf(stderr, "podcap run: %s\n", err);
 		return rc;
 	}
+	if (!ri)
+		ri = &c->ifs[c->n_ifs++];
 	memset(ri, 0, sizeof(*ri));
 	ri->ifindex = ifc->ifindex;
 	ri->cls = ifc->cls;
@@ -501,7 +508,7 @@ int cmd_run(int argc, char **argv)
 
 	if (!o.quiet)
 		printf("podcap run: backend %s, %zu interface(s), db %s\n",
-		       cap_backend_name(cap_live_backend(c->live)), c->n_ifs, o.pl.db_path);
+		       cap_backend_name(cap_live_backend(c->live)), count_active(c), o.pl.db_path);
 	fflush(stdout);
 	uint64_t t0 = mono_ms(), last_tick = t0, last_stats = t0;
 	while (!stop_requested && !c->fatal) {

@@ -14,9 +14,6 @@
 #include "live.h"
 #include "live_int.h"
 
-#define SLL2_HDR_LEN 20
-#define SLL2_PKTTYPE_OFF 10
-#define SLL2_PACKET_OUTGOING 4
 
 const char *cap_backend_name(int backend)
 {
@@ -70,10 +67,12 @@ static int pcap_attach_if(struct cap_live *l, struct live_if *ifc, char *errbuf,
 		err = r == PCAP_ERROR_PERM_DENIED ? -EPERM : r == PCAP_ERROR_NO_SUCH_DEVICE ? -ENODEV : -EIO;
 		goto fail;
 	}
-	/* SLL2 carries the packet's direction and ifindex; Ethernet would not tell
-	 * a pod's sent packets from its received ones. */
-	if (pcap_set_datalink(p, DC_LINK_LINUX_SLL2) < 0) {
-		snprintf(errbuf, errlen, "%s: cannot use LINUX_SLL2: %s", ifc->name, pcap_geterr(p));
+	/* LINUX_SLL2 would carry each packet's direction, but libpcap offers it only on
+	 * the "any" device; per-interface handles stay Ethernet and direction unknown
+	 * (an observation point covers both directions anyway). */
+	if (pcap_datalink(p) != DC_LINK_ETHERNET) {
+		snprintf(errbuf, errlen, "%s: link type %d is not Ethernet", ifc->name, pcap_datalink(p));
+		err = -EOPNOTSUPP;
 		goto fail;
 	}
 	if (l->cfg.filter) {
@@ -115,17 +114,14 @@ struct pcap_ctx {
 static void on_pcap(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes)
 {
 	struct pcap_ctx *c = (struct pcap_ctx *)user;
-	uint8_t dir = CAP_DIR_UNKNOWN;
-	if (h->caplen > SLL2_PKTTYPE_OFF)
-		dir = bytes[SLL2_PKTTYPE_OFF] == SLL2_PACKET_OUTGOING ? CAP_DIR_OUT : CAP_DIR_IN;
 	struct cap_live_packet pkt = {
 		.data = bytes,
 		.caplen = h->caplen,
 		.wirelen = h->len,
 		.ts_us = (uint64_t)h->ts.tv_sec * 1000000u + (uint64_t)h->ts.tv_usec,
-		.linktype = DC_LINK_LINUX_SLL2,
+		.linktype = DC_LINK_ETHERNET,
 		.ifindex = c->ifc->ifindex,
-		.dir = dir,
+		.dir = CAP_DIR_UNKNOWN,
 	};
 	c->ifc->received++;
 	c->l->received++;

@@ -3,9 +3,8 @@
  *
  *   CAP_BACKEND_PCAP  libpcap per interface (pcap_create, immediate mode, a
  *                     TPACKET_V3 ring of buffer_bytes, optional BPF filter), both
- *                     directions, link type LINUX_SLL2 so the direction and
- *                     ifindex of every packet are known; kernel drops from
- *                     pcap_stats.
+ *                     directions (not told apart: libpcap offers LINUX_SLL2 only
+ *                     on "any"), Ethernet frames; kernel drops from pcap_stats.
  *   CAP_BACKEND_EBPF  tc clsact ingress+egress programs (tc.bpf.c): exact per-flow
  *                     packet/byte counters in a map, and a ring buffer carrying
  *                     the first flow_packets packets of each flow (or every
@@ -48,9 +47,9 @@ struct cap_live_packet {
 	const uint8_t *data;
 	uint32_t caplen, wirelen;
 	uint64_t ts_us;         /* microseconds since the epoch */
-	int linktype;           /* DC_LINK_ETHERNET (eBPF) or DC_LINK_LINUX_SLL2 (pcap) */
+	int linktype;           /* DC_LINK_ETHERNET */
 	uint32_t ifindex;
-	uint8_t dir;            /* enum cap_dir */
+	uint8_t dir;            /* enum cap_dir; CAP_DIR_UNKNOWN on libpcap */
 };
 typedef void (*cap_live_fn)(void *arg, const struct cap_live_packet *pkt);
 
