@@ -121,6 +121,7 @@ struct seg_stats {
 	uint64_t index_rows;    /* (flow, segment) rows written or extended */
 	uint64_t index_lost;    /* packets whose index entry could not be committed */
 	uint64_t disk_bytes;    /* current segment files + index, as last measured */
+	uint64_t index_us;      /* CPU time spent committing index rows */
 };
 void seg_stats(const struct seg_store *s, struct seg_stats *out);
 

@@ -215,9 +215,9 @@ out:;
 	}
 	printf("packets %" PRIu64 " bytes %" PRIu64 " stored %" PRIu64 " put_errors %" PRIu64
 	       " flow_records %" PRIu64 " seconds %.3f (%.3f with close) MB/s %.1f segments %" PRIu64
-	       " deleted %" PRIu64 " index_rows %" PRIu64 " store_bytes %" PRIu64 "\n",
+	       " deleted %" PRIu64 " index_rows %" PRIu64 " index_ms %.1f store_bytes %" PRIu64 "\n",
 	       packets, bytes, stored, put_errors, cx.records, secs, secs_all,
 	       bytes / 1e6 / (secs_all > 0 ? secs_all : 1), ss.segments_open, ss.segments_deleted,
-	       ss.index_rows, ss.bytes);
+	       ss.index_rows, ss.index_us / 1000.0, ss.bytes);
 	return rc;
 }
