@@ -397,6 +397,47 @@ static void test_frag_map(void)
 	fl_table_free(t);
 }
 
+static int count_only(void *arg, const struct fl_record *r)
+{
+	uint64_t *n = arg;
+	n[r->end]++;
+	return 0;
+}
+
+/* Many more flows than the cap: every flow beyond it evicts exactly one, and
+ * what remains is flushed; nothing is lost or counted twice. */
+static void test_scale(void)
+{
+	struct fl_config c;
+	fl_config_default(&c);
+	c.dpi = 0;
+	c.max_flows = 5000;
+	uint64_t ends[FL_END_FLUSH + 1] = { 0 };
+	struct fl_table *t = fl_table_new(&c, count_only, ends);
+	CHECK(t != NULL, "table");
+	const uint32_t n = 200000;
+	for (uint32_t i = 0; i < n; i++) {
+		char src[32];
+		snprintf(src, sizeof(src), "10.%u.%u.%u", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+		struct dc_packet p = pkt(src, (uint16_t)(1024 + (i % 50000)), B, 443, 6, DC_TCP_SYN, i, 0);
+		fl_table_packet(t, 1, &p, NULL, 1 * S + i, NULL, NULL);
+		/* and a reply to every other flow, hitting an existing entry */
+		if (i & 1) {
+			p = pkt(B, 443, src, (uint16_t)(1024 + (i % 50000)), 6, DC_TCP_SYN | DC_TCP_ACK, 7, 0);
+			fl_table_packet(t, 1, &p, NULL, 1 * S + i, NULL, NULL);
+		}
+	}
+	struct fl_stats st;
+	fl_table_stats(t, &st);
+	CHECK(st.flows_created == n && st.evicted == n - 5000 && st.flows_active == 5000,
+	      "created %llu evicted %llu active %llu", (unsigned long long)st.flows_created,
+	      (unsigned long long)st.evicted, (unsigned long long)st.flows_active);
+	CHECK(st.packets == n + n / 2, "packets %llu", (unsigned long long)st.packets);
+	fl_table_flush(t);
+	CHECK(ends[FL_END_EVICTED] == n - 5000 && ends[FL_END_FLUSH] == 5000, "ends");
+	fl_table_free(t);
+}
+
 static void test_emit_error(void)
 {
 	struct fl_table *t = table(1, 0);
@@ -426,6 +467,7 @@ int main(void)
 	test_eviction();
 	test_keys();
 	test_frag_map();
+	test_scale();
 	test_emit_error();
 	if (failures) {
 		fprintf(stderr, "%d failure(s)\n", failures);
