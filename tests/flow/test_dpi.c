@@ -2,6 +2,7 @@
  * so classification is tested without the corpus: a DNS query/response over UDP
  * and an HTTP exchange over TCP with a full handshake. */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,54 @@ static void test_http(void)
 	CHECK(strcmp(last.category, "Web") == 0, "category %s", last.category);
 }
 
+/* Tables made and used concurrently, one per worker thread: nDPI module set-up
+ * is serialized inside fl_table_new(), classification needs no locking. */
+static int worker_records[2];
+
+static int count_dns(void *arg, const struct fl_record *r)
+{
+	int *n = arg;
+	if (strcmp(r->proto, "DNS") == 0 && strcmp(r->host, "example.com") == 0)
+		(*n)++;
+	return 0;
+}
+
+static void *worker(void *arg)
+{
+	int *n = arg;
+	static const uint8_t query[] = {
+		0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0, 0x00, 0x01, 0x00, 0x01,
+	};
+	struct fl_config cfg;
+	fl_config_default(&cfg);
+	struct fl_table *t = fl_table_new(&cfg, count_dns, n);
+	if (!t)
+		return NULL;
+	for (uint16_t port = 1000; port < 1100; port++) {
+		uint8_t f[256];
+		struct ep c = { "10.244.3.3", port }, s = { "10.96.0.10", 53 };
+		uint32_t len = frame(f, c, s, 0, 0, 0, 0, query, sizeof(query));
+		struct dc_packet p;
+		dc_decode(&dcfg, DC_LINK_ETHERNET, f, len, len, &p);
+		fl_table_packet(t, 1, &p, f, 1000000u + port, NULL, NULL);
+	}
+	fl_table_flush(t);
+	fl_table_free(t);
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		CHECK(pthread_create(&th[i], NULL, worker, &worker_records[i]) == 0, "thread");
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	CHECK(worker_records[0] == 100 && worker_records[1] == 100, "threads classified %d and %d",
+	      worker_records[0], worker_records[1]);
+}
+
 int main(void)
 {
 	dc_config_default(&dcfg);
@@ -149,6 +198,7 @@ int main(void)
 	fl_table_stats(tbl, &st);
 	CHECK(st.dpi_packets >= 2 && st.flows_created == 2 && st.records == 2, "stats");
 	fl_table_free(tbl);
+	test_threads();
 	if (failures) {
 		fprintf(stderr, "%d failure(s)\n", failures);
 		return 1;
