@@ -8,6 +8,10 @@ if [ -z "$JQ" ] || [ ! -x "$JQ" ]; then
 	echo "SKIP: jq not found (apt-get install jq)"
 	exit 77
 fi
+if ! command -v sqlite3 >/dev/null; then
+	echo "SKIP: sqlite3 command not found (apt-get install sqlite3)"
+	exit 77
+fi
 T=$(mktemp -d "${TMPDIR:-/tmp}/podcap-flows-XXXXXX")
 trap 'rm -rf "$T"' EXIT
 fails=0

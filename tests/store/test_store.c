@@ -1003,6 +1003,10 @@ static void test_permissions(void)
 			fprintf(stderr, "cannot drop privileges\n");
 			_exit(77);
 		}
+		if (access(tmpdir, W_OK | X_OK) != 0) {
+			fprintf(stderr, "nobody cannot use %s (set TMPDIR)\n", tmpdir);
+			_exit(77);
+		}
 		char p[300], ro[300];
 		/* A read-only directory: cannot create the file there. */
 		path_in(ro, sizeof(ro), "rodir");
