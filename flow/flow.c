@@ -214,14 +214,17 @@ struct fl_table *fl_table_new(const struct fl_config *cfg, fl_emit_fn emit, void
 	struct fl_table *t = NULL;
 	int err = EINVAL;
 
-	if (!cfg || !emit || cfg->max_flows == 0 || cfg->idle_timeout_us == 0 ||
-	    cfg->dpi_packets == 0 || cfg->dpi_packets_udp == 0)
+	if (!cfg || !emit || cfg->max_flows == 0 || cfg->idle_timeout_us == 0 || cfg->dpi_packets == 0)
 		goto fail;
 	err = ENOMEM;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		goto fail;
 	t->cfg = *cfg;
+	/* The fields added after the first version may be 0 in configs built field by
+	 * field: 0 means the default there. */
+	if (t->cfg.dpi_packets_udp == 0)
+		t->cfg.dpi_packets_udp = 24;
 	t->emit = emit;
 	t->emit_arg = arg;
 	t->closed_timeout_us = cfg->tcp_closed_timeout_us ? cfg->tcp_closed_timeout_us

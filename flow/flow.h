@@ -11,7 +11,7 @@
  *
  * Ownership: the table owns its flows and their nDPI state.  Records passed to the
  * emit callback are owned by the table and valid only during the call; copy what
- * you keep.  The table never keeps pointers into packet frames after
+ * you keep.  The callback must not call fl_table_* on the same table.  The table never keeps pointers into packet frames after
  * fl_table_packet() returns.
  *
  * Loss: every flow or packet the table cannot account is counted in fl_stats
@@ -54,9 +54,9 @@ struct fl_config {
 	uint8_t shard;              /* high bits of flow ids (0..255) */
 	uint8_t dpi;                /* 1 = classify with nDPI (default 1) */
 	/* Extensions (after the original fields so existing initialisers stay valid). */
-	uint32_t dpi_packets_udp;   /* same for UDP flows (default 24, as ndpiReader) */
+	uint32_t dpi_packets_udp;   /* same for UDP flows (default 24, as ndpiReader; 0 = default) */
 	uint64_t tcp_closed_timeout_us; /* idle timeout after FIN both ways or RST (default 10 s,
-	                                 * never longer than idle_timeout_us) */
+	                                 * also when 0; never longer than idle_timeout_us) */
 };
 void fl_config_default(struct fl_config *cfg);
 
