@@ -521,9 +521,14 @@ int st_open(const char *path, const struct st_config *cfg, struct st_store **out
 			err = st->err[0] ? -EIO : sql_err(st, rc, "set WAL mode");
 			goto fail;
 		}
+		/* synchronous=NORMAL: in WAL mode a commit cannot corrupt the file,
+		 * it can only be lost on power failure before the next checkpoint.
+		 * cache_size 16 MiB: the index pages a batch touches stay cached for
+		 * a few hundred thousand flows (2 MiB to 64 MiB measured the same at
+		 * 200k), while each writer's memory stays predictable. */
 		char sql[160];
 		snprintf(sql, sizeof(sql), "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-			 " PRAGMA journal_size_limit = %d; PRAGMA cache_size = -65536", ST_WAL_LIMIT);
+			 " PRAGMA journal_size_limit = %d; PRAGMA cache_size = -16384", ST_WAL_LIMIT);
 		if ((err = exec(st, sql, "pragmas")) || (err = migrate(st)))
 			goto fail;
 	} else {
