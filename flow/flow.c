@@ -120,6 +120,14 @@ uint32_t fl_hash(uint32_t obs_id, const struct dc_packet *p)
 	return pkey_hash(&k);
 }
 
+uint32_t fl_shard_hash(uint32_t obs_id, const struct dc_packet *p)
+{
+	struct pkey k;
+	pkey_of(obs_id, p, &k);
+	k.sport = k.dport = 0;
+	return pkey_hash(&k);
+}
+
 static inline uint16_t key_sport(const struct fl_flow *f)
 {
 	return (f->key.proto == 1 || f->key.proto == 58) ? 0 : f->key.sport;

@@ -6,7 +6,7 @@
  * first packet are kept as attributes.
  *
  * Threads: a table is used by one thread at a time; run one table per worker and
- * shard packets by dc-tuple symmetric hash (fl_hash) to scale.  Flow ids are unique
+ * shard packets by fl_shard_hash() to scale (tables may be created concurrently).  Flow ids are unique
  * across tables made with distinct fl_config.shard values.
  *
  * Ownership: the table owns its flows and their nDPI state.  Records passed to the
@@ -142,6 +142,10 @@ void fl_table_stats(const struct fl_table *t, struct fl_stats *out);
 
 /* Symmetric hash of a packet's flow key (same value for both directions). */
 uint32_t fl_hash(uint32_t obs_id, const struct dc_packet *p);
+/* Symmetric hash for choosing a worker's table: like fl_hash but without ports,
+ * so that later IP fragments (no ports) reach the table holding their first
+ * fragment's flow.  Shard with fl_shard_hash(obs_id, p) % workers. */
+uint32_t fl_shard_hash(uint32_t obs_id, const struct dc_packet *p);
 
 /* Community ID v1 (https://github.com/corelight/community-id-spec) of a tuple with
  * the given seed, written as "1:<base64>" into out (>= 32 bytes).  Returns 0, or
