@@ -16,6 +16,7 @@
  * segment files is trusted.
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -105,6 +106,7 @@ struct seg_store {
 	size_t nlive, live_cap;
 
 	int disk_err;           /* last write error, while retrying */
+	int corrupt;            /* index.db failed its integrity check */
 	uint64_t retry_at_us;
 
 	struct seg_stats stats;
@@ -580,11 +582,94 @@ static int64_t query_int(struct seg_store *s, const char *sql, int64_t dflt)
 	return v;
 }
 
-/* Closes segments a crashed writer left open, at their real size. */
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Segment files the index does not know (a crash between creating the file and
+ * its row, or a replaced index) are adopted as closed segments without flows:
+ * not exportable, but counted and in time deleted by retention. */
+static int adopt_orphans(struct seg_store *s)
+{
+	int64_t *known = NULL;
+	size_t nknown = 0, cap = 0;
+	sqlite3_stmt *st;
+	int rc = 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT id FROM segments", -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, sqlite3_errcode(s->db), "recover");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (nknown == cap) {
+			cap = cap ? cap * 2 : 256;
+			int64_t *nk = realloc(known, cap * sizeof(*nk));
+			if (!nk) {
+				rc = -ENOMEM;
+				break;
+			}
+			known = nk;
+		}
+		known[nknown++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (rc < 0) {
+		free(known);
+		return rc;
+	}
+	if (nknown)
+		qsort(known, nknown, sizeof(*known), cmp_i64);
+	DIR *d = opendir(s->dir);
+	struct dirent *e;
+	size_t adopted = 0;
+	while (d && rc == 0 && (e = readdir(d))) {
+		long long id;
+		int n = 0;
+		size_t len = strlen(e->d_name);
+		if (sscanf(e->d_name, "segment-%lld-%*[0-9TZ]%n", &id, &n) < 1 || n <= 0 ||
+		    len < 7 || strcmp(e->d_name + len - 7, ".pcapng") || id <= 0)
+			continue;
+		int64_t key = id;
+		if (nknown && bsearch(&key, known, nknown, sizeof(*known), cmp_i64))
+			continue;
+		char path[PATH_MAX], sql[PATH_MAX + 256];
+		snprintf(path, sizeof(path), "%s/%s", s->dir, e->d_name);
+		uint64_t size = file_size(path);
+		snprintf(sql, sizeof(sql), "INSERT INTO segments(id, session, file, bytes, state)"
+			 " VALUES(%lld, -1, '%s', %" PRIu64 ", 'closed')", id, e->d_name, size);
+		if (strchr(e->d_name, '\''))
+			continue;
+		if ((rc = exec(s, sql)) < 0 || (rc = live_push(s, id, size, e->d_name)) < 0)
+			break;
+		if (id >= s->next_seg_id)
+			s->next_seg_id = id + 1;
+		adopted++;
+	}
+	if (d)
+		closedir(d);
+	free(known);
+	if (adopted) {
+		/* keep the live list oldest first */
+		note(s, "segments: %zu segment files were not in the index; kept for retention"
+		     " but their packets cannot be exported", adopted);
+	}
+	return rc;
+}
+
+static int live_cmp(const void *a, const void *b)
+{
+	const struct live_seg *x = a, *y = b;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Closes segments a crashed writer left open, at their real size, and adopts
+ * segment files the index lost. */
 static int recover(struct seg_store *s)
 {
 	sqlite3_stmt *st;
 	int rc = 0;
+	for (size_t i = 0; i < s->nlive; i++)
+		free(s->live[i].file);
+	s->nlive = 0;
 	if (sqlite3_prepare_v2(s->db, "SELECT id, file, state FROM segments"
 			       " WHERE state != 'deleted' ORDER BY id", -1, &st, NULL) != SQLITE_OK)
 		return db_err(s, sqlite3_errcode(s->db), "recover");
@@ -607,7 +692,77 @@ static int recover(struct seg_store *s)
 			break;
 	}
 	sqlite3_finalize(st);
+	if (rc == 0)
+		rc = adopt_orphans(s);
+	if (s->nlive)
+		qsort(s->live, s->nlive, sizeof(*s->live), live_cmp);
 	return rc;
+}
+
+static int is_corrupt(struct seg_store *s)
+{
+	int e = s->db ? sqlite3_errcode(s->db) : SQLITE_OK;
+	return e == SQLITE_CORRUPT || e == SQLITE_NOTADB || s->corrupt;
+}
+
+/* Pragmas, schema, session number, crash recovery and statements of a writer. */
+static int init_writer(struct seg_store *s)
+{
+	int rc;
+	s->corrupt = 0;
+	/* quick_check reads every page once: a few ms per MB of index, paid only
+	 * when a writer starts. */
+	char *ok = NULL;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+			ok = strdup((const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+	}
+	if (!ok || strcmp(ok, "ok")) {
+		free(ok);
+		s->corrupt = 1;
+		return set_err(s, -EIO, "index fails its integrity check");
+	}
+	free(ok);
+	/* No fsync: on ext4 (data=ordered) a sync of index.db also forces out
+	 * the segment data written since the last one, which stalled the
+	 * writer for ~5 ms per checkpoint and doubled the wall time of a
+	 * replay.  A killed process loses nothing committed (the kernel has
+	 * it); a power loss may lose recent index rows or damage index.db,
+	 * which seg_open() detects and replaces (the segment files stay
+	 * valid pcapng).  The WAL is kept small because it counts against
+	 * max_bytes. */
+	if ((rc = exec(s, "PRAGMA journal_mode=WAL")) < 0 ||
+	    (rc = exec(s, "PRAGMA synchronous=OFF")) < 0 ||
+	    (rc = exec(s, "PRAGMA wal_autocheckpoint=256")) < 0 ||
+	    (rc = exec(s, "PRAGMA journal_size_limit=1048576")) < 0 ||
+	    (rc = exec(s, "BEGIN IMMEDIATE")) < 0)
+		return rc;
+	if ((rc = exec(s, schema_sql)) < 0 ||
+	    (rc = exec(s, "PRAGMA user_version=1")) < 0) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	s->session = query_int(s, "SELECT value FROM meta WHERE key='next_session'", 1);
+	char sql[128];
+	snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO meta VALUES('next_session', %" PRId64 ")",
+		 s->session + 1);
+	if ((rc = exec(s, sql)) < 0 || (rc = exec(s, "COMMIT")) < 0) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	s->next_seg_id = query_int(s, "SELECT max(id) FROM segments", 0) + 1;
+	if ((rc = recover(s)) < 0)
+		return rc;
+	if ((rc = prepare(s, "INSERT INTO flow_packets(flow_id, segment_id, packets, offs)"
+			  " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(flow_id, segment_id) DO UPDATE"
+			  " SET packets=packets+excluded.packets, offs=offs||excluded.offs",
+			  &s->st_upsert)) < 0 ||
+	    (rc = prepare(s, "UPDATE segments SET last_us=?1, bytes=?2, packets=?3, state=?4"
+			  " WHERE id=?5", &s->st_seg_update)) < 0)
+		return rc;
+	return 0;
 }
 
 int seg_open(const char *dir, const struct seg_config *cfg, struct seg_store **out,
@@ -671,42 +826,38 @@ int seg_open(const char *dir, const struct seg_config *cfg, struct seg_store **o
 			goto fail;
 		}
 	} else {
-		/* No fsync: on ext4 (data=ordered) a sync of index.db also forces out
-		 * the segment data written since the last one, which stalled the
-		 * writer for ~5 ms per checkpoint and doubled the wall time of a
-		 * replay.  A killed process loses nothing committed (the kernel has
-		 * it); a power loss may lose recent index rows or damage index.db,
-		 * which seg_open() detects and replaces (the segment files stay
-		 * valid pcapng).  The WAL is kept small because it counts against
-		 * max_bytes. */
-		if ((rc = exec(s, "PRAGMA journal_mode=WAL")) < 0 ||
-		    (rc = exec(s, "PRAGMA synchronous=OFF")) < 0 ||
-		    (rc = exec(s, "PRAGMA wal_autocheckpoint=256")) < 0 ||
-		    (rc = exec(s, "PRAGMA journal_size_limit=1048576")) < 0 ||
-		    (rc = exec(s, "BEGIN IMMEDIATE")) < 0)
-			goto fail;
-		if ((rc = exec(s, schema_sql)) < 0 ||
-		    (rc = exec(s, "PRAGMA user_version=1")) < 0) {
-			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-			goto fail;
+		rc = init_writer(s);
+		if (rc < 0 && is_corrupt(s)) {
+			/* A damaged index (power loss without fsync, or a stray file) must
+			 * not stop capture: keep it aside for inspection, start a new one,
+			 * and adopt the segment files so retention still accounts them. */
+			char aside[PATH_MAX + 64];
+			snprintf(aside, sizeof(aside), "%s.damaged-%ld", path, (long)time(NULL));
+			sqlite3_close(s->db);
+			s->db = NULL;
+			if (rename(path, aside) < 0) {
+				rc = set_err(s, -errno, "%s is damaged and cannot be moved aside: %s",
+					     path, strerror(errno));
+				goto fail;
+			}
+			char side[PATH_MAX + 8];
+			snprintf(side, sizeof(side), "%s-wal", path);
+			unlink(side);
+			snprintf(side, sizeof(side), "%s-shm", path);
+			unlink(side);
+			note(s, "segments: %s was damaged; moved to %s and started a new index"
+			     " (packets stored so far are no longer indexed)", path, aside);
+			s->errmsg[0] = 0;
+			r = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+			if (r != SQLITE_OK) {
+				rc = set_err(s, -EIO, "%s: %s", path,
+					     s->db ? sqlite3_errmsg(s->db) : "cannot open");
+				goto fail;
+			}
+			sqlite3_busy_timeout(s->db, 5000);
+			rc = init_writer(s);
 		}
-		s->session = query_int(s, "SELECT value FROM meta WHERE key='next_session'", 1);
-		char sql[128];
-		snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO meta VALUES('next_session', %" PRId64 ")",
-			 s->session + 1);
-		if ((rc = exec(s, sql)) < 0 || (rc = exec(s, "COMMIT")) < 0) {
-			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-			goto fail;
-		}
-		s->next_seg_id = query_int(s, "SELECT max(id) FROM segments", 0) + 1;
-		if ((rc = recover(s)) < 0)
-			goto fail;
-		if ((rc = prepare(s, "INSERT INTO flow_packets(flow_id, segment_id, packets, offs)"
-				  " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(flow_id, segment_id) DO UPDATE"
-				  " SET packets=packets+excluded.packets, offs=offs||excluded.offs",
-				  &s->st_upsert)) < 0 ||
-		    (rc = prepare(s, "UPDATE segments SET last_us=?1, bytes=?2, packets=?3, state=?4"
-				  " WHERE id=?5", &s->st_seg_update)) < 0)
+		if (rc < 0)
 			goto fail;
 		if ((rc = flows_grow(s)) < 0) {
 			set_err(s, rc, "out of memory");
