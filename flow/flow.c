@@ -333,7 +333,7 @@ static void record_fill(struct fl_table *t, const struct fl_flow *f, int end)
 	r->rst = f->rst;
 	r->rtt_us = f->rtt_us;
 	r->frags = f->frags;
-	if (fl_community_id(&f->key, 0, r->community_id, sizeof(r->community_id)) < 0)
+	if (fl_community_id(&f->key, t->cfg.community_id_seed, r->community_id, sizeof(r->community_id)) < 0)
 		r->community_id[0] = 0;
 	fl_dpi_fill(t, f, r);
 }

@@ -57,6 +57,7 @@ struct fl_config {
 	uint32_t dpi_packets_udp;   /* same for UDP flows (default 24, as ndpiReader; 0 = default) */
 	uint64_t tcp_closed_timeout_us; /* idle timeout after FIN both ways or RST (default 10 s,
 	                                 * also when 0; never longer than idle_timeout_us) */
+	uint16_t community_id_seed;     /* Community ID seed (default 0, as most tools) */
 };
 void fl_config_default(struct fl_config *cfg);
 
