@@ -397,6 +397,22 @@ static void test_frag_map(void)
 	fl_table_free(t);
 }
 
+static void test_seed(void)
+{
+	struct fl_config c;
+	fl_config_default(&c);
+	c.dpi = 0;
+	c.community_id_seed = 1;
+	nrec = 0;
+	struct fl_table *t = fl_table_new(&c, collect, NULL);
+	CHECK(t != NULL, "table");
+	feed(t, pkt("128.232.110.120", 34855, "66.35.250.204", 80, 6, DC_TCP_SYN, 1, 0), 1 * S);
+	fl_table_flush(t);
+	CHECK(nrec == 1 && strcmp(recs[0].community_id, "1:3V71V58M3Ksw/yuFALMcW0LAHvc=") == 0,
+	      "seed 1 community id %s", recs[0].community_id);
+	fl_table_free(t);
+}
+
 static int count_only(void *arg, const struct fl_record *r)
 {
 	uint64_t *n = arg;
@@ -468,6 +484,7 @@ int main(void)
 	test_keys();
 	test_frag_map();
 	test_scale();
+	test_seed();
 	test_emit_error();
 	if (failures) {
 		fprintf(stderr, "%d failure(s)\n", failures);
