@@ -98,6 +98,25 @@ static const char *const migrations[] = {
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(N_MIGRATIONS == ST_SCHEMA_VERSION, "one migration step per schema version");
 
+/* Only the migration test (built from this file with PODCAP_STORE_TESTING)
+ * appends steps, to run multi-step and failing migrations; the library always
+ * uses the array above. */
+static const char *const *mig_extra;
+static int64_t mig_count = N_MIGRATIONS;
+#ifdef PODCAP_STORE_TESTING
+void st__test_extra_migrations(const char *const *steps, int64_t n);
+void st__test_extra_migrations(const char *const *steps, int64_t n)
+{
+	mig_extra = steps;
+	mig_count = (int64_t)N_MIGRATIONS + (steps ? n : 0);
+}
+#endif
+
+static const char *mig_step(int64_t ver)
+{
+	return ver < (int64_t)N_MIGRATIONS ? migrations[ver] : mig_extra[ver - (int64_t)N_MIGRATIONS];
+}
+
 /* Column order of the upsert; st_put_flow binds in exactly this order. */
 static const char *const flow_cols[] = {
 	"id", "obs_id", "end_reason", "family", "ip_proto", "src", "dst", "sport", "dport",
@@ -293,15 +312,17 @@ static int migrate(struct st_store *st)
 				      st->path);
 			goto rollback;
 		}
-		if (ver > ST_SCHEMA_VERSION || ver < 0) {
+		if (ver > mig_count || ver < 0) {
 			err = set_err(st, -ENOTSUP,
-				      "%s: database schema version %lld is newer than this podcap knows (%d); "
-				      "use a newer podcap", st->path, (long long)ver, ST_SCHEMA_VERSION);
+				      "%s: database schema version %lld is newer than this podcap knows (%lld); "
+				      "use a newer podcap", st->path, (long long)ver, (long long)mig_count);
 			goto rollback;
 		}
-		if (ver == ST_SCHEMA_VERSION)
+		if (ver == mig_count)
 			return exec(st, "COMMIT", "commit");
-		if ((err = exec(st, migrations[ver], "migration")))
+		char what[64];
+		snprintf(what, sizeof(what), "migration to schema version %lld", (long long)ver + 1);
+		if ((err = exec(st, mig_step(ver), what)))
 			goto rollback;
 		char sql[96];
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld; PRAGMA application_id = %d",
@@ -326,15 +347,15 @@ static int check_version_ro(struct st_store *st)
 		return err;
 	if (app != ST_APPLICATION_ID)
 		return set_err(st, -ENOTSUP, "%s: not a podcap database", st->path);
-	if (ver > ST_SCHEMA_VERSION)
+	if (ver > mig_count)
 		return set_err(st, -ENOTSUP,
-			       "%s: database schema version %lld is newer than this podcap knows (%d); "
-			       "use a newer podcap", st->path, (long long)ver, ST_SCHEMA_VERSION);
-	if (ver < ST_SCHEMA_VERSION)
+			       "%s: database schema version %lld is newer than this podcap knows (%lld); "
+			       "use a newer podcap", st->path, (long long)ver, (long long)mig_count);
+	if (ver < mig_count)
 		return set_err(st, -ENOTSUP,
-			       "%s: database schema version %lld is older than %d; open it once "
+			       "%s: database schema version %lld is older than %lld; open it once "
 			       "read-write (podcap read/run) to migrate", st->path, (long long)ver,
-			       ST_SCHEMA_VERSION);
+			       (long long)mig_count);
 	return 0;
 }
 
