@@ -78,7 +78,12 @@ int st_commit(struct st_store *st);
  * the open batch first.  By age: flows whose last_us is older than now -
  * retain_age_s.  By size: while the main file + WAL exceed retain_bytes, the oldest
  * flows (by last_us) are deleted in chunks and the freed pages returned to the OS
- * (incremental vacuum + WAL truncate).  Call it every few seconds from the writer. */
+ * (incremental vacuum + WAL truncate).  st_commit() calls it by itself every
+ * retain_every_s; between two runs the files can exceed the cap by what was
+ * written meanwhile (about one batch of WAL), so leave that much headroom and keep
+ * the cap below the disk's free space: on a full disk even a DELETE cannot run
+ * (the WAL has to grow first).  A reader holding an old snapshot keeps the WAL
+ * from being reset; then only the data is brought under the cap. */
 int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted);
 
 /* Simple filters for `podcap flows`; the full filter language lives in query/. */
