@@ -764,7 +764,10 @@ static inline int walk_ipv6(struct walk *w, struct region *rg, enum next *next)
 int dc_decode(const struct dc_config *cfg, int linktype, const uint8_t *frame,
 	      uint32_t caplen, uint32_t wirelen, struct dc_packet *out)
 {
-	memset(out, 0, sizeof *out);
+	/* A copy from a zero struct: GCC turns a plain memset of this size into
+	 * `rep stos`, whose start-up cost was a third of the whole decode. */
+	static const struct dc_packet zero;
+	*out = zero;
 	out->caplen = caplen;
 	out->wirelen = wirelen;
 	out->linktype = (uint16_t)linktype;
