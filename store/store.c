@@ -604,11 +604,14 @@ static int tx_begin(struct st_store *st)
 
 /* After a failed step SQLite may have rolled the whole transaction back (I/O
  * error, disk full); keep in_tx in line with what the connection says. */
+static void obs_forget(struct st_store *st);
+
 static void tx_sync(struct st_store *st)
 {
 	if (st->in_tx && sqlite3_get_autocommit(st->db)) {
 		st->in_tx = 0;
 		st->pending = 0;
+		obs_forget(st);
 	}
 }
 
@@ -645,6 +648,7 @@ int st_commit(struct st_store *st)
 			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 		st->in_tx = 0;
 		st->pending = 0;
+		obs_forget(st);
 		return err;
 	}
 	st->in_tx = 0;
@@ -736,6 +740,14 @@ static void obs_mark(struct st_store *st, uint32_t id)
 		st->obs_known_bits = bits;
 	}
 	st->obs_known[id / 8] |= (uint8_t)(1u << (id % 8));
+}
+
+/* A rolled-back batch may have taken observation points created in it along:
+ * forget what we knew and ask SQLite again. */
+static void obs_forget(struct st_store *st)
+{
+	if (st->obs_known)
+		memset(st->obs_known, 0, st->obs_known_bits / 8);
 }
 
 /* 1 when the observation point exists, 0 when not, or -errno.  Another process
