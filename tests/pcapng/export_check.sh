@@ -55,6 +55,12 @@ capinfos -t "$dir/ftp.pcap" 2>/dev/null | grep -q 'pcap$' || bad "-F pcap did no
 ifn=$(ts -r "$dir/dns.pcapng" -T fields -e frame.interface_name | sort -u)
 [ -n "$ifn" ] || bad "no interface name in the export"
 
+# a reader that goes away: EPIPE reported, exit 1 (the ftp data flow is ~120 kB,
+# more than a pipe holds, so the writer must hit the closed pipe)
+big=$(q "SELECT id FROM flows ORDER BY c2s_bytes + s2c_bytes DESC LIMIT 1")
+{ "$podcap" export --db "$dir/flows.db" --flow "$big" -w - 2>"$dir/err"; echo $? > "$dir/rc"; } | head -c 100 >/dev/null
+[ "$(cat "$dir/rc")" = 1 ] && grep -q 'Broken pipe' "$dir/err" || bad "closed stdout: exit $(cat "$dir/rc"), $(cat "$dir/err")"
+
 # 3. usage errors exit 2, unknown flows exit 1
 "$podcap" export --db "$dir/flows.db" -w "$dir/x" >/dev/null 2>&1; [ $? = 2 ] || bad "missing --flow: exit not 2"
 "$podcap" export --db "$dir/flows.db" --flow abc -w "$dir/x" >/dev/null 2>&1; [ $? = 2 ] || bad "bad id: exit not 2"
