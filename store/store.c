@@ -147,10 +147,6 @@ struct st_store {
 };
 
 static const char *const end_names[] = {"active", "idle", "tcp", "evicted", "flush"};
-/* Same stable names as dc_tunnel_name(); kept here so the store does not need the
- * decoder at link time. */
-static const char *const tunnel_names[] = {"none", "vxlan", "geneve", "gre", "erspan",
-					   "ipip", "6in4", "4in6", "6in6"};
 
 void st_config_default(struct st_config *cfg)
 {
@@ -814,8 +810,7 @@ int st_put_flow(struct st_store *st, const struct fl_record *r)
 	sqlite3_bind_int(s, i++, r->key.sport);
 	sqlite3_bind_int(s, i++, r->key.dport);
 	sqlite3_bind_int(s, i++, r->vlan);
-	sqlite3_bind_text(s, i++, r->tunnel < sizeof(tunnel_names) / sizeof(tunnel_names[0]) ?
-			  tunnel_names[r->tunnel] : "unknown", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, i++, dc_tunnel_name(r->tunnel), -1, SQLITE_STATIC);
 	if (r->has_vni)
 		sqlite3_bind_int64(s, i++, r->vni);
 	else
