@@ -129,6 +129,26 @@ static void test_empty_pcap(const char *path)
 	CHECK(stat(path, &st) == 0 && st.st_size == 24);
 }
 
+/* FILE* output: whatever the caller printed through stdio comes first. */
+static void test_file_stream(void)
+{
+	FILE *f = tmpfile();
+	CHECK(f != NULL);
+	fputs("X", f); /* buffered in stdio, must not land after our blocks */
+	struct pn_writer *w = pn_open_file(f, NULL);
+	CHECK(w != NULL);
+	uint32_t a;
+	CHECK(pn_add_interface(w, 1, 0, "eth0", NULL, &a) == 0);
+	CHECK(pn_write_packet(w, a, 0, frame, 60, 60, NULL, NULL) == 0);
+	uint64_t end = pn_offset(w);
+	CHECK(pn_close(w) == 0);
+	struct stat st;
+	CHECK(fstat(fileno(f), &st) == 0 && (uint64_t)st.st_size == 1 + end);
+	char c = 0;
+	CHECK(pread(fileno(f), &c, 1, 0) == 1 && c == 'X');
+	fclose(f);
+}
+
 static void test_epipe(void)
 {
 	int p[2];
@@ -220,6 +240,7 @@ int main(int argc, char **argv)
 	test_empty_pcap(path);
 	snprintf(path, sizeof(path), "%s/cut.pcapng", dir);
 	test_partial_block(path);
+	test_file_stream();
 	test_epipe();
 	test_enospc();
 	if (argc <= 1) {
