@@ -53,6 +53,22 @@ static inline uint32_t rd_be32(const struct walk *w, uint32_t off)
 	       (uint32_t)w->p[off + 2] << 8 | w->p[off + 3];
 }
 
+/* Little-endian: only PPI's header uses it. */
+static inline uint32_t rd_le32(const struct walk *w, uint32_t off)
+{
+	if (!fits(off, 4, w->caplen))
+		return 0;
+	return (uint32_t)w->p[off + 3] << 24 | (uint32_t)w->p[off + 2] << 16 |
+	       (uint32_t)w->p[off + 1] << 8 | w->p[off];
+}
+
+static inline uint16_t rd_le16(const struct walk *w, uint32_t off)
+{
+	if (!fits(off, 2, w->caplen))
+		return 0;
+	return (uint16_t)(w->p[off + 1] << 8 | w->p[off]);
+}
+
 static inline void rd_bytes(const struct walk *w, uint32_t off, uint8_t *dst, uint32_t n)
 {
 	if (fits(off, n, w->caplen))
@@ -244,6 +260,20 @@ static int walk_link(struct walk *w, int linktype, struct region *rg, enum next 
 	}
 	case DC_LINK_PPP:
 		return walk_ppp(w, rg, DC_R_TRUNC_LINK, next);
+	case DC_LINK_PPI: {
+		/* Per-Packet Information: version(1) flags(1) length(2 LE) dlt(4 LE), then
+		 * length-8 bytes of fields; only an Ethernet frame behind it is decoded. */
+		if (!fits(rg->off, 8, rg->end))
+			return DC_R_TRUNC_LINK;
+		uint32_t len = rd_le16(w, rg->off + 2);
+		uint32_t dlt = rd_le32(w, rg->off + 4);
+		if (len < 8 || !fits(rg->off, len, rg->end))
+			return DC_R_TRUNC_LINK;
+		rg->off += len;
+		if (dlt != DC_LINK_ETHERNET)
+			return DC_UNSUPPORTED;
+		return walk_ethernet(w, rg, 1, next);
+	}
 	case DC_LINK_C_HDLC: {
 		if (!fits(rg->off, 4, rg->end))
 			return DC_R_TRUNC_LINK;

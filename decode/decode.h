@@ -42,6 +42,7 @@ enum dc_linktype {
 	DC_LINK_C_HDLC = 104,   /* Cisco HDLC: address, control, ethertype */
 	DC_LINK_LOOP = 108,     /* OpenBSD loopback: AF_ in network byte order */
 	DC_LINK_LINUX_SLL = 113,
+	DC_LINK_PPI = 192,      /* Per-Packet Information header, Ethernet behind it */
 	DC_LINK_IPV4 = 228,
 	DC_LINK_IPV6 = 229,
 	DC_LINK_LINUX_SLL2 = 276,
