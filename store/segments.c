@@ -1402,7 +1402,9 @@ static int collect_flow(struct seg_store *s, struct x_ctx *x, struct seg_flow *f
 		/* A row that decodes to fewer offsets than it claims packets lost the
 		 * rest of its blob. */
 		if (got < (uint64_t)npk)
-			corrupt += (uint64_t)npk - got;
+			/* More packets than the blob has bytes: the count is what is
+			 * damaged; count the row once rather than a made-up number. */
+			corrupt += (uint64_t)npk > blen ? 1 : (uint64_t)npk - got;
 		if (missing)
 			note(s, "flow %" PRIu64 ": segment %s is cut short: %" PRIu64
 			     " packets missing", f->id, g->file, missing);
