@@ -181,7 +181,15 @@ void fl_dpi_end(struct fl_table *t, struct fl_flow *f)
 	}
 }
 
-void fl_dpi_fill(const struct fl_table *t, const struct fl_flow *f, struct fl_record *r)
+/* Copies a NUL-terminated string into dst[cap], truncating. */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+	size_t n = bounded_len(src, cap - 1);
+	memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
+void fl_dpi_fill(struct fl_table *t, const struct fl_flow *f, struct fl_record *r)
 {
 	r->master_proto = f->master_proto;
 	r->app_proto = f->app_proto;
@@ -190,18 +198,25 @@ void fl_dpi_fill(const struct fl_table *t, const struct fl_flow *f, struct fl_re
 	r->dns_rcode = f->dns_rcode;
 	r->dpi_done = f->dpi_done;
 	if (t->ndpi && f->dpi_done) {
-		ndpi_protocol proto = { f->master_proto, f->app_proto, (ndpi_protocol_category_t)f->category };
-		ndpi_protocol2name(t->ndpi, proto, r->proto, sizeof(r->proto));
+		uint32_t key = (uint32_t)f->master_proto << 16 | f->app_proto;
+		uint32_t slot = (key * 0x9e3779b1u) >> 24;
+		if (!t->names[slot].valid || t->names[slot].key != key) {
+			ndpi_protocol proto = { f->master_proto, f->app_proto, (ndpi_protocol_category_t)f->category };
+			ndpi_protocol2name(t->ndpi, proto, t->names[slot].name, sizeof(t->names[slot].name));
+			t->names[slot].key = key;
+			t->names[slot].valid = 1;
+		}
+		copy_str(r->proto, sizeof(r->proto), t->names[slot].name);
 		const char *cat = ndpi_category_get_name(t->ndpi, (ndpi_protocol_category_t)f->category);
-		snprintf(r->category, sizeof(r->category), "%s", cat ? cat : "");
+		copy_str(r->category, sizeof(r->category), cat ? cat : "");
 	} else {
-		snprintf(r->proto, sizeof(r->proto), "Unknown");
+		copy_str(r->proto, sizeof(r->proto), "Unknown");
 	}
 	if (f->str) {
 		const char *s = f->str->s;
-		snprintf(r->host, sizeof(r->host), "%s", s);
-		snprintf(r->url, sizeof(r->url), "%s", s + f->str->url_off);
-		snprintf(r->ja3c, sizeof(r->ja3c), "%s", s + f->str->ja3c_off);
-		snprintf(r->ja3s, sizeof(r->ja3s), "%s", s + f->str->ja3s_off);
+		copy_str(r->host, sizeof(r->host), s);
+		copy_str(r->url, sizeof(r->url), s + f->str->url_off);
+		copy_str(r->ja3c, sizeof(r->ja3c), s + f->str->ja3c_off);
+		copy_str(r->ja3s, sizeof(r->ja3s), s + f->str->ja3s_off);
 	}
 }

@@ -95,6 +95,13 @@ struct fl_table {
 
 	struct ndpi_detection_module_struct *ndpi;
 	struct fl_frag frag[FL_FRAG_SLOTS];
+	/* ndpi_protocol2name() results by (master, app): names are formatted with
+	 * snprintf inside nDPI, and every record needs one. */
+	struct {
+		uint32_t key;
+		uint8_t valid;
+		char name[64];
+	} names[256];
 	struct fl_stats stats;
 	struct fl_record rec;             /* scratch for emitting */
 };
@@ -110,7 +117,7 @@ void fl_dpi_end(struct fl_table *t, struct fl_flow *f);
 /* Releases per-flow DPI memory. */
 void fl_dpi_release(struct fl_flow *f);
 /* Fills the nDPI part of a record. */
-void fl_dpi_fill(const struct fl_table *t, const struct fl_flow *f, struct fl_record *r);
+void fl_dpi_fill(struct fl_table *t, const struct fl_flow *f, struct fl_record *r);
 
 /* cid.c */
 void fl_sha1(const void *data, size_t len, uint8_t out[20]);
