@@ -1402,9 +1402,12 @@ static int collect_flow(struct seg_store *s, struct x_ctx *x, struct seg_flow *f
 		/* A row that decodes to fewer offsets than it claims packets lost the
 		 * rest of its blob. */
 		if (got < (uint64_t)npk)
-			/* More packets than the blob has bytes: the count is what is
-			 * damaged; count the row once rather than a made-up number. */
-			corrupt += (uint64_t)npk > blen ? 1 : (uint64_t)npk - got;
+		{
+			/* A segment cannot hold more blocks than size / 32 bytes: a
+			 * count above that is itself damaged, not a real loss. */
+			uint64_t lost = (uint64_t)npk - got, most = g->size / 32 + 1;
+			corrupt += lost < most ? lost : most;
+		}
 		if (missing)
 			note(s, "flow %" PRIu64 ": segment %s is cut short: %" PRIu64
 			     " packets missing", f->id, g->file, missing);
