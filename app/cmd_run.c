@@ -22,7 +22,7 @@
 
 #define RUN_USAGE "run --db PATH [--config FILE] [--backend ebpf|pcap] [--netns NAME] [--iface IF]... " \
 	"[--inventory FILE] [--duration S] [--stats-interval S] [--filter BPF] [--snaplen N] " \
-	"[--flow-packets N] [--all-ifaces] [--no-dpi] [--quiet]"
+	"[--flow-packets N] [--buffer SIZE] [--all-ifaces] [--no-dpi] [--quiet]"
 #define RUN_MAX_IFACES 256
 #define RUN_MAX_NAMED 64
 #define DEFAULT_INVENTORY "/run/podcap/lab-pods.json"
@@ -85,6 +85,8 @@ static void run_help(void)
 	       "  --filter BPF         libpcap filter expression (pcap backend)\n"
 	       "  --snaplen N          bytes kept per packet (default 2048)\n"
 	       "  --flow-packets N     eBPF: first N packets of each flow go to user space (default 16)\n"
+	       "  --buffer SIZE        kernel buffer: libpcap ring per interface, or the eBPF ring buffer\n"
+	       "                       (default 8M; 1M..1G)\n"
 	       "  --no-dpi             no nDPI classification\n"
 	       "  --quiet              only errors and the final counters\n");
 }
@@ -153,6 +155,12 @@ static int apply_opt(struct run_opts *o, const char *name, char *val)
 			return 2;
 		}
 		o->live.flow_packets = (uint32_t)v;
+	} else if (!strcmp(name, "buffer")) {
+		if (app_parse_size(val, &v) < 0 || v < (1u << 20) || v > (1u << 30)) {
+			fprintf(stderr, "podcap run: bad --buffer '%s' (1M..1G)\n", val);
+			return 2;
+		}
+		o->live.buffer_bytes = (uint32_t)v;
 	} else if (!strcmp(name, "all-ifaces")) {
 		o->all_ifaces = 1;
 	} else if (!strcmp(name, "no-dpi")) {
@@ -399,6 +407,7 @@ int cmd_run(int argc, char **argv)
 		{"filter", required_argument, NULL, 0},
 		{"snaplen", required_argument, NULL, 0},
 		{"flow-packets", required_argument, NULL, 0},
+		{"buffer", required_argument, NULL, 0},
 		{"all-ifaces", no_argument, NULL, 0},
 		{"no-dpi", no_argument, NULL, 0},
 		{"quiet", no_argument, NULL, 0},

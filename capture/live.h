@@ -35,7 +35,8 @@ enum cap_dir { CAP_DIR_IN = 0, CAP_DIR_OUT = 1, CAP_DIR_UNKNOWN = 2 };
 struct cap_live_config {
 	int backend;            /* enum cap_backend */
 	uint32_t snaplen;       /* bytes kept per packet (default 2048; eBPF max 2048) */
-	uint32_t buffer_bytes;  /* pcap: kernel ring per interface (default 8 MiB) */
+	uint32_t buffer_bytes;  /* pcap: kernel ring per interface; eBPF: the ring buffer,
+	                         * rounded up to a power of two (default 8 MiB) */
 	const char *filter;     /* pcap: BPF filter expression, NULL = all */
 	uint32_t flow_packets;  /* eBPF: packets of each flow sent up (default 16) */
 	uint32_t max_flows;     /* eBPF: flow counter map entries (default 65536) */
@@ -97,6 +98,15 @@ size_t cap_live_iface_stats(struct cap_live *l, struct cap_live_iface_stats *out
 /* eBPF: exact counters of one interface and direction (dir = CAP_DIR_UNKNOWN for
  * both) summed over its flows; -EOPNOTSUPP on libpcap. */
 int cap_live_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes);
+
+/* eBPF: exact counters of one flow direction on one interface: packets whose
+ * outer tuple is t (src→dst as given), summed over the ingress and egress hooks.
+ * A flow record's untunnelled key gives its two directions as t and t reversed.
+ * Returns 0 (zeros when the kernel never saw it or evicted it), -EOPNOTSUPP on
+ * libpcap, -EINVAL for a tuple without family. */
+struct dc_tuple;
+int cap_live_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,
+			   uint64_t *pkts, uint64_t *bytes);
 
 void cap_live_close(struct cap_live *l);
 

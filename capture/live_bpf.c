@@ -84,7 +84,13 @@ static int bpf_open(struct cap_live *l, char *errbuf, size_t errlen)
 	}
 	l->bpf->skel->rodata->flow_packets = l->cfg.flow_packets;
 	l->bpf->skel->rodata->snaplen = l->cfg.snaplen > PC_SNAP_MAX ? PC_SNAP_MAX : l->cfg.snaplen;
+	/* The ring's size must be a power of two (and a multiple of the page size). */
+	uint32_t ring = 1u << 20;
+	while (ring < l->cfg.buffer_bytes && ring < (1u << 30))
+		ring <<= 1;
 	err = bpf_map__set_max_entries(l->bpf->skel->maps.flows, l->cfg.max_flows);
+	if (!err)
+		err = bpf_map__set_max_entries(l->bpf->skel->maps.ring, ring);
 	if (!err)
 		err = pc_tc__load(l->bpf->skel);
 	if (err) {
@@ -263,6 +269,34 @@ int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, ui
 	return 0;
 }
 
+int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,
+		     uint64_t *pkts, uint64_t *bytes)
+{
+	int fd = bpf_map__fd(l->bpf->skel->maps.flows);
+	struct pc_flow_key key;
+	struct pc_flow_val val;
+
+	memset(&key, 0, sizeof(key)); /* padding is part of the hash key */
+	key.ifindex = ifindex;
+	key.family = t->family;
+	key.proto = t->proto;
+	key.ethertype = t->family == 4 ? 0x0800 : 0x86DD;
+	key.sport = t->sport;
+	key.dport = t->dport;
+	memcpy(key.src, t->src, t->family == 4 ? 4 : 16);
+	memcpy(key.dst, t->dst, t->family == 4 ? 4 : 16);
+	for (int dir = PC_DIR_INGRESS; dir <= PC_DIR_EGRESS; dir++) {
+		key.dir = (uint8_t)dir;
+		/* BPF_F_LOCK-free lookup: the values are updated with atomics, a torn
+		 * read can only be one packet behind. */
+		if (bpf_map_lookup_elem(fd, &key, &val) == 0) {
+			*pkts += val.pkts;
+			*bytes += val.bytes;
+		}
+	}
+	return 0;
+}
+
 void lb_close(struct cap_live *l)
 {
 	if (!l->bpf)
@@ -294,6 +328,13 @@ void lb_stats(struct cap_live *l, struct cap_live_stats *out) { (void)l; (void)o
 int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes)
 {
 	(void)l; (void)ifindex; (void)dir;
+	*pkts = *bytes = 0;
+	return -EOPNOTSUPP;
+}
+int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,
+		     uint64_t *pkts, uint64_t *bytes)
+{
+	(void)l; (void)ifindex; (void)t;
 	*pkts = *bytes = 0;
 	return -EOPNOTSUPP;
 }

@@ -64,6 +64,8 @@ int lb_poll(struct cap_live *l, int timeout_ms);
 void lb_set_recording(struct cap_live *l, int on);
 void lb_stats(struct cap_live *l, struct cap_live_stats *out);
 int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes);
+int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,
+		     uint64_t *pkts, uint64_t *bytes);
 void lb_close(struct cap_live *l);
 
 #endif

@@ -57,6 +57,7 @@ PY
   if [ "$backend" = ebpf ]; then
     [ "$(get counted_in)" = "$(get rx_delta)" ] || fail "ebpf: counted $(get counted_in) on ingress, veth rx_packets grew by $(get rx_delta)"
     [ "$(get rx_delta)" -ge $((PINGS + INJECT)) ] || fail "ebpf: rx_packets grew by only $(get rx_delta)"
+    [ "$(get udp7777_counted)" = "$INJECT" ] || fail "ebpf: per-flow counters say $(get udp7777_counted) injected frames, sent $INJECT"
   fi
   # The tc programs and the clsact qdisc are gone once the probe exits.
   if ip netns exec "$B" tc qdisc show dev vtb | grep -q clsact; then fail "$backend: clsact left on vtb"; fi
