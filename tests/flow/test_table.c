@@ -454,6 +454,85 @@ static void test_scale(void)
 	fl_table_free(t);
 }
 
+/* Random packets (deterministic PRNG) through a tiny table with every timer
+ * short: the books must balance — every created flow ends in exactly one final
+ * record, packets are all accounted, and ids of final records are unique. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)rng_state;
+}
+
+static uint64_t finals, periodic;
+static uint64_t last_ids[4096];
+static int dup_ids;
+
+static int books(void *arg, const struct fl_record *r)
+{
+	(void)arg;
+	if (r->end == FL_END_ACTIVE) {
+		periodic++;
+		return 0;
+	}
+	for (uint64_t i = 0; i < finals && i < 4096; i++)
+		if (last_ids[i] == r->id)
+			dup_ids++;
+	if (finals < 4096)
+		last_ids[finals] = r->id;
+	finals++;
+	return 0;
+}
+
+static void test_random(void)
+{
+	struct fl_config c;
+	fl_config_default(&c);
+	c.dpi = 0;
+	c.max_flows = 16;
+	c.idle_timeout_us = 3 * S;
+	c.active_timeout_us = 1 * S;
+	c.tcp_closed_timeout_us = S / 2;
+	struct fl_table *t = fl_table_new(&c, books, NULL);
+	CHECK(t != NULL, "table");
+	static const char *hosts[] = { "10.0.0.1", "10.0.0.2", "10.0.0.3", "fd00::1", "fd00::2" };
+	static const uint8_t protos[] = { 6, 17, 1, 58, 132, 47 };
+	uint64_t ts = 1 * S, sent = 0;
+	uint8_t frame[128];
+	for (int i = 0; i < 3000; i++) {
+		int v6 = rnd() & 1;
+		const char *a = hosts[v6 ? 3 + (rnd() & 1) : rnd() % 3];
+		const char *b = hosts[v6 ? 3 + (rnd() & 1) : rnd() % 3];
+		struct dc_packet p = pkt(a, (uint16_t)(rnd() % 4), b, (uint16_t)(rnd() % 4), protos[rnd() % 6],
+					 (uint8_t)rnd(), rnd() % 5000, rnd() % 3 ? rnd() % 1500 : 0);
+		p.frag = (uint8_t)(rnd() % 8 == 0 ? 1 + rnd() % 2 : 0);
+		p.vlan_depth = (uint8_t)(rnd() % 4 == 0);
+		p.vlan[0] = (uint16_t)(rnd() % 2);
+		for (size_t j = 0; j < sizeof(frame); j++)
+			frame[j] = (uint8_t)rnd();
+		p.caplen = sizeof(frame);
+		ts += rnd() % (S / 4);
+		CHECK(fl_table_packet(t, rnd() % 2, &p, frame, ts, NULL, NULL) == 0, "packet %d", i);
+		sent++;
+		if (rnd() % 3 == 0)
+			fl_table_expire(t, ts);
+	}
+	fl_table_flush(t);
+	struct fl_stats st;
+	fl_table_stats(t, &st);
+	CHECK(st.packets == sent, "all packets accounted (%llu of %llu)", (unsigned long long)st.packets,
+	      (unsigned long long)sent);
+	CHECK(finals == st.flows_created && st.flows_active == 0, "one final record per flow (%llu, %llu)",
+	      (unsigned long long)finals, (unsigned long long)st.flows_created);
+	CHECK(st.records == finals + periodic, "records counted");
+	CHECK(dup_ids == 0, "final record ids unique");
+	CHECK(periodic > 0 && st.evicted > 0, "timers and the cap were exercised (%llu, %llu)",
+	      (unsigned long long)periodic, (unsigned long long)st.evicted);
+	fl_table_free(t);
+}
+
 static void test_emit_error(void)
 {
 	struct fl_table *t = table(1, 0);
@@ -485,6 +564,7 @@ int main(void)
 	test_frag_map();
 	test_scale();
 	test_seed();
+	test_random();
 	test_emit_error();
 	if (failures) {
 		fprintf(stderr, "%d failure(s)\n", failures);
