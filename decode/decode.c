@@ -648,6 +648,7 @@ static inline void begin_ip(struct walk *w)
 	if (++w->ip_layers == 2)
 		out->outer = out->inner;
 	out->frag = DC_FRAG_NONE;
+	out->ip_id = 0;
 	out->l4_off = 0;
 	out->payload_off = out->payload_len = out->payload_wire = 0;
 	out->inner.sport = out->inner.dport = 0;
@@ -689,6 +690,7 @@ static inline int walk_ipv4(struct walk *w, struct region *rg, enum next *next)
 	rd_bytes(w, off + 12, t->src, 4);
 	rd_bytes(w, off + 16, t->dst, 4);
 	out->ttl = rd_u8(w, off + 8);
+	out->ip_id = rd_be16(w, off + 4);
 	out->ip_optlen = (uint8_t)(hlen - 20);
 	out->l3_off = off;
 	out->l3_len = min32(tl, rg->end - off);
@@ -765,6 +767,7 @@ static inline int walk_ipv6(struct walk *w, struct region *rg, enum next *next)
 		uint32_t len;
 		if (nh == 44) {
 			uint16_t offflags = rd_be16(w, p + 2);
+			out->ip_id = rd_be32(w, p + 4);
 			len = 8;
 			if (offflags >> 3)
 				later = 1;

@@ -174,6 +174,9 @@ struct dc_packet {
 	uint32_t tcp_seq, tcp_ack;
 	uint8_t tcp_optlen;    /* bytes of TCP options */
 	uint8_t ip_optlen;     /* bytes of IPv4 options / IPv6 extension headers */
+	uint32_t ip_id;        /* innermost IPv4 identification, or the IPv6 fragment
+	                        * header's identification (0 without one): with the
+	                        * addresses it ties fragments of one datagram together */
 };
 
 /* Decodes frame[0..caplen) of the given link type.  wirelen is the original length

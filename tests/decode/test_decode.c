@@ -400,11 +400,13 @@ static void test_ipv4_fragments(void)
 	struct dc_packet p;
 	CHECK_EQ(DEC(DC_LINK_ETHERNET, first, &p), DC_OK);
 	CHECK_EQ(p.frag, DC_FRAG_FIRST);
+	CHECK_EQ(p.ip_id, 0x1234);
 	CHECK_EQ(p.outer.sport, 5353);
 	CHECK_EQ(p.outer.dport, 53);
 	CHECK_EQ(p.payload_wire, 8);
 	CHECK_EQ(DEC(DC_LINK_ETHERNET, later, &p), DC_OK);
 	CHECK_EQ(p.frag, DC_FRAG_LATER);
+	CHECK_EQ(p.ip_id, 0x1234);
 	CHECK_EQ(p.outer.proto, 17);
 	CHECK_EQ(p.outer.sport, 0);
 	CHECK_EQ(p.outer.dport, 0);
@@ -502,6 +504,7 @@ static void test_ipv6_fragments(void)
 	CHECK_EQ(p.ip_optlen, 8);
 	CHECK_EQ(DEC(DC_LINK_ETHERNET, later, &p), DC_OK);
 	CHECK_EQ(p.frag, DC_FRAG_LATER);
+	CHECK_EQ(p.ip_id, 0x1234);
 	CHECK_EQ(p.outer.proto, 17);
 	CHECK_EQ(p.outer.dport, 0);
 	CHECK_EQ(p.payload_len, 16);
