@@ -411,15 +411,68 @@ static int live_push(struct seg_store *s, int64_t id, uint64_t bytes, const char
 	return 0;
 }
 
+/* The flows with packets in segment seg_id, and whether each keeps packets in
+ * another segment. */
+static int expiring_flows(struct seg_store *s, int64_t seg_id, uint64_t **ids,
+			  uint8_t **partial, size_t *n)
+{
+	sqlite3_stmt *st;
+	size_t cap = 0;
+	int rc = 0;
+	*n = 0;
+	int r = sqlite3_prepare_v2(s->db, "SELECT p.flow_id, EXISTS(SELECT 1 FROM flow_packets q"
+				   " WHERE q.flow_id = p.flow_id AND q.segment_id != p.segment_id)"
+				   " FROM flow_packets p WHERE p.segment_id = ?1", -1, &st, NULL);
+	if (r != SQLITE_OK)
+		return db_err(s, r, "expire");
+	sqlite3_bind_int64(st, 1, seg_id);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 1024;
+			uint64_t *ni = realloc(*ids, cap * sizeof(*ni));
+			uint8_t *np = ni ? realloc(*partial, cap) : NULL;
+			if (ni)
+				*ids = ni;
+			if (np)
+				*partial = np;
+			if (!ni || !np) {
+				rc = set_err(s, -ENOMEM, "out of memory");
+				break;
+			}
+		}
+		(*ids)[*n] = (uint64_t)sqlite3_column_int64(st, 0);
+		(*partial)[(*n)++] = (uint8_t)sqlite3_column_int(st, 1);
+	}
+	if (rc == 0 && r != SQLITE_DONE)
+		rc = db_err(s, r, "expire");
+	sqlite3_finalize(st);
+	if (rc < 0) {
+		free(*ids);
+		free(*partial);
+		*ids = NULL;
+		*partial = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
 /* Deletes the oldest closed segment: its flows become expired. */
 static int delete_oldest(struct seg_store *s)
 {
 	struct live_seg *ls = &s->live[0];
 	char path[PATH_MAX], sql[512];
 	int rc;
+	uint64_t *ids = NULL;
+	uint8_t *partial = NULL;
+	size_t nids = 0;
 	snprintf(path, sizeof(path), "%s/%s", s->dir, ls->file);
-	if ((rc = exec(s, "BEGIN")) < 0)
+	if (s->cfg.on_expire && (rc = expiring_flows(s, ls->id, &ids, &partial, &nids)) < 0)
 		return rc;
+	if ((rc = exec(s, "BEGIN")) < 0) {
+		free(ids);
+		free(partial);
+		return rc;
+	}
 	snprintf(sql, sizeof(sql),
 		 "INSERT INTO expired(flow_id, packets, segment_id)"
 		 " SELECT flow_id, packets, segment_id FROM flow_packets WHERE segment_id=%" PRId64
@@ -430,8 +483,15 @@ static int delete_oldest(struct seg_store *s)
 		 ls->id, ls->id, ls->id);
 	if ((rc = exec(s, sql)) < 0 || (rc = exec(s, "COMMIT")) < 0) {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		free(ids);
+		free(partial);
 		return rc;
 	}
+	for (size_t i = 0; i < nids; i++)
+		s->cfg.on_expire(s->cfg.expire_arg, ids[i],
+				 partial[i] ? SEG_FLOW_PARTIAL : SEG_FLOW_EXPIRED);
+	free(ids);
+	free(partial);
 	/* The index forgets the segment before the file goes: an exporter never
 	 * finds rows pointing into a removed file (except in a race it reports). */
 	if (unlink(path) < 0 && errno != ENOENT)

@@ -51,6 +51,12 @@ struct seg_config {
 	 * NULL = silent; the counters in seg_stats still count. */
 	void (*log)(void *arg, const char *msg);
 	void *log_arg;
+	/* Retention deleted a segment holding packets of flow_id: state is
+	 * SEG_FLOW_EXPIRED when none of its packets remain, SEG_FLOW_PARTIAL when some
+	 * do.  Called on the writer's thread from seg_put()/seg_tick(), e.g. to update
+	 * the flow database's packets_state.  NULL = not needed. */
+	void (*on_expire)(void *arg, uint64_t flow_id, int state);
+	void *expire_arg;
 };
 void seg_config_default(struct seg_config *cfg);
 

@@ -421,6 +421,18 @@ static void case_age(void)
 	gen_free(&t);
 }
 
+static int expire_calls, expired_early;
+static uint8_t early_seen[10];
+static void on_expire(void *arg, uint64_t flow_id, int state)
+{
+	(void)arg;
+	expire_calls++;
+	/* flows 1000..1009 only have packets at the start: wholly expired, once */
+	if (flow_id >= 1000 && flow_id < 1010 && state == SEG_FLOW_EXPIRED &&
+	    !early_seen[flow_id - 1000]++)
+		expired_early++;
+}
+
 static void case_cap(void)
 {
 	char dir[512];
@@ -437,7 +449,9 @@ static void case_cap(void)
 	cfg.max_bytes = 4u << 20;
 	cfg.segment_bytes = 512u << 10;
 	cfg.batch_packets = 1000;
+	cfg.on_expire = on_expire;
 	struct seg_store *s = fill(dir, &cfg, &t);
+	CHECK(expire_calls > 0 && expired_early == 10);
 	struct seg_stats st;
 	seg_stats(s, &st);
 	CHECK(seg_close(s) == 0);
