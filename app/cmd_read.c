@@ -31,6 +31,7 @@ static void read_help(void)
 	       "  --max-flows N        flow table cap; older flows are evicted beyond it\n"
 	       "  --dpi-packets N      packets per flow given to nDPI before it gives up (default 32)\n"
 	       "  --no-dpi             no nDPI classification\n"
+	       "  --workers N          flow worker threads (default: 2 on 2+ cores; 0 = all in one thread)\n"
 	       "  --quiet              no progress line and no summary\n");
 }
 
@@ -56,6 +57,7 @@ int cmd_read(int argc, char **argv)
 		{"max-flows", required_argument, NULL, 'm'},
 		{"dpi-packets", required_argument, NULL, 'p'},
 		{"no-dpi", no_argument, NULL, 'D'},
+		{"workers", required_argument, NULL, 'W'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{0, 0, 0, 0},
@@ -65,6 +67,10 @@ int cmd_read(int argc, char **argv)
 	int quiet = 0, c, status = 0;
 
 	pl_config_default(&cfg);
+	{
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg.workers = ncpu >= 2 ? 2 : 0;
+	}
 	optind = 1;
 	opterr = 1;
 	while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
@@ -124,6 +130,13 @@ int cmd_read(int argc, char **argv)
 			cfg.fl.dpi_packets = (uint32_t)v;
 			break;
 		case 'D': cfg.fl.dpi = 0; break;
+		case 'W':
+			if (app_parse_uint(optarg, 0, PL_MAX_WORKERS, &v) < 0) {
+				fprintf(stderr, "podcap read: bad --workers '%s' (0..%d)\n", optarg, PL_MAX_WORKERS);
+				return app_usage(READ_USAGE);
+			}
+			cfg.workers = (unsigned)v;
+			break;
 		case 'q': quiet = 1; break;
 		case 'h': read_help(); return 0;
 		default: return app_usage(READ_USAGE);

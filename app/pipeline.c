@@ -1,4 +1,14 @@
-/* The packet path shared by `podcap read` and `podcap run`. */
+/* The packet path shared by `podcap read` and `podcap run`.
+ *
+ *   caller thread:  decode, count, pick a worker by fl_shard_hash, copy the frame
+ *                   into that worker's current batch
+ *   flow workers:   fl_table_packet (+ nDPI), packet segments, timers
+ *   store thread:   flow records → SQLite, in batched transactions
+ *
+ * Every hand-off is a bounded queue that blocks when full: a slow stage slows the
+ * stages before it, it never drops.  Packets are lost only where a counter says so
+ * (decode reasons, flow-table eviction, segment write errors).
+ */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -8,33 +18,70 @@
 #include "pipeline.h"
 #include "segments.h"
 
-/* Flow records travel from the packet thread to the store thread through this
- * bounded ring.  When it is full the packet thread waits: records are never
- * dropped, and a slow disk shows up as back-pressure, not loss. */
+/* Flow records from the workers to the store thread. */
 #define PL_RING 4096
+/* Packets travel to a worker in batches so the queue lock is taken per batch. */
+#define PL_BATCH_PKTS 128
+#define PL_BATCH_BYTES (192u * 1024u)
+#define PL_SLOTS 8
+
+struct pl_item {
+	struct dc_packet p;
+	uint64_t ts_us;
+	uint32_t obs;
+	uint32_t off; /* frame bytes at data[off .. off + p.caplen) */
+};
+
+enum { PL_BATCH_DATA, PL_BATCH_FLUSH };
+
+struct pl_batch {
+	uint32_t n, used, kind;
+	struct pl_item item[PL_BATCH_PKTS];
+	uint8_t data[PL_BATCH_BYTES];
+};
+
+struct pipeline;
+
+struct pl_worker {
+	struct pipeline *pl;
+	unsigned idx;
+	struct fl_table *flows;
+	uint64_t last_expire_us;
+	pthread_t th;
+	int running;
+	/* batch queue: the caller fills slot[head % PL_SLOTS], the worker empties
+	 * slot[tail % PL_SLOTS] */
+	pthread_mutex_t lock;
+	pthread_cond_t nonempty, nonfull;
+	struct pl_batch *slot[PL_SLOTS];
+	unsigned head, tail;
+	int flushed; /* worker finished a FLUSH batch */
+};
 
 struct pipeline {
 	struct pl_config cfg;
-	struct fl_table *flows;
+	unsigned nworkers;           /* threads; 0 = inline in worker[0] */
+	struct pl_worker worker[PL_MAX_WORKERS];
 	struct st_store *store;
-	struct seg_store *seg;  /* NULL when packets are not kept */
-	uint64_t id_base;       /* flow ids of this run start above the database's */
-	struct pl_stats st;
-	uint64_t last_expire_us;
-	int store_failed; /* first fatal store error, reported once */
+	struct seg_store *seg;       /* NULL when packets are not kept */
+	pthread_mutex_t seg_lock;    /* workers share the segment store */
+	uint64_t id_base;            /* flow ids of this run start above the database's */
+	struct pl_stats st;          /* caller-thread counters (decode) */
+	uint64_t seg_packets, seg_errors; /* atomics: workers add */
+	uint64_t tick_us;            /* atomic: latest pl_tick() time, for idle workers */
+	int failed;                  /* atomic: first fatal store error */
 	char err[512];
 
-	/* store thread: owns pl->store while running; everyone else takes store_lock */
+	/* store thread: owns pl->store while running; others take store_lock */
 	pthread_t writer;
 	int writer_running;
 	pthread_mutex_t store_lock;
 	pthread_mutex_t q_lock;
 	pthread_cond_t q_nonempty, q_nonfull, q_drained;
 	struct fl_record *ring;
-	unsigned q_head, q_tail; /* head: next to write, tail: next to read */
-	int q_busy;              /* writer is storing records it took off the ring */
-	int q_stop;
-	int writer_failed;       /* first error of the store thread (under q_lock) */
+	unsigned q_head, q_tail;
+	int q_busy, q_stop;
+	uint64_t store_errors;       /* under q_lock */
 };
 
 void pl_config_default(struct pl_config *cfg)
@@ -45,7 +92,26 @@ void pl_config_default(struct pl_config *cfg)
 	st_config_default(&cfg->st);
 }
 
-/* Stores one record; called with store_lock held. */
+static void set_failed(struct pipeline *pl, int rc)
+{
+	int zero = 0;
+	__atomic_compare_exchange_n(&pl->failed, &zero, rc, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+static int failed(const struct pipeline *pl) { return __atomic_load_n(&pl->failed, __ATOMIC_SEQ_CST); }
+
+/* Flow ids: the flow table numbers flows per table (shard << 56 | seq, seq from 1);
+ * the database wants small ids unique across runs: interleave the workers' sequences
+ * above the largest id already stored. */
+static uint64_t map_id(const struct pipeline *pl, uint64_t id)
+{
+	uint64_t shard = id >> 56, seq = id & ((1ull << 56) - 1);
+	uint64_t n = pl->nworkers ? pl->nworkers : 1;
+	return pl->id_base + (seq - 1) * n + shard + 1;
+}
+
+/* ---- store thread -------------------------------------------------------- */
+
 static int store_record(struct pipeline *pl, const struct fl_record *rec)
 {
 	int rc = st_put_flow(pl->store, rec);
@@ -58,20 +124,15 @@ static void *writer_main(void *arg)
 {
 	struct pipeline *pl = arg;
 	struct fl_record *batch = malloc(64 * sizeof(*batch));
-	pthread_setname_np(pthread_self(), "podcap-store");
-	if (!batch) {
-		pthread_mutex_lock(&pl->q_lock);
-		pl->writer_failed = -ENOMEM;
-		snprintf(pl->err, sizeof(pl->err), "flow store thread: out of memory");
-		pthread_cond_broadcast(&pl->q_nonfull);
-		pthread_cond_broadcast(&pl->q_drained);
-		pthread_mutex_unlock(&pl->q_lock);
-		return NULL;
-	}
-
 	int dirty = 0; /* records stored since the last commit */
 
+	pthread_setname_np(pthread_self(), "podcap-store");
 	pthread_mutex_lock(&pl->q_lock);
+	if (!batch) {
+		snprintf(pl->err, sizeof(pl->err), "flow store thread: out of memory");
+		set_failed(pl, -ENOMEM);
+		pl->q_stop = 1;
+	}
 	for (;;) {
 		while (pl->q_head == pl->q_tail && !pl->q_stop) {
 			/* A live agent's records become visible within about a second:
@@ -83,71 +144,73 @@ static void *writer_main(void *arg)
 				pthread_mutex_unlock(&pl->q_lock);
 				pthread_mutex_lock(&pl->store_lock);
 				int rc = st_commit(pl->store);
-				if (rc < 0)
+				if (rc < 0) {
 					snprintf(pl->err, sizeof(pl->err), "flow store commit: %s", st_errmsg(pl->store));
+					set_failed(pl, rc);
+				}
 				pthread_mutex_unlock(&pl->store_lock);
 				pthread_mutex_lock(&pl->q_lock);
-				if (rc < 0 && !pl->writer_failed)
-					pl->writer_failed = rc;
 				dirty = 0;
 			}
 		}
-		if (pl->q_head == pl->q_tail && pl->q_stop)
-			break;
-		/* Take up to 64 records at once so the lock is not taken per record. */
+		if (pl->q_head == pl->q_tail || !batch)
+			break; /* stop requested and nothing left */
 		unsigned n = 0;
 		while (n < 64 && pl->q_tail != pl->q_head) {
 			batch[n++] = pl->ring[pl->q_tail % PL_RING];
 			pl->q_tail++;
 		}
 		pl->q_busy = 1;
-		pthread_cond_signal(&pl->q_nonfull);
+		pthread_cond_broadcast(&pl->q_nonfull);
 		pthread_mutex_unlock(&pl->q_lock);
 
 		int rc = 0;
+		unsigned i;
 		pthread_mutex_lock(&pl->store_lock);
-		for (unsigned i = 0; i < n && rc == 0; i++)
+		for (i = 0; i < n && rc == 0; i++)
 			rc = store_record(pl, &batch[i]);
-		dirty = 1;
-		if (rc < 0)
+		if (rc < 0) {
 			snprintf(pl->err, sizeof(pl->err), "flow store: %s", st_errmsg(pl->store));
+			set_failed(pl, rc);
+		}
 		pthread_mutex_unlock(&pl->store_lock);
+		dirty = 1;
 
 		pthread_mutex_lock(&pl->q_lock);
 		pl->q_busy = 0;
-		if (rc < 0 && !pl->writer_failed)
-			pl->writer_failed = rc;
 		if (rc < 0)
-			pl->st.store_errors += n;
+			pl->store_errors += n - i + 1;
 		if (pl->q_head == pl->q_tail)
 			pthread_cond_broadcast(&pl->q_drained);
 	}
 	pthread_cond_broadcast(&pl->q_drained);
+	pthread_cond_broadcast(&pl->q_nonfull);
 	pthread_mutex_unlock(&pl->q_lock);
 	free(batch);
 	return NULL;
 }
 
-/* Flow table callback (packet thread): hand the record to the store thread. */
+/* Flow table callback (worker thread): hand the record to the store thread. */
 static int on_record(void *arg, const struct fl_record *in)
 {
-	struct pipeline *pl = arg;
+	struct pl_worker *w = arg;
+	struct pipeline *pl = w->pl;
 	int rc;
 
 	pthread_mutex_lock(&pl->q_lock);
-	while (pl->q_head - pl->q_tail >= PL_RING && !pl->writer_failed)
+	while (pl->q_head - pl->q_tail >= PL_RING && !failed(pl))
 		pthread_cond_wait(&pl->q_nonfull, &pl->q_lock);
-	rc = pl->writer_failed;
+	rc = failed(pl);
 	if (!rc) {
 		struct fl_record *r = &pl->ring[pl->q_head % PL_RING];
 		*r = *in;
-		r->id += pl->id_base;
+		r->id = map_id(pl, in->id);
 		pl->q_head++;
 		pthread_cond_signal(&pl->q_nonempty);
+	} else {
+		pl->store_errors++;
 	}
 	pthread_mutex_unlock(&pl->q_lock);
-	if (rc && !pl->store_failed)
-		pl->store_failed = rc;
 	return rc;
 }
 
@@ -155,14 +218,117 @@ static int on_record(void *arg, const struct fl_record *in)
 static int drain(struct pipeline *pl)
 {
 	pthread_mutex_lock(&pl->q_lock);
-	while ((pl->q_head != pl->q_tail || pl->q_busy) && !pl->writer_failed)
+	while ((pl->q_head != pl->q_tail || pl->q_busy) && !failed(pl))
 		pthread_cond_wait(&pl->q_drained, &pl->q_lock);
-	int rc = pl->writer_failed;
 	pthread_mutex_unlock(&pl->q_lock);
-	if (rc && !pl->store_failed)
-		pl->store_failed = rc;
-	return rc;
+	return failed(pl);
 }
+
+/* ---- flow work (a worker thread, or the caller when inline) -------------- */
+
+static void flow_packet(struct pl_worker *w, uint32_t obs, const struct dc_packet *p,
+			const uint8_t *frame, uint64_t ts_us)
+{
+	struct pipeline *pl = w->pl;
+	uint64_t flow_id;
+	uint32_t pkt_no;
+
+	if (fl_table_packet(w->flows, obs, p, frame, ts_us, &flow_id, &pkt_no) == 0 && pl->seg) {
+		int rc;
+		if (pl->nworkers)
+			pthread_mutex_lock(&pl->seg_lock);
+		rc = seg_put(pl->seg, obs, map_id(pl, flow_id), pkt_no, ts_us, frame, p->caplen, p->wirelen);
+		if (rc >= 0 && pl->nworkers == 0 && ts_us >= w->last_expire_us + 1000000u)
+			seg_tick(pl->seg, ts_us);
+		if (pl->nworkers)
+			pthread_mutex_unlock(&pl->seg_lock);
+		if (rc > 0)
+			__atomic_add_fetch(&pl->seg_packets, 1, __ATOMIC_RELAXED);
+		else if (rc < 0) /* disk full or I/O error: flow records go on, counted */
+			__atomic_add_fetch(&pl->seg_errors, 1, __ATOMIC_RELAXED);
+	}
+	if (ts_us >= w->last_expire_us + 1000000u) {
+		w->last_expire_us = ts_us;
+		fl_table_expire(w->flows, ts_us);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct pl_worker *w = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "podcap-flow%u", w->idx);
+	pthread_setname_np(pthread_self(), name);
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (w->head == w->tail) {
+			/* Idle: keep timers running on the agent's clock. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			if (pthread_cond_timedwait(&w->nonempty, &w->lock, &ts) == ETIMEDOUT) {
+				uint64_t now = __atomic_load_n(&w->pl->tick_us, __ATOMIC_RELAXED);
+				if (now > w->last_expire_us) {
+					w->last_expire_us = now;
+					pthread_mutex_unlock(&w->lock);
+					fl_table_expire(w->flows, now);
+					pthread_mutex_lock(&w->lock);
+				}
+			}
+		}
+		struct pl_batch *b = w->slot[w->tail % PL_SLOTS];
+		pthread_mutex_unlock(&w->lock);
+
+		for (uint32_t i = 0; i < b->n; i++) {
+			const struct pl_item *it = &b->item[i];
+			flow_packet(w, it->obs, &it->p, b->data + it->off, it->ts_us);
+		}
+		int kind = (int)b->kind;
+		if (kind == PL_BATCH_FLUSH)
+			fl_table_flush(w->flows);
+
+		pthread_mutex_lock(&w->lock);
+		w->tail++;
+		if (kind == PL_BATCH_FLUSH)
+			w->flushed = 1;
+		pthread_cond_broadcast(&w->nonfull);
+		if (kind == PL_BATCH_FLUSH && w->head == w->tail && __atomic_load_n(&w->running, __ATOMIC_SEQ_CST) == 2)
+			break; /* pl_close asked us to stop */
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Caller side: the batch being filled for w (slot[head]); waits for a free slot. */
+static struct pl_batch *fill_batch(struct pl_worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	while (w->head - w->tail >= PL_SLOTS - 1)
+		pthread_cond_wait(&w->nonfull, &w->lock);
+	struct pl_batch *b = w->slot[w->head % PL_SLOTS];
+	pthread_mutex_unlock(&w->lock);
+	return b;
+}
+
+/* Publishes slot[head] to the worker. */
+static void send_batch(struct pl_worker *w, uint32_t kind)
+{
+	struct pl_batch *b = w->slot[w->head % PL_SLOTS];
+	b->kind = kind;
+	pthread_mutex_lock(&w->lock);
+	w->head++;
+	w->flushed = 0;
+	pthread_cond_signal(&w->nonempty);
+	while (w->head - w->tail >= PL_SLOTS - 1)
+		pthread_cond_wait(&w->nonfull, &w->lock);
+	struct pl_batch *next = w->slot[w->head % PL_SLOTS];
+	next->n = 0;
+	next->used = 0;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* ---- public -------------------------------------------------------------- */
 
 int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, size_t errlen)
 {
@@ -175,6 +341,14 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 		return -ENOMEM;
 	}
 	pl->cfg = *cfg;
+	pl->nworkers = cfg->workers > PL_MAX_WORKERS ? PL_MAX_WORKERS : cfg->workers;
+	pthread_mutex_init(&pl->store_lock, NULL);
+	pthread_mutex_init(&pl->seg_lock, NULL);
+	pthread_mutex_init(&pl->q_lock, NULL);
+	pthread_cond_init(&pl->q_nonempty, NULL);
+	pthread_cond_init(&pl->q_nonfull, NULL);
+	pthread_cond_init(&pl->q_drained, NULL);
+
 	rc = st_open(cfg->db_path, &cfg->st, &pl->store, errbuf, errlen);
 	if (rc < 0)
 		goto fail;
@@ -196,16 +370,11 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 		/* export finds the packets of this database's flows through this key */
 		char abs[4096];
 		const char *dir = realpath(cfg->store_dir, abs) ? abs : cfg->store_dir;
-		if ((rc = st_meta_set(pl->store, "packet_store_dir", dir)) < 0) {
+		if ((rc = st_meta_set(pl->store, "packet_store_dir", dir)) < 0 ||
+		    (rc = st_commit(pl->store)) < 0) {
 			snprintf(errbuf, errlen, "flow store: %s", st_errmsg(pl->store));
 			goto fail;
 		}
-	}
-	pl->flows = fl_table_new(&cfg->fl, on_record, pl);
-	if (!pl->flows) {
-		rc = -errno;
-		snprintf(errbuf, errlen, "flow table: %s", strerror(errno));
-		goto fail;
 	}
 	pl->ring = malloc(PL_RING * sizeof(*pl->ring));
 	if (!pl->ring) {
@@ -213,27 +382,49 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 		snprintf(errbuf, errlen, "out of memory");
 		goto fail;
 	}
-	pthread_mutex_init(&pl->store_lock, NULL);
-	pthread_mutex_init(&pl->q_lock, NULL);
-	pthread_cond_init(&pl->q_nonempty, NULL);
-	pthread_cond_init(&pl->q_nonfull, NULL);
-	pthread_cond_init(&pl->q_drained, NULL);
+	unsigned ntables = pl->nworkers ? pl->nworkers : 1;
+	for (unsigned i = 0; i < ntables; i++) {
+		struct pl_worker *w = &pl->worker[i];
+		struct fl_config fc = cfg->fl;
+		fc.shard = (uint8_t)i;
+		w->pl = pl;
+		w->idx = i;
+		w->flows = fl_table_new(&fc, on_record, w);
+		if (!w->flows) {
+			rc = -errno;
+			snprintf(errbuf, errlen, "flow table: %s", strerror(errno));
+			goto fail;
+		}
+		pthread_mutex_init(&w->lock, NULL);
+		pthread_cond_init(&w->nonempty, NULL);
+		pthread_cond_init(&w->nonfull, NULL);
+	}
 	if ((rc = -pthread_create(&pl->writer, NULL, writer_main, pl)) < 0) {
 		snprintf(errbuf, errlen, "store thread: %s", strerror(-rc));
 		goto fail;
 	}
 	pl->writer_running = 1;
+	for (unsigned i = 0; i < pl->nworkers; i++) {
+		struct pl_worker *w = &pl->worker[i];
+		for (unsigned k = 0; k < PL_SLOTS; k++) {
+			w->slot[k] = malloc(sizeof(struct pl_batch));
+			if (!w->slot[k]) {
+				rc = -ENOMEM;
+				snprintf(errbuf, errlen, "out of memory");
+				goto fail;
+			}
+			w->slot[k]->n = w->slot[k]->used = 0;
+		}
+		if ((rc = -pthread_create(&w->th, NULL, worker_main, w)) < 0) {
+			snprintf(errbuf, errlen, "flow worker: %s", strerror(-rc));
+			goto fail;
+		}
+		w->running = 1;
+	}
 	*out = pl;
 	return 0;
 fail:
-	free(pl->ring);
-	if (pl->flows)
-		fl_table_free(pl->flows);
-	if (pl->seg)
-		seg_close(pl->seg);
-	if (pl->store)
-		st_close(pl->store);
-	free(pl);
+	pl_close(pl);
 	return rc;
 }
 
@@ -242,14 +433,19 @@ int pl_obs_point(struct pipeline *pl, const char *iface, const char *direction, 
 {
 	pthread_mutex_lock(&pl->store_lock);
 	int rc = st_obs_point(pl->store, iface, direction, pod, linktype, obs);
+	if (rc == 0)
+		rc = st_commit(pl->store); /* visible to readers (export, API) at once */
 	if (rc < 0)
 		snprintf(pl->err, sizeof(pl->err), "observation point %s: %s", iface, st_errmsg(pl->store));
 	pthread_mutex_unlock(&pl->store_lock);
-	if (rc < 0)
+	if (rc < 0 || !pl->seg)
 		return rc;
-	if (pl->seg && (rc = seg_add_interface(pl->seg, *obs, linktype, iface, pod)) < 0)
+	pthread_mutex_lock(&pl->seg_lock);
+	rc = seg_add_interface(pl->seg, *obs, linktype, iface, pod);
+	if (rc < 0)
 		snprintf(pl->err, sizeof(pl->err), "packet store: observation point %s: %s", iface,
 			 seg_errmsg(pl->seg));
+	pthread_mutex_unlock(&pl->seg_lock);
 	return rc;
 }
 
@@ -261,45 +457,82 @@ int pl_packet(struct pipeline *pl, uint32_t obs, const struct cap_packet *pkt)
 	pl->st.bytes += pkt->wirelen;
 	dc_decode(&pl->cfg.dc, pkt->linktype, pkt->data, pkt->caplen, pkt->wirelen, &p);
 	dc_count(&pl->st.dc, &p);
-	if (p.reason == DC_OK) {
-		uint64_t flow_id;
-		uint32_t pkt_no;
-		if (fl_table_packet(pl->flows, obs, &p, pkt->data, pkt->ts_us, &flow_id, &pkt_no) == 0 &&
-		    pl->seg) {
-			int rc = seg_put(pl->seg, obs, flow_id + pl->id_base, pkt_no, pkt->ts_us, pkt->data,
-					 pkt->caplen, pkt->wirelen);
-			if (rc > 0)
-				pl->st.seg_packets++;
-			else if (rc < 0)
-				pl->st.seg_errors++; /* disk full or I/O error: flows go on, counted */
-		}
+	if (p.reason != DC_OK)
+		return failed(pl);
+	if (pl->nworkers == 0) {
+		flow_packet(&pl->worker[0], obs, &p, pkt->data, pkt->ts_us);
+		return failed(pl);
 	}
-	if (pkt->ts_us >= pl->last_expire_us + 1000000u)
-		return pl_tick(pl, pkt->ts_us);
-	return pl->store_failed;
+	struct pl_worker *w = &pl->worker[fl_shard_hash(obs, &p) % pl->nworkers];
+	struct pl_batch *b = w->slot[w->head % PL_SLOTS];
+	if (b->n == PL_BATCH_PKTS || b->used + p.caplen > PL_BATCH_BYTES) {
+		send_batch(w, PL_BATCH_DATA);
+		b = w->slot[w->head % PL_SLOTS];
+	}
+	struct pl_item *it = &b->item[b->n++];
+	it->p = p;
+	it->ts_us = pkt->ts_us;
+	it->obs = obs;
+	it->off = b->used;
+	/* caplen is at most CAP_MAX_SNAPLEN (256 KiB) > batch; such a frame is cut to
+	 * what fits, and decode already bounded every offset by caplen. */
+	uint32_t n = p.caplen <= PL_BATCH_BYTES ? p.caplen : PL_BATCH_BYTES;
+	memcpy(b->data + b->used, pkt->data, n);
+	it->p.caplen = n;
+	if (it->p.l3_off + it->p.l3_len > n)
+		it->p.l3_len = it->p.l3_off < n ? n - it->p.l3_off : 0;
+	b->used += (n + 7u) & ~7u;
+	return failed(pl);
 }
 
 int pl_tick(struct pipeline *pl, uint64_t now_us)
 {
-	pl->last_expire_us = now_us;
-	fl_table_expire(pl->flows, now_us);
-	if (pl->seg)
+	__atomic_store_n(&pl->tick_us, now_us, __ATOMIC_RELAXED);
+	if (pl->nworkers == 0) {
+		struct pl_worker *w = &pl->worker[0];
+		w->last_expire_us = now_us;
+		fl_table_expire(w->flows, now_us);
+		if (pl->seg)
+			seg_tick(pl->seg, now_us);
+	} else if (pl->seg) {
+		pthread_mutex_lock(&pl->seg_lock);
 		seg_tick(pl->seg, now_us);
-	return pl->store_failed;
+		pthread_mutex_unlock(&pl->seg_lock);
+	}
+	return failed(pl);
 }
 
 int pl_finish(struct pipeline *pl)
 {
-	fl_table_flush(pl->flows);
-	if (pl->seg && seg_flush(pl->seg) < 0)
-		pl->st.seg_errors++;
+	if (pl->nworkers == 0) {
+		fl_table_flush(pl->worker[0].flows);
+	} else {
+		/* A FLUSH batch carries the last packets and ends every flow. */
+		for (unsigned i = 0; i < pl->nworkers; i++) {
+			fill_batch(&pl->worker[i]);
+			send_batch(&pl->worker[i], PL_BATCH_FLUSH);
+		}
+		for (unsigned i = 0; i < pl->nworkers; i++) {
+			struct pl_worker *w = &pl->worker[i];
+			pthread_mutex_lock(&w->lock);
+			while (!(w->flushed && w->head == w->tail))
+				pthread_cond_wait(&w->nonfull, &w->lock);
+			pthread_mutex_unlock(&w->lock);
+		}
+	}
+	if (pl->seg) {
+		pthread_mutex_lock(&pl->seg_lock);
+		if (seg_flush(pl->seg) < 0)
+			__atomic_add_fetch(&pl->seg_errors, 1, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&pl->seg_lock);
+	}
 	if (drain(pl) < 0)
-		return pl->store_failed;
+		return failed(pl);
 	pthread_mutex_lock(&pl->store_lock);
 	int rc = st_commit(pl->store);
 	if (rc < 0) {
 		snprintf(pl->err, sizeof(pl->err), "flow store commit: %s", st_errmsg(pl->store));
-		pl->store_failed = rc;
+		set_failed(pl, rc);
 	}
 	pthread_mutex_unlock(&pl->store_lock);
 	return rc;
@@ -307,10 +540,30 @@ int pl_finish(struct pipeline *pl)
 
 void pl_stats(const struct pipeline *pl, struct pl_stats *out)
 {
-	pthread_mutex_lock((pthread_mutex_t *)&pl->q_lock);
+	/* Worker counters are read without stopping the workers: each field is a
+	 * plain 64-bit load, so a figure may be a moment old, never torn. */
 	*out = pl->st;
+	memset(&out->fl, 0, sizeof(out->fl));
+	unsigned ntables = pl->nworkers ? pl->nworkers : 1;
+	for (unsigned i = 0; i < ntables; i++) {
+		struct fl_stats fs;
+		if (!pl->worker[i].flows)
+			continue;
+		fl_table_stats(pl->worker[i].flows, &fs);
+		out->fl.packets += fs.packets;
+		out->fl.skipped += fs.skipped;
+		out->fl.flows_created += fs.flows_created;
+		out->fl.flows_active += fs.flows_active;
+		out->fl.records += fs.records;
+		out->fl.evicted += fs.evicted;
+		out->fl.dpi_giveup += fs.dpi_giveup;
+		out->fl.dpi_alloc_fail += fs.dpi_alloc_fail;
+	}
+	out->seg_packets = __atomic_load_n(&pl->seg_packets, __ATOMIC_RELAXED);
+	out->seg_errors = __atomic_load_n(&pl->seg_errors, __ATOMIC_RELAXED);
+	pthread_mutex_lock((pthread_mutex_t *)&pl->q_lock);
+	out->store_errors = pl->store_errors;
 	pthread_mutex_unlock((pthread_mutex_t *)&pl->q_lock);
-	fl_table_stats(pl->flows, &out->fl);
 }
 
 void pl_print_summary(const struct pipeline *pl, FILE *f)
@@ -340,12 +593,14 @@ void pl_print_summary(const struct pipeline *pl, FILE *f)
 		}
 	if (any)
 		fputc('\n', f);
-	fprintf(f, "evicted flows %llu, dpi gave up %llu, store errors %llu\n",
+	fprintf(f, "evicted flows %llu, dpi gave up %llu, dpi alloc failures %llu, store errors %llu\n",
 		(unsigned long long)s.fl.evicted, (unsigned long long)s.fl.dpi_giveup,
-		(unsigned long long)s.store_errors);
+		(unsigned long long)s.fl.dpi_alloc_fail, (unsigned long long)s.store_errors);
 	if (pl->seg) {
 		struct seg_stats ss;
+		pthread_mutex_lock((pthread_mutex_t *)&pl->seg_lock);
 		seg_stats(pl->seg, &ss);
+		pthread_mutex_unlock((pthread_mutex_t *)&pl->seg_lock);
 		fprintf(f, "packet store: %llu packets stored, %llu skipped by per-flow limit, %llu refused "
 			"(disk), %llu segments deleted by the cap, %llu bytes on disk\n",
 			(unsigned long long)ss.packets, (unsigned long long)ss.skipped_limit,
@@ -360,6 +615,19 @@ void pl_close(struct pipeline *pl)
 {
 	if (!pl)
 		return;
+	for (unsigned i = 0; i < pl->nworkers; i++) {
+		struct pl_worker *w = &pl->worker[i];
+		if (w->running) {
+			/* An empty FLUSH batch with running == 2 makes the worker return;
+			 * flows still open are ended (recorded) first. */
+			__atomic_store_n(&w->running, 2, __ATOMIC_SEQ_CST);
+			fill_batch(w);
+			send_batch(w, PL_BATCH_FLUSH);
+			pthread_join(w->th, NULL);
+		}
+		for (unsigned k = 0; k < PL_SLOTS; k++)
+			free(w->slot[k]);
+	}
 	if (pl->writer_running) {
 		pthread_mutex_lock(&pl->q_lock);
 		pl->q_stop = 1;
@@ -368,9 +636,12 @@ void pl_close(struct pipeline *pl)
 		pthread_join(pl->writer, NULL);
 	}
 	free(pl->ring);
-	fl_table_free(pl->flows);
+	for (unsigned i = 0; i < PL_MAX_WORKERS; i++)
+		if (pl->worker[i].flows)
+			fl_table_free(pl->worker[i].flows);
 	if (pl->seg)
 		seg_close(pl->seg);
-	st_close(pl->store);
+	if (pl->store)
+		st_close(pl->store);
 	free(pl);
 }

@@ -2,9 +2,13 @@
  * capture (`podcap run`): decode → flow table (+ nDPI) → SQLite flow store, and
  * optionally the packet segments.
  *
- * Threads: a pipeline is driven by one thread; pl_packet() must not be called
- * concurrently.  The pipeline owns the flow table, the store handles and the
- * counters; packet bytes stay the caller's and are not kept after pl_packet().
+ * Threads: a pipeline is driven by one thread (the caller's), which decodes every
+ * packet and hands it, by a symmetric hash of its flow key, to one of
+ * pl_config.workers flow workers (each with its own flow table and nDPI state);
+ * with workers = 0 the caller's thread does the flow work itself.  One more thread
+ * writes flow records to SQLite.  pl_packet(), pl_tick(), pl_finish() must not be
+ * called concurrently.  The pipeline owns the flow tables, the store handles and the
+ * counters; packet bytes stay the caller's and are copied when handed to a worker.
  */
 #ifndef PODCAP_PIPELINE_H
 #define PODCAP_PIPELINE_H
@@ -28,7 +32,9 @@ struct pl_config {
 	uint32_t store_snaplen;       /* bytes of each packet kept in segments, 0 = all */
 	uint32_t store_first_packets; /* only the first N packets of each flow, 0 = all */
 	uint64_t store_cap_bytes;     /* total segment size cap, 0 = default */
+	unsigned workers;             /* flow worker threads, 0 = inline (max PL_MAX_WORKERS) */
 };
+#define PL_MAX_WORKERS 16
 void pl_config_default(struct pl_config *cfg);
 
 /* Counters of every place a packet or flow can be lost or set aside. */
