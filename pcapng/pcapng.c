@@ -25,7 +25,9 @@ struct pn_iface {
 };
 
 struct pn_writer {
-	int fd;
+	int fd;                /* -1 with a sink */
+	pn_sink_fn sink;
+	void *sink_arg;
 	unsigned flags;
 	enum pn_format format;
 	uint8_t tsresol;
@@ -67,6 +69,15 @@ int pn_flush(struct pn_writer *w)
 {
 	if (w->err)
 		return w->err;
+	if (w->sink) {
+		size_t len = w->buflen;
+		int rc = len ? w->sink(w->sink_arg, w->buf, len) : 0;
+		w->buflen = 0;
+		if (rc < 0)
+			return fail(w, rc, "output: %s", strerror(-rc));
+		w->written += len;
+		return 0;
+	}
 	size_t done = 0;
 	while (done < w->buflen) {
 		ssize_t n = write(w->fd, w->buf + done, w->buflen - done);
@@ -184,7 +195,7 @@ static struct pn_writer *open_common(int fd, const struct pn_config *cfg)
 		pn_config_default(&def);
 		cfg = &def;
 	}
-	if (fd < 0 || (cfg->tsresol != 6 && cfg->tsresol != 9) ||
+	if ((fd < 0 && fd != -2) || (cfg->tsresol != 6 && cfg->tsresol != 9) ||
 	    (cfg->format != PN_FORMAT_PCAPNG && cfg->format != PN_FORMAT_PCAP)) {
 		errno = EINVAL;
 		return NULL;
@@ -206,7 +217,7 @@ static struct pn_writer *open_common(int fd, const struct pn_config *cfg)
 		return NULL;
 	}
 	struct stat st;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
 		off_t pos = lseek(fd, 0, SEEK_CUR);
 		if (pos >= 0) {
 			w->seekable = 1;
@@ -221,6 +232,24 @@ static struct pn_writer *open_common(int fd, const struct pn_config *cfg)
 struct pn_writer *pn_open_fd(int fd, const struct pn_config *cfg)
 {
 	return open_common(fd, cfg);
+}
+
+struct pn_writer *pn_open_sink(pn_sink_fn sink, void *arg, const struct pn_config *cfg)
+{
+	if (!sink) {
+		errno = EINVAL;
+		return NULL;
+	}
+	/* -2 tells open_common there is no fd; nothing may queue before the sink
+	 * is set, and only the SHB is queued, which waits for the first flush. */
+	struct pn_writer *w = open_common(-2, cfg);
+	if (!w)
+		return NULL;
+	w->fd = -1;
+	w->flags &= ~(unsigned)PN_OWN_FD;
+	w->sink = sink;
+	w->sink_arg = arg;
+	return w;
 }
 
 struct pn_writer *pn_open_file(FILE *f, const struct pn_config *cfg)

@@ -4,8 +4,8 @@
  * Packet and Interface Statistics Blocks (pcapng) or into a pcap file header plus
  * per-packet records (pcap).  It depends on nothing beyond libc.
  *
- * Output goes through the writer's own buffer to a file descriptor with write(2);
- * every write's result is checked.  Blocks enter the buffer whole, so what has
+ * Output goes through the writer's own buffer to a file descriptor with write(2),
+ * or to a callback (pn_open_sink); every write's result is checked.  Blocks enter the buffer whole, so what has
  * reached the fd is always a sequence of complete blocks, except when a write fails
  * midway: then, when the fd is seekable, the file is cut back to the end of the last
  * complete block, so no partial block is ever left claimed as written.  The first
@@ -59,6 +59,13 @@ void pn_config_default(struct pn_config *cfg);
 struct pn_writer *pn_open_fd(int fd, const struct pn_config *cfg);
 /* Same on a FILE*: flushes the stdio buffer first and then writes to fileno(f) directly. */
 struct pn_writer *pn_open_file(FILE *f, const struct pn_config *cfg);
+
+/* Same into a callback instead of an fd, e.g. an HTTP response body.  sink gets
+ * whole blocks (at most the buffer size, or one block when bigger) and returns 0
+ * or a negative errno, which becomes the writer's sticky error.  The bytes are
+ * valid only during the call. */
+typedef int (*pn_sink_fn)(void *arg, const uint8_t *buf, size_t len);
+struct pn_writer *pn_open_sink(pn_sink_fn sink, void *arg, const struct pn_config *cfg);
 
 /* Declares an interface (observation point).  name becomes if_name, description
  * (the pod, may be NULL) if_description; snaplen 0 means "no limit".  *if_id gets

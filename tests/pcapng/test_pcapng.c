@@ -149,6 +149,48 @@ static void test_file_stream(void)
 	fclose(f);
 }
 
+struct mem { uint8_t buf[8192]; size_t len; int calls, fail_after; };
+static int mem_sink(void *arg, const uint8_t *b, size_t len)
+{
+	struct mem *m = arg;
+	if (m->fail_after && ++m->calls > m->fail_after)
+		return -ECONNRESET;
+	if (m->len + len > sizeof(m->buf))
+		return -ENOSPC;
+	memcpy(m->buf + m->len, b, len);
+	m->len += len;
+	return 0;
+}
+
+/* Callback output (HTTP bodies): same bytes as a file would get. */
+static void test_sink(void)
+{
+	struct mem m = {.len = 0};
+	struct pn_config cfg;
+	pn_config_default(&cfg);
+	cfg.bufsize = 4096;
+	struct pn_writer *w = pn_open_sink(mem_sink, &m, &cfg);
+	CHECK(w != NULL);
+	uint32_t a;
+	CHECK(pn_add_interface(w, 1, 0, "eth0", "ns/pod", &a) == 0);
+	for (int i = 0; i < 5; i++)
+		CHECK(pn_write_packet(w, a, (uint64_t)i * 1000, frame, 1000, 1000, "c", NULL) == 0);
+	uint64_t end = pn_offset(w);
+	CHECK(pn_close(w) == 0);
+	CHECK(m.len == end);
+	uint32_t type;
+	memcpy(&type, m.buf, 4);
+	CHECK(type == PN_BT_SHB);
+	struct mem m2 = {.fail_after = 1};
+	w = pn_open_sink(mem_sink, &m2, &cfg);
+	CHECK(pn_add_interface(w, 1, 0, "eth0", NULL, &a) == 0);
+	int rc = 0;
+	for (int i = 0; i < 20 && rc == 0; i++)
+		rc = pn_write_packet(w, a, 0, frame, 1000, 1000, NULL, NULL);
+	CHECK(rc == -ECONNRESET);
+	CHECK(pn_close(w) == -ECONNRESET);
+}
+
 static void test_epipe(void)
 {
 	int p[2];
@@ -241,6 +283,7 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/cut.pcapng", dir);
 	test_partial_block(path);
 	test_file_stream();
+	test_sink();
 	test_epipe();
 	test_enospc();
 	if (argc <= 1) {
