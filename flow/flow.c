@@ -22,8 +22,8 @@
  *
  * Fragments.  A non-first fragment (DC_FRAG_LATER) carries no L4 header.  The
  * first fragment's flow is remembered under (addresses, protocol, IP
- * identification) in a small direct-mapped map (struct fl_frag), read from the
- * frame since dc_packet has no IP id field; later fragments of the same datagram
+ * identification: dc_packet.ip_id, the IPv4 id or the IPv6 fragment header's) in a
+ * small direct-mapped map (struct fl_frag); later fragments of the same datagram
  * within 30 s are accounted to that flow.  That costs one slot write per first
  * fragment and nothing for unfragmented traffic.  A later fragment that arrives
  * before its first one, or whose slot was overwritten, goes to the flow of
@@ -535,44 +535,6 @@ static void tcp_account(struct fl_table *t, struct fl_flow *f, int dir, const st
 	}
 }
 
-/* The IP identification of the innermost IP header (IPv4 header field, or the
- * IPv6 fragment extension header's).  Returns 0 and sets *id, or -1. */
-static int ip_ident(const struct dc_packet *p, const uint8_t *frame, uint32_t *id)
-{
-	uint32_t off = p->l3_off, cap = p->caplen;
-	if (!frame)
-		return -1;
-	if (p->inner.family == 4) {
-		if (off > cap || cap - off < 20)
-			return -1;
-		*id = (uint32_t)frame[off + 4] << 8 | frame[off + 5];
-		return 0;
-	}
-	if (off > cap || cap - off < 40)
-		return -1;
-	uint8_t nh = frame[off + 6];
-	off += 40;
-	for (int i = 0; i < 8; i++) { /* extension headers, capped like decode */
-		if (off > cap || cap - off < 8)
-			return -1;
-		if (nh == 44) {
-			*id = (uint32_t)frame[off + 4] << 24 | (uint32_t)frame[off + 5] << 16 |
-			      (uint32_t)frame[off + 6] << 8 | frame[off + 7];
-			return 0;
-		}
-		uint32_t len;
-		if (nh == 0 || nh == 43 || nh == 60)
-			len = ((uint32_t)frame[off + 1] + 1) * 8;
-		else if (nh == 51)
-			len = ((uint32_t)frame[off + 1] + 2) * 4;
-		else
-			return -1;
-		nh = frame[off];
-		off += len;
-	}
-	return -1;
-}
-
 static inline struct fl_frag *frag_slot(struct fl_table *t, const struct dc_packet *p, uint32_t ipid)
 {
 	uint64_t h = endpoint_hash(p->inner.src, (uint16_t)ipid) + endpoint_hash(p->inner.dst, (uint16_t)(ipid >> 16));
@@ -581,11 +543,9 @@ static inline struct fl_frag *frag_slot(struct fl_table *t, const struct dc_pack
 }
 
 static void frag_remember(struct fl_table *t, struct fl_flow *f, const struct dc_packet *p,
-			  const uint8_t *frame, uint64_t ts_us)
+			  uint64_t ts_us)
 {
-	uint32_t ipid;
-	if (ip_ident(p, frame, &ipid) < 0)
-		return;
+	uint32_t ipid = p->ip_id;
 	struct fl_frag *e = frag_slot(t, p, ipid);
 	e->flow = f;
 	e->flow_id = f->id;
@@ -598,12 +558,10 @@ static void frag_remember(struct fl_table *t, struct fl_flow *f, const struct dc
 }
 
 /* The flow of a later fragment's first fragment, or NULL; *dir is set. */
-static struct fl_flow *frag_find(struct fl_table *t, const struct dc_packet *p, const uint8_t *frame,
-				 uint64_t ts_us, int *dir)
+static struct fl_flow *frag_find(struct fl_table *t, const struct dc_packet *p, uint64_t ts_us,
+				 int *dir)
 {
-	uint32_t ipid;
-	if (ip_ident(p, frame, &ipid) < 0)
-		return NULL;
+	uint32_t ipid = p->ip_id;
 	struct fl_frag *e = frag_slot(t, p, ipid);
 	if (!e->flow_id || e->ipid != ipid || e->family != p->inner.family || e->proto != p->inner.proto ||
 	    memcmp(e->src, p->inner.src, 16) != 0 || memcmp(e->dst, p->inner.dst, 16) != 0 ||
@@ -639,7 +597,7 @@ int fl_table_packet(struct fl_table *t, uint32_t obs_id, const struct dc_packet 
 	struct fl_flow *f;
 	int dir = -1;
 	if (p->frag == DC_FRAG_LATER) {
-		f = frag_find(t, p, frame, ts_us, &dir);
+		f = frag_find(t, p, ts_us, &dir);
 		if (f && f->obs_id == obs_id && f->vlan == k.vlan) {
 			lru_unlink(t, f);
 			lru_append(t, f, f->list);
@@ -681,7 +639,7 @@ int fl_table_packet(struct fl_table *t, uint32_t obs_id, const struct dc_packet 
 	}
 
 	if (p->frag == DC_FRAG_FIRST)
-		frag_remember(t, f, p, frame, ts_us);
+		frag_remember(t, f, p, ts_us);
 account:;
 	uint32_t n = (uint32_t)(f->pkts[0] + f->pkts[1]);
 	f->pkts[dir]++;

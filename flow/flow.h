@@ -22,7 +22,7 @@
  * keyed without type/code, so echo request and reply are one flow (as ndpiReader);
  * the record's key.sport/dport hold the first packet's type/code, from which the
  * Community ID is computed.  A non-first IP fragment joins the flow of its first
- * fragment (matched by IP id, read from the frame); if that was not seen, the flow
+ * fragment (matched by dc_packet.ip_id); if that was not seen, the flow
  * of (addresses, protocol, ports 0).
  *
  * Flow end: idle_timeout after the last packet; tcp_closed_timeout after FIN both

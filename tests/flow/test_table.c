@@ -281,13 +281,14 @@ static void test_keys(void)
 	p.vlan[0] = 100;
 	feed(t, p, 2 * S);
 	fl_table_packet(t, 8, &p, NULL, 2 * S, NULL, NULL);
-	/* Fragments: the first counts to the ported flow, later ones to ports 0. */
+	/* Fragments: the first counts to the ported flow, an unrelated later one to ports 0. */
 	p = pkt(A, 7000, B, 53, 17, 0, 0, 1400);
 	p.frag = DC_FRAG_FIRST;
 	feed(t, p, 3 * S);
 	p = pkt(A, 0, B, 0, 17, 0, 0, 600);
 	p.frag = DC_FRAG_LATER;
 	p.l4_off = 0;
+	p.ip_id = 2; /* not the first fragment's datagram (ip_id 0) */
 	feed(t, p, 3 * S);
 	/* IPv6. */
 	feed(t, pkt("2001:db8::1", 5555, "2001:db8::2", 443, 6, DC_TCP_SYN, 1, 0), 4 * S);
@@ -336,45 +337,34 @@ static void test_keys(void)
 	fl_table_free(t);
 }
 
-/* Later fragments follow their first fragment by IP identification (read from
- * the frame: IPv4 id at l3_off + 4, IPv6 fragment header's 32-bit id). */
+/* Later fragments follow their first fragment by IP identification
+ * (dc_packet.ip_id: the IPv4 id, or the IPv6 fragment header's). */
 static void test_frag_map(void)
 {
 	struct fl_table *t = table(1024, 0);
-	uint8_t f4[64], f6[128];
-	memset(f4, 0, sizeof(f4));
-	f4[14] = 0x45;
-	f4[18] = 0x12; /* id 0x1234 */
-	f4[19] = 0x34;
 	struct dc_packet p = pkt(A, 7001, B, 53, 17, 0, 0, 1400);
 	p.frag = DC_FRAG_FIRST;
-	p.caplen = sizeof(f4);
-	CHECK(fl_table_packet(t, 7, &p, f4, 1 * S, NULL, NULL) == 0, "first fragment");
+	p.ip_id = 0x1234;
+	CHECK(fl_table_packet(t, 7, &p, NULL, 1 * S, NULL, NULL) == 0, "first fragment");
 	p = pkt(A, 0, B, 0, 17, 0, 0, 600);
 	p.frag = DC_FRAG_LATER;
 	p.l4_off = 0;
-	p.caplen = sizeof(f4);
-	CHECK(fl_table_packet(t, 7, &p, f4, 1 * S + 1, NULL, NULL) == 0, "later fragment");
-	f4[19] = 0x35; /* another datagram whose first fragment we never saw */
-	CHECK(fl_table_packet(t, 7, &p, f4, 1 * S + 2, NULL, NULL) == 0, "orphan fragment");
+	p.ip_id = 0x1234;
+	CHECK(fl_table_packet(t, 7, &p, NULL, 1 * S + 1, NULL, NULL) == 0, "later fragment");
+	p.ip_id = 0x1235; /* another datagram whose first fragment we never saw */
+	CHECK(fl_table_packet(t, 7, &p, NULL, 1 * S + 2, NULL, NULL) == 0, "orphan fragment");
+	p.ip_id = 0x1234; /* the right id but too late: the reassembly window is 30 s */
+	CHECK(fl_table_packet(t, 7, &p, NULL, 40 * S, NULL, NULL) == 0, "stale fragment");
 
-	/* IPv6: fixed header, then a destination-options header, then fragment. */
-	memset(f6, 0, sizeof(f6));
-	f6[14] = 0x60;
-	f6[14 + 6] = 60;          /* next: destination options */
-	f6[54] = 44;              /* dst opts: next = fragment, length 0 (8 bytes) */
-	f6[62] = 17;              /* fragment header: next = UDP */
-	f6[66] = 0xde; f6[67] = 0xad; f6[68] = 0xbe; f6[69] = 0xef;
 	p = pkt("2001:db8::1", 7002, "2001:db8::2", 53, 17, 0, 0, 1400);
 	p.frag = DC_FRAG_FIRST;
-	p.caplen = sizeof(f6);
-	fl_table_packet(t, 7, &p, f6, 2 * S, NULL, NULL);
-	/* The reply direction's later fragment: a different datagram (other src). */
+	p.ip_id = 0xdeadbeef;
+	fl_table_packet(t, 7, &p, NULL, 2 * S, NULL, NULL);
 	p = pkt("2001:db8::1", 0, "2001:db8::2", 0, 17, 0, 0, 500);
 	p.frag = DC_FRAG_LATER;
 	p.l4_off = 0;
-	p.caplen = sizeof(f6);
-	fl_table_packet(t, 7, &p, f6, 2 * S + 1, NULL, NULL);
+	p.ip_id = 0xdeadbeef;
+	fl_table_packet(t, 7, &p, NULL, 2 * S + 1, NULL, NULL);
 	fl_table_flush(t);
 
 	int seen = 0;
@@ -390,7 +380,8 @@ static void test_frag_map(void)
 			      (unsigned long long)r->pkts[0]);
 		} else if (r->key.family == 4 && r->key.sport == 0) {
 			seen++;
-			CHECK(r->pkts[0] == 1 && r->frags == 1, "orphan in the ports-0 flow");
+			CHECK(r->pkts[0] == 2 && r->frags == 2, "orphan and stale fragments in the ports-0 flow (%llu)",
+			      (unsigned long long)r->pkts[0]);
 		}
 	}
 	CHECK(nrec == 3 && seen == 3, "fragment records %d seen %d", nrec, seen);
