@@ -45,6 +45,11 @@ done
 [ $n -ge 5 ] || bad "only $n flows compared"
 echo "round trip: $n flows exported byte-identical to the original capture"
 
+# the segment files themselves are plain pcapng that Wireshark reads
+for f in "$dir"/store/segment-*.pcapng; do
+  capinfos "$f" >/dev/null 2>&1 || bad "capinfos cannot read segment $f"
+done
+
 # 2. filters, stdout, pcap
 "$podcap" export --db "$dir/flows.db" --filter 'port == 53' -w - 2>/dev/null > "$dir/dns.pcapng"
 want=$(q "SELECT sum(c2s_pkts + s2c_pkts) FROM flows WHERE sport = 53 OR dport = 53")
