@@ -40,8 +40,12 @@ for pcap in "$work"/captures/*.pcap; do
 			continue
 		fi
 		reasons "$work/$name.s$snap.txt" > "$work/$name.s$snap.r"
-		bad=$(join "$work/$name.full.r" "$work/$name.s$snap.r" |
-		      awk '$2 != $3 && $3 !~ /^truncated-/ { print }')
+		# packet number, reason uncut, reason cut; a packet missing from the cut
+		# output (a crash mid-file) counts as bad too
+		bad=$(awk 'NR == FNR { full[$1] = $2; next }
+		           { seen[$1] = 1; if ($2 != full[$1] && $2 !~ /^truncated-/) print $1, full[$1], $2 }
+		           END { for (k in full) if (!(k in seen)) print k, full[k], "missing" }' \
+		      "$work/$name.full.r" "$work/$name.s$snap.r")
 		if [ -n "$bad" ]; then
 			echo "FAIL: $name at snaplen $snap: packet / full reason / cut reason:"
 			echo "$bad"
