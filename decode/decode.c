@@ -737,8 +737,8 @@ static inline int walk_ipv6(struct walk *w, struct region *rg, enum next *next)
 	uint32_t plen = rd_be16(w, off + 4);
 	uint32_t wire_left = rg->wire_end - off - 40; /* end <= wire_end: no wrap */
 	/* Payload length 0 is a jumbogram or a segmentation-offload capture: use
-	 * what the frame holds. */
-	if (plen == 0)
+	 * what the frame holds (unless nothing follows: "no next header"). */
+	if (plen == 0 && rd_u8(w, off + 6) != 59)
 		plen = wire_left;
 	if (plen > wire_left)
 		return DC_R_TRUNC_IPV6;
