@@ -23,7 +23,12 @@
  *    are not opened: the packet is a plain GRE/UDP packet;
  *  - fragmented carriers are not opened (the inner packet is incomplete);
  *  - vni is the outermost tunnel identifier present (VXLAN/Geneve VNI, GRE key,
- *    ERSPAN session id).
+ *    ERSPAN session id);
+ *  - when an inner header is malformed, or a tunnel would go past max_tunnel_depth
+ *    (DC_R_TUNNEL_DEPTH), inner is the last IP tuple that decoded (the carrier),
+ *    tunnel/tunnel_depth count the tunnels actually opened.
+ * Besides the link types below, Ethernet frames may carry 802.1Q/802.1ad tags
+ * (0x8100, 0x88A8, 0x9100), MPLS label stacks and PPPoE sessions before the IP.
  */
 #ifndef PODCAP_DECODE_H
 #define PODCAP_DECODE_H
