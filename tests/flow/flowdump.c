@@ -18,7 +18,6 @@
  */
 #include <arpa/inet.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <errno.h>
 #include <pcap/pcap.h>
@@ -107,7 +106,8 @@ struct worker {
 	pthread_t th;
 	struct fl_table *t;
 	struct slot *ring;
-	_Atomic uint32_t head, tail; /* head: next to write (reader), tail: next to read */
+	_Atomic uint32_t head, tail; /* head: published to the worker, tail: next to read */
+	uint32_t pending;            /* reader's private head, published every 64 packets */
 	atomic_int done;
 	struct fl_stats st;
 };
@@ -122,7 +122,9 @@ static void *worker_main(void *arg)
 			if (atomic_load_explicit(&w->done, memory_order_acquire) &&
 			    tail == atomic_load_explicit(&w->head, memory_order_acquire))
 				break;
-			sched_yield();
+			/* Nothing queued: back off instead of spinning on a shared core. */
+			struct timespec nap = { 0, 20000 };
+			nanosleep(&nap, NULL);
 			continue;
 		}
 		for (; tail != head; tail++) {
@@ -142,9 +144,14 @@ static void *worker_main(void *arg)
 
 static int dispatch(struct worker *w, const struct dc_packet *p, const uint8_t *data, uint64_t ts)
 {
-	uint32_t head = atomic_load_explicit(&w->head, memory_order_relaxed);
-	while (head - atomic_load_explicit(&w->tail, memory_order_acquire) >= RING)
-		sched_yield();
+	uint32_t head = w->pending;
+	if (head - atomic_load_explicit(&w->tail, memory_order_acquire) >= RING) {
+		atomic_store_explicit(&w->head, head, memory_order_release);
+		while (head - atomic_load_explicit(&w->tail, memory_order_acquire) >= RING) {
+			struct timespec nap = { 0, 20000 };
+			nanosleep(&nap, NULL);
+		}
+	}
 	struct slot *s = &w->ring[head & (RING - 1)];
 	s->p = *p;
 	s->ts = ts;
@@ -157,7 +164,11 @@ static int dispatch(struct worker *w, const struct dc_packet *p, const uint8_t *
 			return -ENOMEM;
 		memcpy(s->big, data, p->caplen);
 	}
-	atomic_store_explicit(&w->head, head + 1, memory_order_release);
+	w->pending = head + 1;
+	/* Publish in batches: one release store per 64 packets keeps the cache
+	 * line holding head from bouncing between the cores on every packet. */
+	if ((w->pending & 63) == 0)
+		atomic_store_explicit(&w->head, w->pending, memory_order_release);
 	return 0;
 }
 
@@ -253,6 +264,7 @@ int main(int argc, char **argv)
 	} else {
 		memset(&st, 0, sizeof(st));
 		for (int i = 0; i < started; i++) {
+			atomic_store_explicit(&w[i].head, w[i].pending, memory_order_release);
 			atomic_store_explicit(&w[i].done, 1, memory_order_release);
 			pthread_join(w[i].th, NULL);
 			st.packets += w[i].st.packets;
