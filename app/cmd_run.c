@@ -22,7 +22,7 @@
 
 #define RUN_USAGE "run --db PATH [--config FILE] [--backend ebpf|pcap] [--netns NAME] [--iface IF]... " \
 	"[--inventory FILE] [--duration S] [--stats-interval S] [--filter BPF] [--snaplen N] " \
-	"[--flow-packets N] [--buffer SIZE] [--all-ifaces] [--no-dpi] [--quiet]"
+	"[--flow-packets N] [--buffer SIZE] [--workers N] [--all-ifaces] [--no-dpi] [--quiet]"
 #define RUN_MAX_IFACES 256
 #define RUN_MAX_NAMED 64
 #define DEFAULT_INVENTORY "/run/podcap/lab-pods.json"
@@ -87,6 +87,7 @@ static void run_help(void)
 	       "  --flow-packets N     eBPF: first N packets of each flow go to user space (default 16)\n"
 	       "  --buffer SIZE        kernel buffer: libpcap ring per interface, or the eBPF ring buffer\n"
 	       "                       (default 8M; 1M..1G)\n"
+	       "  --workers N          flow worker threads (default: 2 on 2+ cores; 0 = all in one thread)\n"
 	       "  --no-dpi             no nDPI classification\n"
 	       "  --quiet              only errors and the final counters\n");
 }
@@ -161,6 +162,12 @@ static int apply_opt(struct run_opts *o, const char *name, char *val)
 			return 2;
 		}
 		o->live.buffer_bytes = (uint32_t)v;
+	} else if (!strcmp(name, "workers")) {
+		if (app_parse_uint(val, 0, PL_MAX_WORKERS, &v) < 0) {
+			fprintf(stderr, "podcap run: bad --workers '%s' (0..%d)\n", val, PL_MAX_WORKERS);
+			return 2;
+		}
+		o->pl.workers = (unsigned)v;
 	} else if (!strcmp(name, "all-ifaces")) {
 		o->all_ifaces = 1;
 	} else if (!strcmp(name, "no-dpi")) {
@@ -408,6 +415,7 @@ int cmd_run(int argc, char **argv)
 		{"snaplen", required_argument, NULL, 0},
 		{"flow-packets", required_argument, NULL, 0},
 		{"buffer", required_argument, NULL, 0},
+		{"workers", required_argument, NULL, 0},
 		{"all-ifaces", no_argument, NULL, 0},
 		{"no-dpi", no_argument, NULL, 0},
 		{"quiet", no_argument, NULL, 0},
@@ -424,6 +432,9 @@ int cmd_run(int argc, char **argv)
 
 	memset(&o, 0, sizeof(o));
 	pl_config_default(&o.pl);
+	/* The capture thread decodes; flow work (nDPI) goes to workers when there
+	 * are cores for them, as in podcap read. */
+	o.pl.workers = sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 2 : 0;
 	cap_live_config_default(&o.live);
 	o.stats_s = 10;
 	o.inventory = DEFAULT_INVENTORY;

@@ -42,7 +42,10 @@ pass "ebpf run: $(get received) packets, $(get records) flow records, clean stop
 # The flows are in the database, named by pod and seen on several observation points.
 n=$(sqlite3 "$TMP/flows.db" "select count(*) from flows" 2>/dev/null || echo 0)
 [ "$n" -gt 0 ] || fail "no flows stored"
-"$PODCAP" flows --db "$TMP/flows.db" --app HTTP | grep -q '10.244.1.10:8080' || fail "no HTTP flow to web-1"
+# (into a file first: grep -q closing the pipe early would fail the pipeline)
+"$PODCAP" flows --db "$TMP/flows.db" --app HTTP >"$TMP/http.txt"
+grep -q '10.244.1.10:8080' "$TMP/http.txt" ||
+  { "$PODCAP" flows --db "$TMP/flows.db" --port 8080; fail "no HTTP flow to web-1"; }
 pass "flows stored: $n"
 
 # Without CAP_BPF the agent says why and runs on libpcap.
