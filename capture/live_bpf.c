@@ -17,6 +17,9 @@
 #include "tc_shared.h"
 #include "tc.skel.h"
 
+#define PC_TC_HANDLE 0x7063 /* "pc" */
+#define PC_TC_PRIO 0x7063
+
 struct lb_state {
 	struct pc_tc *skel;
 	struct ring_buffer *rb;
@@ -146,7 +149,10 @@ static int bpf_attach_if(struct cap_live *l, struct live_if *ifc, char *errbuf, 
 	}
 	ifc->hook_created = err == 0;
 
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, in, .prog_fd = bpf_program__fd(l->bpf->skel->progs.pc_tc_ingress));
+	/* A fixed handle and priority with REPLACE: a filter left behind by an agent
+	 * that was killed (SIGKILL, OOM) is taken over instead of piling up. */
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, in, .prog_fd = bpf_program__fd(l->bpf->skel->progs.pc_tc_ingress),
+			    .handle = PC_TC_HANDLE, .priority = PC_TC_PRIO, .flags = BPF_TC_F_REPLACE);
 	hook.attach_point = BPF_TC_INGRESS;
 	err = bpf_tc_attach(&hook, &in);
 	if (err) {
@@ -157,7 +163,8 @@ static int bpf_attach_if(struct cap_live *l, struct live_if *ifc, char *errbuf, 
 	ifc->in_handle = in.handle;
 	ifc->in_prio = in.priority;
 
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, out, .prog_fd = bpf_program__fd(l->bpf->skel->progs.pc_tc_egress));
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, out, .prog_fd = bpf_program__fd(l->bpf->skel->progs.pc_tc_egress),
+			    .handle = PC_TC_HANDLE, .priority = PC_TC_PRIO, .flags = BPF_TC_F_REPLACE);
 	hook.attach_point = BPF_TC_EGRESS;
 	err = bpf_tc_attach(&hook, &out);
 	if (err) {
