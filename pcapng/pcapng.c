@@ -320,9 +320,10 @@ int pn_add_interface(struct pn_writer *w, int linktype, uint32_t snaplen,
 	return 0;
 }
 
-int pn_write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts_ns,
-		    const uint8_t *data, uint32_t caplen, uint32_t wirelen,
-		    const char *comment, uint64_t *offset)
+/* ts is in the file's unit (µs or ns, as tsresol says). */
+static int write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts,
+			const uint8_t *data, uint32_t caplen, uint32_t wirelen,
+			const char *comment, uint64_t *offset)
 {
 	if (w->err)
 		return w->err;
@@ -330,7 +331,6 @@ int pn_write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts_ns,
 		return -EINVAL;
 	if (wirelen < caplen)
 		wirelen = caplen;
-	uint64_t ts = w->tsresol == 9 ? ts_ns : ts_ns / 1000;
 	uint64_t off = w->written + w->buflen;
 	if (w->format == PN_FORMAT_PCAP) {
 		uint8_t *p = reserve(w, 16 + (size_t)caplen);
@@ -373,6 +373,23 @@ int pn_write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts_ns,
 	if (offset)
 		*offset = off;
 	return 0;
+}
+
+int pn_write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts_ns,
+		    const uint8_t *data, uint32_t caplen, uint32_t wirelen,
+		    const char *comment, uint64_t *offset)
+{
+	return write_packet(w, if_id, w->tsresol == 9 ? ts_ns : ts_ns / 1000, data, caplen,
+			    wirelen, comment, offset);
+}
+
+int pn_write_packet_us(struct pn_writer *w, uint32_t if_id, uint64_t ts_us,
+		       const uint8_t *data, uint32_t caplen, uint32_t wirelen,
+		       const char *comment, uint64_t *offset)
+{
+	/* Saturate instead of wrapping: ns since the epoch end in the year 2554. */
+	uint64_t ts = w->tsresol == 6 ? ts_us : ts_us > UINT64_MAX / 1000 ? UINT64_MAX : ts_us * 1000;
+	return write_packet(w, if_id, ts, data, caplen, wirelen, comment, offset);
 }
 
 int pn_write_stats(struct pn_writer *w, uint32_t if_id, uint64_t ts_ns,

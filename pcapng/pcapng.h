@@ -84,6 +84,12 @@ int pn_write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts_ns,
 		    const uint8_t *data, uint32_t caplen, uint32_t wirelen,
 		    const char *comment, uint64_t *offset);
 
+/* Same with a timestamp in microseconds: exact for µs files whatever the value
+ * (capture timestamps are not always sane), saturating for ns files. */
+int pn_write_packet_us(struct pn_writer *w, uint32_t if_id, uint64_t ts_us,
+		       const uint8_t *data, uint32_t caplen, uint32_t wirelen,
+		       const char *comment, uint64_t *offset);
+
 /* Interface Statistics Block (pcapng only; a no-op returning 0 for pcap).
  * received / dropped: packets seen / lost by the capture, UINT64_MAX = unknown. */
 int pn_write_stats(struct pn_writer *w, uint32_t if_id, uint64_t ts_ns,

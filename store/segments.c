@@ -287,8 +287,6 @@ static uint32_t trim_pending(struct flow_ent *e, uint64_t limit)
 	return dropped;
 }
 
-/* Writes the pending index entries of the open segment in one transaction.
- * Only entries below pn_written() are committed: the caller flushed before. */
 /* CPU time of this thread: what the index costs the pipeline thread, without
  * the noise of other processes on the machine. */
 static uint64_t cpu_us(void)
@@ -298,6 +296,8 @@ static uint64_t cpu_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+/* Writes the pending index entries of the open segment in one transaction.
+ * Only entries below pn_written() are committed: the caller flushed before. */
 static int commit_index(struct seg_store *s)
 {
 	int rc = 0;
@@ -1039,6 +1039,13 @@ static inline int iface_index(struct seg_store *s, uint32_t obs_id, uint32_t *id
 	return -ENOENT;
 }
 
+/* The open segment spans segment_age_us at time ts (written without overflow:
+ * capture timestamps can sit anywhere in the 64-bit range). */
+static inline int aged(const struct seg_store *s, uint64_t ts)
+{
+	return ts >= s->seg_first_us && ts - s->seg_first_us >= s->cfg.segment_age_us;
+}
+
 int seg_put(struct seg_store *s, uint32_t obs_id, uint64_t flow_id, uint32_t pkt_no,
 	    uint64_t ts_us, const uint8_t *data, uint32_t caplen, uint32_t wirelen)
 {
@@ -1066,7 +1073,7 @@ int seg_put(struct seg_store *s, uint32_t obs_id, uint64_t flow_id, uint32_t pkt
 	if (s->w) {
 		uint64_t blk = PN_EPB_HDR_LEN + caplen + 8;
 		if ((s->seg_packets && pn_offset(s->w) + blk > s->cfg.segment_bytes) ||
-		    ts_us >= s->seg_first_us + s->cfg.segment_age_us) {
+		    aged(s, ts_us)) {
 			if ((rc = close_segment(s)) < 0) {
 				s->disk_err = rc;
 				s->retry_at_us = ts_us + s->cfg.retry_us;
@@ -1084,10 +1091,7 @@ int seg_put(struct seg_store *s, uint32_t obs_id, uint64_t flow_id, uint32_t pkt
 	struct flow_ent *e = flow_get(s, flow_id);
 	if (!e)
 		return set_err(s, -ENOMEM, "out of memory");
-	uint64_t off;
-	rc = pn_write_packet(s->w, idx, ts_us * 1000, data, caplen, wirelen, NULL, &off);
-	if (rc < 0)
-		return write_failed(s, rc, ts_us);
+	/* Room for the index entry first: a packet must not be written unindexed. */
 	if (e->pend_len + SEG_VARINT_MAX > e->pend_cap) {
 		uint32_t ncap = e->pend_cap ? e->pend_cap * 2 : 16;
 		uint8_t *np = realloc(e->pend, ncap);
@@ -1096,6 +1100,10 @@ int seg_put(struct seg_store *s, uint32_t obs_id, uint64_t flow_id, uint32_t pkt
 		e->pend = np;
 		e->pend_cap = ncap;
 	}
+	uint64_t off;
+	rc = pn_write_packet_us(s->w, idx, ts_us, data, caplen, wirelen, NULL, &off);
+	if (rc < 0)
+		return write_failed(s, rc, ts_us);
 	int first = !e->seen && !e->pend_pkts;
 	e->pend_len += (uint32_t)varint_put(e->pend + e->pend_len, first ? off : off - e->last_off);
 	e->last_off = off;
@@ -1131,7 +1139,7 @@ int seg_tick(struct seg_store *s, uint64_t now_us)
 {
 	if (s->cfg.readonly || !s->w)
 		return 0;
-	if (now_us >= s->seg_first_us + s->cfg.segment_age_us)
+	if (aged(s, now_us))
 		return close_segment(s);
 	return seg_flush(s);
 }
@@ -1599,8 +1607,8 @@ int seg_export(struct seg_store *s, struct seg_flow *flows, size_t n, struct pn_
 				     " skipped", f->id, g->file, p->off);
 			continue;
 		}
-		rc = pn_write_packet(w, (uint32_t)x.ifs[p->iface].out_id, p->ts * 1000,
-				     blk + PN_EPB_HDR_LEN, caplen, wirelen, f->comment, NULL);
+		rc = pn_write_packet_us(w, (uint32_t)x.ifs[p->iface].out_id, p->ts,
+					blk + PN_EPB_HDR_LEN, caplen, wirelen, f->comment, NULL);
 		if (rc < 0) {
 			set_err(s, rc, "output: %s", pn_errmsg(w)[0] ? pn_errmsg(w) : strerror(-rc));
 			goto out;
