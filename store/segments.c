@@ -556,8 +556,12 @@ static int open_segment(struct seg_store *s, uint64_t ts_us)
 	if ((rc = enforce_cap(s)) < 0)
 		return rc;
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return set_err(s, -errno, "segment %s: %s", path, strerror(errno));
+	if (fd < 0) {
+		rc = set_err(s, -errno, "segment %s: %s", path, strerror(errno));
+		if (rc == -EEXIST) /* a stray file: the retry takes the next number */
+			s->next_seg_id++;
+		return rc;
+	}
 	struct pn_config pc;
 	pn_config_default(&pc);
 	pc.bufsize = SEG_WRITE_BUF;
@@ -605,6 +609,11 @@ static int open_segment(struct seg_store *s, uint64_t ts_us)
 	return 0;
 }
 
+static inline uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 /* A write to the open segment failed: keep what reached the file and its index,
  * close the segment, and refuse packets until retry_at. */
 static int write_failed(struct seg_store *s, int err, uint64_t ts_us)
@@ -616,7 +625,7 @@ static int write_failed(struct seg_store *s, int err, uint64_t ts_us)
 	close_segment(s); /* commits the entries below pn_written() */
 	memcpy(s->errmsg, msg, sizeof(msg));
 	s->disk_err = err;
-	s->retry_at_us = ts_us + s->cfg.retry_us;
+	s->retry_at_us = sat_add(ts_us, s->cfg.retry_us);
 	s->stats.write_errors++;
 	note(s, "segments: %s; packets are not stored until a retry succeeds", msg);
 	return err;
@@ -1076,7 +1085,7 @@ int seg_put(struct seg_store *s, uint32_t obs_id, uint64_t flow_id, uint32_t pkt
 		    aged(s, ts_us)) {
 			if ((rc = close_segment(s)) < 0) {
 				s->disk_err = rc;
-				s->retry_at_us = ts_us + s->cfg.retry_us;
+				s->retry_at_us = sat_add(ts_us, s->cfg.retry_us);
 				s->stats.write_errors++;
 				return rc;
 			}
@@ -1084,7 +1093,7 @@ int seg_put(struct seg_store *s, uint32_t obs_id, uint64_t flow_id, uint32_t pkt
 	}
 	if (!s->w && (rc = open_segment(s, ts_us)) < 0) {
 		s->disk_err = rc;
-		s->retry_at_us = ts_us + s->cfg.retry_us;
+		s->retry_at_us = sat_add(ts_us, s->cfg.retry_us);
 		s->stats.write_errors++;
 		return rc;
 	}
