@@ -1388,7 +1388,7 @@ static int check_epb(struct seg_store *s, struct x_ctx *x, struct x_seg *g, stru
 {
 	uint8_t h[PN_EPB_HDR_LEN];
 	uint32_t type, blen, if_id, hi, lo, caplen;
-	if (p->off + PN_EPB_HDR_LEN > g->size)
+	if (p->off > g->size || g->size - p->off < PN_EPB_HDR_LEN)
 		return 1;
 	if (pread(g->fd, h, sizeof(h), (off_t)p->off) != (ssize_t)sizeof(h))
 		return 1;
@@ -1398,10 +1398,13 @@ static int check_epb(struct seg_store *s, struct x_ctx *x, struct x_seg *g, stru
 	memcpy(&hi, h + 12, 4);
 	memcpy(&lo, h + 16, 4);
 	memcpy(&caplen, h + 20, 4);
+	/* Our blocks carry no options; allow some anyway, but never a length that
+	 * would make pass 2 allocate more than a packet's worth. */
 	if (type != PN_BT_EPB || blen % 4 || blen < PN_EPB_HDR_LEN + 4 ||
+	    blen > PN_EPB_HDR_LEN + PN_PACKET_MAX + 65536 ||
 	    caplen > PN_PACKET_MAX || caplen > blen - PN_EPB_HDR_LEN - 4)
 		return 2;
-	if (p->off + blen > g->size)
+	if (blen > g->size - p->off)
 		return 1;
 	if (find_iface(x, g->session, if_id, &p->iface) < 0)
 		return 2;
