@@ -1,8 +1,8 @@
 /* Packet segment store tests: index round trip, rotation by size and age,
  * retention cap and expiry, flow_packets and snaplen, damaged stores, full disk.
  *
- * usage: test_segments [CASE]   (no argument runs every case; "enospc" needs root
- * and is skipped with exit code 77 alone, or noted when running all cases). */
+ * usage: test_segments [CASE]   (no argument runs every case but "enospc", which
+ * needs root to mount a 2 MB tmpfs and exits 77 without it). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -846,7 +846,12 @@ static int case_enospc(void)
 	cfg.log = log_fn;
 	struct seg_store *s;
 	char err[256];
-	CHECK(seg_open(dir, &cfg, &s, err, sizeof(err)) == 0);
+	if (seg_open(dir, &cfg, &s, err, sizeof(err)) < 0) {
+		CHECK(!"seg_open on the tmpfs");
+		umount(dir);
+		gen_free(&t);
+		return 0;
+	}
 	CHECK(seg_add_interface(s, 3, 1, "veth0a1b", "default/frontend-7d9") == 0);
 	CHECK(seg_add_interface(s, 7, 1, "cni0", NULL) == 0);
 	size_t stored = 0, refused = 0, first_fail = 0;
@@ -938,7 +943,8 @@ int main(int argc, char **argv)
 		case_crash();
 	if (!only || !strcmp(only, "badindex"))
 		case_bad_index();
-	if (!only || !strcmp(only, "enospc"))
+	/* A meson test of its own (it mounts a tmpfs and may skip with 77). */
+	if (only && !strcmp(only, "enospc"))
 		skip = case_enospc() == 77;
 	if (!getenv("SEG_TEST_KEEP")) {
 		char cmd[400];
