@@ -10,11 +10,41 @@
 #include "decode.h"
 #include "live_int.h"
 
+#include <linux/types.h>
+#include "tc_shared.h"
+
+/* The ring is memory the kernel writes and a bug (ours or a future layout
+ * change) could fill with anything: every record is checked before use. */
+int lb_record_parse(struct cap_live *l, const void *data, size_t size, struct cap_live_packet *pkt)
+{
+	struct pc_rec_hdr h;
+
+	if (!data || size < sizeof(h)) {
+		l->bad_records++;
+		return -EINVAL;
+	}
+	memcpy(&h, data, sizeof(h));
+	if (h.magic != PC_REC_MAGIC || h.caplen == 0 || h.caplen > PC_SNAP_MAX ||
+	    h.caplen > size - sizeof(h) || h.caplen > h.wirelen || h.dir > PC_DIR_EGRESS ||
+	    !find_if(l, h.ifindex, NULL)) {
+		l->bad_records++;
+		return -EINVAL;
+	}
+	*pkt = (struct cap_live_packet){
+		.data = (const uint8_t *)data + sizeof(h),
+		.caplen = h.caplen,
+		.wirelen = h.wirelen,
+		.ts_us = (uint64_t)((int64_t)h.ts_ns + l->mono_to_real_ns) / 1000u,
+		.linktype = DC_LINK_ETHERNET,
+		.ifindex = h.ifindex,
+		.dir = h.dir == PC_DIR_INGRESS ? CAP_DIR_IN : CAP_DIR_OUT,
+	};
+	return 0;
+}
+
 #ifdef PC_HAVE_BPF
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <linux/types.h>
-#include "tc_shared.h"
 #include "tc.skel.h"
 
 #define PC_TC_HANDLE 0x7063 /* "pc" */
@@ -39,30 +69,13 @@ static int silent_print(enum libbpf_print_level level, const char *fmt, va_list 
 static int on_record(void *ctx, void *data, size_t size)
 {
 	struct cap_live *l = ctx;
-	struct pc_rec_hdr h;
+	struct cap_live_packet pkt;
 
-	/* The ring is shared memory the kernel writes: check everything before use. */
-	if (size < sizeof(h)) {
-		l->bad_records++;
-		return 0;
-	}
-	memcpy(&h, data, sizeof(h));
-	struct live_if *ifc = find_if(l, h.ifindex, NULL);
-	if (h.magic != PC_REC_MAGIC || h.caplen == 0 || h.caplen > PC_SNAP_MAX ||
-	    h.caplen > size - sizeof(h) || h.caplen > h.wirelen || h.dir > PC_DIR_EGRESS || !ifc) {
-		l->bad_records++;
-		return 0;
-	}
-	struct cap_live_packet pkt = {
-		.data = (const uint8_t *)data + sizeof(h),
-		.caplen = h.caplen,
-		.wirelen = h.wirelen,
-		.ts_us = (uint64_t)((int64_t)h.ts_ns + l->mono_to_real_ns) / 1000u,
-		.linktype = DC_LINK_ETHERNET,
-		.ifindex = h.ifindex,
-		.dir = h.dir == PC_DIR_INGRESS ? CAP_DIR_IN : CAP_DIR_OUT,
-	};
-	ifc->received++;
+	if (lb_record_parse(l, data, size, &pkt) < 0)
+		return 0; /* counted in bad_records; the ring goes on */
+	struct live_if *ifc = find_if(l, pkt.ifindex, NULL);
+	if (ifc)
+		ifc->received++;
 	l->received++;
 	if (l->fn)
 		l->fn(l->fn_arg, &pkt);

@@ -67,5 +67,9 @@ int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, ui
 int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,
 		     uint64_t *pkts, uint64_t *bytes);
 void lb_close(struct cap_live *l);
+/* Checks one ring record (struct pc_rec_hdr + frame) and fills *pkt; -EINVAL and
+ * bad_records++ for a record that is short, inconsistent or for an interface not
+ * captured.  Exposed for tests. */
+int lb_record_parse(struct cap_live *l, const void *data, size_t size, struct cap_live_packet *pkt);
 
 #endif
