@@ -333,8 +333,17 @@ static void on_link(void *arg, int event, const struct cap_iface *ifc)
 		}
 		return;
 	}
-	if (!ri && ifc->up && wanted(c, ifc))
+	if (!ri && ifc->up && wanted(c, ifc)) {
 		start_iface(c, ifc);
+	} else if (ri && ifc->up) {
+		/* Back up after a down: libpcap needs a new handle (same observation point). */
+		char err[256];
+		int rc = cap_live_add(c->live, ifc->name, err, sizeof(err));
+		if (rc == 0 && !c->o->quiet)
+			printf("podcap run: %s is up again, capture resumed\n", ifc->name);
+		else if (rc < 0 && rc != -EEXIST)
+			fprintf(stderr, "podcap run: %s\n", err);
+	}
 }
 
 static void print_stats(struct run_ctx *c, uint64_t elapsed_ms, const char *when)

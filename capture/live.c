@@ -197,6 +197,8 @@ int cap_live_open(const struct cap_live_config *cfg, struct cap_live **out, char
 	return 0;
 }
 
+static void close_if(struct cap_live *l, struct live_if *ifc);
+
 int cap_live_add(struct cap_live *l, const char *ifname, char *errbuf, size_t errlen)
 {
 	uint32_t ifindex = if_nametoindex(ifname);
@@ -205,9 +207,16 @@ int cap_live_add(struct cap_live *l, const char *ifname, char *errbuf, size_t er
 		snprintf(errbuf, errlen, "%s: no such interface", ifname);
 		return -ENODEV;
 	}
-	if (find_if(l, ifindex, NULL)) {
+	size_t pos;
+	struct live_if *old = find_if(l, ifindex, &pos);
+	if (old && !old->dead) {
 		snprintf(errbuf, errlen, "%s: already captured", ifname);
 		return -EEXIST;
+	}
+	if (old) {
+		/* libpcap gave up on it when it went down; it is back: start over. */
+		l->ifs[pos] = l->ifs[--l->n_ifs];
+		close_if(l, old);
 	}
 	if (l->n_ifs >= LIVE_MAX_IFACES) {
 		snprintf(errbuf, errlen, "more than %d interfaces", LIVE_MAX_IFACES);

@@ -78,7 +78,8 @@ int cap_live_backend(const struct cap_live *l);
 const char *cap_live_fallback_reason(const struct cap_live *l);
 
 /* Starts capturing on an interface (by name) of the current namespace.
- * -EEXIST when it is already captured. */
+ * -EEXIST when it is already captured.  An interface libpcap stopped reading
+ * because it went down is opened again (call this when it comes back up). */
 int cap_live_add(struct cap_live *l, const char *ifname, char *errbuf, size_t errlen);
 /* Stops capturing on an interface; -ENOENT when unknown.  An interface that
  * disappeared is removed this way too. */
