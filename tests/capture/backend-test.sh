@@ -29,13 +29,17 @@ for backend in pcap ebpf; do
   start_ready "$OUT" ip netns exec "$B" "$PROBE" count "$backend" vtb
   ip netns exec "$A" ping -q -c "$PINGS" -i 0.05 -W2 10.99.0.2 >/dev/null || fail "$backend: ping failed"
   ip netns exec "$A" /usr/bin/python3 - "$MAC" "$INJECT" <<'PY' || fail "scapy injection"
+import logging
 import sys
-from scapy.all import Ether, IP, UDP, Raw, sendp, conf
+logging.getLogger("scapy.runtime").setLevel(logging.ERROR)  # no "no route" warnings for L2 sends
+from scapy.all import Ether, IP, IPv6, UDP, Raw, sendp, conf
 conf.verb = 0
 mac, n = sys.argv[1], int(sys.argv[2])
 frames = [Ether(dst=mac) / IP(src="10.99.0.1", dst="10.99.0.2") / UDP(sport=10000 + (i % 5), dport=7777) / Raw(b"x" * 40)
           for i in range(n)]
-sendp(frames, iface="vta")
+frames6 = [Ether(dst=mac) / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=20000, dport=7778) / Raw(b"y" * 20)
+           for i in range(10)]
+sendp(frames + frames6, iface="vta")
 PY
   sleep 0.3
   kill -TERM "$BG_PID"
@@ -54,10 +58,12 @@ PY
     [ "$(get udp7777)" = $((5 * 16)) ] || fail "ebpf: ring carried $(get udp7777) injected frames, expected 5 flows x 16"
   fi
   [ "$(get bad_records)" = 0 ] || fail "$backend: bad ring records"
+  [ "$(get udp6)" = 10 ] || fail "$backend: saw $(get udp6) IPv6 frames, sent 10"
   if [ "$backend" = ebpf ]; then
     [ "$(get counted_in)" = "$(get rx_delta)" ] || fail "ebpf: counted $(get counted_in) on ingress, veth rx_packets grew by $(get rx_delta)"
-    [ "$(get rx_delta)" -ge $((PINGS + INJECT)) ] || fail "ebpf: rx_packets grew by only $(get rx_delta)"
+    [ "$(get rx_delta)" -ge $((PINGS + INJECT + 10)) ] || fail "ebpf: rx_packets grew by only $(get rx_delta)"
     [ "$(get udp7777_counted)" = "$INJECT" ] || fail "ebpf: per-flow counters say $(get udp7777_counted) injected frames, sent $INJECT"
+    [ "$(get udp6_counted)" = 10 ] || fail "ebpf: IPv6 flow counter says $(get udp6_counted), sent 10"
   fi
   # The tc programs and the clsact qdisc are gone once the probe exits.
   if ip netns exec "$B" tc qdisc show dev vtb | grep -q clsact; then fail "$backend: clsact left on vtb"; fi

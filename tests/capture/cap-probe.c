@@ -100,7 +100,7 @@ static int do_monitor(const char *name, int timeout_s)
 }
 
 struct count_ctx {
-	uint64_t total, echo_req, udp7777;
+	uint64_t total, echo_req, udp7777, udp6;
 };
 
 static void on_pkt(void *arg, const struct cap_live_packet *p)
@@ -108,6 +108,10 @@ static void on_pkt(void *arg, const struct cap_live_packet *p)
 	struct count_ctx *c = arg;
 	const uint8_t *d = p->data;
 	c->total++;
+	/* IPv6 UDP to port 7778 (fixed 40-byte header, as the tests send it). */
+	if (p->caplen >= 14 + 40 + 4 && d[12] == 0x86 && d[13] == 0xdd && d[14 + 6] == 17 &&
+	    ((d[14 + 40 + 2] << 8) | d[14 + 40 + 3]) == 7778)
+		c->udp6++;
 	/* Ethernet + IPv4 without VLAN, as the tests send it; everything bounds-checked. */
 	if (p->caplen < 14 + 20 || d[12] != 0x08 || d[13] != 0x00 || (d[14] >> 4) != 4)
 		return;
@@ -169,10 +173,10 @@ static int do_count(const char *backend, const char *ifname)
 	uint64_t in_p = 0, in_b = 0;
 	cap_live_stats(l, &st);
 	int have_counted = cap_live_counted(l, if_nametoindex(ifname), CAP_DIR_IN, &in_p, &in_b) == 0;
-	printf("backend=%s received=%llu echo_req=%llu udp7777=%llu kernel_drops=%llu ring_drops=%llu "
+	printf("backend=%s received=%llu echo_req=%llu udp7777=%llu udp6=%llu kernel_drops=%llu ring_drops=%llu "
 	       "bad_records=%llu rx_delta=%llu",
 	       cap_backend_name(cap_live_backend(l)), (unsigned long long)c.total, (unsigned long long)c.echo_req,
-	       (unsigned long long)c.udp7777, (unsigned long long)st.kernel_drops,
+	       (unsigned long long)c.udp7777, (unsigned long long)c.udp6, (unsigned long long)st.kernel_drops,
 	       (unsigned long long)st.ring_drops, (unsigned long long)st.bad_records,
 	       (unsigned long long)(rx1 - rx0));
 	if (have_counted) {
@@ -186,7 +190,14 @@ static int do_count(const char *backend, const char *ifname)
 			if (cap_live_flow_counters(l, if_nametoindex(ifname), &t, &p, &b) == 0)
 				udp_p += p;
 		}
-		printf(" counted_in=%llu udp7777_counted=%llu", (unsigned long long)in_p, (unsigned long long)udp_p);
+		/* And the IPv6 one: [2001:db8::1]:20000 -> [2001:db8::2]:7778. */
+		struct dc_tuple t6 = {.family = 6, .proto = 17, .sport = 20000, .dport = 7778};
+		uint64_t p6 = 0, b6 = 0;
+		inet_pton(AF_INET6, "2001:db8::1", t6.src);
+		inet_pton(AF_INET6, "2001:db8::2", t6.dst);
+		cap_live_flow_counters(l, if_nametoindex(ifname), &t6, &p6, &b6);
+		printf(" counted_in=%llu udp7777_counted=%llu udp6_counted=%llu", (unsigned long long)in_p,
+		       (unsigned long long)udp_p, (unsigned long long)p6);
 	}
 	printf("\n");
 	cap_live_close(l);
