@@ -84,7 +84,9 @@ static void run_help(void)
 	       "  --stats-interval S   print counters every S seconds (default 10, 0 = only at the end)\n"
 	       "  --filter BPF         libpcap filter expression (pcap backend)\n"
 	       "  --snaplen N          bytes kept per packet (default 2048)\n"
-	       "  --flow-packets N     eBPF: first N packets of each flow go to user space (default 16)\n"
+	       "  --flow-packets N     eBPF: first N packets of each flow go to user space (default 16);\n"
+	       "                       flow records count what reached user space, the kernel's own\n"
+	       "                       per-flow counters (kernel_counted) are exact\n"
 	       "  --buffer SIZE        kernel buffer: libpcap ring per interface, or the eBPF ring buffer\n"
 	       "                       (default 8M; 1M..1G)\n"
 	       "  --workers N          flow worker threads (default: 2 on 2+ cores; 0 = all in one thread)\n"
@@ -473,6 +475,10 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "podcap run: --db PATH is required\n");
 		return app_usage(RUN_USAGE);
 	}
+	if (o.live.filter && cap_live_check_filter(o.live.filter, err, sizeof(err)) < 0) {
+		fprintf(stderr, "podcap run: %s\n", err);
+		return app_usage(RUN_USAGE);
+	}
 	if (geteuid() != 0) {
 		fprintf(stderr, "podcap run: must run as root (live capture needs CAP_NET_ADMIN, CAP_NET_RAW "
 			"and, for the eBPF backend, CAP_BPF)\n");
@@ -500,6 +506,8 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "podcap run: %s\n", err);
 		goto out;
 	}
+	if (o.live.filter && cap_live_backend(c->live) == CAP_BACKEND_EBPF)
+		fprintf(stderr, "podcap run: --filter applies to the pcap backend only; the eBPF backend sees all\n");
 	if (cap_live_fallback_reason(c->live))
 		fprintf(stderr, "podcap run: eBPF backend unavailable (%s); using libpcap\n",
 			cap_live_fallback_reason(c->live));
@@ -526,9 +534,18 @@ int cmd_run(int argc, char **argv)
 			goto out;
 		}
 	}
-	for (size_t j = 0; j < nlist; j++)
-		if (wanted(c, &list[j]) && start_iface(c, &list[j]) < 0 && o.n_ifaces)
+	size_t n_wanted = 0;
+	for (size_t j = 0; j < nlist; j++) {
+		if (!wanted(c, &list[j]))
+			continue;
+		n_wanted++;
+		if (start_iface(c, &list[j]) < 0 && o.n_ifaces)
 			goto out; /* an interface asked for by name must work */
+	}
+	if (n_wanted && !count_active(c)) {
+		fprintf(stderr, "podcap run: could not capture on any of %zu interface(s)\n", n_wanted);
+		goto out;
+	}
 
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);

@@ -165,6 +165,25 @@ static int pcap_poll_all(struct cap_live *l, int timeout_ms)
 
 /* ---- common -------------------------------------------------------------- */
 
+int cap_live_check_filter(const char *filter, char *errbuf, size_t errlen)
+{
+	struct bpf_program prog;
+	pcap_t *p = pcap_open_dead(DC_LINK_ETHERNET, 65535);
+	int rc = 0;
+	if (!p) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (pcap_compile(p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
+		snprintf(errbuf, errlen, "filter '%s': %s", filter, pcap_geterr(p));
+		rc = -EINVAL;
+	} else {
+		pcap_freecode(&prog);
+	}
+	pcap_close(p);
+	return rc;
+}
+
 int cap_live_open(const struct cap_live_config *cfg, struct cap_live **out, char *errbuf, size_t errlen)
 {
 	struct cap_live *l = calloc(1, sizeof(*l));

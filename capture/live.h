@@ -72,6 +72,10 @@ struct cap_live_stats {
 
 struct cap_live;
 
+/* Checks a libpcap filter expression for Ethernet without opening anything;
+ * 0, or -EINVAL with libpcap's message in errbuf. */
+int cap_live_check_filter(const char *filter, char *errbuf, size_t errlen);
+
 int cap_live_open(const struct cap_live_config *cfg, struct cap_live **out, char *errbuf, size_t errlen);
 int cap_live_backend(const struct cap_live *l);
 /* Why an eBPF request runs on libpcap, or NULL. */
