@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,6 +62,8 @@ struct run_ctx {
 	struct pipeline *pl;
 	struct cap_live *live;
 	struct cap_inventory *inv;
+	struct cap_disc_monitor *mon;
+	struct timespec inv_mtime;  /* of the inventory loaded, to notice a rewrite */
 	struct run_if ifs[RUN_MAX_IFACES];
 	size_t n_ifs;
 	int fatal;
@@ -322,9 +325,51 @@ static int start_iface(struct run_ctx *c, const struct cap_iface *ifc)
 	return 0;
 }
 
-static void on_link(void *arg, int event, const struct cap_iface *ifc)
+static int inventory_mtime(const char *path, struct timespec *out)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -errno;
+	*out = st.st_mtim;
+	return 0;
+}
+
+/* Pods come and go after the agent started: when a veth shows up that the
+ * inventory does not name, read the inventory again if its file changed. */
+static void refresh_inventory(struct run_ctx *c)
+{
+	struct timespec m;
+	struct cap_inventory *inv;
+	char err[256];
+	if (inventory_mtime(c->o->inventory, &m) < 0 ||
+	    (m.tv_sec == c->inv_mtime.tv_sec && m.tv_nsec == c->inv_mtime.tv_nsec))
+		return;
+	if (cap_inventory_load(c->o->inventory, &inv, err, sizeof(err)) < 0) {
+		fprintf(stderr, "podcap run: inventory reload: %s\n", err);
+		c->inv_mtime = m; /* do not retry a bad file on every link event */
+		return;
+	}
+	if (c->mon)
+		cap_disc_monitor_set_inventory(c->mon, inv);
+	cap_inventory_free(c->inv);
+	c->inv = inv;
+	c->inv_mtime = m;
+}
+
+static void on_link(void *arg, int event, const struct cap_iface *ifc_in)
 {
 	struct run_ctx *c = arg;
+	struct cap_iface named = *ifc_in;
+	const struct cap_iface *ifc = &named;
+	if (event == CAP_LINK_NEW && !named.pod[0] && !strcmp(named.kind, "veth")) {
+		refresh_inventory(c);
+		const struct cap_pod *pod = cap_inventory_by_veth(c->inv, c->o->netns, named.name);
+		if (pod) {
+			named.cls = CAP_IF_POD_VETH;
+			snprintf(named.pod, sizeof(named.pod), "%s/%s",
+				 pod->namespace[0] ? pod->namespace : "default", pod->name);
+		}
+	}
 	struct run_if *ri = find_run_if(c, ifc->ifindex);
 	if (event == CAP_LINK_DEL) {
 		if (ri) {
@@ -439,7 +484,7 @@ int cmd_run(int argc, char **argv)
 	struct cap_iface *list = NULL;
 	size_t nlist = 0;
 	char err[1024];
-	int status = 1, ch, idx;
+	int status = 1, ch, idx, rc;
 
 	memset(&o, 0, sizeof(o));
 	pl_config_default(&o.pl);
@@ -501,6 +546,8 @@ int cmd_run(int argc, char **argv)
 			goto out;
 		}
 		c->inv = NULL; /* the default file is optional: veths stay unnamed */
+	} else {
+		inventory_mtime(o.inventory, &c->inv_mtime);
 	}
 	if (cap_live_open(&o.live, &c->live, err, sizeof(err)) < 0) {
 		fprintf(stderr, "podcap run: %s\n", err);
@@ -515,11 +562,12 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "podcap run: %s\n", err);
 		goto out;
 	}
-	if (cap_disc_monitor_open(c->inv, o.netns, &mon) < 0) {
-		fprintf(stderr, "podcap run: cannot watch links: %s\n", strerror(errno));
+	if ((rc = cap_disc_monitor_open(c->inv, o.netns, &mon)) < 0) {
+		fprintf(stderr, "podcap run: cannot watch links: %s\n", strerror(-rc));
 		goto out;
 	}
-	int rc = cap_discover(c->inv, o.netns, &list, &nlist);
+	c->mon = mon;
+	rc = cap_discover(c->inv, o.netns, &list, &nlist);
 	if (rc < 0) {
 		fprintf(stderr, "podcap run: listing interfaces: %s\n", strerror(-rc));
 		goto out;

@@ -582,6 +582,11 @@ int cap_disc_monitor_open(const struct cap_inventory *inv, const char *node, str
 	return 0;
 }
 
+void cap_disc_monitor_set_inventory(struct cap_disc_monitor *m, const struct cap_inventory *inv)
+{
+	m->inv = inv;
+}
+
 int cap_disc_monitor_fd(const struct cap_disc_monitor *m)
 {
 	return m->fd;

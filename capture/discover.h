@@ -79,6 +79,9 @@ typedef void (*cap_link_fn)(void *arg, int event, const struct cap_iface *ifc);
 int cap_disc_monitor_open(const struct cap_inventory *inv, const char *node,
 			  struct cap_disc_monitor **out);
 int cap_disc_monitor_fd(const struct cap_disc_monitor *m);
+/* Replaces the inventory used to name pods (after the caller reloaded it); the
+ * caller frees the old one afterwards. */
+void cap_disc_monitor_set_inventory(struct cap_disc_monitor *m, const struct cap_inventory *inv);
 /* Reads what is pending (non-blocking) and calls fn for each link message.
  * RTM_NEWLINK also arrives for changes of a known link (up/down); callers
  * de-duplicate by ifindex. Returns the number of events or -errno. */

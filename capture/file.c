@@ -148,7 +148,10 @@ int cap_next(struct cap_source *s, struct cap_packet *pkt)
 		pkt->data = data;
 		pkt->caplen = h->caplen;
 		pkt->wirelen = h->len < h->caplen ? h->caplen : h->len;
-		pkt->ts_us = (uint64_t)h->ts.tv_sec * 1000000u + (uint64_t)h->ts.tv_usec;
+		/* Classic pcap seconds are unsigned 32-bit; libpcap sign-extends them
+		 * into time_t, which turns times after 2038 negative. */
+		uint64_t sec = h->ts.tv_sec < 0 ? (uint64_t)(uint32_t)h->ts.tv_sec : (uint64_t)h->ts.tv_sec;
+		pkt->ts_us = sec * 1000000u + (uint64_t)h->ts.tv_usec;
 		pkt->linktype = s->linktype;
 		pkt->ifindex = 0;
 		s->received++;

@@ -10,7 +10,7 @@ command -v sqlite3 >/dev/null || { echo "SKIP: run-test needs the sqlite3 CLI"; 
 LAB=$SRC/lab/lab
 TMP=$(mktemp -d /tmp/pc-runtest.XXXXXX)
 export PODCAP_LAB_INVENTORY=$TMP/pods.json
-trap '[ -n "${BG_PID:-}" ] && kill "$BG_PID" 2>/dev/null; "$LAB" down >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
+trap '[ -n "${BG_PID:-}" ] && kill "$BG_PID" 2>/dev/null; ip netns del pc-tlate-$$ 2>/dev/null; "$LAB" down >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
 "$LAB" down >/dev/null
 "$LAB" up >/dev/null || fail "lab up"
 
@@ -22,7 +22,23 @@ for i in $(seq 1 200); do
   kill -0 "$BG_PID" 2>/dev/null || { cat "$TMP/run.out"; fail "podcap run exited early"; }
   sleep 0.05
 done
+# A pod that starts after the agent: its veth (a name no CNI rule knows) is named
+# from the rewritten inventory.
+ip netns add pc-tlate-$$
+/usr/bin/python3 - "$PODCAP_LAB_INVENTORY" <<'PY'
+import json, os, sys
+p = sys.argv[1]
+d = json.load(open(p))
+d["pods"].append({"name": "late-1", "namespace": "batch", "node": "pc-node1", "host_veth": "pod0late",
+                  "ips": ["10.244.1.60"]})
+json.dump(d, open(p + ".tmp", "w"))
+os.rename(p + ".tmp", p)
+PY
+ip -n pc-node1 link add pod0late type veth peer name eth0 netns pc-tlate-$$
+ip -n pc-node1 link set pod0late master cni0 up
 "$LAB" traffic 3 >/dev/null
+ip netns del pc-tlate-$$
+for i in $(seq 1 50); do grep -q 'pod0late went away' "$TMP/run.out" && break; sleep 0.1; done
 kill -TERM "$BG_PID"
 wait "$BG_PID" || { cat "$TMP/run.out"; fail "podcap run did not exit 0 on SIGTERM"; }
 BG_PID=
@@ -35,6 +51,8 @@ get() { echo "$final" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 [ "$(get kernel_counted_pkts)" -ge "$(get received)" ] || fail "kernel counted fewer than were handed up"
 grep -q 'capturing on veth.*pod default/web-1' "$TMP/run.out" || fail "web-1's veth not captured by name"
 grep -q 'capturing on flannel.1 (overlay' "$TMP/run.out" || fail "flannel.1 not captured"
+grep -q 'capturing on pod0late (pod-veth, veth, pod batch/late-1)' "$TMP/run.out" || fail "late pod not captured by name"
+grep -q 'pod0late went away' "$TMP/run.out" || fail "late pod's veth removal not noticed"
 grep -q 'stats ' "$TMP/run.out" || fail "no periodic counters"
 if ip netns exec pc-node1 tc qdisc show | grep -q clsact; then fail "clsact qdisc left behind"; fi
 pass "ebpf run: $(get received) packets, $(get records) flow records, clean stop"
