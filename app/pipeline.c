@@ -82,6 +82,11 @@ struct pipeline {
 	unsigned q_head, q_tail;
 	int q_busy, q_stop;
 	uint64_t store_errors;       /* under q_lock */
+
+	/* Flows whose packets retention deleted before their record reached the
+	 * database (under store_lock): id -> state, applied when the record comes. */
+	struct pl_expired { uint64_t id; int state; } *expired;
+	size_t n_expired, cap_expired;
 };
 
 void pl_config_default(struct pl_config *cfg)
@@ -112,12 +117,55 @@ static uint64_t map_id(const struct pipeline *pl, uint64_t id)
 
 /* ---- store thread -------------------------------------------------------- */
 
+/* Called with store_lock held. */
+static int pending_state(struct pipeline *pl, uint64_t id)
+{
+	for (size_t i = 0; i < pl->n_expired; i++)
+		if (pl->expired[i].id == id)
+			return pl->expired[i].state;
+	return -1;
+}
+
 static int store_record(struct pipeline *pl, const struct fl_record *rec)
 {
 	int rc = st_put_flow(pl->store, rec);
-	if (rc == 0 && pl->seg)
-		rc = st_set_packets_state(pl->store, rec->id, "stored");
+	if (rc == 0 && pl->seg) {
+		int state = pl->n_expired ? pending_state(pl, rec->id) : -1;
+		rc = st_set_packets_state(pl->store, rec->id,
+					  state >= 0 ? seg_flow_state_name(state) : "stored");
+	}
 	return rc;
+}
+
+/* Segment retention deleted packets of flow_id (worker thread, seg_lock held).
+ * Lock order: seg_lock, then store_lock; nobody takes them the other way round. */
+static void on_expire(void *arg, uint64_t flow_id, int state)
+{
+	struct pipeline *pl = arg;
+	pthread_mutex_lock(&pl->store_lock);
+	int rc = st_set_packets_state(pl->store, flow_id, seg_flow_state_name(state));
+	if (rc == -ENOENT) {
+		/* Still in the flow table or on its way: remember it (kept small: only
+		 * flows that outlive the segments holding their first packets). */
+		size_t i;
+		for (i = 0; i < pl->n_expired && pl->expired[i].id != flow_id; i++)
+			;
+		if (i == pl->n_expired) {
+			if (pl->n_expired == pl->cap_expired) {
+				size_t cap = pl->cap_expired ? pl->cap_expired * 2 : 64;
+				void *p = realloc(pl->expired, cap * sizeof(*pl->expired));
+				if (!p) {
+					pthread_mutex_unlock(&pl->store_lock);
+					return; /* the flow then says "stored"; export still reports expiry */
+				}
+				pl->expired = p;
+				pl->cap_expired = cap;
+			}
+			pl->expired[pl->n_expired++].id = flow_id;
+		}
+		pl->expired[i].state = state;
+	}
+	pthread_mutex_unlock(&pl->store_lock);
 }
 
 static void *writer_main(void *arg)
@@ -364,6 +412,8 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 		sc.flow_packets = cfg->store_first_packets;
 		if (cfg->store_cap_bytes)
 			sc.max_bytes = cfg->store_cap_bytes;
+		sc.on_expire = on_expire;
+		sc.expire_arg = pl;
 		rc = seg_open(cfg->store_dir, &sc, &pl->seg, errbuf, errlen);
 		if (rc < 0)
 			goto fail;
@@ -636,6 +686,7 @@ void pl_close(struct pipeline *pl)
 		pthread_join(pl->writer, NULL);
 	}
 	free(pl->ring);
+	free(pl->expired);
 	for (unsigned i = 0; i < PL_MAX_WORKERS; i++)
 		if (pl->worker[i].flows)
 			fl_table_free(pl->worker[i].flows);
