@@ -46,6 +46,12 @@ struct st_config {
 	 * retention compares with the wall clock: leave retain_age_s at 0 when
 	 * storing flows of old capture files. */
 	uint32_t retain_every_s;
+	/* Bulk load (e.g. `podcap read` of a file): when the database has no flows
+	 * at open, the secondary indexes are built once by st_close() instead of row
+	 * by row, which makes st_put_flow ~4x cheaper.  Until then queries work but
+	 * scan.  A writer killed meanwhile leaves the build to the next read-write
+	 * st_open().  Not for a long-running agent (default 0). */
+	int defer_indexes;
 };
 void st_config_default(struct st_config *cfg);
 
