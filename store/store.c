@@ -153,6 +153,8 @@ static const char *const flow_cols[] = {
 	"risk_names", "host", "url", "http_status", "dns_rcode", "ja3c", "ja3s", "dpi_done",
 };
 #define N_FLOW_COLS ((int)(sizeof(flow_cols) / sizeof(flow_cols[0])))
+#define PUT_POD (N_FLOW_COLS + 1)   /* upsert parameters after the columns */
+#define PUT_STATE (N_FLOW_COLS + 2)
 
 struct st_store {
 	sqlite3 *db;
@@ -164,6 +166,19 @@ struct st_store {
 	 * instead of a foreign key (see the schema). */
 	uint8_t *obs_known;
 	uint32_t obs_known_bits;
+	/* Pod of recently used observation points, bound per row instead of a
+	 * subquery (one b-tree seek less per row); direct-mapped by id. */
+	struct pod_slot {
+		uint32_t id;    /* 0 = empty */
+		char *pod;      /* NULL = no pod */
+	} pods[64];
+	/* Risk bitmap -> "name,name" strings: few distinct bitmaps occur, and
+	 * formatting one costs a loop of ndpi_risk2str + snprintf (~1 us). */
+	struct risk_slot {
+		uint64_t risk;  /* 0 = empty */
+		char *names;
+		int len;
+	} risks[128];
 	int in_tx;
 	int in_retain;           /* st_retain commits too: no automatic retention inside it */
 	int indexes_deferred;    /* secondary indexes absent until st_close builds them */
@@ -417,11 +432,14 @@ static int prepare_all(struct st_store *st)
 	for (int i = 0; i < N_FLOW_COLS; i++)
 		sql_add(sql, sizeof(sql), &off, ",%s", flow_cols[i]);
 	/* pod is copied from the observation point so SQL can filter on it directly. */
-	sql_add(sql, sizeof(sql), &off,
-			") VALUES ((SELECT pod FROM observation_points WHERE id = ?2)");
+	/* pod (parameter PUT_POD) comes from the handle's cache of observation
+	 * points; packets_state (PUT_STATE) is NULL when the caller does not set
+	 * it, keeping the stored value. */
+	sql_add(sql, sizeof(sql), &off, ",packets_state) VALUES (?%d", PUT_POD);
 	for (int i = 0; i < N_FLOW_COLS; i++)
 		sql_add(sql, sizeof(sql), &off, ",?%d", i + 1);
-	sql_add(sql, sizeof(sql), &off, ") ON CONFLICT(id) DO UPDATE SET pod=excluded.pod");
+	sql_add(sql, sizeof(sql), &off, ",coalesce(?%d,'none')) ON CONFLICT(id) DO UPDATE SET"
+		" pod=excluded.pod,packets_state=coalesce(?%d,packets_state)", PUT_STATE, PUT_STATE);
 	for (int i = 1; i < N_FLOW_COLS; i++) {
 		/* A periodic record never moves the start of a flow. */
 		if (!strcmp(flow_cols[i], "first_us"))
@@ -750,12 +768,8 @@ static void bind_proto_names(sqlite3_stmt *s, int i, const char *proto, size_t m
 }
 
 #define RISK_NAMES_LEN 2048
-static void bind_risk_names(sqlite3_stmt *s, int i, uint64_t risk, char buf[RISK_NAMES_LEN])
+static size_t format_risk_names(uint64_t risk, char buf[RISK_NAMES_LEN])
 {
-	if (!risk) {
-		sqlite3_bind_null(s, i);
-		return;
-	}
 	const size_t len = RISK_NAMES_LEN;
 	size_t off = 0;
 	buf[0] = 0;
@@ -771,7 +785,90 @@ static void bind_risk_names(sqlite3_stmt *s, int i, uint64_t risk, char buf[RISK
 	}
 	if (off >= len)
 		off = len - 1;
-	sqlite3_bind_text(s, i, buf, (int)off, SQLITE_STATIC);
+	return off;
+}
+
+/* Binds the risk names of a bitmap, formatted once per distinct bitmap (the
+ * cache slot's string lives until the slot is reused, i.e. past the step). */
+static void bind_risk_names(struct st_store *st, sqlite3_stmt *s, int i, uint64_t risk,
+			    char buf[RISK_NAMES_LEN])
+{
+	if (!risk) {
+		sqlite3_bind_null(s, i);
+		return;
+	}
+	struct risk_slot *slot = &st->risks[(risk * 0x9E3779B97F4A7C15ULL) >> 57];
+	if (slot->risk != risk) {
+		size_t n = format_risk_names(risk, buf);
+		char *copy = malloc(n + 1);
+		if (!copy) {
+			/* Only a cache: bind the formatted text directly. */
+			sqlite3_bind_text(s, i, buf, (int)n, SQLITE_STATIC);
+			return;
+		}
+		memcpy(copy, buf, n + 1);
+		free(slot->names);
+		slot->names = copy;
+		slot->len = (int)n;
+		slot->risk = risk;
+	}
+	sqlite3_bind_text(s, i, slot->names, slot->len, SQLITE_STATIC);
+}
+
+static void risks_free(struct st_store *st)
+{
+	for (size_t i = 0; i < sizeof(st->risks) / sizeof(st->risks[0]); i++) {
+		free(st->risks[i].names);
+		st->risks[i].names = NULL;
+		st->risks[i].risk = 0;
+	}
+}
+
+static void pods_forget(struct st_store *st)
+{
+	for (size_t i = 0; i < sizeof(st->pods) / sizeof(st->pods[0]); i++) {
+		free(st->pods[i].pod);
+		st->pods[i].pod = NULL;
+		st->pods[i].id = 0;
+	}
+}
+
+/* The pod of observation point id (NULL when it has none) in *pod, valid until
+ * the next pods_forget or st_obs_point. */
+static int pod_of(struct st_store *st, uint32_t id, const char **pod)
+{
+	struct pod_slot *slot = &st->pods[id % (sizeof(st->pods) / sizeof(st->pods[0]))];
+	if (id && slot->id == id) {
+		*pod = slot->pod;
+		return 0;
+	}
+	*pod = NULL;
+	if (!id)
+		return 0;
+	sqlite3_stmt *q;
+	int rc = sqlite3_prepare_v2(st->db, "SELECT pod FROM observation_points WHERE id = ?1", -1,
+				    &q, NULL);
+	if (rc != SQLITE_OK)
+		return sql_err(st, rc, "observation point pod");
+	sqlite3_bind_int64(q, 1, id);
+	rc = sqlite3_step(q);
+	char *copy = NULL;
+	if (rc == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(q, 0);
+		if (v && !(copy = strdup(v)))
+			rc = SQLITE_NOMEM;
+		else
+			rc = SQLITE_DONE;
+	}
+	int err = rc == SQLITE_DONE ? 0 : sql_err(st, rc, "observation point pod");
+	sqlite3_finalize(q);
+	if (err)
+		return err;
+	free(slot->pod);
+	slot->pod = copy;
+	slot->id = id;
+	*pod = copy;
+	return 0;
 }
 
 #define ST_OBS_BITMAP_MAX (1u << 20) /* ids beyond this are looked up in SQL */
@@ -800,6 +897,7 @@ static void obs_forget(struct st_store *st)
 {
 	if (st->obs_known)
 		memset(st->obs_known, 0, st->obs_known_bits / 8);
+	pods_forget(st);
 }
 
 /* 1 when the observation point exists, 0 when not, or -errno.  Another process
@@ -834,7 +932,7 @@ static int obs_load(struct st_store *st)
 	return rc == SQLITE_DONE ? 0 : sql_err(st, rc, "observation points");
 }
 
-int st_put_flow(struct st_store *st, const struct fl_record *r)
+static int put_flow(struct st_store *st, const struct fl_record *r, const char *state)
 {
 	if (!st->put)
 		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
@@ -849,8 +947,19 @@ int st_put_flow(struct st_store *st, const struct fl_record *r)
 	int err = tx_begin(st);
 	if (err)
 		return err;
+	const char *pod;
+	if ((err = pod_of(st, r->obs_id, &pod)))
+		return err;
 	sqlite3_stmt *s = st->put;
 	char addr[4][INET6_ADDRSTRLEN], risk[RISK_NAMES_LEN];
+	if (pod)
+		sqlite3_bind_text(s, PUT_POD, pod, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, PUT_POD);
+	if (state)
+		sqlite3_bind_text(s, PUT_STATE, state, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, PUT_STATE);
 	int i = 1;
 	sqlite3_bind_int64(s, i++, (int64_t)r->id);
 	if (r->obs_id)
@@ -913,7 +1022,7 @@ int st_put_flow(struct st_store *st, const struct fl_record *r)
 	i += 2;
 	bind_text_or_null(s, i++, r->category, sizeof(r->category));
 	sqlite3_bind_int64(s, i++, (int64_t)r->risk);
-	bind_risk_names(s, i++, r->risk, risk);
+	bind_risk_names(st, s, i++, r->risk, risk);
 	bind_text_or_null(s, i++, r->host, sizeof(r->host));
 	bind_text_or_null(s, i++, r->url, sizeof(r->url));
 	if (r->http_status)
@@ -943,6 +1052,18 @@ int st_put_flow(struct st_store *st, const struct fl_record *r)
 	if (++st->pending >= st->cfg.batch)
 		return st_commit(st);
 	return 0;
+}
+
+int st_put_flow(struct st_store *st, const struct fl_record *rec)
+{
+	return put_flow(st, rec, NULL);
+}
+
+int st_put_flow_state(struct st_store *st, const struct fl_record *rec, const char *packets_state)
+{
+	if (!packets_state || !*packets_state)
+		return set_err(st, -EINVAL, "no packets_state");
+	return put_flow(st, rec, packets_state);
 }
 
 int st_obs_point(struct st_store *st, const char *iface, const char *direction,
@@ -978,6 +1099,13 @@ int st_obs_point(struct st_store *st, const char *iface, const char *direction,
 			       (long long)v);
 	*id = (uint32_t)v;
 	obs_mark(st, *id);
+	/* Its pod may have changed: look it up again on next use. */
+	struct pod_slot *slot = &st->pods[*id % (sizeof(st->pods) / sizeof(st->pods[0]))];
+	if (slot->id == *id) {
+		free(slot->pod);
+		slot->pod = NULL;
+		slot->id = 0;
+	}
 	return 0;
 }
 
@@ -1528,6 +1656,8 @@ int st_close(struct st_store *st)
 	}
 	finalize_all(st);
 	sqlite3_close_v2(st->db);
+	pods_forget(st);
+	risks_free(st);
 	free(st->obs_known);
 	free(st->path);
 	free(st);

@@ -78,6 +78,10 @@ int st_obs_point(struct st_store *st, const char *iface, const char *direction,
 		 const char *pod, int linktype, uint32_t *id);
 
 int st_put_flow(struct st_store *st, const struct fl_record *rec);
+/* st_put_flow that also sets the row's packets_state (see st_set_packets_state)
+ * in the same statement: what st_put_flow + st_set_packets_state do, at the cost
+ * of one (a second statement costs a b-tree seek and a row rewrite). */
+int st_put_flow_state(struct st_store *st, const struct fl_record *rec, const char *packets_state);
 int st_commit(struct st_store *st);
 
 /* Applies retention now; *deleted gets the number of flow rows removed.  Commits

@@ -11,7 +11,7 @@
  *                                  into memory first and written again; prints
  *                                  the writer thread's CPU time per row, which is
  *                                  what the store thread spends in the pipeline;
- *                                  "defer" sets st_config.defer_indexes (their
+ *                                  "state" with st_put_flow_state; "defer" sets st_config.defer_indexes (their
  *                                  build at close is timed apart)
  */
 #include <arpa/inet.h>
@@ -220,10 +220,9 @@ int main(int argc, char **argv)
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ca);
 		for (size_t i = 0; i < n; i++) {
-			if ((rc = st_put_flow(st, &v[i])))
+			rc = with_state ? st_put_flow_state(st, &v[i], "stored") : st_put_flow(st, &v[i]);
+			if (rc)
 				return fail(st, "put", rc);
-			if (with_state && (rc = st_set_packets_state(st, v[i].id, "stored")))
-				return fail(st, "packets_state", rc);
 		}
 		if ((rc = st_commit(st)))
 			return fail(st, "commit", rc);

@@ -240,6 +240,24 @@ static void test_obs_points(void)
 	CHECK(!strcmp(pod, "default/web-7d9"));
 	CHECK(sql_i64(db, "SELECT obs_id IS NULL FROM flows WHERE id = 8") == 1);
 	check_integrity(db);
+
+	/* The writer caches pods per observation point: a pod set later through
+	 * st_obs_point reaches the next record of the flow. */
+	st = open_ok(db, 0);
+	uint32_t d, e;
+	CHECK_OK(st_obs_point(st, "veth9", "in", NULL, 1, &d));
+	fx_record(&r, 20, "10.244.1.6", 40000, "10.244.2.9", 8080, FX_T0_US);
+	r.obs_id = d;
+	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(st_obs_point(st, "veth9", "in", "default/late-pod", 1, &e));
+	CHECK(d == e);
+	fx_record(&r, 21, "10.244.1.6", 40001, "10.244.2.9", 8080, FX_T0_US);
+	r.obs_id = d;
+	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(st_close(st));
+	CHECK(sql_i64(db, "SELECT pod IS NULL FROM flows WHERE id = 20") == 1);
+	sql_text(db, "SELECT pod FROM flows WHERE id = 21", pod, sizeof(pod));
+	CHECK(!strcmp(pod, "default/late-pod"));
 }
 
 static void test_upsert(void)
@@ -283,6 +301,27 @@ static void test_upsert(void)
 	sql_text(db, "SELECT risk_names FROM flows", t, sizeof(t));
 	CHECK(strchr(t, ',') && strlen(t) > 5);
 	CHECK(sql_i64(db, "SELECT outer_src IS NULL AND vni IS NULL FROM flows") == 1);
+
+	/* st_put_flow_state sets packets_state with the record; st_put_flow keeps
+	 * what is stored; the same risk bitmap names the same way each time (the
+	 * names are cached per bitmap). */
+	st = open_ok(db, 0);
+	fx_record(&r, 43, "10.244.1.5", 40001, "10.244.2.9", 443, FX_T0_US);
+	r.risk = (1ULL << 24) | (1ULL << 6);
+	CHECK_OK(st_put_flow_state(st, &r, "stored"));
+	CHECK(st_put_flow_state(st, &r, NULL) == -EINVAL);
+	fx_record(&r, 44, "10.244.1.5", 40002, "10.244.2.9", 443, FX_T0_US);
+	CHECK_OK(st_put_flow(st, &r));
+	r.risk = (1ULL << 24) | (1ULL << 6);
+	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(st_set_packets_state(st, 42, "expired"));
+	fx_record(&r, 42, "10.244.1.5", 40000, "10.244.2.9", 443, FX_T0_US + 5000000);
+	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(st_close(st));
+	sql_text(db, "SELECT group_concat(packets_state, ',') FROM (SELECT packets_state FROM flows"
+		 " WHERE id IN (42, 43, 44) ORDER BY id)", t, sizeof(t));
+	CHECK(!strcmp(t, "expired,stored,none"));
+	CHECK(sql_i64(db, "SELECT count(DISTINCT risk_names) FROM flows WHERE id IN (42, 43, 44)") == 1);
 
 	/* Ids at or above 2^63 (shard >= 128) round-trip as their bit pattern. */
 	st = open_ok(db, 0);
