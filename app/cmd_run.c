@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -226,6 +227,60 @@ static int load_config(struct run_opts *o, const char *path)
 	return 0;
 }
 
+/* obs id -> ifindex for the record hook, which runs on flow worker threads while
+ * the capture thread adds interfaces: a small table of its own under a lock. */
+static pthread_mutex_t obs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { uint32_t obs, ifindex; } obs_map[RUN_MAX_IFACES];
+static size_t n_obs_map;
+
+static void obs_map_set(uint32_t obs, uint32_t ifindex)
+{
+	pthread_mutex_lock(&obs_lock);
+	size_t i;
+	for (i = 0; i < n_obs_map && obs_map[i].obs != obs; i++)
+		;
+	if (i < RUN_MAX_IFACES) {
+		obs_map[i].obs = obs;
+		obs_map[i].ifindex = ifindex;
+		if (i == n_obs_map)
+			n_obs_map++;
+	}
+	pthread_mutex_unlock(&obs_lock);
+}
+
+/* eBPF sends only the first packets of each flow to user space; the kernel keeps
+ * exact per-flow counters.  Records of untunnelled flows take the kernel's counts
+ * (tunnelled ones are keyed by their inner tuple, the kernel by the outer one). */
+static void kernel_counts(void *arg, struct fl_record *rec)
+{
+	struct run_ctx *c = arg;
+	uint32_t ifindex = 0;
+
+	if (rec->tunnel != DC_TUN_NONE || !rec->key.family)
+		return;
+	pthread_mutex_lock(&obs_lock);
+	for (size_t i = 0; i < n_obs_map; i++)
+		if (obs_map[i].obs == rec->obs_id)
+			ifindex = obs_map[i].ifindex;
+	pthread_mutex_unlock(&obs_lock);
+	if (!ifindex)
+		return;
+	struct dc_tuple rev = rec->key;
+	memcpy(rev.src, rec->key.dst, sizeof(rev.src));
+	memcpy(rev.dst, rec->key.src, sizeof(rev.dst));
+	rev.sport = rec->key.dport;
+	rev.dport = rec->key.sport;
+	uint64_t p[2], b[2];
+	if (cap_live_flow_counters(c->live, ifindex, &rec->key, &p[0], &b[0]) < 0 ||
+	    cap_live_flow_counters(c->live, ifindex, &rev, &p[1], &b[1]) < 0)
+		return;
+	for (int d = 0; d < 2; d++)
+		if (p[d] > rec->pkts[d]) {
+			rec->pkts[d] = p[d];
+			rec->bytes[d] = b[d];
+		}
+}
+
 static struct run_if *find_run_if(struct run_ctx *c, uint32_t ifindex)
 {
 	for (size_t i = 0; i < c->n_ifs; i++)
@@ -317,6 +372,7 @@ static int start_iface(struct run_ctx *c, const struct cap_iface *ifc)
 		cap_live_remove(c->live, ifc->ifindex);
 		return -EIO;
 	}
+	obs_map_set(ri->obs, ri->ifindex);
 	ri->active = 1;
 	if (!c->o->quiet)
 		printf("podcap run: capturing on %s (%s%s%s%s%s)\n", ifc->name, cap_if_class_name(ifc->cls),
@@ -558,6 +614,10 @@ int cmd_run(int argc, char **argv)
 	if (cap_live_fallback_reason(c->live))
 		fprintf(stderr, "podcap run: eBPF backend unavailable (%s); using libpcap\n",
 			cap_live_fallback_reason(c->live));
+	if (cap_live_backend(c->live) == CAP_BACKEND_EBPF) {
+		o.pl.record_hook = kernel_counts;
+		o.pl.record_hook_arg = c;
+	}
 	if (pl_open(&o.pl, &c->pl, err, sizeof(err)) < 0) {
 		fprintf(stderr, "podcap run: %s\n", err);
 		goto out;

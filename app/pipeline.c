@@ -243,8 +243,16 @@ static int on_record(void *arg, const struct fl_record *in)
 {
 	struct pl_worker *w = arg;
 	struct pipeline *pl = w->pl;
+	struct fl_record local;
 	int rc;
 
+	if (pl->cfg.record_hook) {
+		/* outside the queue lock: a hook may make system calls */
+		local = *in;
+		local.id = map_id(pl, in->id);
+		pl->cfg.record_hook(pl->cfg.record_hook_arg, &local);
+		in = &local;
+	}
 	pthread_mutex_lock(&pl->q_lock);
 	while (pl->q_head - pl->q_tail >= PL_RING && !failed(pl))
 		pthread_cond_wait(&pl->q_nonfull, &pl->q_lock);
@@ -252,7 +260,8 @@ static int on_record(void *arg, const struct fl_record *in)
 	if (!rc) {
 		struct fl_record *r = &pl->ring[pl->q_head % PL_RING];
 		*r = *in;
-		r->id = map_id(pl, in->id);
+		if (in != &local)
+			r->id = map_id(pl, in->id);
 		pl->q_head++;
 		pthread_cond_signal(&pl->q_nonempty);
 	} else {

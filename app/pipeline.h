@@ -33,6 +33,12 @@ struct pl_config {
 	uint32_t store_first_packets; /* only the first N packets of each flow, 0 = all */
 	uint64_t store_cap_bytes;     /* total segment size cap, 0 = default */
 	unsigned workers;             /* flow worker threads, 0 = inline (max PL_MAX_WORKERS) */
+	/* Called on a flow worker's thread for every record before it is stored (ids
+	 * already final); may raise counters the flow table could not see, e.g. the
+	 * eBPF backend's exact kernel counts for flows whose later packets stayed in
+	 * the kernel.  Must be thread-safe when workers > 1. */
+	void (*record_hook)(void *arg, struct fl_record *rec);
+	void *record_hook_arg;
 };
 #define PL_MAX_WORKERS 16
 void pl_config_default(struct pl_config *cfg);
