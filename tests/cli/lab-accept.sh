@@ -34,6 +34,7 @@ zone=/run/podcap/lab/zone
 ip netns exec pc-tls-1 /usr/bin/python3 "$src/lab/dns-server.py" 10.244.2.10 53 "$zone" >/dev/null 2>&1 &
 ip netns exec pc-api-1 /usr/bin/python3 "$src/lab/dns-server.py" 10.244.3.10 53 "$zone" >/dev/null 2>&1 &
 mkdir -p "$tmp/www"; echo hello > "$tmp/www/index.html"
+head -c 2000000 /dev/zero > "$tmp/www/big.bin"
 ip netns exec pc-client-2 /usr/bin/python3 -m http.server 8080 --bind 10.244.2.11 --directory "$tmp/www" >/dev/null 2>&1 &
 sleep 1
 
@@ -46,6 +47,9 @@ sleep 0.5
 c1() { ip netns exec pc-client-1 "$@"; }
 c1 curl -s -m 3 -o /dev/null http://10.244.2.11:8080/index.html || bad "HTTP to client-2 over flannel.1 failed"
 c1 curl -s -m 3 -o /dev/null http://10.244.3.10:8080/ || bad "HTTP to api-1 over vxlan0 failed"
+# a long flow: the eBPF ring carries only its first packets, the record must still
+# count every packet (the kernel's exact counters)
+c1 curl -s -m 5 -o /dev/null --local-port 45999 http://10.244.2.11:8080/big.bin || bad "big download failed"
 c1 dig +short +time=2 +tries=1 @10.244.2.10 web-1.default.svc.cluster.local >/dev/null || bad "DNS to tls-1 failed"
 c1 dig +short +time=2 +tries=1 @10.244.3.10 tls-1.default.svc.cluster.local >/dev/null || bad "DNS to api-1 failed"
 
@@ -107,6 +111,10 @@ check_path "DNS over flannel.1 (8472)" 10.244.2.10 53 DNS 1 8472
 check_path "HTTP over vxlan0 (4789)" 10.244.3.10 8080 HTTP 42 4789
 check_path "DNS over vxlan0 (4789)" 10.244.3.10 53 DNS 42 4789
 
+r=$(q "SELECT f.c2s_pkts + f.s2c_pkts, f.s2c_bytes FROM flows f JOIN observation_points o ON o.id = f.obs_id
+       WHERE o.iface LIKE 'veth%' AND f.sport = 45999 AND f.dport = 8080 LIMIT 1")
+set -- $r
+if [ -n "${1:-}" ] && [ "$1" -gt 100 ] && [ "$2" -gt 2000000 ]; then ok "long flow counted in full: $1 packets, $2 bytes server->client"; else bad "long flow counts: '$r'"; fi
 for t in "ipip 10.250.0.2 ipip.tunnel.test" "geneve 10.250.1.2 geneve.tunnel.test" "gre 10.250.2.2 gre.tunnel.test"; do
   set -- $t
   r=$(q "SELECT f.tunnel, coalesce(f.vni,'-'), f.proto_name, coalesce(f.host,'-') FROM flows f JOIN observation_points o ON o.id = f.obs_id
