@@ -302,6 +302,27 @@ static void test_upsert(void)
 	CHECK(strchr(t, ',') && strlen(t) > 5);
 	CHECK(sql_i64(db, "SELECT outer_src IS NULL AND vni IS NULL FROM flows") == 1);
 
+	/* Addresses are written as inet_ntop would (the store formats IPv4 itself). */
+	{
+		static const char *const v4[] = {"0.0.0.0", "255.255.255.255", "100.10.0.9",
+						 "1.20.199.250"};
+		st = open_ok(db, 0);
+		for (int k = 0; k < 4; k++) {
+			fx_record(&r, 100 + (uint64_t)k, v4[k], 1, v4[3 - k], 2, FX_T0_US);
+			CHECK_OK(st_put_flow(st, &r));
+		}
+		CHECK_OK(st_close(st));
+		for (int k = 0; k < 4; k++) {
+			char sql[96];
+			snprintf(sql, sizeof(sql), "SELECT src || ' ' || dst FROM flows WHERE id = %d", 100 + k);
+			sql_text(db, sql, t, sizeof(t));
+			char want[64];
+			snprintf(want, sizeof(want), "%s %s", v4[k], v4[3 - k]);
+			CHECK(!strcmp(t, want));
+		}
+		sql_exec(db, "DELETE FROM flows WHERE id BETWEEN 100 AND 103");
+	}
+
 	/* st_put_flow_state sets packets_state with the record; st_put_flow keeps
 	 * what is stored; the same risk bitmap names the same way each time (the
 	 * names are cached per bitmap). */
