@@ -1316,6 +1316,13 @@ int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
 	st->in_retain = 1;
 	if ((err = st_commit(st)))
 		goto out;
+	/* Retention picks the oldest flows by last_us: without the index every
+	 * chunk would sort the whole table, so a deferred build happens now. */
+	if (st->indexes_deferred) {
+		if ((err = set_indexes(st, 1)))
+			goto out;
+		st->indexes_deferred = 0;
+	}
 	if (st->cfg.retain_age_s && now_s > st->cfg.retain_age_s) {
 		uint64_t before = (now_s - st->cfg.retain_age_s) * 1000000ULL;
 		for (;;) {

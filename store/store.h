@@ -19,6 +19,11 @@
  *         proto_name, master_name, app_name, category, risk, risk_names, host, url,
  *         http_status, dns_rcode, ja3c, ja3s, dpi_done, packets_state)
  *   observation_points(id, iface, direction, pod, linktype, first_seen_us)
+ *   indexes on flows: last_us, src, dst, dport, app_name (NOCASE), community_id,
+ *   pod, outer_src, outer_dst (the last three partial: non-NULL only); no others,
+ *   since each costs the writer ~2 us per row.  A query filtering on another
+ *   column (or ORing an indexed one with another, as --port does with sport)
+ *   scans by time.
  *   meta(key, value)
  * Flow ids are uint64 in the API and stored as the same 64-bit pattern in SQLite's
  * signed INTEGER; JSON output gives them as decimal strings (JavaScript numbers

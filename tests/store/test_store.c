@@ -1236,6 +1236,20 @@ static void test_defer(void)
 	CHECK_OK(st_close(st));
 	CHECK(sql_i64(db, N_FLOW_INDEXES_SQL) == 9);
 
+	/* Retention needs the last_us index: it builds the deferred ones. */
+	char db3[300];
+	path_in(db3, sizeof(db3), "defer3.db");
+	CHECK_OK(st_open(db3, &cfg, &st, err, sizeof(err)));
+	fx_synthetic(&r, 1, 0);
+	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(st_commit(st));
+	CHECK(sql_i64(db3, N_FLOW_INDEXES_SQL) == 0);
+	uint64_t deleted;
+	CHECK_OK(st_retain(st, (uint64_t)time(NULL), &deleted));
+	CHECK(deleted == 0);
+	CHECK(sql_i64(db3, N_FLOW_INDEXES_SQL) == 9);
+	CHECK_OK(st_close(st));
+
 	/* A deferred writer that exits without st_close (as if killed after a
 	 * commit): the next read-write open builds the indexes. */
 	char db2[300];
