@@ -29,7 +29,7 @@ static void read_help(void)
 	       "  --idle-timeout S     end a flow after S seconds without packets (default 120)\n"
 	       "  --active-timeout S   periodic record of long flows every S seconds (default 60)\n"
 	       "  --max-flows N        flow table cap; older flows are evicted beyond it\n"
-	       "  --dpi-packets N      packets per flow given to nDPI before it gives up (default 32)\n"
+	       "  --dpi-packets N      packets per flow given to nDPI before it gives up (default 80 TCP, 24 UDP, as ndpiReader)\n"
 	       "  --no-dpi             no nDPI classification\n"
 	       "  --workers N          flow worker threads (default: 2 on 2+ cores; 0 = all in one thread)\n"
 	       "  --quiet              no progress line and no summary\n");
@@ -106,8 +106,8 @@ int cmd_read(int argc, char **argv)
 			break;
 		case 'i':
 		case 'a':
-			if (app_parse_uint(optarg, 1, 86400 * 7, &v) < 0) {
-				fprintf(stderr, "podcap read: bad timeout '%s' (seconds, 1..604800)\n", optarg);
+			if (app_parse_uint(optarg, 1, 10000000000ULL, &v) < 0) {
+				fprintf(stderr, "podcap read: bad timeout '%s' (seconds, 1..10000000000)\n", optarg);
 				return app_usage(READ_USAGE);
 			}
 			if (c == 'i')
