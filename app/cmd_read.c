@@ -67,6 +67,9 @@ int cmd_read(int argc, char **argv)
 	int quiet = 0, c, status = 0;
 
 	pl_config_default(&cfg);
+	/* A bulk load into an empty database builds its indexes once at the end
+	 * (about 3x cheaper per index); an agent keeps them live instead. */
+	cfg.st.defer_indexes = 1;
 	{
 		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg.workers = ncpu >= 2 ? 2 : 0;

@@ -128,13 +128,11 @@ static int pending_state(struct pipeline *pl, uint64_t id)
 
 static int store_record(struct pipeline *pl, const struct fl_record *rec)
 {
-	int rc = st_put_flow(pl->store, rec);
-	if (rc == 0 && pl->seg) {
-		int state = pl->n_expired ? pending_state(pl, rec->id) : -1;
-		rc = st_set_packets_state(pl->store, rec->id,
-					  state >= 0 ? seg_flow_state_name(state) : "stored");
-	}
-	return rc;
+	if (!pl->seg)
+		return st_put_flow(pl->store, rec);
+	/* packets_state goes in with the same upsert (a second UPDATE costs a seek) */
+	int state = pl->n_expired ? pending_state(pl, rec->id) : -1;
+	return st_put_flow_state(pl->store, rec, state >= 0 ? seg_flow_state_name(state) : "stored");
 }
 
 /* Segment retention deleted packets of flow_id (worker thread, seg_lock held).
