@@ -45,7 +45,8 @@ struct pipeline;
 struct pl_worker {
 	struct pipeline *pl;
 	unsigned idx;
-	struct fl_table *flows;
+	struct fl_config cfg;
+	struct fl_table *flows; /* set by the worker thread itself: atomic access */
 	uint64_t last_expire_us;
 	pthread_t th;
 	int running;
@@ -315,6 +316,14 @@ static void *worker_main(void *arg)
 
 	snprintf(name, sizeof(name), "podcap-flow%u", w->idx);
 	pthread_setname_np(pthread_self(), name);
+	struct fl_table *t = fl_table_new(&w->cfg, on_record, w);
+	if (!t) {
+		/* Packets sent here are then only drained; the caller sees the error on
+		 * its next pl_packet() and stops. */
+		snprintf(w->pl->err, sizeof(w->pl->err), "flow table: %s", strerror(errno ? errno : ENOMEM));
+		set_failed(w->pl, -(errno ? errno : ENOMEM));
+	}
+	__atomic_store_n(&w->flows, t, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		while (w->head == w->tail) {
@@ -322,7 +331,7 @@ static void *worker_main(void *arg)
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += 1;
-			if (pthread_cond_timedwait(&w->nonempty, &w->lock, &ts) == ETIMEDOUT) {
+			if (pthread_cond_timedwait(&w->nonempty, &w->lock, &ts) == ETIMEDOUT && t) {
 				uint64_t now = __atomic_load_n(&w->pl->tick_us, __ATOMIC_RELAXED);
 				if (now > w->last_expire_us) {
 					w->last_expire_us = now;
@@ -335,13 +344,13 @@ static void *worker_main(void *arg)
 		struct pl_batch *b = w->slot[w->tail % PL_SLOTS];
 		pthread_mutex_unlock(&w->lock);
 
-		for (uint32_t i = 0; i < b->n; i++) {
+		for (uint32_t i = 0; t && i < b->n; i++) {
 			const struct pl_item *it = &b->item[i];
 			flow_packet(w, it->obs, &it->p, b->data + it->off, it->ts_us);
 		}
 		int kind = (int)b->kind;
-		if (kind == PL_BATCH_FLUSH)
-			fl_table_flush(w->flows);
+		if (kind == PL_BATCH_FLUSH && t)
+			fl_table_flush(t);
 
 		pthread_mutex_lock(&w->lock);
 		w->tail++;
@@ -446,8 +455,10 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 		fc.shard = (uint8_t)i;
 		w->pl = pl;
 		w->idx = i;
-		w->flows = fl_table_new(&fc, on_record, w);
-		if (!w->flows) {
+		w->cfg = fc;
+		/* Worker threads build their own table (nDPI's set-up takes ~0.1 s per
+		 * module) while the caller already reads packets; inline, we do it here. */
+		if (pl->nworkers == 0 && !(w->flows = fl_table_new(&fc, on_record, w))) {
 			rc = -errno;
 			snprintf(errbuf, errlen, "flow table: %s", strerror(errno));
 			goto fail;
@@ -604,9 +615,10 @@ void pl_stats(const struct pipeline *pl, struct pl_stats *out)
 	unsigned ntables = pl->nworkers ? pl->nworkers : 1;
 	for (unsigned i = 0; i < ntables; i++) {
 		struct fl_stats fs;
-		if (!pl->worker[i].flows)
+		struct fl_table *t = __atomic_load_n(&pl->worker[i].flows, __ATOMIC_ACQUIRE);
+		if (!t)
 			continue;
-		fl_table_stats(pl->worker[i].flows, &fs);
+		fl_table_stats(t, &fs);
 		out->fl.packets += fs.packets;
 		out->fl.skipped += fs.skipped;
 		out->fl.flows_created += fs.flows_created;
