@@ -31,7 +31,7 @@ static void read_help(void)
 	       "  --max-flows N        flow table cap; older flows are evicted beyond it\n"
 	       "  --dpi-packets N      packets per flow given to nDPI before it gives up (default 80 TCP, 24 UDP, as ndpiReader)\n"
 	       "  --no-dpi             no nDPI classification\n"
-	       "  --workers N          flow worker threads (default: 2 on 2+ cores; 0 = all in one thread)\n"
+	       "  --workers N          flow worker threads (default: cores - 1 above 2 cores, else 0 = inline)\n"
 	       "  --quiet              no progress line and no summary\n");
 }
 
@@ -71,8 +71,11 @@ int cmd_read(int argc, char **argv)
 	 * (about 3x cheaper per index); an agent keeps them live instead. */
 	cfg.st.defer_indexes = 1;
 	{
+		/* The store thread already takes a second core; flow workers pay off only
+		 * with more (measured on 2 cores: inline 1.08 s, 2 workers 1.13 s for
+		 * 753k packets, and 10 MB less memory inline). */
 		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		cfg.workers = ncpu >= 2 ? 2 : 0;
+		cfg.workers = ncpu > 2 ? (unsigned)(ncpu - 1 < PL_MAX_WORKERS ? ncpu - 1 : PL_MAX_WORKERS) : 0;
 	}
 	optind = 1;
 	opterr = 1;
