@@ -1438,20 +1438,26 @@ static void csv_field(FILE *out, const char *v)
 	fputc('"', out);
 }
 
+#define TABLE_COLS 10
+#define TABLE_FIRST_NUM 7 /* PKTS, BYTES, RTT: right-aligned */
+
 struct table_row {
-	char *col[8];
+	char *col[TABLE_COLS];
 };
 
-static const char *const table_head[8] = {"TIME (UTC)", "L4", "CLIENT -> SERVER", "APP", "HOST",
-					  "PKTS", "BYTES", "RTT"};
+/* ID first: it is what `podcap export --flow` takes.  SEEN ON is the observation
+ * point, with the tunnel when the flow was seen encapsulated there: the same
+ * connection on a pod veth and on the underlay is two rows. */
+static const char *const table_head[TABLE_COLS] = {"ID", "TIME (UTC)", "SEEN ON", "L4", "CLIENT -> SERVER",
+						   "APP", "HOST", "PKTS", "BYTES", "RTT"};
 
 static void table_print(FILE *out, struct table_row *rows, size_t n, int *w)
 {
 	for (size_t r = 0; r < n; r++) {
-		for (int c = 0; c < 8; c++) {
+		for (int c = 0; c < TABLE_COLS; c++) {
 			/* Numbers right-aligned, text left-aligned; no trailing blanks. */
-			int right = c >= 5;
-			if (c == 7)
+			int right = c >= TABLE_FIRST_NUM || c == 0;
+			if (c == TABLE_COLS - 1)
 				fprintf(out, "%*s\n", w[c], rows[r].col[c]);
 			else
 				fprintf(out, right ? "%*s  " : "%-*s  ", w[c], rows[r].col[c]);
@@ -1503,9 +1509,20 @@ static int emit_table_row(sqlite3_stmt *s, struct table_row *row)
 	snprintf(hostbuf, sizeof(hostbuf), "%s", host ? host : "-");
 	if (host && strlen(host) >= sizeof(hostbuf))
 		memcpy(hostbuf + sizeof(hostbuf) - 4, "...", 4);
-	const char *v[8] = {tbuf, l4_name(proto, l4buf, sizeof(l4buf)), ep, app ? app : "-",
-			    hostbuf, pk, by, rtt};
-	for (int c = 0; c < 8; c++) {
+	char idbuf[32], seen[96];
+	snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long)sqlite3_column_int64(s, 12));
+	const char *iface = (const char *)sqlite3_column_text(s, 13);
+	const char *tun = (const char *)sqlite3_column_text(s, 14);
+	if (tun && strcmp(tun, "none") && sqlite3_column_type(s, 15) != SQLITE_NULL)
+		snprintf(seen, sizeof(seen), "%s %s/%lld", iface ? iface : "?", tun,
+			 (long long)sqlite3_column_int64(s, 15));
+	else if (tun && strcmp(tun, "none"))
+		snprintf(seen, sizeof(seen), "%s %s", iface ? iface : "?", tun);
+	else
+		snprintf(seen, sizeof(seen), "%s", iface ? iface : "?");
+	const char *v[TABLE_COLS] = {idbuf, tbuf, seen, l4_name(proto, l4buf, sizeof(l4buf)), ep,
+				     app ? app : "-", hostbuf, pk, by, rtt};
+	for (int c = 0; c < TABLE_COLS; c++) {
 		if (!(row->col[c] = strdup(v[c])))
 			return -ENOMEM;
 		/* Host names come off the wire: no terminal escape sequences. */
@@ -1543,7 +1560,9 @@ int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format
 	if (fmt == ST_FMT_TABLE) {
 		sql_add(sql, sizeof(sql), &off,
 				"last_us, ip_proto, family, src, sport, dst, dport, proto_name, host,"
-				" c2s_pkts + s2c_pkts, c2s_bytes + s2c_bytes, rtt_us");
+				" c2s_pkts + s2c_pkts, c2s_bytes + s2c_bytes, rtt_us, id,"
+				" (SELECT iface FROM observation_points o WHERE o.id = flows.obs_id),"
+				" tunnel, vni");
 	} else if (fmt == ST_FMT_JSON) {
 		sql_add(sql, sizeof(sql), &off, "json_object(");
 		for (int i = 0; i < N_OUT_COLS; i++)
@@ -1598,7 +1617,7 @@ int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format
 
 	struct table_row *rows = NULL;
 	size_t nrows = 0;
-	int w[8];
+	int w[TABLE_COLS];
 	int widths_fixed = 0;
 	int count = 0;
 	if (fmt == ST_FMT_TABLE) {
@@ -1607,7 +1626,7 @@ int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format
 			err = set_err(st, -ENOMEM, "out of memory");
 			goto done;
 		}
-		for (int c = 0; c < 8; c++)
+		for (int c = 0; c < TABLE_COLS; c++)
 			w[c] = (int)strlen(table_head[c]);
 	} else if (fmt == ST_FMT_JSON) {
 		fputs("[", out);
@@ -1636,19 +1655,19 @@ int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format
 			struct table_row row;
 			memset(&row, 0, sizeof(row));
 			if ((err = emit_table_row(s, &row))) {
-				for (int c = 0; c < 8; c++)
+				for (int c = 0; c < TABLE_COLS; c++)
 					free(row.col[c]);
 				set_err(st, err, "out of memory");
 				goto done;
 			}
 			if (widths_fixed) {
 				table_print(out, &row, 1, w);
-				for (int c = 0; c < 8; c++)
+				for (int c = 0; c < TABLE_COLS; c++)
 					free(row.col[c]);
 				continue;
 			}
 			rows[nrows++] = row;
-			for (int c = 0; c < 8; c++) {
+			for (int c = 0; c < TABLE_COLS; c++) {
 				int l = (int)strlen(row.col[c]);
 				if (l > w[c])
 					w[c] = l;
@@ -1679,7 +1698,7 @@ int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format
 done:
 	if (rows) {
 		for (size_t r = 0; r < nrows; r++)
-			for (int c = 0; c < 8; c++)
+			for (int c = 0; c < TABLE_COLS; c++)
 				free(rows[r].col[c]);
 		free(rows);
 	}
