@@ -167,6 +167,19 @@ static void on_expire(void *arg, uint64_t flow_id, int state)
 	pthread_mutex_unlock(&pl->store_lock);
 }
 
+/* Commits the store's open transaction (any thread; takes store_lock). */
+static int store_commit(struct pipeline *pl)
+{
+	pthread_mutex_lock(&pl->store_lock);
+	int rc = st_commit(pl->store);
+	if (rc < 0) {
+		snprintf(pl->err, sizeof(pl->err), "flow store commit: %s", st_errmsg(pl->store));
+		set_failed(pl, rc);
+	}
+	pthread_mutex_unlock(&pl->store_lock);
+	return rc;
+}
+
 static void *writer_main(void *arg)
 {
 	struct pipeline *pl = arg;
@@ -189,13 +202,7 @@ static void *writer_main(void *arg)
 			ts.tv_sec += 1;
 			if (pthread_cond_timedwait(&pl->q_nonempty, &pl->q_lock, &ts) == ETIMEDOUT && dirty) {
 				pthread_mutex_unlock(&pl->q_lock);
-				pthread_mutex_lock(&pl->store_lock);
-				int rc = st_commit(pl->store);
-				if (rc < 0) {
-					snprintf(pl->err, sizeof(pl->err), "flow store commit: %s", st_errmsg(pl->store));
-					set_failed(pl, rc);
-				}
-				pthread_mutex_unlock(&pl->store_lock);
+				store_commit(pl);
 				pthread_mutex_lock(&pl->q_lock);
 				dirty = 0;
 			}
@@ -596,14 +603,7 @@ int pl_finish(struct pipeline *pl)
 	}
 	if (drain(pl) < 0)
 		return failed(pl);
-	pthread_mutex_lock(&pl->store_lock);
-	int rc = st_commit(pl->store);
-	if (rc < 0) {
-		snprintf(pl->err, sizeof(pl->err), "flow store commit: %s", st_errmsg(pl->store));
-		set_failed(pl, rc);
-	}
-	pthread_mutex_unlock(&pl->store_lock);
-	return rc;
+	return store_commit(pl);
 }
 
 void pl_stats(const struct pipeline *pl, struct pl_stats *out)
