@@ -227,6 +227,18 @@ int cmd_read(int argc, char **argv)
 		fprintf(stderr, "podcap read: %s\n", pl_error(pl));
 		status = 1;
 	}
+	{
+		struct pl_stats ps;
+		pl_stats(pl, &ps);
+		if (ps.seg_errors) {
+			/* The flows are all recorded; the packets the user asked to keep
+			 * are not all there, and the flows concerned say "partial". */
+			fprintf(stderr, "podcap read: packet store: %llu packets could not be written (%s); "
+				"their flows are marked partial\n", (unsigned long long)ps.seg_errors,
+				"disk full or I/O error");
+			status = 1;
+		}
+	}
 	if (!quiet) {
 		double secs = (double)(now_ms() - t0) / 1000.0;
 		struct pl_stats s;

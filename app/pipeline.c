@@ -84,10 +84,13 @@ struct pipeline {
 	int q_busy, q_stop;
 	uint64_t store_errors;       /* under q_lock */
 
-	/* Flows whose packets retention deleted before their record reached the
-	 * database (under store_lock): id -> state, applied when the record comes. */
-	struct pl_expired { uint64_t id; int state; } *expired;
-	size_t n_expired, cap_expired;
+	/* Flows whose stored packets are not all there (retention deleted them
+	 * before the record reached the database, or the disk refused some): flow id
+	 * -> enum seg_flow_state, applied to packets_state when the record comes.
+	 * Open addressing, id 0 = empty slot (flow ids start at 1); under store_lock. */
+	uint64_t *ps_id;
+	uint8_t *ps_state;
+	size_t ps_cap, ps_n;
 };
 
 void pl_config_default(struct pl_config *cfg)
@@ -118,13 +121,82 @@ static uint64_t map_id(const struct pipeline *pl, uint64_t id)
 
 /* ---- store thread -------------------------------------------------------- */
 
-/* Called with store_lock held. */
-static int pending_state(struct pipeline *pl, uint64_t id)
+/* ---- packets_state of flows in flight (all under store_lock) ------------- */
+
+static size_t ps_slot(const struct pipeline *pl, uint64_t id)
 {
-	for (size_t i = 0; i < pl->n_expired; i++)
-		if (pl->expired[i].id == id)
-			return pl->expired[i].state;
-	return -1;
+	size_t i = (size_t)(id * 0x9E3779B97F4A7C15ull) & (pl->ps_cap - 1);
+	while (pl->ps_id[i] && pl->ps_id[i] != id)
+		i = (i + 1) & (pl->ps_cap - 1);
+	return i;
+}
+
+static int ps_get(const struct pipeline *pl, uint64_t id)
+{
+	if (!pl->ps_n)
+		return -1;
+	size_t i = ps_slot(pl, id);
+	return pl->ps_id[i] ? pl->ps_state[i] : -1;
+}
+
+/* Remembers a state; a flow already expired stays expired.  On allocation failure
+ * the flow keeps saying "stored" (export still reports what is missing). */
+static void ps_put(struct pipeline *pl, uint64_t id, int state)
+{
+	if (2 * (pl->ps_n + 1) > pl->ps_cap) {
+		size_t cap = pl->ps_cap ? 2 * pl->ps_cap : 256;
+		uint64_t *ids = calloc(cap, sizeof(*ids));
+		uint8_t *st = calloc(cap, 1);
+		if (!ids || !st) {
+			free(ids);
+			free(st);
+			return;
+		}
+		uint64_t *old_id = pl->ps_id;
+		uint8_t *old_st = pl->ps_state;
+		size_t old_cap = pl->ps_cap;
+		pl->ps_id = ids;
+		pl->ps_state = st;
+		pl->ps_cap = cap;
+		for (size_t k = 0; k < old_cap; k++)
+			if (old_id[k]) {
+				size_t j = ps_slot(pl, old_id[k]);
+				pl->ps_id[j] = old_id[k];
+				pl->ps_state[j] = old_st[k];
+			}
+		free(old_id);
+		free(old_st);
+	}
+	size_t i = ps_slot(pl, id);
+	if (!pl->ps_id[i]) {
+		pl->ps_id[i] = id;
+		pl->ps_n++;
+	} else if (pl->ps_state[i] == SEG_FLOW_EXPIRED) {
+		return;
+	}
+	pl->ps_state[i] = (uint8_t)state;
+}
+
+/* Forgets a flow whose final record was stored (backward-shift deletion). */
+static void ps_del(struct pipeline *pl, uint64_t id)
+{
+	if (!pl->ps_n)
+		return;
+	size_t i = ps_slot(pl, id), mask = pl->ps_cap - 1;
+	if (!pl->ps_id[i])
+		return;
+	pl->ps_id[i] = 0;
+	pl->ps_n--;
+	for (size_t j = (i + 1) & mask; pl->ps_id[j]; j = (j + 1) & mask) {
+		size_t home = (size_t)(pl->ps_id[j] * 0x9E3779B97F4A7C15ull) & mask;
+		/* move j back to the hole when its home is not between hole and j */
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			pl->ps_id[i] = pl->ps_id[j];
+			pl->ps_state[i] = pl->ps_state[j];
+			pl->ps_id[j] = 0;
+			i = j;
+		}
+	}
 }
 
 static int store_record(struct pipeline *pl, const struct fl_record *rec)
@@ -132,8 +204,11 @@ static int store_record(struct pipeline *pl, const struct fl_record *rec)
 	if (!pl->seg)
 		return st_put_flow(pl->store, rec);
 	/* packets_state goes in with the same upsert (a second UPDATE costs a seek) */
-	int state = pl->n_expired ? pending_state(pl, rec->id) : -1;
-	return st_put_flow_state(pl->store, rec, state >= 0 ? seg_flow_state_name(state) : "stored");
+	int state = ps_get(pl, rec->id);
+	int rc = st_put_flow_state(pl->store, rec, state >= 0 ? seg_flow_state_name(state) : "stored");
+	if (rc == 0 && state >= 0 && rec->end != FL_END_ACTIVE)
+		ps_del(pl, rec->id);
+	return rc;
 }
 
 /* Segment retention deleted packets of flow_id (worker thread, seg_lock held).
@@ -142,28 +217,8 @@ static void on_expire(void *arg, uint64_t flow_id, int state)
 {
 	struct pipeline *pl = arg;
 	pthread_mutex_lock(&pl->store_lock);
-	int rc = st_set_packets_state(pl->store, flow_id, seg_flow_state_name(state));
-	if (rc == -ENOENT) {
-		/* Still in the flow table or on its way: remember it (kept small: only
-		 * flows that outlive the segments holding their first packets). */
-		size_t i;
-		for (i = 0; i < pl->n_expired && pl->expired[i].id != flow_id; i++)
-			;
-		if (i == pl->n_expired) {
-			if (pl->n_expired == pl->cap_expired) {
-				size_t cap = pl->cap_expired ? pl->cap_expired * 2 : 64;
-				void *p = realloc(pl->expired, cap * sizeof(*pl->expired));
-				if (!p) {
-					pthread_mutex_unlock(&pl->store_lock);
-					return; /* the flow then says "stored"; export still reports expiry */
-				}
-				pl->expired = p;
-				pl->cap_expired = cap;
-			}
-			pl->expired[pl->n_expired++].id = flow_id;
-		}
-		pl->expired[i].state = state;
-	}
+	if (st_set_packets_state(pl->store, flow_id, seg_flow_state_name(state)) == -ENOENT)
+		ps_put(pl, flow_id, state); /* still in the flow table or on its way */
 	pthread_mutex_unlock(&pl->store_lock);
 }
 
@@ -307,8 +362,12 @@ static void flow_packet(struct pl_worker *w, uint32_t obs, const struct dc_packe
 			pthread_mutex_unlock(&pl->seg_lock);
 		if (rc > 0)
 			__atomic_add_fetch(&pl->seg_packets, 1, __ATOMIC_RELAXED);
-		else if (rc < 0) /* disk full or I/O error: flow records go on, counted */
+		else if (rc < 0) { /* disk full or I/O error: flow records go on, counted */
 			__atomic_add_fetch(&pl->seg_errors, 1, __ATOMIC_RELAXED);
+			pthread_mutex_lock(&pl->store_lock);
+			ps_put(pl, map_id(pl, flow_id), SEG_FLOW_PARTIAL);
+			pthread_mutex_unlock(&pl->store_lock);
+		}
 	}
 	if (ts_us >= w->last_expire_us + 1000000u) {
 		w->last_expire_us = ts_us;
@@ -705,7 +764,8 @@ void pl_close(struct pipeline *pl)
 		pthread_join(pl->writer, NULL);
 	}
 	free(pl->ring);
-	free(pl->expired);
+	free(pl->ps_id);
+	free(pl->ps_state);
 	for (unsigned i = 0; i < PL_MAX_WORKERS; i++)
 		if (pl->worker[i].flows)
 			fl_table_free(pl->worker[i].flows);

@@ -131,5 +131,25 @@ if [ -n "$big" ] && [ -s "$big" ]; then
   fi
 fi
 
+# Full disk under the packet store (a 3 MB tmpfs, root only): every flow is still
+# recorded, the refused packets are counted, their flows say "partial", exit 1, and
+# the flow database is intact.
+if [ "$(id -u)" = 0 ] && [ -n "${corpus:-}" ] && [ -f "$corpus/pcap/1kxun.pcap" ] && [ -f "$corpus/pcap/443-firefox.pcap" ]; then
+  d="$tmp/full"; mkdir -p "$d/mnt"
+  if mount -t tmpfs -o size=3m tmpfs "$d/mnt"; then
+    "$podcap" read "$corpus/pcap/443-firefox.pcap" "$corpus/pcap/1kxun.pcap" --db "$d/flows.db" --store "$d/mnt/store" --quiet 2>"$d/err"; rc=$?
+    umount "$d/mnt"
+    n=$(sqlite3 "$d/flows.db" "SELECT count(*) FROM flows"); p=$(sqlite3 "$d/flows.db" "SELECT count(*) FROM flows WHERE packets_state = 'partial'")
+    ic=$(sqlite3 "$d/flows.db" "PRAGMA integrity_check")
+    if [ $rc = 1 ] && grep -q 'could not be written' "$d/err" && [ "$n" -ge 190 ] && [ "$p" -gt 0 ] && [ "$ic" = ok ]; then
+      echo "ok - full disk: exit 1, $(head -1 "$d/err" | cut -c1-80)..., $n flows recorded, $p partial, integrity ok"
+    else
+      bad "full disk: rc $rc, flows $n, partial $p, integrity $ic: $(cat "$d/err")"
+    fi
+  else
+    echo "skip - full disk case: cannot mount a tmpfs"
+  fi
+fi
+
 [ $fail = 0 ] && echo "store-roundtrip: all passed" || echo "store-roundtrip: FAILED"
 exit $fail
