@@ -184,14 +184,15 @@ int cmd_read(int argc, char **argv)
 
 	int progress = !quiet && isatty(STDERR_FILENO);
 	uint64_t t0 = now_ms(), last_draw = t0;
-	for (int i = 0; i < nfiles && status == 0; i++) {
+	int fatal = 0;
+	for (int i = 0; i < nfiles && !fatal; i++) {
 		const char *path = argv[optind + i];
 		char *tmp = strdup(path);
 		int rc = tmp ? pl_obs_point(pl, basename(tmp), "file", NULL, cap_linktype(src[i]), &obs[i]) : -ENOMEM;
 		free(tmp);
 		if (rc < 0) {
 			fprintf(stderr, "podcap read: %s\n", pl_error(pl));
-			status = 1;
+			status = fatal = 1;
 			break;
 		}
 		struct cap_packet pkt;
@@ -199,7 +200,7 @@ int cmd_read(int argc, char **argv)
 		while ((rc = cap_next(src[i], &pkt)) == 1) {
 			if (pl_packet(pl, obs[i], &pkt) < 0) {
 				fprintf(stderr, "podcap read: %s\n", pl_error(pl));
-				status = 1;
+				status = fatal = 1;
 				break;
 			}
 			if (progress && (++n & 0xffff) == 0) {
@@ -215,8 +216,8 @@ int cmd_read(int argc, char **argv)
 			}
 		}
 		if (rc < 0) {
-			/* Everything before the damage is kept: flows so far are flushed and
-			 * committed below, and the exit status says the input was bad. */
+			/* Everything before the damage is kept and the next files are still
+			 * read; the exit status says an input was bad. */
 			fprintf(stderr, "%spodcap read: %s: %s\n", progress ? "\n" : "", path, cap_error(src[i]));
 			status = 1;
 		}
@@ -233,9 +234,9 @@ int cmd_read(int argc, char **argv)
 		if (ps.seg_errors) {
 			/* The flows are all recorded; the packets the user asked to keep
 			 * are not all there, and the flows concerned say "partial". */
-			fprintf(stderr, "podcap read: packet store: %llu packets could not be written (%s); "
-				"their flows are marked partial\n", (unsigned long long)ps.seg_errors,
-				"disk full or I/O error");
+			fprintf(stderr, "podcap read: packet store: %llu write errors (disk full or I/O error): "
+				"not every packet was kept; the flows concerned are marked partial\n",
+				(unsigned long long)ps.seg_errors);
 			status = 1;
 		}
 	}

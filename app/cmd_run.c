@@ -228,23 +228,17 @@ static int load_config(struct run_opts *o, const char *path)
 }
 
 /* obs id -> ifindex for the record hook, which runs on flow worker threads while
- * the capture thread adds interfaces: a small table of its own under a lock. */
+ * the capture thread adds interfaces.  Indexed like run_ctx.ifs (a slot is reused
+ * when an interface goes and another comes), so it never fills up; a flow of an
+ * interface whose slot was reused keeps its user-space counts. */
 static pthread_mutex_t obs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct { uint32_t obs, ifindex; } obs_map[RUN_MAX_IFACES];
-static size_t n_obs_map;
 
-static void obs_map_set(uint32_t obs, uint32_t ifindex)
+static void obs_map_set(size_t slot, uint32_t obs, uint32_t ifindex)
 {
 	pthread_mutex_lock(&obs_lock);
-	size_t i;
-	for (i = 0; i < n_obs_map && obs_map[i].obs != obs; i++)
-		;
-	if (i < RUN_MAX_IFACES) {
-		obs_map[i].obs = obs;
-		obs_map[i].ifindex = ifindex;
-		if (i == n_obs_map)
-			n_obs_map++;
-	}
+	obs_map[slot].obs = obs;
+	obs_map[slot].ifindex = ifindex;
 	pthread_mutex_unlock(&obs_lock);
 }
 
@@ -259,8 +253,8 @@ static void kernel_counts(void *arg, struct fl_record *rec)
 	if (rec->tunnel != DC_TUN_NONE || !rec->key.family)
 		return;
 	pthread_mutex_lock(&obs_lock);
-	for (size_t i = 0; i < n_obs_map; i++)
-		if (obs_map[i].obs == rec->obs_id)
+	for (size_t i = 0; i < RUN_MAX_IFACES; i++)
+		if (obs_map[i].ifindex && obs_map[i].obs == rec->obs_id)
 			ifindex = obs_map[i].ifindex;
 	pthread_mutex_unlock(&obs_lock);
 	if (!ifindex)
@@ -372,7 +366,7 @@ static int start_iface(struct run_ctx *c, const struct cap_iface *ifc)
 		cap_live_remove(c->live, ifc->ifindex);
 		return -EIO;
 	}
-	obs_map_set(ri->obs, ri->ifindex);
+	obs_map_set((size_t)(ri - c->ifs), ri->obs, ri->ifindex);
 	ri->active = 1;
 	if (!c->o->quiet)
 		printf("podcap run: capturing on %s (%s%s%s%s%s)\n", ifc->name, cap_if_class_name(ifc->cls),
@@ -708,10 +702,12 @@ out:
 	free(list);
 	cap_disc_monitor_close(mon);
 	if (c) {
-		if (c->live)
-			cap_live_close(c->live); /* detaches tc programs before anything else goes */
+		/* The pipeline first: ending its flows may still read the eBPF flow
+		 * map (record hook); then the tc programs are detached. */
 		if (c->pl)
 			pl_close(c->pl);
+		if (c->live)
+			cap_live_close(c->live);
 		cap_inventory_free(c->inv);
 		free(c);
 	}

@@ -10,6 +10,7 @@
  * (decode reasons, flow-table eviction, segment write errors).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,10 +102,19 @@ void pl_config_default(struct pl_config *cfg)
 	st_config_default(&cfg->st);
 }
 
-static void set_failed(struct pipeline *pl, int rc)
+/* Records the first fatal error and its message; later failures (often
+ * consequences of the first) keep neither.  Any thread. */
+static void fail(struct pipeline *pl, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void fail(struct pipeline *pl, int rc, const char *fmt, ...)
 {
 	int zero = 0;
-	__atomic_compare_exchange_n(&pl->failed, &zero, rc, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	if (!__atomic_compare_exchange_n(&pl->failed, &zero, rc, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(pl->err, sizeof(pl->err), fmt, ap);
+	va_end(ap);
 }
 
 static int failed(const struct pipeline *pl) { return __atomic_load_n(&pl->failed, __ATOMIC_SEQ_CST); }
@@ -226,12 +236,17 @@ static void on_expire(void *arg, uint64_t flow_id, int state)
 static int store_commit(struct pipeline *pl)
 {
 	pthread_mutex_lock(&pl->store_lock);
+	uint32_t pending = st_pending(pl->store);
 	int rc = st_commit(pl->store);
-	if (rc < 0) {
-		snprintf(pl->err, sizeof(pl->err), "flow store commit: %s", st_errmsg(pl->store));
-		set_failed(pl, rc);
-	}
+	if (rc < 0)
+		fail(pl, rc, "flow store commit: %s", st_errmsg(pl->store));
 	pthread_mutex_unlock(&pl->store_lock);
+	if (rc < 0) {
+		/* the rolled-back rows are lost: say how many */
+		pthread_mutex_lock(&pl->q_lock);
+		pl->store_errors += pending;
+		pthread_mutex_unlock(&pl->q_lock);
+	}
 	return rc;
 }
 
@@ -240,12 +255,13 @@ static void *writer_main(void *arg)
 	struct pipeline *pl = arg;
 	struct fl_record *batch = malloc(64 * sizeof(*batch));
 	int dirty = 0; /* records stored since the last commit */
+	struct timespec now, last_commit;
+	clock_gettime(CLOCK_MONOTONIC, &last_commit);
 
 	pthread_setname_np(pthread_self(), "podcap-store");
 	pthread_mutex_lock(&pl->q_lock);
 	if (!batch) {
-		snprintf(pl->err, sizeof(pl->err), "flow store thread: out of memory");
-		set_failed(pl, -ENOMEM);
+		fail(pl, -ENOMEM, "flow store thread: out of memory");
 		pl->q_stop = 1;
 	}
 	for (;;) {
@@ -258,6 +274,7 @@ static void *writer_main(void *arg)
 			if (pthread_cond_timedwait(&pl->q_nonempty, &pl->q_lock, &ts) == ETIMEDOUT && dirty) {
 				pthread_mutex_unlock(&pl->q_lock);
 				store_commit(pl);
+				clock_gettime(CLOCK_MONOTONIC, &last_commit);
 				pthread_mutex_lock(&pl->q_lock);
 				dirty = 0;
 			}
@@ -278,12 +295,17 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&pl->store_lock);
 		for (i = 0; i < n && rc == 0; i++)
 			rc = store_record(pl, &batch[i]);
-		if (rc < 0) {
-			snprintf(pl->err, sizeof(pl->err), "flow store: %s", st_errmsg(pl->store));
-			set_failed(pl, rc);
-		}
+		if (rc < 0)
+			fail(pl, rc, "flow store: %s", st_errmsg(pl->store));
 		pthread_mutex_unlock(&pl->store_lock);
 		dirty = 1;
+		/* Under steady traffic the queue is never idle for a second: commit on
+		 * the clock too, so records show up within about a second either way. */
+		if (clock_gettime(CLOCK_MONOTONIC, &now) == 0 && now.tv_sec > last_commit.tv_sec) {
+			store_commit(pl);
+			last_commit = now;
+			dirty = 0;
+		}
 
 		pthread_mutex_lock(&pl->q_lock);
 		pl->q_busy = 0;
@@ -386,8 +408,8 @@ static void *worker_main(void *arg)
 	if (!t) {
 		/* Packets sent here are then only drained; the caller sees the error on
 		 * its next pl_packet() and stops. */
-		snprintf(w->pl->err, sizeof(w->pl->err), "flow table: %s", strerror(errno ? errno : ENOMEM));
-		set_failed(w->pl, -(errno ? errno : ENOMEM));
+		int e = errno ? errno : ENOMEM;
+		fail(w->pl, -e, "flow table: %s", strerror(e));
 	}
 	__atomic_store_n(&w->flows, t, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&w->lock);
@@ -499,6 +521,15 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 		rc = seg_open(cfg->store_dir, &sc, &pl->seg, errbuf, errlen);
 		if (rc < 0)
 			goto fail;
+		/* A store shared by several databases or runs must never see two flows
+		 * under one id: number above what its index already knows too. */
+		uint64_t seg_max = 0;
+		if ((rc = seg_max_flow_id(pl->seg, &seg_max)) < 0) {
+			snprintf(errbuf, errlen, "packet store: %s: cannot read its index", cfg->store_dir);
+			goto fail;
+		}
+		if (seg_max > pl->id_base)
+			pl->id_base = seg_max;
 		/* export finds the packets of this database's flows through this key */
 		char abs[4096];
 		const char *dir = realpath(cfg->store_dir, abs) ? abs : cfg->store_dir;
@@ -507,6 +538,13 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 			snprintf(errbuf, errlen, "flow store: %s", st_errmsg(pl->store));
 			goto fail;
 		}
+	}
+	if (pl->id_base > (1ull << 62)) {
+		/* ids are stored in SQLite's signed 64-bit INTEGER */
+		rc = -EOVERFLOW;
+		snprintf(errbuf, errlen, "flow ids exhausted (largest stored id %llu)",
+			 (unsigned long long)pl->id_base);
+		goto fail;
 	}
 	pl->ring = malloc(PL_RING * sizeof(*pl->ring));
 	if (!pl->ring) {
@@ -567,20 +605,23 @@ int pl_obs_point(struct pipeline *pl, const char *iface, const char *direction, 
 {
 	pthread_mutex_lock(&pl->store_lock);
 	int rc = st_obs_point(pl->store, iface, direction, pod, linktype, obs);
-	if (rc == 0)
-		rc = st_commit(pl->store); /* visible to readers (export, API) at once */
-	if (rc < 0)
-		snprintf(pl->err, sizeof(pl->err), "observation point %s: %s", iface, st_errmsg(pl->store));
 	pthread_mutex_unlock(&pl->store_lock);
-	if (rc < 0 || !pl->seg)
+	if (rc < 0) {
+		fail(pl, rc, "observation point %s: %s", iface, st_errmsg(pl->store));
 		return rc;
+	}
+	if ((rc = store_commit(pl)) < 0) /* visible to readers (export, API) at once */
+		return rc;
+	if (!pl->seg)
+		return 0;
+	/* The packet store refusing an interface (disk full, ...) costs that
+	 * interface's packets, not its flow records: seg_put() then refuses and
+	 * counts each packet, and the flows say "partial". */
 	pthread_mutex_lock(&pl->seg_lock);
-	rc = seg_add_interface(pl->seg, *obs, linktype, iface, pod);
-	if (rc < 0)
-		snprintf(pl->err, sizeof(pl->err), "packet store: observation point %s: %s", iface,
-			 seg_errmsg(pl->seg));
+	if (seg_add_interface(pl->seg, *obs, linktype, iface, pod) < 0)
+		__atomic_add_fetch(&pl->seg_errors, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&pl->seg_lock);
-	return rc;
+	return 0;
 }
 
 int pl_packet(struct pipeline *pl, uint32_t obs, const struct cap_packet *pkt)
@@ -622,6 +663,13 @@ int pl_packet(struct pipeline *pl, uint32_t obs, const struct cap_packet *pkt)
 int pl_tick(struct pipeline *pl, uint64_t now_us)
 {
 	__atomic_store_n(&pl->tick_us, now_us, __ATOMIC_RELAXED);
+	/* A quiet interface must not leave packets waiting in a half-filled batch
+	 * while the worker's timers run on: hand over what there is. */
+	for (unsigned i = 0; i < pl->nworkers; i++) {
+		struct pl_worker *w = &pl->worker[i];
+		if (w->slot[w->head % PL_SLOTS]->n)
+			send_batch(w, PL_BATCH_DATA);
+	}
 	if (pl->nworkers == 0) {
 		struct pl_worker *w = &pl->worker[0];
 		w->last_expire_us = now_us;

@@ -1197,6 +1197,20 @@ static int flow_state(struct seg_store *s, uint64_t flow_id, uint64_t *expired_p
 	       exp ? SEG_FLOW_EXPIRED : SEG_FLOW_NONE;
 }
 
+int seg_max_flow_id(struct seg_store *s, uint64_t *out)
+{
+	sqlite3_stmt *st;
+	*out = 0;
+	int r = sqlite3_prepare_v2(s->db, "SELECT max(coalesce((SELECT max(flow_id) FROM flow_packets), 0),"
+				   " coalesce((SELECT max(flow_id) FROM expired), 0))", -1, &st, NULL);
+	if (r != SQLITE_OK)
+		return -EIO;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+		*out = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return 0;
+}
+
 int seg_flow_state(struct seg_store *s, uint64_t flow_id)
 {
 	uint64_t n;

@@ -93,6 +93,11 @@ enum seg_flow_state {
 	SEG_FLOW_PARTIAL,   /* some segments with its packets were deleted */
 	SEG_FLOW_EXPIRED,   /* every segment with its packets was deleted */
 };
+/* Largest flow id the index knows (stored or expired), 0 when none: a writer
+ * numbering flows for a flow database must start above it so that a packet store
+ * shared by several databases or runs never mixes two flows under one id. */
+int seg_max_flow_id(struct seg_store *s, uint64_t *out);
+
 /* Returns an enum seg_flow_state or -errno. */
 int seg_flow_state(struct seg_store *s, uint64_t flow_id);
 const char *seg_flow_state_name(int state);

@@ -448,7 +448,10 @@ static int prepare_all(struct st_store *st)
 	for (int i = 0; i < N_FLOW_COLS; i++)
 		sql_add(sql, sizeof(sql), &off, ",?%d", i + 1);
 	sql_add(sql, sizeof(sql), &off, ",coalesce(?%d,'none')) ON CONFLICT(id) DO UPDATE SET"
-		" pod=excluded.pod,packets_state=coalesce(?%d,packets_state)", PUT_STATE, PUT_STATE);
+		" pod=excluded.pod,packets_state=CASE"
+		/* a later record saying "stored" must not hide packets already lost */
+		" WHEN ?%d = 'stored' AND packets_state IN ('partial','expired') THEN 'partial'"
+		" ELSE coalesce(?%d,packets_state) END", PUT_STATE, PUT_STATE, PUT_STATE);
 	for (int i = 1; i < N_FLOW_COLS; i++) {
 		/* A periodic record never moves the start of a flow. */
 		if (!strcmp(flow_cols[i], "first_us"))
@@ -721,6 +724,8 @@ static int auto_retain(struct st_store *st)
 	uint64_t deleted;
 	return st_retain(st, (uint64_t)ts.tv_sec, &deleted);
 }
+
+uint32_t st_pending(const struct st_store *st) { return st->in_tx ? st->pending : 0; }
 
 int st_commit(struct st_store *st)
 {

@@ -88,6 +88,8 @@ int st_put_flow(struct st_store *st, const struct fl_record *rec);
  * of one (a second statement costs a b-tree seek and a row rewrite). */
 int st_put_flow_state(struct st_store *st, const struct fl_record *rec, const char *packets_state);
 int st_commit(struct st_store *st);
+/* Rows written since the last commit (what a failed commit loses). */
+uint32_t st_pending(const struct st_store *st);
 
 /* Applies retention now; *deleted gets the number of flow rows removed.  Commits
  * the open batch first.  By age: flows whose last_us is older than now -

@@ -141,7 +141,7 @@ if [ "$(id -u)" = 0 ] && [ -n "${corpus:-}" ] && [ -f "$corpus/pcap/1kxun.pcap" 
     umount "$d/mnt"
     n=$(sqlite3 "$d/flows.db" "SELECT count(*) FROM flows"); p=$(sqlite3 "$d/flows.db" "SELECT count(*) FROM flows WHERE packets_state = 'partial'")
     ic=$(sqlite3 "$d/flows.db" "PRAGMA integrity_check")
-    if [ $rc = 1 ] && grep -q 'could not be written' "$d/err" && [ "$n" -ge 190 ] && [ "$p" -gt 0 ] && [ "$ic" = ok ]; then
+    if [ $rc = 1 ] && grep -q 'write errors' "$d/err" && [ "$n" -ge 190 ] && [ "$p" -gt 0 ] && [ "$ic" = ok ]; then
       echo "ok - full disk: exit 1, $(head -1 "$d/err" | cut -c1-80)..., $n flows recorded, $p partial, integrity ok"
     else
       bad "full disk: rc $rc, flows $n, partial $p, integrity $ic: $(cat "$d/err")"
