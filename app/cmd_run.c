@@ -24,7 +24,8 @@
 
 #define RUN_USAGE "run --db PATH [--config FILE] [--backend ebpf|pcap] [--netns NAME] [--iface IF]... " \
 	"[--inventory FILE] [--duration S] [--stats-interval S] [--filter BPF] [--snaplen N] " \
-	"[--flow-packets N] [--buffer SIZE] [--workers N] [--all-ifaces] [--no-dpi] [--quiet]"
+	"[--flow-packets N] [--buffer SIZE] [--workers N] [--all-ifaces] [--store DIR] [--store-cap SIZE] " \
+	"[--store-first N] [--db-cap SIZE] [--db-max-age S] [--no-dpi] [--quiet]"
 #define RUN_MAX_IFACES 256
 #define RUN_MAX_NAMED 64
 #define DEFAULT_INVENTORY "/run/podcap/lab-pods.json"
@@ -93,7 +94,14 @@ static void run_help(void)
 	       "                       counts, tunnelled ones count what reached user space\n"
 	       "  --buffer SIZE        kernel buffer: libpcap ring per interface, or the eBPF ring buffer\n"
 	       "                       (default 8M; 1M..1G)\n"
-	       "  --workers N          flow worker threads (default: 2 on 2+ cores; 0 = all in one thread)\n"
+	       "  --workers N          flow worker threads (default: 2 on 2+ cores, so capture never waits\n"
+	       "                       on nDPI; 0 = all in one thread)\n"
+	       "  --store DIR          keep packets in rolling pcapng segments under DIR (eBPF: the\n"
+	       "                       packets that reach user space, the first --flow-packets of a flow)\n"
+	       "  --store-cap SIZE     total size of the segments, oldest deleted first (default 2G)\n"
+	       "  --store-first N      keep only the first N packets of each flow\n"
+	       "  --db-cap SIZE        keep the flow database under SIZE, oldest flows deleted first\n"
+	       "  --db-max-age S       delete flows older than S seconds\n"
 	       "  --no-dpi             no nDPI classification\n"
 	       "  --quiet              only errors and the final counters\n");
 }
@@ -174,6 +182,29 @@ static int apply_opt(struct run_opts *o, const char *name, char *val)
 			return 2;
 		}
 		o->pl.workers = (unsigned)v;
+	} else if (!strcmp(name, "store")) {
+		o->pl.store_dir = val;
+	} else if (!strcmp(name, "store-cap") || !strcmp(name, "db-cap")) {
+		if (app_parse_size(val, &v) < 0 || v < (1u << 20)) {
+			fprintf(stderr, "podcap run: bad --%s '%s' (a size of at least 1M, e.g. 2G)\n", name, val);
+			return 2;
+		}
+		if (name[0] == 's')
+			o->pl.store_cap_bytes = v;
+		else
+			o->pl.st.retain_bytes = v;
+	} else if (!strcmp(name, "store-first")) {
+		if (app_parse_uint(val, 1, 1u << 20, &v) < 0) {
+			fprintf(stderr, "podcap run: bad --store-first '%s' (1..1048576)\n", val);
+			return 2;
+		}
+		o->pl.store_first_packets = (uint32_t)v;
+	} else if (!strcmp(name, "db-max-age")) {
+		if (app_parse_uint(val, 60, 86400ull * 3650, &v) < 0) {
+			fprintf(stderr, "podcap run: bad --db-max-age '%s' (seconds, 60..315360000)\n", val);
+			return 2;
+		}
+		o->pl.st.retain_age_s = v;
 	} else if (!strcmp(name, "all-ifaces")) {
 		o->all_ifaces = 1;
 	} else if (!strcmp(name, "no-dpi")) {
@@ -523,6 +554,11 @@ int cmd_run(int argc, char **argv)
 		{"buffer", required_argument, NULL, 0},
 		{"workers", required_argument, NULL, 0},
 		{"all-ifaces", no_argument, NULL, 0},
+		{"store", required_argument, NULL, 0},
+		{"store-cap", required_argument, NULL, 0},
+		{"store-first", required_argument, NULL, 0},
+		{"db-cap", required_argument, NULL, 0},
+		{"db-max-age", required_argument, NULL, 0},
 		{"no-dpi", no_argument, NULL, 0},
 		{"quiet", no_argument, NULL, 0},
 		{"help", no_argument, NULL, 'h'},

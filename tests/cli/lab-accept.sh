@@ -22,6 +22,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
 fail=0
 ok() { echo "ok - $*"; }
 bad() { echo "FAIL - $*"; fail=1; }
@@ -38,7 +39,7 @@ head -c 2000000 /dev/zero > "$tmp/www/big.bin"
 ip netns exec pc-client-2 /usr/bin/python3 -m http.server 8080 --bind 10.244.2.11 --directory "$tmp/www" >/dev/null 2>&1 &
 sleep 1
 
-"$podcap" run --netns pc-node1 --db "$tmp/flows.db" --inventory "$PODCAP_LAB_INVENTORY" --stats-interval 0 >"$tmp/run.out" 2>&1 &
+"$podcap" run --netns pc-node1 --db "$tmp/flows.db" --store "$tmp/packets" --inventory "$PODCAP_LAB_INVENTORY" --stats-interval 0 >"$tmp/run.out" 2>&1 &
 agent=$!
 for i in $(seq 1 100); do grep -q 'capturing on eth0' "$tmp/run.out" && break; sleep 0.1; done
 grep -q 'capturing on eth0' "$tmp/run.out" || { cat "$tmp/run.out"; echo "FAIL - agent did not start"; exit 1; }
@@ -122,6 +123,17 @@ for t in "ipip 10.250.0.2 ipip.tunnel.test" "geneve 10.250.1.2 geneve.tunnel.tes
   set -- $t $r
   if [ "$4" = "$1" ] && [ "${6:-}" = DNS ] && [ "${7:-}" = "$3" ]; then ok "injected $1: $r"; else bad "injected $1: got '$r'"; fi
 done
+# The packets of a live flow come back out as pcapng (the first --flow-packets of
+# each direction with eBPF): the HTTP flow over flannel.1, as seen on the underlay.
+id=$(q "SELECT f.id FROM flows f JOIN observation_points o ON o.id = f.obs_id WHERE o.iface = 'eth0'
+       AND f.dst = '10.244.2.11' AND f.dport = 8080 AND f.sport <> 45999 LIMIT 1")
+if [ -n "$id" ] && "$podcap" export --db "$tmp/flows.db" --flow "$id" -w "$tmp/flow.pcapng" 2>"$tmp/exp.err"; then
+  n=$(tshark -d udp.port==8472,vxlan -r "$tmp/flow.pcapng" -Y 'vxlan && http' -T fields -e frame.number 2>/dev/null | wc -l)
+  [ "$n" -ge 2 ] && ok "export of live flow $id: $(capinfos -c -M "$tmp/flow.pcapng" | awk -F': *' '/Number of packets/ {print $2}') packets, $n VXLAN-encapsulated HTTP messages (tshark)" ||
+    bad "export of live flow $id: tshark sees $n encapsulated HTTP messages"
+else
+  bad "export of live flow '$id': $(cat "$tmp/exp.err" 2>/dev/null)"
+fi
 n=$(q "PRAGMA integrity_check"); [ "$n" = ok ] && ok "integrity_check" || bad "integrity_check: $n"
 [ $fail = 0 ] && echo "lab-accept: all passed" || { echo "lab-accept: FAILED"; "$podcap" flows --db "$tmp/flows.db" --limit 0 | head -60; }
 exit $fail
