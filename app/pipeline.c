@@ -22,15 +22,16 @@
 /* Flow records from the workers to the store thread. */
 #define PL_RING 4096
 /* Packets travel to a worker in batches so the queue lock is taken per batch. */
-#define PL_BATCH_PKTS 128
+#define PL_BATCH_PKTS 512
 #define PL_BATCH_BYTES (192u * 1024u)
-#define PL_SLOTS 8
+#define PL_SLOTS 16
 
 struct pl_item {
 	struct dc_packet p;
 	uint64_t ts_us;
 	uint32_t obs;
-	uint32_t off; /* frame bytes at data[off .. off + p.caplen) */
+	uint32_t off; /* frame bytes at data[off .. off + p.caplen), unless frame is set */
+	const uint8_t *frame; /* the source's own bytes (cap_packet.stable): no copy */
 };
 
 enum { PL_BATCH_DATA, PL_BATCH_FLUSH };
@@ -434,7 +435,7 @@ static void *worker_main(void *arg)
 
 		for (uint32_t i = 0; t && i < b->n; i++) {
 			const struct pl_item *it = &b->item[i];
-			flow_packet(w, it->obs, &it->p, b->data + it->off, it->ts_us);
+			flow_packet(w, it->obs, &it->p, it->frame ? it->frame : b->data + it->off, it->ts_us);
 		}
 		int kind = (int)b->kind;
 		if (kind == PL_BATCH_FLUSH && t)
@@ -640,7 +641,8 @@ int pl_packet(struct pipeline *pl, uint32_t obs, const struct cap_packet *pkt)
 	}
 	struct pl_worker *w = &pl->worker[fl_shard_hash(obs, &p) % pl->nworkers];
 	struct pl_batch *b = w->slot[w->head % PL_SLOTS];
-	if (b->n == PL_BATCH_PKTS || b->used + p.caplen > PL_BATCH_BYTES) {
+	uint32_t need = pkt->stable ? 0 : p.caplen;
+	if (b->n == PL_BATCH_PKTS || b->used + need > PL_BATCH_BYTES) {
 		send_batch(w, PL_BATCH_DATA);
 		b = w->slot[w->head % PL_SLOTS];
 	}
@@ -649,6 +651,12 @@ int pl_packet(struct pipeline *pl, uint32_t obs, const struct cap_packet *pkt)
 	it->ts_us = pkt->ts_us;
 	it->obs = obs;
 	it->off = b->used;
+	if (pkt->stable) {
+		/* valid until the source is closed, which is after pl_finish() */
+		it->frame = pkt->data;
+		return failed(pl);
+	}
+	it->frame = NULL;
 	/* caplen is at most CAP_MAX_SNAPLEN (256 KiB) > batch; such a frame is cut to
 	 * what fits, and decode already bounded every offset by caplen. */
 	uint32_t n = p.caplen <= PL_BATCH_BYTES ? p.caplen : PL_BATCH_BYTES;

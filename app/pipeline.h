@@ -8,7 +8,10 @@
  * with workers = 0 the caller's thread does the flow work itself.  One more thread
  * writes flow records to SQLite.  pl_packet(), pl_tick(), pl_finish() must not be
  * called concurrently.  The pipeline owns the flow tables, the store handles and the
- * counters; packet bytes stay the caller's and are copied when handed to a worker.
+ * counters; packet bytes stay the caller's and are copied when handed to a worker,
+ * unless cap_packet.stable says they outlive the source's next packet: then the
+ * worker reads them in place, and the caller keeps the source open until
+ * pl_finish() has returned.
  */
 #ifndef PODCAP_PIPELINE_H
 #define PODCAP_PIPELINE_H

@@ -2,7 +2,8 @@
  * libpcap), live interfaces (libpcap TPACKET_V3) and the eBPF tc backend.
  *
  * A cap_source hands out one packet at a time.  The bytes a cap_packet points to
- * are owned by the source and valid until the next cap_next() or cap_close() on it.
+ * are owned by the source and valid until the next cap_next() on it, or, when
+ * cap_packet.stable is set (a mapped file), until cap_close().
  * One thread per source.  Errors: 0 / negative errno, message in errbuf.
  */
 #ifndef PODCAP_CAPTURE_H
@@ -19,6 +20,7 @@ struct cap_packet {
 	uint64_t ts_us;     /* microseconds since the epoch */
 	int linktype;       /* LINKTYPE_* (dc_linktype) */
 	uint32_t ifindex;   /* pcapng interface id for files, kernel ifindex live */
+	int stable;         /* data stays valid until cap_close(), not only until cap_next() */
 };
 
 struct cap_stats {
