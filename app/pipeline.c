@@ -1,9 +1,17 @@
 /* The packet path shared by `podcap read` and `podcap run`.
  *
- *   caller thread:  decode, count, pick a worker by fl_shard_hash, copy the frame
+ *   caller thread:  decode, count, pick a worker by fl_shard_hash, put the packet
+ *                   (a pointer when the source's bytes are stable, else a copy)
  *                   into that worker's current batch
- *   flow workers:   fl_table_packet (+ nDPI), packet segments, timers
+ *   flow workers:   fl_table_packet (+ nDPI), timers; each packet's flow id and
+ *                   number are written into the batch item
+ *   segment thread: (with a packet store) the packets of batches the workers are
+ *                   done with → packet segments; then the batch slot is free
  *   store thread:   flow records → SQLite, in batched transactions
+ *
+ * A batch slot thus goes caller → worker → segment thread → caller: writing the
+ * packets costs about as much as classifying them, and this way the two run on
+ * different cores without a copy or another queue.
  *
  * Every hand-off is a bounded queue that blocks when full: a slow stage slows the
  * stages before it, it never drops.  Packets are lost only where a counter says so
@@ -31,7 +39,9 @@ struct pl_item {
 	uint64_t ts_us;
 	uint32_t obs;
 	uint32_t off; /* frame bytes at data[off .. off + p.caplen), unless frame is set */
+	uint32_t pkt_no;      /* set by the worker: packet number within its flow */
 	const uint8_t *frame; /* the source's own bytes (cap_packet.stable): no copy */
+	uint64_t flow_id;     /* set by the worker: database flow id, 0 = not in a flow */
 };
 
 enum { PL_BATCH_DATA, PL_BATCH_FLUSH };
@@ -52,12 +62,13 @@ struct pl_worker {
 	uint64_t last_expire_us;
 	pthread_t th;
 	int running;
-	/* batch queue: the caller fills slot[head % PL_SLOTS], the worker empties
-	 * slot[tail % PL_SLOTS] */
+	/* batch queue: the caller fills slot[head % PL_SLOTS], the worker works on
+	 * slot[wtail % PL_SLOTS], the segment thread (if any) on slot[tail % PL_SLOTS];
+	 * slots before tail are free again.  Without a segment thread tail == wtail. */
 	pthread_mutex_t lock;
 	pthread_cond_t nonempty, nonfull;
 	struct pl_batch *slot[PL_SLOTS];
-	unsigned head, tail;
+	unsigned head, wtail, tail;
 	int flushed; /* worker finished a FLUSH batch */
 };
 
@@ -68,6 +79,13 @@ struct pipeline {
 	struct st_store *store;
 	struct seg_store *seg;       /* NULL when packets are not kept */
 	pthread_mutex_t seg_lock;    /* workers share the segment store */
+	/* segment thread (pl->seg and workers > 0): woken when a worker finishes a batch */
+	pthread_t seg_thread;
+	int seg_running;
+	pthread_mutex_t sq_lock;
+	pthread_cond_t sq_cond;
+	unsigned sq_ready;           /* batches finished by workers since the last look */
+	int sq_stop;
 	uint64_t id_base;            /* flow ids of this run start above the database's */
 	struct pl_stats st;          /* caller-thread counters (decode) */
 	uint64_t seg_packets, seg_errors; /* atomics: workers add */
@@ -367,35 +385,120 @@ static int drain(struct pipeline *pl)
 
 /* ---- flow work (a worker thread, or the caller when inline) -------------- */
 
-static void flow_packet(struct pl_worker *w, uint32_t obs, const struct dc_packet *p,
-			const uint8_t *frame, uint64_t ts_us)
+/* Writes one packet of flow_id to the segments; seg_lock held when shared. */
+static void seg_packet(struct pipeline *pl, uint32_t obs, uint64_t flow_id, uint32_t pkt_no, uint64_t ts_us,
+		       const uint8_t *frame, uint32_t caplen, uint32_t wirelen)
+{
+	int rc = seg_put(pl->seg, obs, flow_id, pkt_no, ts_us, frame, caplen, wirelen);
+	if (rc > 0) {
+		__atomic_add_fetch(&pl->seg_packets, 1, __ATOMIC_RELAXED);
+	} else if (rc < 0) {
+		/* disk full or I/O error: flow records go on, counted, and the flow says
+		 * "partial" — set on its row if the record is already stored (the
+		 * segment thread may run behind the flow's last record), else when it
+		 * comes */
+		__atomic_add_fetch(&pl->seg_errors, 1, __ATOMIC_RELAXED);
+		on_expire(pl, flow_id, SEG_FLOW_PARTIAL);
+	}
+}
+
+/* Accounts one packet in w's flow table; returns its database flow id (0 when it
+ * is in no flow) and packet number. */
+static uint64_t flow_packet(struct pl_worker *w, uint32_t obs, const struct dc_packet *p,
+			    const uint8_t *frame, uint64_t ts_us, uint32_t *pkt_no)
 {
 	struct pipeline *pl = w->pl;
-	uint64_t flow_id;
-	uint32_t pkt_no;
+	uint64_t flow_id = 0;
 
-	if (fl_table_packet(w->flows, obs, p, frame, ts_us, &flow_id, &pkt_no) == 0 && pl->seg) {
-		int rc;
-		if (pl->nworkers)
-			pthread_mutex_lock(&pl->seg_lock);
-		rc = seg_put(pl->seg, obs, map_id(pl, flow_id), pkt_no, ts_us, frame, p->caplen, p->wirelen);
-		if (rc >= 0 && pl->nworkers == 0 && ts_us >= w->last_expire_us + 1000000u)
-			seg_tick(pl->seg, ts_us);
-		if (pl->nworkers)
-			pthread_mutex_unlock(&pl->seg_lock);
-		if (rc > 0)
-			__atomic_add_fetch(&pl->seg_packets, 1, __ATOMIC_RELAXED);
-		else if (rc < 0) { /* disk full or I/O error: flow records go on, counted */
-			__atomic_add_fetch(&pl->seg_errors, 1, __ATOMIC_RELAXED);
-			pthread_mutex_lock(&pl->store_lock);
-			ps_put(pl, map_id(pl, flow_id), SEG_FLOW_PARTIAL);
-			pthread_mutex_unlock(&pl->store_lock);
-		}
-	}
+	if (fl_table_packet(w->flows, obs, p, frame, ts_us, &flow_id, pkt_no) == 0)
+		flow_id = map_id(pl, flow_id);
+	else
+		flow_id = 0;
 	if (ts_us >= w->last_expire_us + 1000000u) {
 		w->last_expire_us = ts_us;
 		fl_table_expire(w->flows, ts_us);
 	}
+	return flow_id;
+}
+
+/* Inline (workers = 0): flow work and segment in one go on the caller's thread. */
+static void inline_packet(struct pipeline *pl, uint32_t obs, const struct dc_packet *p,
+			  const uint8_t *frame, uint64_t ts_us)
+{
+	struct pl_worker *w = &pl->worker[0];
+	uint64_t before = w->last_expire_us;
+	uint32_t pkt_no = 0;
+	uint64_t flow_id = flow_packet(w, obs, p, frame, ts_us, &pkt_no);
+	if (flow_id && pl->seg) {
+		seg_packet(pl, obs, flow_id, pkt_no, ts_us, frame, p->caplen, p->wirelen);
+		if (w->last_expire_us != before)
+			seg_tick(pl->seg, ts_us); /* retention on packet time, like the flow timers */
+	}
+}
+
+/* Hands a finished batch on: to the segment thread, or straight back to the
+ * caller.  w->lock held. */
+static void batch_done(struct pl_worker *w)
+{
+	struct pipeline *pl = w->pl;
+	w->wtail++;
+	if (!pl->seg_running) {
+		w->tail = w->wtail;
+		pthread_cond_broadcast(&w->nonfull);
+		return;
+	}
+	pthread_mutex_lock(&pl->sq_lock);
+	pl->sq_ready++;
+	pthread_cond_signal(&pl->sq_cond);
+	pthread_mutex_unlock(&pl->sq_lock);
+}
+
+static void *seg_main(void *arg)
+{
+	struct pipeline *pl = arg;
+	uint64_t last_tick_us = 0;
+
+	pthread_setname_np(pthread_self(), "podcap-segment");
+	pthread_mutex_lock(&pl->sq_lock);
+	for (;;) {
+		while (!pl->sq_ready && !pl->sq_stop)
+			pthread_cond_wait(&pl->sq_cond, &pl->sq_lock);
+		if (!pl->sq_ready)
+			break; /* stop, and every worker's batches are written */
+		pl->sq_ready = 0;
+		pthread_mutex_unlock(&pl->sq_lock);
+		for (unsigned i = 0; i < pl->nworkers; i++) {
+			struct pl_worker *w = &pl->worker[i];
+			for (;;) {
+				pthread_mutex_lock(&w->lock);
+				struct pl_batch *b = w->tail != w->wtail ? w->slot[w->tail % PL_SLOTS] : NULL;
+				pthread_mutex_unlock(&w->lock);
+				if (!b)
+					break;
+				pthread_mutex_lock(&pl->seg_lock);
+				for (uint32_t k = 0; k < b->n; k++) {
+					const struct pl_item *it = &b->item[k];
+					if (!it->flow_id)
+						continue;
+					seg_packet(pl, it->obs, it->flow_id, it->pkt_no, it->ts_us,
+						   it->frame ? it->frame : b->data + it->off, it->p.caplen,
+						   it->p.wirelen);
+					if (it->ts_us >= last_tick_us + 1000000u) {
+						last_tick_us = it->ts_us;
+						seg_tick(pl->seg, it->ts_us);
+					}
+				}
+				pthread_mutex_unlock(&pl->seg_lock);
+				pthread_mutex_lock(&w->lock);
+				w->tail++;
+				pthread_cond_broadcast(&w->nonfull);
+				pthread_mutex_unlock(&w->lock);
+			}
+		}
+		pthread_mutex_lock(&pl->sq_lock);
+	}
+	pthread_mutex_unlock(&pl->sq_lock);
+	return NULL;
 }
 
 static void *worker_main(void *arg)
@@ -415,7 +518,7 @@ static void *worker_main(void *arg)
 	__atomic_store_n(&w->flows, t, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		while (w->head == w->tail) {
+		while (w->head == w->wtail) {
 			/* Idle: keep timers running on the agent's clock. */
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -430,23 +533,23 @@ static void *worker_main(void *arg)
 				}
 			}
 		}
-		struct pl_batch *b = w->slot[w->tail % PL_SLOTS];
+		struct pl_batch *b = w->slot[w->wtail % PL_SLOTS];
 		pthread_mutex_unlock(&w->lock);
 
-		for (uint32_t i = 0; t && i < b->n; i++) {
-			const struct pl_item *it = &b->item[i];
-			flow_packet(w, it->obs, &it->p, it->frame ? it->frame : b->data + it->off, it->ts_us);
+		for (uint32_t i = 0; i < b->n; i++) {
+			struct pl_item *it = &b->item[i];
+			it->flow_id = t ? flow_packet(w, it->obs, &it->p, it->frame ? it->frame : b->data + it->off,
+						      it->ts_us, &it->pkt_no) : 0;
 		}
 		int kind = (int)b->kind;
 		if (kind == PL_BATCH_FLUSH && t)
 			fl_table_flush(t);
 
 		pthread_mutex_lock(&w->lock);
-		w->tail++;
 		if (kind == PL_BATCH_FLUSH)
 			w->flushed = 1;
-		pthread_cond_broadcast(&w->nonfull);
-		if (kind == PL_BATCH_FLUSH && w->head == w->tail && __atomic_load_n(&w->running, __ATOMIC_SEQ_CST) == 2)
+		batch_done(w);
+		if (kind == PL_BATCH_FLUSH && w->head == w->wtail && __atomic_load_n(&w->running, __ATOMIC_SEQ_CST) == 2)
 			break; /* pl_close asked us to stop */
 	}
 	pthread_mutex_unlock(&w->lock);
@@ -498,6 +601,8 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 	pthread_mutex_init(&pl->store_lock, NULL);
 	pthread_mutex_init(&pl->seg_lock, NULL);
 	pthread_mutex_init(&pl->q_lock, NULL);
+	pthread_mutex_init(&pl->sq_lock, NULL);
+	pthread_cond_init(&pl->sq_cond, NULL);
 	pthread_cond_init(&pl->q_nonempty, NULL);
 	pthread_cond_init(&pl->q_nonfull, NULL);
 	pthread_cond_init(&pl->q_drained, NULL);
@@ -577,6 +682,13 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 		goto fail;
 	}
 	pl->writer_running = 1;
+	if (pl->seg && pl->nworkers) {
+		if ((rc = -pthread_create(&pl->seg_thread, NULL, seg_main, pl)) < 0) {
+			snprintf(errbuf, errlen, "segment thread: %s", strerror(-rc));
+			goto fail;
+		}
+		pl->seg_running = 1;
+	}
 	for (unsigned i = 0; i < pl->nworkers; i++) {
 		struct pl_worker *w = &pl->worker[i];
 		for (unsigned k = 0; k < PL_SLOTS; k++) {
@@ -636,7 +748,7 @@ int pl_packet(struct pipeline *pl, uint32_t obs, const struct cap_packet *pkt)
 	if (p.reason != DC_OK)
 		return failed(pl);
 	if (pl->nworkers == 0) {
-		flow_packet(&pl->worker[0], obs, &p, pkt->data, pkt->ts_us);
+		inline_packet(pl, obs, &p, pkt->data, pkt->ts_us);
 		return failed(pl);
 	}
 	struct pl_worker *w = &pl->worker[fl_shard_hash(obs, &p) % pl->nworkers];
@@ -809,9 +921,18 @@ void pl_close(struct pipeline *pl)
 			send_batch(w, PL_BATCH_FLUSH);
 			pthread_join(w->th, NULL);
 		}
-		for (unsigned k = 0; k < PL_SLOTS; k++)
-			free(w->slot[k]);
 	}
+	if (pl->seg_running) {
+		/* after the workers: their last batches still go through it */
+		pthread_mutex_lock(&pl->sq_lock);
+		pl->sq_stop = 1;
+		pthread_cond_signal(&pl->sq_cond);
+		pthread_mutex_unlock(&pl->sq_lock);
+		pthread_join(pl->seg_thread, NULL);
+	}
+	for (unsigned i = 0; i < pl->nworkers; i++)
+		for (unsigned k = 0; k < PL_SLOTS; k++)
+			free(pl->worker[i].slot[k]);
 	if (pl->writer_running) {
 		pthread_mutex_lock(&pl->q_lock);
 		pl->q_stop = 1;

@@ -473,7 +473,8 @@ static int prepare_all(struct st_store *st)
 			   " RETURNING id", &st->obs)) ||
 	    (err = prepare(st, "INSERT INTO meta (key, value) VALUES (?1, ?2)"
 			   " ON CONFLICT(key) DO UPDATE SET value = excluded.value", &st->meta_set)) ||
-	    (err = prepare(st, "UPDATE flows SET packets_state = ?2 WHERE id = ?1", &st->pstate)))
+	    (err = prepare(st, "UPDATE flows SET packets_state = CASE packets_state WHEN 'expired'"
+			   " THEN 'expired' ELSE ?2 END WHERE id = ?1", &st->pstate)))
 		return err;
 	return 0;
 }

@@ -123,8 +123,9 @@ int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format
 int st_meta_set(struct st_store *st, const char *key, const char *value);
 int st_meta_get(struct st_store *st, const char *key, char *buf, size_t len);
 
-/* Sets flows.packets_state ("none", "stored", "expired") of one flow; part of the
- * open batch.  Returns -ENOENT when the flow is not (yet) in the database. */
+/* Sets flows.packets_state ("none", "stored", "partial", "expired") of one flow;
+ * part of the open batch.  "expired" is final: a flow whose packets are gone keeps
+ * saying so.  Returns -ENOENT when the flow is not (yet) in the database. */
 int st_set_packets_state(struct st_store *st, uint64_t flow_id, const char *state);
 
 /* Largest flow id stored (as uint64), 0 when empty.  Flow ids restart with each
