@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "capture.h"
@@ -181,6 +182,38 @@ int main(int argc, char **argv)
 		cap_close(s);
 	}
 
+	/* A mapped file cut short by someone else while we read it: the pages past the
+	 * new end fault; cap_open_file's handler must say so and exit 1, not crash. */
+	{
+		const char *big = craft(dir, "shrinks.pcap", 0xa1b2c3d4, 0, 1, 4000, 1000, 0, 0);
+		int fds[2];
+		if (pipe(fds) == 0) {
+			pid_t pid = fork();
+			if (pid == 0) {
+				dup2(fds[1], STDERR_FILENO);
+				struct cap_source *s;
+				struct cap_packet pk;
+				char err[256];
+				if (cap_open_file(big, &s, err, sizeof(err)) < 0)
+					_exit(3);
+				if (cap_next(s, &pk) != 1 || truncate(big, 4096) != 0)
+					_exit(4);
+				while (cap_next(s, &pk) == 1)
+					; /* faults on a page past the new end */
+				_exit(5);
+			}
+			close(fds[1]);
+			char msg[512] = "";
+			ssize_t n = read(fds[0], msg, sizeof(msg) - 1);
+			msg[n > 0 ? n : 0] = 0;
+			close(fds[0]);
+			int st = 0;
+			waitpid(pid, &st, 0);
+			CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1, "shrunk file: child status 0x%x (want exit 1)", st);
+			CHECK(strstr(msg, "shrank while it was being read") != NULL, "shrunk file: message '%s'", msg);
+		}
+	}
+
 	long files = 0, packets = 0;
 	if (argc > 1) {
 		DIR *d = opendir(argv[1]);
@@ -211,7 +244,7 @@ int main(int argc, char **argv)
 			       files, packets);
 		}
 	}
-	const char *made[] = {"le", "be", "ns", "ns-be", "empty", "cut-data", "cut-hdr", "huge", "raw12", "over-snap"};
+	const char *made[] = {"le", "be", "ns", "ns-be", "empty", "cut-data", "cut-hdr", "huge", "raw12", "over-snap", "shrinks"};
 	for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s.pcap", dir, made[i]);
