@@ -425,21 +425,19 @@ static uint64_t flow_packet(struct pl_worker *w, uint32_t obs, const struct dc_p
 	return flow_id;
 }
 
-/* Inline (workers = 0): flow work and segment in one go on the caller's thread. */
+/* Inline (workers = 0): flow work and segment in one go on the caller's thread.
+ * seg_put rotates an aged segment itself; seg_tick (flush + index commit) is for
+ * the wall-clock ticks of a live agent (pl_tick), not for packet time. */
 static void inline_packet(struct pipeline *pl, uint32_t obs, const struct dc_packet *p,
 			  const uint8_t *frame, uint64_t ts_us)
 {
-	struct pl_worker *w = &pl->worker[0];
-	uint64_t before = w->last_expire_us;
 	uint32_t pkt_no = 0;
-	uint64_t flow_id = flow_packet(w, obs, p, frame, ts_us, &pkt_no);
+	uint64_t flow_id = flow_packet(&pl->worker[0], obs, p, frame, ts_us, &pkt_no);
 	if (flow_id && pl->seg) {
 		uint64_t stored = 0;
 		seg_packet(pl, obs, flow_id, pkt_no, ts_us, frame, p->caplen, p->wirelen, &stored);
 		if (stored)
 			__atomic_add_fetch(&pl->seg_packets, stored, __ATOMIC_RELAXED);
-		if (w->last_expire_us != before)
-			seg_tick(pl->seg, ts_us); /* retention on packet time, like the flow timers */
 	}
 }
 
@@ -463,7 +461,6 @@ static void batch_done(struct pl_worker *w)
 static void *seg_main(void *arg)
 {
 	struct pipeline *pl = arg;
-	uint64_t last_tick_us = 0;
 
 	pthread_setname_np(pthread_self(), "podcap-segment");
 	pthread_mutex_lock(&pl->sq_lock);
@@ -491,10 +488,6 @@ static void *seg_main(void *arg)
 					seg_packet(pl, it->obs, it->flow_id, it->pkt_no, it->ts_us,
 						   it->frame ? it->frame : b->data + it->off, it->p.caplen,
 						   it->p.wirelen, &stored);
-					if (it->ts_us >= last_tick_us + 1000000u) {
-						last_tick_us = it->ts_us;
-						seg_tick(pl->seg, it->ts_us);
-					}
 				}
 				pthread_mutex_unlock(&pl->seg_lock);
 				__atomic_add_fetch(&pl->seg_packets, stored, __ATOMIC_RELAXED);
