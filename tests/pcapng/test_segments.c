@@ -526,6 +526,61 @@ static int db_exec(const char *dir, const char *sql)
 	return rc == SQLITE_OK ? 0 : -1;
 }
 
+/* An index written by podcap before schema 2 (flow_packets keyed by flow first) is
+ * read as it is and migrated by the next writer, keeping every flow exportable. */
+static void case_migrate(void)
+{
+	char dir[512];
+	mkcase(dir, sizeof(dir), "migrate");
+	struct traffic t;
+	gen(&t, 3000, 12, 1700000000000000ull, 0);
+	struct seg_config cfg;
+	seg_config_default(&cfg);
+	cfg.segment_bytes = 256 << 10;
+	cfg.max_bytes = 0;
+	struct seg_store *s = fill(dir, &cfg, &t);
+	CHECK(seg_close(s) == 0);
+	/* turn it into a version 1 index */
+	CHECK(db_exec(dir, "BEGIN;"
+			   "CREATE TABLE v1(flow_id INTEGER NOT NULL, segment_id INTEGER NOT NULL,"
+			   " packets INTEGER NOT NULL, offs BLOB NOT NULL, PRIMARY KEY(flow_id, segment_id))"
+			   " WITHOUT ROWID;"
+			   "INSERT INTO v1 SELECT * FROM flow_packets; DROP TABLE flow_packets;"
+			   "ALTER TABLE v1 RENAME TO flow_packets;"
+			   "CREATE INDEX flow_packets_segment ON flow_packets(segment_id);"
+			   "PRAGMA user_version=1; COMMIT;") == 0);
+	s = reopen_ro(dir);
+	check_all_flows(s, &t, 12, 0, 0, "mig-v1");
+	seg_close(s);
+	/* a writer migrates it */
+	char err[256];
+	seg_config_default(&cfg);
+	cfg.max_bytes = 0;
+	CHECK(seg_open(dir, &cfg, &s, err, sizeof(err)) == 0);
+	CHECK(seg_close(s) == 0);
+	char path[600];
+	sqlite3 *db;
+	snprintf(path, sizeof(path), "%s/index.db", dir);
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	sqlite3_stmt *q;
+	CHECK(sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version),"
+				 " (SELECT sql FROM sqlite_schema WHERE name = 'flow_packets'),"
+				 " (SELECT count(*) FROM sqlite_schema WHERE name = 'flow_packets_flow'),"
+				 " (SELECT count(*) FROM sqlite_schema WHERE name = 'flow_packets_segment')",
+				 -1, &q, NULL) == SQLITE_OK);
+	CHECK(sqlite3_step(q) == SQLITE_ROW);
+	CHECK(sqlite3_column_int(q, 0) == 2);
+	const char *sql = (const char *)sqlite3_column_text(q, 1);
+	CHECK(sql && strstr(sql, "PRIMARY KEY(segment_id, flow_id)"));
+	CHECK(sqlite3_column_int(q, 2) == 1 && sqlite3_column_int(q, 3) == 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	s = reopen_ro(dir);
+	check_all_flows(s, &t, 12, 0, 0, "mig-v2");
+	seg_close(s);
+	gen_free(&t);
+}
+
 static void case_damage(void)
 {
 	char dir[300], path[1024], sql[1200];
@@ -935,6 +990,8 @@ int main(int argc, char **argv)
 		case_limits();
 	if (!only || !strcmp(only, "damage"))
 		case_damage();
+	if (!only || !strcmp(only, "migrate"))
+		case_migrate();
 	if (!only || !strcmp(only, "bigts"))
 		case_big_ts();
 	if (!only || !strcmp(only, "fuzz"))
