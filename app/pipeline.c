@@ -48,6 +48,7 @@ enum { PL_BATCH_DATA, PL_BATCH_FLUSH };
 
 struct pl_batch {
 	uint32_t n, used, kind;
+	uint32_t ref_bytes; /* bytes of stable packets referenced (not copied) */
 	struct pl_item item[PL_BATCH_PKTS];
 	uint8_t data[PL_BATCH_BYTES];
 };
@@ -75,6 +76,10 @@ struct pl_worker {
 struct pipeline {
 	struct pl_config cfg;
 	unsigned nworkers;           /* threads; 0 = inline in worker[0] */
+	/* Bytes of stable packets one batch may reference: all slots of all workers
+	 * together stay within CAP_STABLE_WINDOW, so a mapped file's pages are not
+	 * dropped while a worker or the segment thread still reads them. */
+	uint32_t ref_budget;
 	struct pl_worker worker[PL_MAX_WORKERS];
 	struct st_store *store;
 	struct seg_store *seg;       /* NULL when packets are not kept */
@@ -583,6 +588,7 @@ static void send_batch(struct pl_worker *w, uint32_t kind)
 	struct pl_batch *next = w->slot[w->head % PL_SLOTS];
 	next->n = 0;
 	next->used = 0;
+	next->ref_bytes = 0;
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -590,7 +596,8 @@ static void send_batch(struct pl_worker *w, uint32_t kind)
 
 int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, size_t errlen)
 {
-	struct pipeline *pl = calloc(1, sizeof(*pl));
+	/* cache-line aligned members: plain calloc does not align to 64 */
+	struct pipeline *pl = aligned_alloc(_Alignof(struct pipeline), sizeof(*pl));
 	int rc;
 
 	*out = NULL;
@@ -598,8 +605,13 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 		snprintf(errbuf, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	memset(pl, 0, sizeof(*pl));
 	pl->cfg = *cfg;
 	pl->nworkers = cfg->workers > PL_MAX_WORKERS ? PL_MAX_WORKERS : cfg->workers;
+	{
+		uint32_t per = CAP_STABLE_WINDOW / ((pl->nworkers ? pl->nworkers : 1) * PL_SLOTS);
+		pl->ref_budget = per < PL_BATCH_BYTES ? per : PL_BATCH_BYTES;
+	}
 	pthread_mutex_init(&pl->store_lock, NULL);
 	pthread_mutex_init(&pl->seg_lock, NULL);
 	pthread_mutex_init(&pl->q_lock, NULL);
@@ -700,7 +712,7 @@ int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, si
 				snprintf(errbuf, errlen, "out of memory");
 				goto fail;
 			}
-			w->slot[k]->n = w->slot[k]->used = 0;
+			w->slot[k]->n = w->slot[k]->used = w->slot[k]->ref_bytes = 0;
 		}
 		if ((rc = -pthread_create(&w->th, NULL, worker_main, w)) < 0) {
 			snprintf(errbuf, errlen, "flow worker: %s", strerror(-rc));
@@ -755,8 +767,9 @@ int pl_packet(struct pipeline *pl, uint32_t obs, const struct cap_packet *pkt)
 	}
 	struct pl_worker *w = &pl->worker[fl_shard_hash(obs, &p) % pl->nworkers];
 	struct pl_batch *b = w->slot[w->head % PL_SLOTS];
-	uint32_t need = pkt->stable ? 0 : p.caplen;
-	if (b->n == PL_BATCH_PKTS || b->used + need > PL_BATCH_BYTES) {
+	uint32_t need = pkt->stable ? 0 : p.caplen, ref = pkt->stable ? p.caplen : 0;
+	if (b->n == PL_BATCH_PKTS || b->used + need > PL_BATCH_BYTES ||
+	    (b->n && b->ref_bytes + ref > pl->ref_budget)) {
 		send_batch(w, PL_BATCH_DATA);
 		b = w->slot[w->head % PL_SLOTS];
 	}
@@ -766,8 +779,9 @@ int pl_packet(struct pipeline *pl, uint32_t obs, const struct cap_packet *pkt)
 	it->obs = obs;
 	it->off = b->used;
 	if (pkt->stable) {
-		/* valid until the source is closed, which is after pl_finish() */
+		/* valid until the source is closed, which is after pl_close() */
 		it->frame = pkt->data;
+		b->ref_bytes += ref;
 		return failed(pl);
 	}
 	it->frame = NULL;

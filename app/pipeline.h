@@ -11,7 +11,7 @@
  * counters; packet bytes stay the caller's and are copied when handed to a worker,
  * unless cap_packet.stable says they outlive the source's next packet: then the
  * worker reads them in place, and the caller keeps the source open until
- * pl_finish() has returned.
+ * pl_close() has returned.
  */
 #ifndef PODCAP_PIPELINE_H
 #define PODCAP_PIPELINE_H

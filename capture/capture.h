@@ -23,6 +23,11 @@ struct cap_packet {
 	int stable;         /* data stays valid until cap_close(), not only until cap_next() */
 };
 
+/* A consumer that holds on to stable packets should keep what it holds within
+ * this many bytes of the newest packet it got: the source hands older pages of
+ * a mapped file back to the kernel, and a later touch has to fault them in again. */
+#define CAP_STABLE_WINDOW (4u << 20)
+
 struct cap_stats {
 	uint64_t received;     /* packets handed out */
 	uint64_t kernel_drops; /* live: pcap_stats ps_drop + ps_ifdrop */

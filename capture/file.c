@@ -32,12 +32,12 @@
 
 #define CAP_FILE_IOBUF (1u << 20)
 /* Mapped pages behind the reader are handed back (MADV_DONTNEED), else a whole
- * file would count in our resident size.  Flow workers read packets in place a
- * little behind the reader, so only pages CAP_MAP_LAG behind are dropped, every
- * CAP_MAP_STEP; a worker that lags further faults its page back in from the page
- * cache (correct, only slower; such a page then stays resident). */
+ * file would count in our resident size.  Consumers keep what they hold within
+ * CAP_STABLE_WINDOW of the newest packet (capture.h), so only pages twice that far
+ * behind are dropped, every CAP_MAP_STEP; a consumer that lags further faults its
+ * page back in from the page cache (correct, only slower; the page then stays). */
 #define CAP_MAP_STEP (1u << 20)
-#define CAP_MAP_LAG (8u << 20)
+#define CAP_MAP_LAG (2 * (size_t)CAP_STABLE_WINDOW)
 
 struct cap_source {
 	pcap_t *pcap;
@@ -48,6 +48,7 @@ struct cap_source {
 	size_t map_len, pos;
 	size_t next_drop; /* offset at which the next MADV_DONTNEED step runs */
 	size_t dropped;   /* pages below this offset were handed back */
+	size_t page;      /* the system's page size */
 	int swap, nsec;
 	uint32_t snaplen; /* longer records are cut to this, as libpcap does */
 	int linktype;
@@ -58,28 +59,65 @@ struct cap_source {
 
 /* ---- SIGBUS on a mapped file that shrank --------------------------------- */
 
-static volatile sig_atomic_t bus_installed;
+/* The mappings the handler vouches for.  Slots are claimed and released with
+ * atomics; the handler only reads them. */
+#define CAP_MAX_MAPS 64
+static struct {
+	uintptr_t start, end;
+} bus_maps[CAP_MAX_MAPS];
+static int bus_installed; /* atomic */
 
-static void on_sigbus(int sig)
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 {
-	static const char msg[] = "podcap: a capture file shrank while it was being read "
-				  "(truncated by another process); stopping\n";
-	(void)sig;
-	ssize_t r = write(STDERR_FILENO, msg, sizeof(msg) - 1);
-	(void)r;
-	_exit(1);
+	(void)ctx;
+	uintptr_t a = (uintptr_t)si->si_addr;
+	for (int i = 0; i < CAP_MAX_MAPS; i++) {
+		uintptr_t st = __atomic_load_n(&bus_maps[i].start, __ATOMIC_ACQUIRE);
+		if (st && a >= st && a < __atomic_load_n(&bus_maps[i].end, __ATOMIC_ACQUIRE)) {
+			static const char msg[] = "podcap: a capture file could not be read any more "
+						  "(truncated by another process while mapped, or an I/O "
+						  "error); stopping\n";
+			ssize_t r = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+			(void)r;
+			_exit(1);
+		}
+	}
+	/* not ours: what would have happened without us (returning re-faults) */
+	signal(sig, SIG_DFL);
 }
 
-static void install_sigbus(void)
+/* Registers [m, m+len) with the SIGBUS handler (installed on first use).  Returns
+ * 0, or -1 when no slot is free (the file is then read through libpcap). */
+static int bus_register(const void *m, size_t len)
 {
-	if (bus_installed)
-		return;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sigbus;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGBUS, &sa, NULL) == 0)
-		bus_installed = 1;
+	for (int i = 0; i < CAP_MAX_MAPS; i++) {
+		uintptr_t zero = 0;
+		if (__atomic_compare_exchange_n(&bus_maps[i].start, &zero, (uintptr_t)1, 0, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			__atomic_store_n(&bus_maps[i].end, (uintptr_t)m + len, __ATOMIC_RELEASE);
+			__atomic_store_n(&bus_maps[i].start, (uintptr_t)m, __ATOMIC_RELEASE);
+			if (!__atomic_exchange_n(&bus_installed, 1, __ATOMIC_ACQ_REL)) {
+				struct sigaction sa;
+				memset(&sa, 0, sizeof(sa));
+				sa.sa_sigaction = on_sigbus;
+				sa.sa_flags = SA_SIGINFO;
+				sigemptyset(&sa.sa_mask);
+				sigaction(SIGBUS, &sa, NULL);
+			}
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void bus_unregister(const void *m)
+{
+	for (int i = 0; i < CAP_MAX_MAPS; i++)
+		if (__atomic_load_n(&bus_maps[i].start, __ATOMIC_ACQUIRE) == (uintptr_t)m) {
+			__atomic_store_n(&bus_maps[i].end, 0, __ATOMIC_RELEASE);
+			__atomic_store_n(&bus_maps[i].start, 0, __ATOMIC_RELEASE);
+			return;
+		}
 }
 
 static uint32_t rd32(const uint8_t *b, int swap)
@@ -161,9 +199,14 @@ static int map_pcap(struct cap_source *s)
 	void *m = mmap(NULL, (size_t)s->file_size, PROT_READ, MAP_PRIVATE, fileno(s->fp), 0);
 	if (m == MAP_FAILED)
 		return 0;
+	if (bus_register(m, (size_t)s->file_size) < 0) {
+		munmap(m, (size_t)s->file_size);
+		return 0;
+	}
 	/* one pass front to back: let the kernel read ahead aggressively */
 	madvise(m, (size_t)s->file_size, MADV_SEQUENTIAL);
-	install_sigbus();
+	long pg = sysconf(_SC_PAGESIZE);
+	s->page = pg > 0 ? (size_t)pg : 4096;
 	s->map = m;
 	s->map_len = (size_t)s->file_size;
 	s->pos = 24;
@@ -266,7 +309,7 @@ static int map_next(struct cap_source *s, struct cap_packet *pkt)
 	uint32_t sec = rd32(h, s->swap), frac = rd32(h + 4, s->swap);
 	uint32_t caplen = rd32(h + 8, s->swap), len = rd32(h + 12, s->swap);
 	if (caplen > CAP_MAX_SNAPLEN) {
-		snprintf(s->err, sizeof(s->err), "invalid packet capture length %u, bigger than maximum of %u "
+		snprintf(s->err, sizeof(s->err), "invalid packet capture length %u, bigger than snaplen of %u "
 			 "(after %llu packets)", caplen, CAP_MAX_SNAPLEN, (unsigned long long)s->received);
 		return -EIO;
 	}
@@ -280,9 +323,11 @@ static int map_next(struct cap_source *s, struct cap_packet *pkt)
 	pkt->wirelen = len < pkt->caplen ? pkt->caplen : len;
 	/* seconds are unsigned 32-bit; sub-second part as libpcap gives it (a nanosecond
 	 * file is read at microsecond precision, truncated) */
-	pkt->ts_us = (uint64_t)sec * 1000000u + (s->nsec ? frac / 1000u : frac);
-	/* (a sub-second field >= 1 s only occurs in damaged files; it is taken as the
-	 * unsigned number it is, on both paths) */
+	/* A sub-second field >= 1 s only occurs in damaged files; we do what libpcap
+	 * does with it (a signed 32-bit field, divided by 1000 for nanoseconds) so
+	 * both paths give the same time. */
+	uint32_t sub = s->nsec ? (uint32_t)((int32_t)frac / 1000) : frac;
+	pkt->ts_us = (uint64_t)sec * 1000000u + sub;
 	pkt->linktype = s->linktype;
 	pkt->ifindex = 0;
 	pkt->stable = 1;
@@ -290,7 +335,7 @@ static int map_next(struct cap_source *s, struct cap_packet *pkt)
 	if (s->pos >= s->next_drop) {
 		s->next_drop = s->pos + CAP_MAP_STEP;
 		if (s->pos > CAP_MAP_LAG) {
-			size_t end = (s->pos - CAP_MAP_LAG) & ~(size_t)4095;
+			size_t end = (s->pos - CAP_MAP_LAG) & ~(s->page - 1);
 			if (end > s->dropped) {
 				madvise((void *)(s->map + s->dropped), end - s->dropped, MADV_DONTNEED);
 				s->dropped = end;
@@ -361,8 +406,10 @@ void cap_close(struct cap_source *s)
 		return;
 	if (s->pcap)
 		pcap_close(s->pcap);
-	if (s->map)
+	if (s->map) {
 		munmap((void *)s->map, s->map_len);
+		bus_unregister(s->map);
+	}
 	if (s->fp && s->fp != stdin)
 		fclose(s->fp);
 	free(s->iobuf);
