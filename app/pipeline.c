@@ -851,8 +851,8 @@ int pl_finish(struct pipeline *pl)
 
 void pl_stats(const struct pipeline *pl, struct pl_stats *out)
 {
-	/* Worker counters are read without stopping the workers: each field is a
-	 * plain 64-bit load, so a figure may be a moment old, never torn. */
+	/* Worker counters are read without stopping the workers: each field is an
+	 * atomic load (fl_table_stats), so a figure may be a moment old, never torn. */
 	*out = pl->st;
 	memset(&out->fl, 0, sizeof(out->fl));
 	unsigned ntables = pl->nworkers ? pl->nworkers : 1;

@@ -131,7 +131,7 @@ static void finish(struct fl_table *t, struct fl_flow *f, ndpi_protocol proto, i
 	if (gave_up) {
 		uint8_t guessed = 0;
 		proto = ndpi_detection_giveup(t->ndpi, f->ndpi, 1, &guessed);
-		t->stats.dpi_giveup++;
+		FL_STAT_ADD(t, dpi_giveup, 1);
 	}
 	collect(t, f, proto);
 	f->dpi_done = gave_up ? 2 : 1;
@@ -147,7 +147,7 @@ void fl_dpi_packet(struct fl_table *t, struct fl_flow *f, const struct dc_packet
 	if (!f->ndpi) {
 		f->ndpi = ndpi_flow_malloc(SIZEOF_FLOW_STRUCT);
 		if (!f->ndpi) {
-			t->stats.dpi_alloc_fail++;
+			FL_STAT_ADD(t, dpi_alloc_fail, 1);
 			f->dpi_done = 2;
 			return;
 		}
@@ -155,7 +155,7 @@ void fl_dpi_packet(struct fl_table *t, struct fl_flow *f, const struct dc_packet
 	}
 
 	uint32_t len = p->l3_len > 0xffff ? 0xffff : p->l3_len;
-	t->stats.dpi_packets++;
+	FL_STAT_ADD(t, dpi_packets, 1);
 	ndpi_protocol proto = ndpi_detection_process_packet(t->ndpi, f->ndpi, frame + p->l3_off,
 							    (unsigned short)len, ts_us / 1000);
 

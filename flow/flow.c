@@ -341,7 +341,7 @@ static void record_fill(struct fl_table *t, const struct fl_flow *f, int end)
 static void emit(struct fl_table *t, const struct fl_flow *f, int end)
 {
 	record_fill(t, f, end);
-	t->stats.records++;
+	FL_STAT_ADD(t, records, 1);
 	int rc = t->emit(t->emit_arg, &t->rec);
 	if (rc && !t->err)
 		t->err = rc;
@@ -368,7 +368,7 @@ static void flow_end(struct fl_table *t, struct fl_flow *f, int end)
 	active_unlink(t, f);
 	f->hnext = t->free;
 	t->free = f;
-	t->stats.flows_active--;
+	FL_STAT_ADD(t, flows_active, -1);
 }
 
 static inline uint64_t flow_timeout(const struct fl_table *t, const struct fl_flow *f)
@@ -384,7 +384,7 @@ static int evict_one(struct fl_table *t)
 		victim = b;
 	if (!victim)
 		return -ENOMEM;
-	t->stats.evicted++;
+	FL_STAT_ADD(t, evicted, 1);
 	flow_end(t, victim, FL_END_EVICTED);
 	return 0;
 }
@@ -435,8 +435,8 @@ static struct fl_flow *flow_new(struct fl_table *t, const struct pkey *k, uint32
 		f->active_due_us = ts_us + t->cfg.active_timeout_us;
 		active_append(t, f);
 	}
-	t->stats.flows_created++;
-	t->stats.flows_active++;
+	FL_STAT_ADD(t, flows_created, 1);
+	FL_STAT_ADD(t, flows_active, 1);
 	return f;
 }
 
@@ -588,7 +588,7 @@ int fl_table_packet(struct fl_table *t, uint32_t obs_id, const struct dc_packet 
 		    const uint8_t *frame, uint64_t ts_us, uint64_t *flow_id, uint32_t *pkt_no)
 {
 	if (p->reason != DC_OK || (p->inner.family != 4 && p->inner.family != 6)) {
-		t->stats.skipped++;
+		FL_STAT_ADD(t, skipped, 1);
 		return take_err(t, -EINVAL);
 	}
 
@@ -630,7 +630,7 @@ int fl_table_packet(struct fl_table *t, uint32_t obs_id, const struct dc_packet 
 	if (!f) {
 		f = flow_new(t, &k, h, p, ts_us, &dir);
 		if (!f) {
-			t->stats.skipped++;
+			FL_STAT_ADD(t, skipped, 1);
 			return take_err(t, -ENOMEM);
 		}
 	} else {
@@ -654,7 +654,7 @@ account:;
 	if (!f->dpi_done && t->ndpi)
 		fl_dpi_packet(t, f, p, frame, ts_us);
 
-	t->stats.packets++;
+	FL_STAT_ADD(t, packets, 1);
 	if (flow_id)
 		*flow_id = f->id;
 	if (pkt_no)
@@ -699,5 +699,9 @@ int fl_table_flush(struct fl_table *t)
 
 void fl_table_stats(const struct fl_table *t, struct fl_stats *out)
 {
-	*out = t->stats;
+	/* Any thread: each counter is one atomic load (see FL_STAT_ADD). */
+	const uint64_t *in = (const uint64_t *)&t->stats;
+	uint64_t *o = (uint64_t *)out;
+	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+		o[i] = __atomic_load_n(&in[i], __ATOMIC_RELAXED);
 }

@@ -139,6 +139,8 @@ int fl_table_packet(struct fl_table *t, uint32_t obs_id, const struct dc_packet 
 int fl_table_expire(struct fl_table *t, uint64_t now_us);
 /* Ends every flow with FL_END_FLUSH. */
 int fl_table_flush(struct fl_table *t);
+/* May be called from any thread while the table's own thread works (each counter
+ * is read atomically; the set is not one snapshot). */
 void fl_table_stats(const struct fl_table *t, struct fl_stats *out);
 
 /* Symmetric hash of a packet's flow key (same value for both directions). */

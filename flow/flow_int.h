@@ -76,6 +76,13 @@ struct fl_list {
 	struct fl_flow *head, *tail;      /* head = oldest */
 };
 
+/* fl_stats counters have one writer (the table's thread) and readers anywhere
+ * (fl_table_stats): a relaxed atomic store of load + n is a plain add on x86-64,
+ * no locked instruction, and makes the cross-thread read well-defined. */
+#define FL_STAT_ADD(t, field, n) \
+	__atomic_store_n(&(t)->stats.field, __atomic_load_n(&(t)->stats.field, __ATOMIC_RELAXED) + (uint64_t)(n), \
+			 __ATOMIC_RELAXED)
+
 struct fl_table {
 	struct fl_config cfg;
 	uint64_t closed_timeout_us;
@@ -102,7 +109,7 @@ struct fl_table {
 		uint8_t valid;
 		char name[64];
 	} names[256];
-	struct fl_stats stats;
+	struct fl_stats stats; /* written by the owning thread only, via FL_STAT_ADD */
 	struct fl_record rec;             /* scratch for emitting */
 };
 
