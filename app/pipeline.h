@@ -55,6 +55,11 @@ struct pl_stats {
 	uint64_t store_errors;     /* flow records the database refused */
 	uint64_t seg_errors;       /* packets the segment store refused (disk full, ...) */
 	uint64_t seg_packets;      /* packets written to segments */
+	/* CPU time of the pipeline's threads so far, microseconds (0 for a thread
+	 * that does not exist): where the time goes, for benchmarks and operators. */
+	uint64_t cpu_us_workers;   /* all flow workers together */
+	uint64_t cpu_us_segments;  /* segment thread */
+	uint64_t cpu_us_store;     /* store thread */
 };
 
 int pl_open(const struct pl_config *cfg, struct pipeline **out, char *errbuf, size_t errlen);
@@ -66,7 +71,8 @@ int pl_obs_point(struct pipeline *pl, const char *iface, const char *direction, 
 int pl_packet(struct pipeline *pl, uint32_t obs, const struct cap_packet *pkt);
 /* Runs flow timers up to now_us and commits what is due. */
 int pl_tick(struct pipeline *pl, uint64_t now_us);
-/* Ends every flow, commits the store.  The pipeline stays usable for stats. */
+/* Ends every flow, commits the store and builds indexes a bulk load deferred.
+ * The pipeline stays usable for stats. */
 int pl_finish(struct pipeline *pl);
 void pl_stats(const struct pipeline *pl, struct pl_stats *out);
 void pl_print_summary(const struct pipeline *pl, FILE *f);

@@ -1712,6 +1712,16 @@ done:
 	return err ? err : count;
 }
 
+int st_build_indexes(struct st_store *st)
+{
+	if (!st->put)
+		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
+	int err = st_commit(st);
+	if (!err && st->indexes_deferred && !(err = set_indexes(st, 1)))
+		st->indexes_deferred = 0;
+	return err;
+}
+
 int st_close(struct st_store *st)
 {
 	if (!st)

@@ -52,8 +52,8 @@ struct st_config {
 	 * storing flows of old capture files. */
 	uint32_t retain_every_s;
 	/* Bulk load (e.g. `podcap read` of a file): when the database has no flows
-	 * at open, the secondary indexes are built once by st_close() instead of row
-	 * by row, which makes st_put_flow ~4x cheaper.  Until then queries work but
+	 * at open, the secondary indexes are built once by st_build_indexes() or
+	 * st_close() instead of row by row, which makes st_put_flow ~4x cheaper.  Until then queries work but
 	 * scan.  A writer killed meanwhile leaves the build to the next read-write
 	 * st_open().  Not for a long-running agent (default 0). */
 	int defer_indexes;
@@ -81,6 +81,11 @@ const char *st_errmsg(const struct st_store *st);
  * pod column is copied from its observation point. */
 int st_obs_point(struct st_store *st, const char *iface, const char *direction,
 		 const char *pod, int linktype, uint32_t *id);
+
+/* Commits, then builds the secondary indexes that defer_indexes left out (a no-op
+ * when there are none).  st_close does the same; calling it first lets the
+ * caller count the build in its own time. */
+int st_build_indexes(struct st_store *st);
 
 int st_put_flow(struct st_store *st, const struct fl_record *rec);
 /* st_put_flow that also sets the row's packets_state (see st_set_packets_state)
