@@ -937,12 +937,7 @@ void pl_print_summary(const struct pipeline *pl, FILE *f)
 		(unsigned long long)s.fl.evicted, (unsigned long long)s.fl.dpi_giveup,
 		(unsigned long long)s.fl.dpi_alloc_fail, (unsigned long long)s.store_errors);
 	/* the caller's own thread: reading, decoding, and the flow work when inline */
-	uint64_t caller = 0;
-	{
-		struct timespec ts;
-		if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
-			caller = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-	}
+	uint64_t caller = thread_cpu_us(pthread_self());
 	fprintf(f, "cpu: this thread %.2f s, flow workers %.2f s, segment writer %.2f s, flow store %.2f s\n",
 		(double)caller / 1e6, (double)s.cpu_us_workers / 1e6, (double)s.cpu_us_segments / 1e6,
 		(double)s.cpu_us_store / 1e6);
