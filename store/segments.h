@@ -47,6 +47,10 @@ struct seg_config {
 	uint32_t batch_packets;  /* index rows committed every so many packets (default 65536) */
 	uint64_t retry_us;       /* after a write error, retry this much packet time later (default 1 s) */
 	int readonly;            /* open for export only: no writes, no rotation */
+	/* Bulk load (`podcap read`): an empty store builds its by-flow index once, in
+	 * seg_build_index() or seg_close(), instead of row by row.  Until then export
+	 * works but scans the index.  Not for a long-running agent (default 0). */
+	int defer_index;
 	/* Messages about damaged or missing data (one per problem, not per packet).
 	 * NULL = silent; the counters in seg_stats still count. */
 	void (*log)(void *arg, const char *msg);
@@ -65,8 +69,12 @@ void seg_config_default(struct seg_config *cfg);
  * -errno with a message in errbuf. */
 int seg_open(const char *dir, const struct seg_config *cfg, struct seg_store **out,
 	     char *errbuf, size_t errlen);
-/* Commits the index and closes the open segment.  Returns the first error. */
+/* Commits the index and closes the open segment (and builds a deferred by-flow
+ * index).  Returns the first error; the handle is freed in every case. */
 int seg_close(struct seg_store *s);
+/* Builds the by-flow index that defer_index left out; a no-op otherwise.  May run
+ * on another thread than the writes, as long as not at the same time. */
+int seg_build_index(struct seg_store *s);
 const char *seg_errmsg(const struct seg_store *s);
 
 /* Declares an observation point before its first packet.  linktype is the

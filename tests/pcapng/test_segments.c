@@ -526,6 +526,107 @@ static int db_exec(const char *dir, const char *sql)
 	return rc == SQLITE_OK ? 0 : -1;
 }
 
+/* 1 when index.db has the by-flow index. */
+static int has_flow_index(const char *dir)
+{
+	char path[600];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int found = -1;
+	snprintf(path, sizeof(path), "%s/index.db", dir);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type='index'"
+			       " AND name='flow_packets_flow'", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			found = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	return found;
+}
+
+/* A bulk load (defer_index) writes no by-flow index until seg_close or
+ * seg_build_index: exports meanwhile still find every packet (by scanning), a
+ * store that already has rows keeps its index, and retention builds it first. */
+static void case_defer(void)
+{
+	char dir[512];
+	mkcase(dir, sizeof(dir), "defer");
+	struct traffic t;
+	gen(&t, 6000, 30, 1700000000000000ull, 0);
+	struct seg_config cfg;
+	seg_config_default(&cfg);
+	cfg.segment_bytes = 1 << 20;
+	cfg.max_bytes = 0;
+	cfg.batch_packets = 500;
+	cfg.defer_index = 1;
+	struct seg_store *s = fill(dir, &cfg, &t);
+	CHECK(seg_flush(s) == 0);
+	CHECK(has_flow_index(dir) == 0);
+	struct seg_store *ro = reopen_ro(dir);
+	check_all_flows(ro, &t, 30, 0, 0, "defer-scan");
+	seg_close(ro);
+	CHECK(seg_build_index(s) == 0);
+	CHECK(has_flow_index(dir) == 1);
+	CHECK(seg_build_index(s) == 0); /* again: no-op */
+	CHECK(seg_close(s) == 0);
+	s = reopen_ro(dir);
+	check_all_flows(s, &t, 30, 0, 0, "defer");
+	seg_close(s);
+
+	/* a bulk load into a store that has rows keeps (and maintains) its index */
+	char err[256];
+	CHECK(seg_open(dir, &cfg, &s, err, sizeof(err)) == 0);
+	CHECK(has_flow_index(dir) == 1);
+	CHECK(seg_close(s) == 0);
+
+	/* killed before the build: the index is missing until the next writer */
+	mkcase(dir, sizeof(dir), "defer-killed");
+	pid_t pid = fork();
+	if (pid == 0) {
+		cfg.log = NULL;
+		if (seg_open(dir, &cfg, &s, err, sizeof(err)) < 0)
+			_exit(3);
+		seg_add_interface(s, 3, 1, "veth0a1b", NULL);
+		seg_add_interface(s, 7, 1, "cni0", NULL);
+		for (size_t i = 0; i < t.n; i++)
+			if (seg_put(s, t.p[i].obs, t.p[i].flow, t.p[i].pkt_no, t.p[i].ts, t.p[i].data,
+				    t.p[i].caplen, t.p[i].wirelen) != 1)
+				_exit(4);
+		seg_flush(s);
+		_exit(0); /* no seg_close: as if killed */
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(has_flow_index(dir) == 0);
+	s = reopen_ro(dir); /* a reader meanwhile: every flow, by scanning */
+	check_all_flows(s, &t, 30, 0, 0, "defer-killed");
+	seg_close(s);
+	struct seg_config plain;
+	seg_config_default(&plain);
+	plain.max_bytes = 0;
+	CHECK(seg_open(dir, &plain, &s, err, sizeof(err)) == 0);
+	CHECK(has_flow_index(dir) == 1);
+	seg_close(s);
+
+	/* retention under a deferred index builds it before its first deletion */
+	mkcase(dir, sizeof(dir), "defer-cap");
+	seg_config_default(&cfg);
+	cfg.defer_index = 1;
+	cfg.max_bytes = 3u << 20;
+	cfg.segment_bytes = 512u << 10;
+	cfg.batch_packets = 1000;
+	s = fill(dir, &cfg, &t);
+	struct seg_stats st;
+	seg_stats(s, &st);
+	CHECK(st.segments_deleted > 0);
+	CHECK(has_flow_index(dir) == 1);
+	CHECK(seg_close(s) == 0);
+	gen_free(&t);
+}
+
 /* An index written by podcap before schema 2 (flow_packets keyed by flow first) is
  * read as it is and migrated by the next writer, keeping every flow exportable. */
 static void case_migrate(void)
@@ -992,6 +1093,8 @@ int main(int argc, char **argv)
 		case_damage();
 	if (!only || !strcmp(only, "migrate"))
 		case_migrate();
+	if (!only || !strcmp(only, "defer"))
+		case_defer();
 	if (!only || !strcmp(only, "bigts"))
 		case_big_ts();
 	if (!only || !strcmp(only, "fuzz"))
