@@ -766,7 +766,8 @@ int pl_packet(struct pipeline *pl, uint32_t obs, const struct cap_packet *pkt)
 		inline_packet(pl, obs, &p, pkt->data, pkt->ts_us);
 		return failed(pl);
 	}
-	struct pl_worker *w = &pl->worker[fl_shard_hash(obs, &p) % pl->nworkers];
+	/* one worker (`podcap read` on 2 cores): no hash to compute */
+	struct pl_worker *w = &pl->worker[pl->nworkers > 1 ? fl_shard_hash(obs, &p) % pl->nworkers : 0];
 	struct pl_batch *b = w->slot[w->head % PL_SLOTS];
 	uint32_t need = pkt->stable ? 0 : p.caplen, ref = pkt->stable ? p.caplen : 0;
 	if (b->n == PL_BATCH_PKTS || b->used + need > PL_BATCH_BYTES ||

@@ -494,9 +494,15 @@ static void finalize_all(struct st_store *st)
  * of them, for a deferred build.  One transaction. */
 static int set_indexes(struct st_store *st, int build)
 {
+	/* Each CREATE INDEX scans the whole table: mapped, the scans read it
+	 * without a pread and a copy per page (bench10's 51k rows: 0.13 -> 0.11 s).
+	 * Only for the build: a mapping of a file that another process truncates
+	 * would fault, where reads return an error. */
+	if (build)
+		sqlite3_exec(st->db, "PRAGMA mmap_size=1073741824", NULL, NULL, NULL);
 	int err = exec(st, "BEGIN IMMEDIATE", "begin indexes");
 	if (err)
-		return err;
+		goto out;
 	char sql[96];
 	for (size_t i = build ? N_LIVE_INDEXES : 0; i < N_INDEX_NAMES && !err; i++) {
 		snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS %s", flow_index_names[i]);
@@ -508,6 +514,9 @@ static int set_indexes(struct st_store *st, int build)
 		err = exec(st, "COMMIT", "commit indexes");
 	if (err && !sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	if (build)
+		sqlite3_exec(st->db, "PRAGMA mmap_size=0", NULL, NULL, NULL);
 	return err;
 }
 
