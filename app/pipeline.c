@@ -86,6 +86,7 @@ struct pipeline {
 	pthread_mutex_t seg_lock;    /* workers share the segment store */
 	/* segment thread (pl->seg and workers > 0): woken when a worker finishes a batch */
 	pthread_t seg_thread;
+	uint64_t seg_finish_cpu_us; /* pl_finish's segment-store thread, once joined */
 	int seg_running;
 	pthread_mutex_t sq_lock;
 	pthread_cond_t sq_cond;
@@ -827,10 +828,20 @@ int pl_tick(struct pipeline *pl, uint64_t now_us)
 static void *seg_finish(void *arg)
 {
 	struct pipeline *pl = arg;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
 	pthread_mutex_lock(&pl->seg_lock);
-	if (seg_flush(pl->seg) < 0 || seg_build_index(pl->seg) < 0)
+	/* a failed flush leaves written packets unindexed: counted like any write
+	 * error; a failed index build loses nothing but is an error of the run */
+	if (seg_flush(pl->seg) < 0)
 		__atomic_add_fetch(&pl->seg_errors, 1, __ATOMIC_RELAXED);
+	else if (seg_build_index(pl->seg) < 0)
+		fail(pl, -EIO, "packet store index: %s", seg_errmsg(pl->seg));
 	pthread_mutex_unlock(&pl->seg_lock);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+	__atomic_add_fetch(&pl->seg_finish_cpu_us,
+			   (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000),
+			   __ATOMIC_RELAXED);
 	return NULL;
 }
 
@@ -913,6 +924,7 @@ void pl_stats(const struct pipeline *pl, struct pl_stats *out)
 			out->cpu_us_workers += thread_cpu_us(pl->worker[i].th);
 	if (pl->seg_running)
 		out->cpu_us_segments = thread_cpu_us(pl->seg_thread);
+	out->cpu_us_segments += __atomic_load_n(&pl->seg_finish_cpu_us, __ATOMIC_RELAXED);
 	if (pl->writer_running)
 		out->cpu_us_store = thread_cpu_us(pl->writer);
 	pthread_mutex_lock((pthread_mutex_t *)&pl->q_lock);

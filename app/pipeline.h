@@ -58,7 +58,7 @@ struct pl_stats {
 	/* CPU time of the pipeline's threads so far, microseconds (0 for a thread
 	 * that does not exist): where the time goes, for benchmarks and operators. */
 	uint64_t cpu_us_workers;   /* all flow workers together */
-	uint64_t cpu_us_segments;  /* segment thread */
+	uint64_t cpu_us_segments;  /* segment thread (and pl_finish's index build) */
 	uint64_t cpu_us_store;     /* store thread */
 };
 

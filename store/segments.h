@@ -49,7 +49,9 @@ struct seg_config {
 	int readonly;            /* open for export only: no writes, no rotation */
 	/* Bulk load (`podcap read`): an empty store builds its by-flow index once, in
 	 * seg_build_index() or seg_close(), instead of row by row.  Until then export
-	 * works but scans the index.  Not for a long-running agent (default 0). */
+	 * works: a multi-flow export copies its flows' rows into an indexed TEMP table
+	 * in one scan; seg_flow_state scans per call.  Not for a long-running agent
+	 * (default 0). */
 	int defer_index;
 	/* Messages about damaged or missing data (one per problem, not per packet).
 	 * NULL = silent; the counters in seg_stats still count. */
@@ -140,7 +142,7 @@ struct seg_stats {
 	uint64_t index_rows;    /* (flow, segment) rows written or extended */
 	uint64_t index_lost;    /* packets whose index entry could not be committed */
 	uint64_t disk_bytes;    /* current segment files + index, as last measured */
-	uint64_t index_us;      /* CPU time spent committing index rows */
+	uint64_t index_us;      /* CPU time spent committing index rows and building a deferred index */
 };
 void seg_stats(const struct seg_store *s, struct seg_stats *out);
 
