@@ -823,13 +823,13 @@ int pl_tick(struct pipeline *pl, uint64_t now_us)
 	return failed(pl);
 }
 
-/* pl_finish's packet-store half: the last index rows and the deferred index.
- * Errors are counted (store errors), as for every other write of the store. */
+static uint64_t thread_cpu_us(pthread_t th);
+
+/* pl_finish's packet-store half: the last index rows and the deferred index. */
 static void *seg_finish(void *arg)
 {
 	struct pipeline *pl = arg;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+	uint64_t t0 = thread_cpu_us(pthread_self());
 	pthread_mutex_lock(&pl->seg_lock);
 	/* a failed flush leaves written packets unindexed: counted like any write
 	 * error; a failed index build loses nothing but is an error of the run */
@@ -838,10 +838,7 @@ static void *seg_finish(void *arg)
 	else if (seg_build_index(pl->seg) < 0)
 		fail(pl, -EIO, "packet store index: %s", seg_errmsg(pl->seg));
 	pthread_mutex_unlock(&pl->seg_lock);
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
-	__atomic_add_fetch(&pl->seg_finish_cpu_us,
-			   (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000),
-			   __ATOMIC_RELAXED);
+	__atomic_add_fetch(&pl->seg_finish_cpu_us, thread_cpu_us(pthread_self()) - t0, __ATOMIC_RELAXED);
 	return NULL;
 }
 
