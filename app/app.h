@@ -5,7 +5,13 @@
 #ifndef PODCAP_APP_H
 #define PODCAP_APP_H
 
+#include <stdint.h>
 #include <stdio.h>
+
+#include "capture.h"
+#include "engine.h"
+#include "flowdb.h"
+#include "pktstore.h"
 
 int cmd_decode(int argc, char **argv);
 int cmd_read(int argc, char **argv);
@@ -20,5 +26,49 @@ int app_parse_size(const char *s, unsigned long long *out);
 /* Parses a non-negative integer within [min,max]; 0 or -EINVAL. */
 int app_parse_uint(const char *s, unsigned long long min, unsigned long long max,
 		   unsigned long long *out);
+
+/* ---- the options `read` and `run` share (options.c) ---- */
+
+enum app_cmd { APP_READ = 1, APP_RUN = 2 };
+#define APP_MAX_IFACES 64
+
+struct app_opts {
+	/* both */
+	struct eng_config eng;
+	struct fdb_config fdb;
+	struct pks_config pks;
+	const char *db_path;      /* --db, required */
+	const char *store_dir;    /* --store: packets kept too */
+	int quiet;
+	/* run */
+	struct cap_live_config live;
+	const char *netns, *inventory;
+	const char *ifaces[APP_MAX_IFACES];
+	int n_ifaces;
+	uint64_t duration_s, stats_s;
+	int all_ifaces, inventory_given;
+};
+
+/* Defaults of a command (worker counts, bulk-load flags, ...). */
+void app_opts_default(enum app_cmd cmd, struct app_opts *o);
+/* Parses argv (and, for run, --config FILE first) into o.  Returns 0 with
+ * *first_arg the index of the first positional argument, 1 after printing --help
+ * (exit 0), or 2 after printing what is wrong and the usage line. */
+int app_opts_parse(enum app_cmd cmd, int argc, char **argv, struct app_opts *o, int *first_arg);
+/* The usage line of a command ("read FILE... --db PATH [...]"). */
+const char *app_opts_usage(enum app_cmd cmd);
+
+/* Opens the sinks the options ask for (flow database, packet store) into
+ * sinks[0..*n); the stats handles stay valid until eng_close.  0, or 1 after a
+ * message on stderr. */
+struct app_sinks {
+	struct eng_sink sink[2];
+	size_t n;
+	struct fdb_sink *fdb;
+	struct pks_sink *pks;
+};
+int app_open_sinks(const char *cmd, const struct app_opts *o, struct app_sinks *out);
+/* The summary of a run: packets, decode reasons, flows, sinks, CPU per thread. */
+void app_print_summary(struct engine *e, const struct app_sinks *s, uint64_t caller_cpu_us, FILE *f);
 
 #endif

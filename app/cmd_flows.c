@@ -13,7 +13,9 @@
 #include <time.h>
 
 #include "app.h"
-#include "store.h"
+#include "flowdb.h"
+#include "pktstore.h"
+#include "query.h"
 
 #define FLOWS_USAGE "flows --db PATH [--json|--csv] [--limit N] [--app NAME] [--ip ADDR] " \
 	"[--port N] [--since T]"
@@ -111,7 +113,8 @@ int cmd_flows(int argc, char **argv)
 	};
 	const char *db = NULL;
 	int fmt = -1;
-	struct st_query q = {.app = NULL, .ip = NULL, .port = -1, .since_us = 0,
+	struct q_simple w = {.app = NULL, .ip = NULL, .port = -1};
+	struct q_select q = {.where = &w, .since_us = 0, .order = Q_ORDER_LAST_DESC,
 			     .limit = FLOWS_DEFAULT_LIMIT};
 	unsigned long long v;
 	int c;
@@ -129,7 +132,7 @@ int cmd_flows(int argc, char **argv)
 				fprintf(stderr, "podcap flows: choose one of --json and --csv\n");
 				return app_usage(FLOWS_USAGE);
 			}
-			fmt = c == 'j' ? ST_FMT_JSON : ST_FMT_CSV;
+			fmt = c == 'j' ? Q_FMT_JSON : Q_FMT_CSV;
 			break;
 		case 'n':
 			if (app_parse_uint(optarg, 0, INT64_MAX, &v)) {
@@ -143,7 +146,7 @@ int cmd_flows(int argc, char **argv)
 				fprintf(stderr, "podcap flows: --app: empty name\n");
 				return app_usage(FLOWS_USAGE);
 			}
-			q.app = optarg;
+			w.app = optarg;
 			break;
 		case 'i': {
 			uint8_t a[16];
@@ -151,7 +154,7 @@ int cmd_flows(int argc, char **argv)
 				fprintf(stderr, "podcap flows: --ip: '%s' is not an IP address\n", optarg);
 				return app_usage(FLOWS_USAGE);
 			}
-			q.ip = optarg;
+			w.ip = optarg;
 			break;
 		}
 		case 'p':
@@ -159,7 +162,7 @@ int cmd_flows(int argc, char **argv)
 				fprintf(stderr, "podcap flows: --port: '%s' is not a port (0-65535)\n", optarg);
 				return app_usage(FLOWS_USAGE);
 			}
-			q.port = (int)v;
+			w.port = (int)v;
 			break;
 		case 's':
 			if (parse_since(optarg, &q.since_us)) {
@@ -188,19 +191,30 @@ int cmd_flows(int argc, char **argv)
 		return app_usage(FLOWS_USAGE);
 	}
 
-	struct st_config cfg;
-	st_config_default(&cfg);
+	struct fdb_config cfg;
+	fdb_config_default(&cfg);
 	cfg.readonly = 1;
-	struct st_store *st;
+	struct fdb *st;
+	struct pks *store = NULL;
+	struct q_error qe = {0};
 	char err[512];
-	int rc = st_open(db, &cfg, &st, err, sizeof(err));
+	int rc = fdb_open(db, &cfg, &st, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "podcap flows: %s\n", err);
 		return 1;
 	}
-	rc = st_query_flows(st, &q, fmt < 0 ? ST_FMT_TABLE : (enum st_format)fmt, stdout);
-	if (rc < 0)
-		fprintf(stderr, "podcap flows: %s\n", st_errmsg(st));
-	st_close(st);
-	return rc < 0 ? 1 : 0;
+	/* What the packet store holds of each flow (JSON and CSV show it), when the
+	 * database names one; a database without one shows its own column. */
+	if (fmt >= 0 && q_open_store(st, NULL, NULL, NULL, &store, &qe) < 0)
+		store = NULL; /* no store, or not readable: the column it is */
+	long n = q_list_flows(st, store, &q, fmt < 0 ? Q_FMT_TABLE : (enum q_format)fmt, q_write_file, stdout, &qe);
+	if (n >= 0 && (fflush(stdout) == EOF || ferror(stdout))) {
+		n = -EIO;
+		snprintf(qe.msg, sizeof(qe.msg), "writing output: %s", strerror(errno));
+	}
+	if (n < 0)
+		fprintf(stderr, "podcap flows: %s\n", qe.msg);
+	pks_close(store);
+	fdb_close(st);
+	return n < 0 ? 1 : 0;
 }

@@ -1,5 +1,5 @@
 /* discover — interface listing/classification over rtnetlink, link monitor, and
- * the pod inventory reader.  See discover.h. */
+ * the pod inventory reader.  See capture.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_link.h>
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "discover.h"
+#include "capture.h"
 
 /* ---- classification ---------------------------------------------------- */
 

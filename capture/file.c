@@ -330,6 +330,8 @@ static int map_next(struct cap_source *s, struct cap_packet *pkt)
 	pkt->ts_us = (uint64_t)sec * 1000000u + sub;
 	pkt->linktype = s->linktype;
 	pkt->ifindex = 0;
+	pkt->tag = 0;
+	pkt->dir = CAP_DIR_UNKNOWN;
 	pkt->stable = 1;
 	s->pos += 16 + (size_t)caplen;
 	if (s->pos >= s->next_drop) {
@@ -363,6 +365,8 @@ int cap_next(struct cap_source *s, struct cap_packet *pkt)
 		pkt->ts_us = sec * 1000000u + (uint64_t)(uint32_t)h->ts.tv_usec;
 		pkt->linktype = s->linktype;
 		pkt->ifindex = 0;
+		pkt->tag = 0;
+		pkt->dir = CAP_DIR_UNKNOWN;
 		pkt->stable = 0;
 		s->received++;
 		return 1;

@@ -1,4 +1,4 @@
-/* live — libpcap and eBPF tc live capture behind one interface.  See live.h. */
+/* live — libpcap and eBPF tc live capture behind one interface.  See capture.h. */
 #include <errno.h>
 #include <net/if.h>
 #include <poll.h>
@@ -11,7 +11,6 @@
 #include <pcap/pcap.h>
 
 #include "decode.h"
-#include "live.h"
 #include "live_int.h"
 
 
@@ -114,13 +113,14 @@ struct pcap_ctx {
 static void on_pcap(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes)
 {
 	struct pcap_ctx *c = (struct pcap_ctx *)user;
-	struct cap_live_packet pkt = {
+	struct cap_packet pkt = {
 		.data = bytes,
 		.caplen = h->caplen,
 		.wirelen = h->len,
 		.ts_us = (uint64_t)h->ts.tv_sec * 1000000u + (uint64_t)h->ts.tv_usec,
 		.linktype = DC_LINK_ETHERNET,
 		.ifindex = c->ifc->ifindex,
+		.tag = c->ifc->tag,
 		.dir = CAP_DIR_UNKNOWN,
 	};
 	c->ifc->received++;
@@ -218,7 +218,44 @@ int cap_live_open(const struct cap_live_config *cfg, struct cap_live **out, char
 
 static void close_if(struct cap_live *l, struct live_if *ifc);
 
-int cap_live_add(struct cap_live *l, const char *ifname, char *errbuf, size_t errlen)
+void live_index_add(struct cap_live *l, struct live_if *ifc)
+{
+	size_t i = live_slot(ifc->ifindex);
+	while (l->by_index[i])
+		i = (i + 1) % LIVE_IF_SLOTS;
+	l->by_index[i] = ifc;
+}
+
+void live_index_del(struct cap_live *l, struct live_if *ifc)
+{
+	size_t i = live_slot(ifc->ifindex);
+	while (l->by_index[i] && l->by_index[i] != ifc)
+		i = (i + 1) % LIVE_IF_SLOTS;
+	if (!l->by_index[i])
+		return;
+	l->by_index[i] = NULL;
+	/* Backward-shift: move later entries of the cluster whose home slot is not
+	 * between the hole and them, so every probe sequence stays unbroken. */
+	for (size_t j = (i + 1) % LIVE_IF_SLOTS; l->by_index[j]; j = (j + 1) % LIVE_IF_SLOTS) {
+		size_t home = live_slot(l->by_index[j]->ifindex);
+		if ((j + LIVE_IF_SLOTS - home) % LIVE_IF_SLOTS >= (j + LIVE_IF_SLOTS - i) % LIVE_IF_SLOTS) {
+			l->by_index[i] = l->by_index[j];
+			l->by_index[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+/* Takes ifc out of the list and the index (the caller frees it). */
+static void live_unlink(struct cap_live *l, struct live_if *ifc)
+{
+	long pos = live_pos(l, ifc);
+	if (pos >= 0)
+		l->ifs[pos] = l->ifs[--l->n_ifs];
+	live_index_del(l, ifc);
+}
+
+int cap_live_add(struct cap_live *l, const char *ifname, uint32_t tag, char *errbuf, size_t errlen)
 {
 	uint32_t ifindex = if_nametoindex(ifname);
 	int err;
@@ -226,15 +263,14 @@ int cap_live_add(struct cap_live *l, const char *ifname, char *errbuf, size_t er
 		snprintf(errbuf, errlen, "%s: no such interface", ifname);
 		return -ENODEV;
 	}
-	size_t pos;
-	struct live_if *old = find_if(l, ifindex, &pos);
+	struct live_if *old = find_if(l, ifindex);
 	if (old && !old->dead) {
 		snprintf(errbuf, errlen, "%s: already captured", ifname);
 		return -EEXIST;
 	}
 	if (old) {
 		/* libpcap gave up on it when it went down; it is back: start over. */
-		l->ifs[pos] = l->ifs[--l->n_ifs];
+		live_unlink(l, old);
 		close_if(l, old);
 	}
 	if (l->n_ifs >= LIVE_MAX_IFACES) {
@@ -248,6 +284,7 @@ int cap_live_add(struct cap_live *l, const char *ifname, char *errbuf, size_t er
 	}
 	snprintf(ifc->name, sizeof(ifc->name), "%s", ifname);
 	ifc->ifindex = ifindex;
+	ifc->tag = tag;
 	ifc->fd = -1;
 	if (l->backend == CAP_BACKEND_EBPF)
 		err = lb_attach(l, ifc, errbuf, errlen);
@@ -258,6 +295,7 @@ int cap_live_add(struct cap_live *l, const char *ifname, char *errbuf, size_t er
 		return err;
 	}
 	l->ifs[l->n_ifs++] = ifc;
+	live_index_add(l, ifc);
 	return 0;
 }
 
@@ -276,11 +314,10 @@ static void close_if(struct cap_live *l, struct live_if *ifc)
 
 int cap_live_remove(struct cap_live *l, uint32_t ifindex)
 {
-	size_t pos;
-	struct live_if *ifc = find_if(l, ifindex, &pos);
+	struct live_if *ifc = find_if(l, ifindex);
 	if (!ifc)
 		return -ENOENT;
-	l->ifs[pos] = l->ifs[--l->n_ifs];
+	live_unlink(l, ifc);
 	close_if(l, ifc);
 	return 0;
 }

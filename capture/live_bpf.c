@@ -15,9 +15,10 @@
 
 /* The ring is memory the kernel writes and a bug (ours or a future layout
  * change) could fill with anything: every record is checked before use. */
-int lb_record_parse(struct cap_live *l, const void *data, size_t size, struct cap_live_packet *pkt)
+int lb_record_parse(struct cap_live *l, const void *data, size_t size, struct cap_packet *pkt)
 {
 	struct pc_rec_hdr h;
+	struct live_if *ifc;
 
 	if (!data || size < sizeof(h)) {
 		l->bad_records++;
@@ -26,17 +27,18 @@ int lb_record_parse(struct cap_live *l, const void *data, size_t size, struct ca
 	memcpy(&h, data, sizeof(h));
 	if (h.magic != PC_REC_MAGIC || h.caplen == 0 || h.caplen > PC_SNAP_MAX ||
 	    h.caplen > size - sizeof(h) || h.caplen > h.wirelen || h.dir > PC_DIR_EGRESS ||
-	    !find_if(l, h.ifindex, NULL)) {
+	    !(ifc = find_if(l, h.ifindex))) {
 		l->bad_records++;
 		return -EINVAL;
 	}
-	*pkt = (struct cap_live_packet){
+	*pkt = (struct cap_packet){
 		.data = (const uint8_t *)data + sizeof(h),
 		.caplen = h.caplen,
 		.wirelen = h.wirelen,
 		.ts_us = (uint64_t)((int64_t)h.ts_ns + l->mono_to_real_ns) / 1000u,
 		.linktype = DC_LINK_ETHERNET,
 		.ifindex = h.ifindex,
+		.tag = ifc->tag,
 		.dir = h.dir == PC_DIR_INGRESS ? CAP_DIR_IN : CAP_DIR_OUT,
 	};
 	return 0;
@@ -69,11 +71,11 @@ static int silent_print(enum libbpf_print_level level, const char *fmt, va_list 
 static int on_record(void *ctx, void *data, size_t size)
 {
 	struct cap_live *l = ctx;
-	struct cap_live_packet pkt;
+	struct cap_packet pkt;
 
 	if (lb_record_parse(l, data, size, &pkt) < 0)
 		return 0; /* counted in bad_records; the ring goes on */
-	struct live_if *ifc = find_if(l, pkt.ifindex, NULL);
+	struct live_if *ifc = find_if(l, pkt.ifindex);
 	if (ifc)
 		ifc->received++;
 	l->received++;

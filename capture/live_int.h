@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "live.h"
+#include "capture.h"
 
 #define LIVE_MAX_IFACES 256
 
@@ -17,6 +17,7 @@ struct lb_state;
 struct live_if {
 	char name[IF_NAMESIZE];
 	uint32_t ifindex;
+	uint32_t tag;        /* the caller's, copied into every packet */
 	uint64_t received;
 	/* libpcap */
 	struct pcap *pcap;
@@ -30,12 +31,17 @@ struct live_if {
 	int in_attached, out_attached;
 };
 
+/* ifindex -> interface, open addressing (linear probing, backward-shift delete):
+ * packets are looked up one by one, so not a scan of the interface list. */
+#define LIVE_IF_SLOTS (2 * LIVE_MAX_IFACES)
+
 struct cap_live {
 	struct cap_live_config cfg;
 	int backend;
 	char fallback[256];
 	struct live_if *ifs[LIVE_MAX_IFACES];
 	size_t n_ifs;
+	struct live_if *by_index[LIVE_IF_SLOTS];
 	uint64_t received, bad_records;
 	uint64_t kdrops_removed; /* kernel drops of interfaces no longer captured */
 	/* poll context */
@@ -45,16 +51,32 @@ struct cap_live {
 	struct lb_state *bpf;     /* eBPF backend state (live_bpf.c) */
 };
 
-static inline struct live_if *find_if(const struct cap_live *l, uint32_t ifindex, size_t *pos)
+static inline size_t live_slot(uint32_t ifindex)
+{
+	return (size_t)((ifindex * 2654435761u) >> 16) % LIVE_IF_SLOTS;
+}
+
+/* The captured interface with this ifindex, or NULL: O(1) per packet. */
+static inline struct live_if *find_if(const struct cap_live *l, uint32_t ifindex)
+{
+	for (size_t i = live_slot(ifindex);; i = (i + 1) % LIVE_IF_SLOTS) {
+		struct live_if *f = l->by_index[i];
+		if (!f || f->ifindex == ifindex)
+			return f;
+	}
+}
+
+/* Position of ifc in l->ifs (list order), for removal; -1 if absent. */
+static inline long live_pos(const struct cap_live *l, const struct live_if *ifc)
 {
 	for (size_t i = 0; i < l->n_ifs; i++)
-		if (l->ifs[i]->ifindex == ifindex) {
-			if (pos)
-				*pos = i;
-			return l->ifs[i];
-		}
-	return NULL;
+		if (l->ifs[i] == ifc)
+			return (long)i;
+	return -1;
 }
+
+void live_index_add(struct cap_live *l, struct live_if *ifc);
+void live_index_del(struct cap_live *l, struct live_if *ifc);
 
 /* eBPF backend (live_bpf.c; stubs when built without BPF). */
 int lb_open(struct cap_live *l, char *errbuf, size_t errlen);
@@ -70,6 +92,6 @@ void lb_close(struct cap_live *l);
 /* Checks one ring record (struct pc_rec_hdr + frame) and fills *pkt; -EINVAL and
  * bad_records++ for a record that is short, inconsistent or for an interface not
  * captured.  Exposed for tests. */
-int lb_record_parse(struct cap_live *l, const void *data, size_t size, struct cap_live_packet *pkt);
+int lb_record_parse(struct cap_live *l, const void *data, size_t size, struct cap_packet *pkt);
 
 #endif

@@ -222,7 +222,8 @@ struct fl_table *fl_table_new(const struct fl_config *cfg, fl_emit_fn emit, void
 	struct fl_table *t = NULL;
 	int err = EINVAL;
 
-	if (!cfg || !emit || cfg->max_flows == 0 || cfg->idle_timeout_us == 0 || cfg->dpi_packets == 0)
+	if (!cfg || !emit || cfg->max_flows == 0 || cfg->idle_timeout_us == 0 || cfg->dpi_packets == 0 ||
+	    (cfg->id_stride ? cfg->shard >= cfg->id_stride : cfg->shard != 0))
 		goto fail;
 	err = ENOMEM;
 	t = calloc(1, sizeof(*t));
@@ -233,6 +234,7 @@ struct fl_table *fl_table_new(const struct fl_config *cfg, fl_emit_fn emit, void
 	 * field: 0 means the default there. */
 	if (t->cfg.dpi_packets_udp == 0)
 		t->cfg.dpi_packets_udp = 24;
+	t->id_stride = cfg->id_stride ? cfg->id_stride : 1;
 	t->emit = emit;
 	t->emit_arg = arg;
 	t->closed_timeout_us = cfg->tcp_closed_timeout_us ? cfg->tcp_closed_timeout_us
@@ -400,7 +402,9 @@ static struct fl_flow *flow_new(struct fl_table *t, const struct pkey *k, uint32
 	if (!f)
 		return NULL;
 	memset(f, 0, sizeof(*f));
-	f->id = (uint64_t)t->cfg.shard << 56 | (++t->next_seq & ((1ull << 56) - 1));
+	/* Final ids: tables sharing a database interleave their sequences above
+	 * the largest id already stored (id_base), so no one renumbers later. */
+	f->id = t->cfg.id_base + (++t->next_seq - 1) * t->id_stride + t->cfg.shard + 1;
 	f->hash = h;
 	f->obs_id = k->obs_id;
 	f->vlan = k->vlan;

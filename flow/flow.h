@@ -6,8 +6,9 @@
  * first packet are kept as attributes.
  *
  * Threads: a table is used by one thread at a time; run one table per worker and
- * shard packets by fl_shard_hash() to scale (tables may be created concurrently).  Flow ids are unique
- * across tables made with distinct fl_config.shard values.
+ * shard packets by fl_shard_hash() to scale (tables may be created concurrently).
+ * Flow ids are unique across tables made with the same id_base and id_stride and
+ * distinct shards.
  *
  * Ownership: the table owns its flows and their nDPI state.  Records passed to the
  * emit callback are owned by the table and valid only during the call; copy what
@@ -51,13 +52,19 @@ struct fl_config {
 	uint32_t max_flows;         /* memory cap: oldest-idle flow evicted beyond it (default 262144) */
 	uint32_t dpi_packets;       /* nDPI gives up on a TCP (or other non-UDP) flow after this many
 	                             * packets (default 80, as ndpiReader) */
-	uint8_t shard;              /* high bits of flow ids (0..255) */
+	uint8_t shard;              /* this table's place among id_stride tables (0..id_stride-1) */
 	uint8_t dpi;                /* 1 = classify with nDPI (default 1) */
 	/* Extensions (after the original fields so existing initialisers stay valid). */
 	uint32_t dpi_packets_udp;   /* same for UDP flows (default 24, as ndpiReader; 0 = default) */
 	uint64_t tcp_closed_timeout_us; /* idle timeout after FIN both ways or RST (default 10 s,
 	                                 * also when 0; never longer than idle_timeout_us) */
 	uint16_t community_id_seed;     /* Community ID seed (default 0, as most tools) */
+	/* Flow ids: the n-th flow of this table (n = 1, 2, ...) gets
+	 *   id_base + (n - 1) * id_stride + shard + 1,
+	 * so id_stride tables with shards 0..id_stride-1 hand out distinct ids above
+	 * id_base (the largest id a database already holds).  Defaults 0 and 1. */
+	uint64_t id_base;
+	uint32_t id_stride;
 };
 void fl_config_default(struct fl_config *cfg);
 
@@ -75,7 +82,7 @@ enum fl_end {
 /* One flow record, client→server oriented.  Index [0] is client→server, [1] is
  * server→client. */
 struct fl_record {
-	uint64_t id;            /* unique per process run (shard << 56 | sequence) */
+	uint64_t id;            /* final: see fl_config.id_base */
 	uint32_t obs_id;        /* observation point (interface+direction) given by the caller */
 	uint8_t end;            /* enum fl_end */
 	uint8_t tunnel;         /* enum dc_tunnel of the first packet */

@@ -84,6 +84,7 @@ struct fl_list {
 			 __ATOMIC_RELAXED)
 
 struct fl_table {
+	uint64_t id_stride;                /* cfg.id_stride, 0 taken as 1 */
 	struct fl_config cfg;
 	uint64_t closed_timeout_us;
 	fl_emit_fn emit;

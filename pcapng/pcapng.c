@@ -323,7 +323,7 @@ int pn_add_interface(struct pn_writer *w, int linktype, uint32_t snaplen,
 /* ts is in the file's unit (µs or ns, as tsresol says). */
 static int write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts,
 			const uint8_t *data, uint32_t caplen, uint32_t wirelen,
-			const char *comment, uint64_t *offset)
+			uint32_t flags, const char *comment, uint64_t *offset)
 {
 	if (w->err)
 		return w->err;
@@ -346,7 +346,8 @@ static int write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts,
 		w->buflen += 16 + (size_t)caplen;
 	} else {
 		size_t clen, copt = str_opt_len(comment, PN_MAX_COMMENT, &clen);
-		size_t len = PN_EPB_HDR_LEN + pad4(caplen) + (copt ? copt + 4 : 0) + 4;
+		size_t fopt = flags ? 8 : 0; /* epb_flags: code, length, 4 bytes */
+		size_t len = PN_EPB_HDR_LEN + pad4(caplen) + (copt || fopt ? copt + fopt + 4 : 0) + 4;
 		uint8_t *p = reserve(w, len), *q;
 		if (!p)
 			return w->err;
@@ -362,9 +363,15 @@ static int write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts,
 		memcpy(q, data, caplen);
 		memset(q + caplen, 0, pad4(caplen) - caplen);
 		q += pad4(caplen);
-		if (copt) {
+		if (copt)
 			q = put_opt(q, 1, comment, clen); /* opt_comment */
-			put32(q, 0);
+		if (fopt) {
+			uint8_t fl[4];
+			put32(fl, flags);
+			q = put_opt(q, 2, fl, 4);         /* epb_flags */
+		}
+		if (copt || fopt) {
+			put32(q, 0);                      /* opt_endofopt */
 			q += 4;
 		}
 		put32(q, (uint32_t)len);
@@ -377,19 +384,19 @@ static int write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts,
 
 int pn_write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts_ns,
 		    const uint8_t *data, uint32_t caplen, uint32_t wirelen,
-		    const char *comment, uint64_t *offset)
+		    uint32_t flags, const char *comment, uint64_t *offset)
 {
 	return write_packet(w, if_id, w->tsresol == 9 ? ts_ns : ts_ns / 1000, data, caplen,
-			    wirelen, comment, offset);
+			    wirelen, flags, comment, offset);
 }
 
 int pn_write_packet_us(struct pn_writer *w, uint32_t if_id, uint64_t ts_us,
 		       const uint8_t *data, uint32_t caplen, uint32_t wirelen,
-		       const char *comment, uint64_t *offset)
+		       uint32_t flags, const char *comment, uint64_t *offset)
 {
 	/* Saturate instead of wrapping: ns since the epoch end in the year 2554. */
 	uint64_t ts = w->tsresol == 6 ? ts_us : ts_us > UINT64_MAX / 1000 ? UINT64_MAX : ts_us * 1000;
-	return write_packet(w, if_id, ts, data, caplen, wirelen, comment, offset);
+	return write_packet(w, if_id, ts, data, caplen, wirelen, flags, comment, offset);
 }
 
 int pn_write_stats(struct pn_writer *w, uint32_t if_id, uint64_t ts_ns,

@@ -76,19 +76,21 @@ int pn_add_interface(struct pn_writer *w, int linktype, uint32_t snaplen,
 		     const char *name, const char *description, uint32_t *if_id);
 
 /* Writes one packet: caplen captured bytes of a packet of wirelen bytes on the wire
- * (wirelen < caplen is raised to caplen).  comment (may be NULL) becomes the
- * EPB opt_comment; pcap has no place for it and drops it.  -EINVAL for an unknown
+ * (wirelen < caplen is raised to caplen).  flags, when not 0, becomes the EPB's
+ * epb_flags option (direction in bits 0-1: PN_EPB_INBOUND / PN_EPB_OUTBOUND); comment
+ * (may be NULL) becomes the EPB opt_comment; pcap has no place for either and drops
+ * them.  -EINVAL for an unknown
  * if_id or caplen > PN_PACKET_MAX. *offset, when given, gets the file offset at
  * which the block starts (bytes queued before it, starting at 0 for the SHB). */
 int pn_write_packet(struct pn_writer *w, uint32_t if_id, uint64_t ts_ns,
 		    const uint8_t *data, uint32_t caplen, uint32_t wirelen,
-		    const char *comment, uint64_t *offset);
+		    uint32_t flags, const char *comment, uint64_t *offset);
 
 /* Same with a timestamp in microseconds: exact for µs files whatever the value
  * (capture timestamps are not always sane), saturating for ns files. */
 int pn_write_packet_us(struct pn_writer *w, uint32_t if_id, uint64_t ts_us,
 		       const uint8_t *data, uint32_t caplen, uint32_t wirelen,
-		       const char *comment, uint64_t *offset);
+		       uint32_t flags, const char *comment, uint64_t *offset);
 
 /* Interface Statistics Block (pcapng only; a no-op returning 0 for pcap).
  * received / dropped: packets seen / lost by the capture, UINT64_MAX = unknown. */
@@ -118,5 +120,10 @@ int pn_close(struct pn_writer *w);
 #define PN_BYTE_ORDER_MAGIC 0x1A2B3C4Du
 /* EPB fixed part: type, total length, interface id, ts high, ts low, caplen, wirelen. */
 #define PN_EPB_HDR_LEN 28u
+/* EPB option codes and epb_flags direction values (RFC draft, section 4.3.1). */
+#define PN_OPT_COMMENT 1u
+#define PN_OPT_EPB_FLAGS 2u
+#define PN_EPB_INBOUND 1u
+#define PN_EPB_OUTBOUND 2u
 
 #endif

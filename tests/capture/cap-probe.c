@@ -19,8 +19,7 @@
 #include <unistd.h>
 
 #include "decode.h"
-#include "discover.h"
-#include "live.h"
+#include "capture.h"
 
 static volatile sig_atomic_t stop;
 static void on_sig(int s) { (void)s; stop = 1; }
@@ -103,7 +102,7 @@ struct count_ctx {
 	uint64_t total, echo_req, udp7777, udp6;
 };
 
-static void on_pkt(void *arg, const struct cap_live_packet *p)
+static void on_pkt(void *arg, const struct cap_packet *p)
 {
 	struct count_ctx *c = arg;
 	const uint8_t *d = p->data;
@@ -148,7 +147,7 @@ static int do_count(const char *backend, const char *ifname)
 	cap_live_config_default(&cfg);
 	cfg.backend = !strcmp(backend, "ebpf") ? CAP_BACKEND_EBPF : CAP_BACKEND_PCAP;
 	cfg.no_fallback = 1;
-	if (cap_live_open(&cfg, &l, err, sizeof(err)) < 0 || cap_live_add(l, ifname, err, sizeof(err)) < 0) {
+	if (cap_live_open(&cfg, &l, err, sizeof(err)) < 0 || cap_live_add(l, ifname, 0, err, sizeof(err)) < 0) {
 		fprintf(stderr, "cap-probe: %s\n", err);
 		return 1;
 	}

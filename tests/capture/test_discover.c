@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "discover.h"
+#include "capture.h"
 
 static int failures;
 #define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \

@@ -17,19 +17,21 @@ int main(void)
 {
 	struct cap_live *l = calloc(1, sizeof(*l));
 	struct live_if *ifc = calloc(1, sizeof(*ifc));
-	struct cap_live_packet pkt;
+	struct cap_packet pkt;
 	uint8_t buf[sizeof(struct pc_rec_hdr) + 64];
 	struct pc_rec_hdr h = {.magic = PC_REC_MAGIC, .ifindex = 7, .ts_ns = 1000, .caplen = 60,
 			       .wirelen = 1500, .dir = PC_DIR_EGRESS};
 
 	ifc->ifindex = 7;
+	ifc->tag = 42;
 	l->ifs[0] = ifc;
 	l->n_ifs = 1;
+	live_index_add(l, ifc);
 	memset(buf, 0xab, sizeof(buf));
 
 	memcpy(buf, &h, sizeof(h));
 	CHECK(lb_record_parse(l, buf, sizeof(h) + 60, &pkt) == 0, "good record refused");
-	CHECK(pkt.caplen == 60 && pkt.wirelen == 1500 && pkt.ifindex == 7 && pkt.dir == CAP_DIR_OUT &&
+	CHECK(pkt.caplen == 60 && pkt.wirelen == 1500 && pkt.ifindex == 7 && pkt.dir == CAP_DIR_OUT && pkt.tag == 42 &&
 	      pkt.data == buf + sizeof(h), "good record fields");
 
 	struct {

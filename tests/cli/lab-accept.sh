@@ -131,6 +131,12 @@ if [ -n "$id" ] && "$podcap" export --db "$tmp/flows.db" --flow "$id" -w "$tmp/f
   n=$(tshark -d udp.port==8472,vxlan -r "$tmp/flow.pcapng" -Y 'vxlan && http' -T fields -e frame.number 2>/dev/null | wc -l)
   [ "$n" -ge 2 ] && ok "export of live flow $id: $(capinfos -c -M "$tmp/flow.pcapng" | awk -F': *' '/Number of packets/ {print $2}') packets, $n VXLAN-encapsulated HTTP messages (tshark)" ||
     bad "export of live flow $id: tshark sees $n encapsulated HTTP messages"
+  # the eBPF backend knows each packet's direction: it comes back in epb_flags
+  if grep -q 'backend ebpf' "$tmp/run.out"; then
+    d=$(tshark -r "$tmp/flow.pcapng" -T fields -e frame.packet_flags_direction 2>/dev/null | sort -u | tr '\n' ' ')
+    [ "$d" = "0x00000001 0x00000002 " ] && ok "export of live flow $id: directions in and out (epb_flags)" ||
+      bad "export of live flow $id: directions '$d'"
+  fi
 else
   bad "export of live flow '$id': $(cat "$tmp/exp.err" 2>/dev/null)"
 fi

@@ -1,9 +1,9 @@
 #!/bin/sh
 # End-to-end check of 'podcap export': corpus pcaps are replayed through decode →
-# flow → flow store + packet segments (seg_replay, as the agent's pipeline does),
+# flow → flow store + packet segments (the engine with both sinks, eng-replay),
 # then flows are exported and read back with tshark and compared, packet by packet
 # (hex dumps), with the same flow's packets taken from the original capture.
-# usage: export_check.sh SRCDIR PODCAP SEG_REPLAY
+# usage: export_check.sh SRCDIR PODCAP ENG_REPLAY
 set -u
 src=$1 podcap=$2 replay=$3
 corpus=${PODCAP_CORPUS:-$src/../shared/corpus/ndpi}
@@ -22,7 +22,7 @@ ts() { tshark "$@" 2>/dev/null; }
 files="dns.pcap http-lines-split.pcap ftp.pcap"
 set --
 for f in $files; do set -- "$@" "$corpus/pcap/$f"; done
-"$replay" --flows-db "$dir/flows.db" "$dir/store" "$@" >/dev/null || { bad "seg_replay failed"; exit 1; }
+"$replay" --db "$dir/flows.db" --store "$dir/store" "$@" >/dev/null || { bad "eng-replay failed"; exit 1; }
 n=0
 for id in $(q "SELECT id FROM flows WHERE sport > 0 ORDER BY id"); do
   set -- $(q "SELECT c2s_pkts + s2c_pkts, src, dst, sport, dport, CASE ip_proto WHEN 6 THEN 'tcp' ELSE 'udp' END, community_id FROM flows WHERE id = $id")
@@ -84,7 +84,7 @@ echo "deleted segment: $(grep -c . "$dir/err") message lines, e.g. $(head -1 "$d
 
 # 5. retention: a small cap expires early flows
 set -- "$corpus/pcap/1kxun.pcap" "$corpus/pcap/alexa-app.pcapng" "$corpus/pcap/netflix.pcap"
-"$replay" --flows-db "$dir/cap.db" --cap 1M --segment 128K "$dir/capstore" "$@" >/dev/null || bad "replay with cap failed"
+"$replay" --db "$dir/cap.db" --store "$dir/capstore" --cap 1M --segment 128K "$@" >/dev/null || bad "replay with cap failed"
 use=$(du -sb "$dir/capstore" | cut -f1)
 [ "$use" -le 1048576 ] || bad "store uses $use bytes, cap is 1048576"
 # flow ids grow in replay order; the files are not in time order

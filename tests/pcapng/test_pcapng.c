@@ -87,15 +87,15 @@ static void write_sample(const char *path, uint8_t tsresol, enum pn_format fmt)
 	CHECK(a == 0 && b == 1);
 	uint64_t t0 = 1700000000ull * 1000000000ull + 123456789ull;
 	uint64_t off0, off1;
-	CHECK(pn_write_packet(w, a, t0, frame, 60, 60, "1:LQU9qZlK+B5F3KDmev6m5PMibrg=", &off0) == 0);
-	CHECK(pn_write_packet(w, b, t0 + 1000, frame, 128, 1514, NULL, &off1) == 0);
+	CHECK(pn_write_packet(w, a, t0, frame, 60, 60, PN_EPB_INBOUND, "1:LQU9qZlK+B5F3KDmev6m5PMibrg=", &off0) == 0);
+	CHECK(pn_write_packet(w, b, t0 + 1000, frame, 128, 1514, 0, NULL, &off1) == 0);
 	CHECK(off1 > off0);
-	CHECK(pn_write_packet(w, a, t0 + 2000, frame, 1514, 1514, "flow 42", NULL) == 0);
+	CHECK(pn_write_packet(w, a, t0 + 2000, frame, 1514, 1514, PN_EPB_OUTBOUND, "flow 42", NULL) == 0);
 	for (int i = 0; i < 20; i++) /* more than the buffer */
-		CHECK(pn_write_packet(w, b, t0 + 3000 + (uint64_t)i, frame, 100, 200, NULL, NULL) == 0);
+		CHECK(pn_write_packet(w, b, t0 + 3000 + (uint64_t)i, frame, 100, 200, 0, NULL, NULL) == 0);
 	CHECK(pn_write_stats(w, a, t0 + 5000, 23, 0) == 0);
-	CHECK(pn_write_packet(w, 7, t0, frame, 60, 60, NULL, NULL) == -EINVAL);
-	CHECK(pn_write_packet(w, a, t0, frame, PN_PACKET_MAX + 1, 60, NULL, NULL) == -EINVAL);
+	CHECK(pn_write_packet(w, 7, t0, frame, 60, 60, 0, NULL, NULL) == -EINVAL);
+	CHECK(pn_write_packet(w, a, t0, frame, PN_PACKET_MAX + 1, 60, 0, NULL, NULL) == -EINVAL);
 	CHECK(pn_close(w) == 0);
 }
 
@@ -111,7 +111,7 @@ static void test_pcap_mixed_linktypes(const char *path)
 	CHECK(pn_add_interface(w, 1, 0, "eth0", NULL, &a) == 0);
 	CHECK(pn_add_interface(w, 1, 0, "eth1", NULL, &b) == 0);   /* same type: fine */
 	CHECK(pn_add_interface(w, 101, 0, "tun0", NULL, &b) == -EPROTOTYPE);
-	CHECK(pn_write_packet(w, a, 1000, frame, 60, 60, "ignored", NULL) == 0);
+	CHECK(pn_write_packet(w, a, 1000, frame, 60, 60, 0, "ignored", NULL) == 0);
 	CHECK(pn_close(w) == 0);
 	struct stat st;
 	CHECK(stat(path, &st) == 0 && st.st_size == 24 + 16 + 60);
@@ -139,7 +139,7 @@ static void test_file_stream(void)
 	CHECK(w != NULL);
 	uint32_t a;
 	CHECK(pn_add_interface(w, 1, 0, "eth0", NULL, &a) == 0);
-	CHECK(pn_write_packet(w, a, 0, frame, 60, 60, NULL, NULL) == 0);
+	CHECK(pn_write_packet(w, a, 0, frame, 60, 60, 0, NULL, NULL) == 0);
 	uint64_t end = pn_offset(w);
 	CHECK(pn_close(w) == 0);
 	struct stat st;
@@ -174,7 +174,7 @@ static void test_sink(void)
 	uint32_t a;
 	CHECK(pn_add_interface(w, 1, 0, "eth0", "ns/pod", &a) == 0);
 	for (int i = 0; i < 5; i++)
-		CHECK(pn_write_packet(w, a, (uint64_t)i * 1000, frame, 1000, 1000, "c", NULL) == 0);
+		CHECK(pn_write_packet(w, a, (uint64_t)i * 1000, frame, 1000, 1000, 0, "c", NULL) == 0);
 	uint64_t end = pn_offset(w);
 	CHECK(pn_close(w) == 0);
 	CHECK(m.len == end);
@@ -186,7 +186,7 @@ static void test_sink(void)
 	CHECK(pn_add_interface(w, 1, 0, "eth0", NULL, &a) == 0);
 	int rc = 0;
 	for (int i = 0; i < 20 && rc == 0; i++)
-		rc = pn_write_packet(w, a, 0, frame, 1000, 1000, NULL, NULL);
+		rc = pn_write_packet(w, a, 0, frame, 1000, 1000, 0, NULL, NULL);
 	CHECK(rc == -ECONNRESET);
 	CHECK(pn_close(w) == -ECONNRESET);
 }
@@ -199,10 +199,10 @@ static void test_epipe(void)
 	struct pn_writer *w = pn_open_fd(p[1], NULL);
 	uint32_t a;
 	CHECK(pn_add_interface(w, 1, 0, "eth0", NULL, &a) == 0);
-	CHECK(pn_write_packet(w, a, 0, frame, 60, 60, NULL, NULL) == 0);
+	CHECK(pn_write_packet(w, a, 0, frame, 60, 60, 0, NULL, NULL) == 0);
 	CHECK(pn_flush(w) == -EPIPE);
 	/* sticky */
-	CHECK(pn_write_packet(w, a, 0, frame, 60, 60, NULL, NULL) == -EPIPE);
+	CHECK(pn_write_packet(w, a, 0, frame, 60, 60, 0, NULL, NULL) == -EPIPE);
 	CHECK(strstr(pn_errmsg(w), "pipe") != NULL);
 	CHECK(pn_written(w) == 0);
 	CHECK(pn_close(w) == -EPIPE);
@@ -239,7 +239,7 @@ static void test_partial_block(const char *path)
 		uint32_t a;
 		int rc = pn_add_interface(w, 1, 0, "eth0", NULL, &a);
 		for (int i = 0; i < 100 && rc == 0; i++)
-			rc = pn_write_packet(w, a, (uint64_t)i * 1000, frame, 700, 700, NULL, NULL);
+			rc = pn_write_packet(w, a, (uint64_t)i * 1000, frame, 700, 700, 0, NULL, NULL);
 		if (rc == 0)
 			rc = pn_flush(w);
 		uint64_t written = pn_written(w);

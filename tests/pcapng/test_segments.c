@@ -17,7 +17,7 @@
 #include <sqlite3.h>
 
 #include "pcapng.h"
-#include "segments.h"
+#include "pktstore.h"
 
 static int failures;
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK failed: %s\n", \
@@ -186,7 +186,7 @@ static void read_export(const char *path, struct readback *r)
 	free(buf);
 }
 
-static int export_to(struct seg_store *s, struct seg_flow *flows, size_t n, const char *path,
+static int export_to(struct pks *s, struct pks_flow *flows, size_t n, const char *path,
 		     enum pn_format fmt)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -195,7 +195,7 @@ static int export_to(struct seg_store *s, struct seg_flow *flows, size_t n, cons
 	pc.format = fmt;
 	pc.flags = PN_OWN_FD;
 	struct pn_writer *w = pn_open_fd(fd, &pc);
-	int rc = seg_export(s, flows, n, w);
+	int rc = pks_export(s, flows, n, w);
 	int rc2 = pn_close(w);
 	return rc ? rc : rc2;
 }
@@ -211,7 +211,7 @@ static void log_fn(void *arg, const char *msg)
 	(void)arg;
 	log_lines++;
 	snprintf(last_log, sizeof(last_log), "%s", msg);
-	if (getenv("SEG_TEST_VERBOSE"))
+	if (getenv("PKS_TEST_VERBOSE"))
 		fprintf(stderr, "  log: %s\n", msg);
 }
 
@@ -241,53 +241,53 @@ static int count_segments(const char *dir, uint64_t *total)
 	return n;
 }
 
-static struct seg_store *fill(const char *dir, struct seg_config *cfg, struct traffic *t)
+static struct pks *fill(const char *dir, struct pks_config *cfg, struct traffic *t)
 {
-	struct seg_store *s;
+	struct pks *s;
 	char err[256];
 	cfg->log = log_fn;
-	int rc = seg_open(dir, cfg, &s, err, sizeof(err));
+	int rc = pks_open(dir, cfg, &s, err, sizeof(err));
 	CHECK(rc == 0);
 	if (rc) {
-		fprintf(stderr, "seg_open: %s\n", err);
+		fprintf(stderr, "pks_open: %s\n", err);
 		exit(1);
 	}
-	CHECK(seg_add_interface(s, 3, 1, "veth0a1b", "default/frontend-7d9") == 0);
-	CHECK(seg_add_interface(s, 7, 1, "cni0", NULL) == 0);
-	CHECK(seg_add_interface(s, 7, 1, "cni0", NULL) == 0);   /* again: no-op */
-	CHECK(seg_add_interface(s, 7, 101, "cni0", NULL) == -EEXIST);
+	CHECK(pks_add_interface(s, 3, 1, "veth0a1b", "default/frontend-7d9") == 0);
+	CHECK(pks_add_interface(s, 7, 1, "cni0", NULL) == 0);
+	CHECK(pks_add_interface(s, 7, 1, "cni0", NULL) == 0);   /* again: no-op */
+	CHECK(pks_add_interface(s, 7, 101, "cni0", NULL) == -EEXIST);
 	for (size_t i = 0; i < t->n; i++) {
 		struct pkt *p = &t->p[i];
-		rc = seg_put(s, p->obs, p->flow, p->pkt_no, p->ts, p->data, p->caplen, p->wirelen);
+		rc = pks_put(s, p->obs, p->flow, p->pkt_no, p->ts, p->data, p->caplen, p->wirelen, 0);
 		if (rc < 0) {
-			fprintf(stderr, "seg_put #%zu: %d %s\n", i, rc, seg_errmsg(s));
+			fprintf(stderr, "pks_put #%zu: %d %s\n", i, rc, pks_errmsg(s));
 			CHECK(rc >= 0);
 			break;
 		}
 	}
-	CHECK(seg_put(s, 99, 1, 0, 1, t->p[0].data, 10, 10) == -ENOENT);
+	CHECK(pks_put(s, 99, 1, 0, 1, t->p[0].data, 10, 10, 0) == -ENOENT);
 	return s;
 }
 
-static struct seg_store *reopen_ro(const char *dir)
+static struct pks *reopen_ro(const char *dir)
 {
-	struct seg_config cfg;
-	struct seg_store *s;
+	struct pks_config cfg;
+	struct pks *s;
 	char err[256];
-	seg_config_default(&cfg);
+	pks_config_default(&cfg);
 	cfg.readonly = 1;
 	cfg.log = log_fn;
-	int rc = seg_open(dir, &cfg, &s, err, sizeof(err));
+	int rc = pks_open(dir, &cfg, &s, err, sizeof(err));
 	CHECK(rc == 0);
 	if (rc) {
-		fprintf(stderr, "seg_open ro: %s\n", err);
+		fprintf(stderr, "pks_open ro: %s\n", err);
 		exit(1);
 	}
 	return s;
 }
 
 /* Exports every flow alone and compares with what was put. */
-static void check_all_flows(struct seg_store *s, const struct traffic *t, uint32_t nflows,
+static void check_all_flows(struct pks *s, const struct traffic *t, uint32_t nflows,
 			    uint32_t snaplen, uint32_t first_n, const char *tag)
 {
 	char path[512];
@@ -298,28 +298,28 @@ static void check_all_flows(struct seg_store *s, const struct traffic *t, uint32
 		uint64_t h = expect_hash(t, flow, snaplen, first_n, 0, &n);
 		char comment[64];
 		snprintf(comment, sizeof(comment), "1:flow%u=", k);
-		struct seg_flow f = {.id = flow, .comment = comment};
+		struct pks_flow f = {.id = flow, .comment = comment};
 		CHECK(export_to(s, &f, 1, path, PN_FORMAT_PCAPNG) == 0);
 		struct readback r;
 		read_export(path, &r);
 		if (n == 0) {
-			if (f.state != SEG_FLOW_NONE || r.packets) {
+			if (f.state != PKS_FLOW_NONE || r.packets) {
 				bad++;
 				fprintf(stderr, "%s: flow %lu: expected no packets, state %s, %lu read\n",
-					tag, (unsigned long)flow, seg_flow_state_name(f.state),
+					tag, (unsigned long)flow, pks_flow_state_name(f.state),
 					(unsigned long)r.packets);
 			}
 			continue;
 		}
 		if (r.malformed || r.packets != n || r.hash != h || f.packets != n || f.missing ||
-		    f.corrupt || !r.ordered || strcmp(r.comment, comment) || f.state != SEG_FLOW_STORED) {
+		    f.corrupt || !r.ordered || strcmp(r.comment, comment) || f.state != PKS_FLOW_STORED) {
 			bad++;
 			fprintf(stderr, "%s: flow %lu: want %lu pkts, read %lu (hash %s, ordered %d, "
 				"malformed %d, missing %lu corrupt %lu, comment '%s', state %s)\n",
 				tag, (unsigned long)flow, (unsigned long)n, (unsigned long)r.packets,
 				r.hash == h ? "same" : "differs", r.ordered, r.malformed,
 				(unsigned long)f.missing, (unsigned long)f.corrupt, r.comment,
-				seg_flow_state_name(f.state));
+				pks_flow_state_name(f.state));
 		}
 	}
 	CHECK(bad == 0);
@@ -333,19 +333,19 @@ static void case_roundtrip(void)
 	mkcase(dir, sizeof(dir), "roundtrip");
 	struct traffic t;
 	gen(&t, 20000, 40, 1700000000000000ull, 0);
-	struct seg_config cfg;
-	seg_config_default(&cfg);
+	struct pks_config cfg;
+	pks_config_default(&cfg);
 	cfg.segment_bytes = 1 << 20;   /* ~15 MB of packets → about 15 segments */
 	cfg.max_bytes = 0;
 	cfg.batch_packets = 777;       /* batches cut across flows' chains */
-	struct seg_store *s = fill(dir, &cfg, &t);
-	struct seg_stats st;
-	seg_stats(s, &st);
+	struct pks *s = fill(dir, &cfg, &t);
+	struct pks_stats st;
+	pks_stats(s, &st);
 	CHECK(st.packets == t.n);
-	CHECK(seg_flow_state(s, 1000) == SEG_FLOW_STORED);
+	CHECK(pks_flow_state(s, 1000) == PKS_FLOW_STORED);
 	/* export through the writing handle (commits pending rows first) */
 	check_all_flows(s, &t, 40, 0, 0, "rt-live");
-	CHECK(seg_close(s) == 0);
+	CHECK(pks_close(s) == 0);
 	uint64_t total;
 	int nseg = count_segments(dir, &total);
 	CHECK(nseg >= 10);
@@ -353,11 +353,11 @@ static void case_roundtrip(void)
 	       (unsigned long)total);
 	s = reopen_ro(dir);
 	check_all_flows(s, &t, 41, 0, 0, "rt");   /* flow 1040 was never put: none */
-	CHECK(seg_flow_state(s, 424242) == SEG_FLOW_NONE);
-	CHECK(seg_put(s, 3, 1, 0, 1, t.p[0].data, 10, 10) == -EROFS);
+	CHECK(pks_flow_state(s, 424242) == PKS_FLOW_NONE);
+	CHECK(pks_put(s, 3, 1, 0, 1, t.p[0].data, 10, 10, 0) == -EROFS);
 
 	/* several flows at once: merged in time order, both interfaces declared */
-	struct seg_flow fl[3] = {{.id = 1000}, {.id = 1003}, {.id = 1005}};
+	struct pks_flow fl[3] = {{.id = 1000}, {.id = 1003}, {.id = 1005}};
 	char path[512];
 	snprintf(path, sizeof(path), "%s/multi.pcapng", root);
 	CHECK(export_to(s, fl, 3, path, PN_FORMAT_PCAPNG) == 0);
@@ -369,29 +369,29 @@ static void case_roundtrip(void)
 	/* pcap output with one link type works */
 	snprintf(path, sizeof(path), "%s/multi.pcap", root);
 	CHECK(export_to(s, fl, 3, path, PN_FORMAT_PCAP) == 0);
-	seg_close(s);
+	pks_close(s);
 
 	/* a second writer session appends to the same store: new segments, old
 	 * flows still exportable, a new link type is allowed in a new session */
-	seg_config_default(&cfg);
+	pks_config_default(&cfg);
 	cfg.max_bytes = 0;
 	char err[256];
-	CHECK(seg_open(dir, &cfg, &s, err, sizeof(err)) == 0);
-	CHECK(seg_add_interface(s, 9, 101, "tun0", NULL) == 0);
+	CHECK(pks_open(dir, &cfg, &s, err, sizeof(err)) == 0);
+	CHECK(pks_add_interface(s, 9, 101, "tun0", NULL) == 0);
 	uint8_t raw[40] = {0x45};
-	CHECK(seg_put(s, 9, 5000, 0, 1800000000000000ull, raw, 40, 40) == 1);
-	CHECK(seg_close(s) == 0);
+	CHECK(pks_put(s, 9, 5000, 0, 1800000000000000ull, raw, 40, 40, 0) == 1);
+	CHECK(pks_close(s) == 0);
 	s = reopen_ro(dir);
-	struct seg_flow mixed[2] = {{.id = 1000}, {.id = 5000}};
+	struct pks_flow mixed[2] = {{.id = 1000}, {.id = 5000}};
 	snprintf(path, sizeof(path), "%s/mixed.pcap", root);
 	CHECK(export_to(s, mixed, 2, path, PN_FORMAT_PCAP) == -EPROTOTYPE);
-	CHECK(strstr(seg_errmsg(s), "link types") != NULL);
+	CHECK(strstr(pks_errmsg(s), "link types") != NULL);
 	snprintf(path, sizeof(path), "%s/mixed.pcapng", root);
 	CHECK(export_to(s, mixed, 2, path, PN_FORMAT_PCAPNG) == 0);
 	read_export(path, &r);
 	CHECK(r.idbs == 2 && mixed[1].packets == 1 && !r.malformed);
 	check_all_flows(s, &t, 40, 0, 0, "rt2");
-	seg_close(s);
+	pks_close(s);
 	gen_free(&t);
 }
 
@@ -401,37 +401,26 @@ static void case_age(void)
 	mkcase(dir, sizeof(dir), "age");
 	struct traffic t;
 	gen(&t, 1000, 10, 1700000000000000ull, 10000); /* 10 ms apart: 10 s in all */
-	struct seg_config cfg;
-	seg_config_default(&cfg);
+	struct pks_config cfg;
+	pks_config_default(&cfg);
 	cfg.segment_age_us = 1000000;
-	struct seg_store *s = fill(dir, &cfg, &t);
-	/* seg_tick closes an old open segment without a packet */
-	CHECK(seg_tick(s, t.p[t.n - 1].ts + 2000000) == 0);
-	struct seg_stats st;
-	seg_stats(s, &st);
+	struct pks *s = fill(dir, &cfg, &t);
+	/* pks_tick closes an old open segment without a packet */
+	CHECK(pks_tick(s, t.p[t.n - 1].ts + 2000000) == 0);
+	struct pks_stats st;
+	pks_stats(s, &st);
 	CHECK(st.segments_open == 10);
-	CHECK(seg_close(s) == 0);
+	CHECK(pks_close(s) == 0);
 	uint64_t total;
 	int n = count_segments(dir, &total);
 	CHECK(n == 10);
 	printf("age: 10 s of packets, 1 s segments -> %d segment files\n", n);
 	s = reopen_ro(dir);
 	check_all_flows(s, &t, 10, 0, 0, "age");
-	seg_close(s);
+	pks_close(s);
 	gen_free(&t);
 }
 
-static int expire_calls, expired_early;
-static uint8_t early_seen[10];
-static void on_expire(void *arg, uint64_t flow_id, int state)
-{
-	(void)arg;
-	expire_calls++;
-	/* flows 1000..1009 only have packets at the start: wholly expired, once */
-	if (flow_id >= 1000 && flow_id < 1010 && state == SEG_FLOW_EXPIRED &&
-	    !early_seen[flow_id - 1000]++)
-		expired_early++;
-}
 
 static void case_cap(void)
 {
@@ -444,17 +433,19 @@ static void case_cap(void)
 		if (i >= 3000 && t.p[i].flow < 1010)
 			t.p[i].flow += 60; /* moves late packets of early flows to 1060.. */
 	memset(t.next_no, 0, sizeof(t.next_no));
-	struct seg_config cfg;
-	seg_config_default(&cfg);
+	struct pks_config cfg;
+	pks_config_default(&cfg);
 	cfg.max_bytes = 4u << 20;
 	cfg.segment_bytes = 512u << 10;
 	cfg.batch_packets = 1000;
-	cfg.on_expire = on_expire;
-	struct seg_store *s = fill(dir, &cfg, &t);
-	CHECK(expire_calls > 0 && expired_early == 10);
-	struct seg_stats st;
-	seg_stats(s, &st);
-	CHECK(seg_close(s) == 0);
+	struct pks *s = fill(dir, &cfg, &t);
+	/* flows 1000..1009 only have packets at the start: wholly expired, and the
+	 * writer says so as readers will */
+	for (uint64_t f = 1000; f < 1010; f++)
+		CHECK(pks_flow_state(s, f) == PKS_FLOW_EXPIRED);
+	struct pks_stats st;
+	pks_stats(s, &st);
+	CHECK(pks_close(s) == 0);
 	uint64_t total;
 	int n = count_segments(dir, &total);
 	printf("cap: wrote %lu bytes into a %u byte store: %d segments, %lu bytes on disk, "
@@ -465,29 +456,29 @@ static void case_cap(void)
 	CHECK(st.segments_deleted > 0);
 	s = reopen_ro(dir);
 	for (uint64_t f = 1000; f < 1010; f++)
-		CHECK(seg_flow_state(s, f) == SEG_FLOW_EXPIRED);
+		CHECK(pks_flow_state(s, f) == PKS_FLOW_EXPIRED);
 	log_lines = 0;
-	struct seg_flow ex = {.id = 1001};
+	struct pks_flow ex = {.id = 1001};
 	char path[512];
 	snprintf(path, sizeof(path), "%s/expired.pcapng", root);
 	CHECK(export_to(s, &ex, 1, path, PN_FORMAT_PCAPNG) == 0);
-	CHECK(ex.state == SEG_FLOW_EXPIRED && ex.packets == 0 && ex.missing > 0);
+	CHECK(ex.state == PKS_FLOW_EXPIRED && ex.packets == 0 && ex.missing > 0);
 	/* wholly expired: reported by the caller from state, not logged */
 	/* long flows lost their beginning: partial, the rest is exported intact */
 	int partial = 0;
 	for (uint64_t f = 1010; f < 1060; f++) {
-		struct seg_flow fl = {.id = f};
+		struct pks_flow fl = {.id = f};
 		CHECK(export_to(s, &fl, 1, path, PN_FORMAT_PCAPNG) == 0);
 		struct readback r;
 		read_export(path, &r);
 		CHECK(!r.malformed && r.ordered && r.packets == fl.packets);
-		if (fl.state == SEG_FLOW_PARTIAL) {
+		if (fl.state == PKS_FLOW_PARTIAL) {
 			partial++;
 			CHECK(fl.missing > 0 && fl.packets > 0);
 		}
 	}
 	CHECK(partial > 0);
-	seg_close(s);
+	pks_close(s);
 	gen_free(&t);
 }
 
@@ -497,18 +488,18 @@ static void case_limits(void)
 	mkcase(dir, sizeof(dir), "limits");
 	struct traffic t;
 	gen(&t, 3000, 20, 1700000000000000ull, 0);
-	struct seg_config cfg;
-	seg_config_default(&cfg);
+	struct pks_config cfg;
+	pks_config_default(&cfg);
 	cfg.snaplen = 96;
 	cfg.flow_packets = 5;
-	struct seg_store *s = fill(dir, &cfg, &t);
-	struct seg_stats st;
-	seg_stats(s, &st);
+	struct pks *s = fill(dir, &cfg, &t);
+	struct pks_stats st;
+	pks_stats(s, &st);
 	CHECK(st.packets == 20 * 5 && st.skipped_limit == t.n - 100);
-	CHECK(seg_close(s) == 0);
+	CHECK(pks_close(s) == 0);
 	s = reopen_ro(dir);
 	check_all_flows(s, &t, 20, 96, 5, "limits");
-	seg_close(s);
+	pks_close(s);
 	gen_free(&t);
 }
 
@@ -546,8 +537,8 @@ static int has_flow_index(const char *dir)
 	return found;
 }
 
-/* A bulk load (defer_index) writes no by-flow index until seg_close or
- * seg_build_index: exports meanwhile still find every packet (by scanning), a
+/* A bulk load (defer_index) writes no by-flow index until pks_close or
+ * pks_build_index: exports meanwhile still find every packet (by scanning), a
  * store that already has rows keeps its index, and retention builds it first. */
 static void case_defer(void)
 {
@@ -555,47 +546,47 @@ static void case_defer(void)
 	mkcase(dir, sizeof(dir), "defer");
 	struct traffic t;
 	gen(&t, 6000, 30, 1700000000000000ull, 0);
-	struct seg_config cfg;
-	seg_config_default(&cfg);
+	struct pks_config cfg;
+	pks_config_default(&cfg);
 	cfg.segment_bytes = 1 << 20;
 	cfg.max_bytes = 0;
 	cfg.batch_packets = 500;
 	cfg.defer_index = 1;
-	struct seg_store *s = fill(dir, &cfg, &t);
-	CHECK(seg_flush(s) == 0);
+	struct pks *s = fill(dir, &cfg, &t);
+	CHECK(pks_flush(s) == 0);
 	CHECK(has_flow_index(dir) == 0);
-	struct seg_store *ro = reopen_ro(dir);
+	struct pks *ro = reopen_ro(dir);
 	check_all_flows(ro, &t, 30, 0, 0, "defer-scan");
-	seg_close(ro);
-	CHECK(seg_build_index(s) == 0);
+	pks_close(ro);
+	CHECK(pks_build_index(s) == 0);
 	CHECK(has_flow_index(dir) == 1);
-	CHECK(seg_build_index(s) == 0); /* again: no-op */
-	CHECK(seg_close(s) == 0);
+	CHECK(pks_build_index(s) == 0); /* again: no-op */
+	CHECK(pks_close(s) == 0);
 	s = reopen_ro(dir);
 	check_all_flows(s, &t, 30, 0, 0, "defer");
-	seg_close(s);
+	pks_close(s);
 
 	/* a bulk load into a store that has rows keeps (and maintains) its index */
 	char err[256];
-	CHECK(seg_open(dir, &cfg, &s, err, sizeof(err)) == 0);
+	CHECK(pks_open(dir, &cfg, &s, err, sizeof(err)) == 0);
 	CHECK(has_flow_index(dir) == 1);
-	CHECK(seg_close(s) == 0);
+	CHECK(pks_close(s) == 0);
 
 	/* killed before the build: the index is missing until the next writer */
 	mkcase(dir, sizeof(dir), "defer-killed");
 	pid_t pid = fork();
 	if (pid == 0) {
 		cfg.log = NULL;
-		if (seg_open(dir, &cfg, &s, err, sizeof(err)) < 0)
+		if (pks_open(dir, &cfg, &s, err, sizeof(err)) < 0)
 			_exit(3);
-		seg_add_interface(s, 3, 1, "veth0a1b", NULL);
-		seg_add_interface(s, 7, 1, "cni0", NULL);
+		pks_add_interface(s, 3, 1, "veth0a1b", NULL);
+		pks_add_interface(s, 7, 1, "cni0", NULL);
 		for (size_t i = 0; i < t.n; i++)
-			if (seg_put(s, t.p[i].obs, t.p[i].flow, t.p[i].pkt_no, t.p[i].ts, t.p[i].data,
-				    t.p[i].caplen, t.p[i].wirelen) != 1)
+			if (pks_put(s, t.p[i].obs, t.p[i].flow, t.p[i].pkt_no, t.p[i].ts, t.p[i].data,
+				    t.p[i].caplen, t.p[i].wirelen, 0) != 1)
 				_exit(4);
-		seg_flush(s);
-		_exit(0); /* no seg_close: as if killed */
+		pks_flush(s);
+		_exit(0); /* no pks_close: as if killed */
 	}
 	int status;
 	waitpid(pid, &status, 0);
@@ -604,9 +595,9 @@ static void case_defer(void)
 	s = reopen_ro(dir); /* a reader meanwhile: every flow, by scanning */
 	check_all_flows(s, &t, 30, 0, 0, "defer-killed");
 	/* all flows in one export: through the staged copy of their rows */
-	struct seg_flow all[31];
+	struct pks_flow all[31];
 	for (int k = 0; k < 31; k++) /* 1030 was never put */
-		all[k] = (struct seg_flow){.id = 1000 + (uint64_t)k};
+		all[k] = (struct pks_flow){.id = 1000 + (uint64_t)k};
 	char path[600], path2[600];
 	snprintf(path, sizeof(path), "%s/defer-all-staged.pcapng", root);
 	CHECK(export_to(s, all, 31, path, PN_FORMAT_PCAPNG) == 0);
@@ -616,34 +607,34 @@ static void case_defer(void)
 	for (int k = 0; k < 31; k++)
 		staged_pkts += all[k].packets;
 	CHECK(!staged.malformed && staged.ordered && staged.packets == t.n && staged_pkts == t.n);
-	CHECK(all[30].state == SEG_FLOW_NONE && all[29].state == SEG_FLOW_STORED);
-	seg_close(s);
-	struct seg_config plain;
-	seg_config_default(&plain);
+	CHECK(all[30].state == PKS_FLOW_NONE && all[29].state == PKS_FLOW_STORED);
+	pks_close(s);
+	struct pks_config plain;
+	pks_config_default(&plain);
 	plain.max_bytes = 0;
-	CHECK(seg_open(dir, &plain, &s, err, sizeof(err)) == 0);
+	CHECK(pks_open(dir, &plain, &s, err, sizeof(err)) == 0);
 	CHECK(has_flow_index(dir) == 1);
-	seg_close(s);
+	pks_close(s);
 	s = reopen_ro(dir);
 	snprintf(path2, sizeof(path2), "%s/defer-all-indexed.pcapng", root);
 	CHECK(export_to(s, all, 31, path2, PN_FORMAT_PCAPNG) == 0);
 	read_export(path2, &indexed);
 	CHECK(indexed.packets == staged.packets && indexed.hash == staged.hash);
-	seg_close(s);
+	pks_close(s);
 
 	/* retention under a deferred index builds it before its first deletion */
 	mkcase(dir, sizeof(dir), "defer-cap");
-	seg_config_default(&cfg);
+	pks_config_default(&cfg);
 	cfg.defer_index = 1;
 	cfg.max_bytes = 3u << 20;
 	cfg.segment_bytes = 512u << 10;
 	cfg.batch_packets = 1000;
 	s = fill(dir, &cfg, &t);
-	struct seg_stats st;
-	seg_stats(s, &st);
+	struct pks_stats st;
+	pks_stats(s, &st);
 	CHECK(st.segments_deleted > 0);
 	CHECK(has_flow_index(dir) == 1);
-	CHECK(seg_close(s) == 0);
+	CHECK(pks_close(s) == 0);
 	gen_free(&t);
 }
 
@@ -655,12 +646,12 @@ static void case_migrate(void)
 	mkcase(dir, sizeof(dir), "migrate");
 	struct traffic t;
 	gen(&t, 3000, 12, 1700000000000000ull, 0);
-	struct seg_config cfg;
-	seg_config_default(&cfg);
+	struct pks_config cfg;
+	pks_config_default(&cfg);
 	cfg.segment_bytes = 256 << 10;
 	cfg.max_bytes = 0;
-	struct seg_store *s = fill(dir, &cfg, &t);
-	CHECK(seg_close(s) == 0);
+	struct pks *s = fill(dir, &cfg, &t);
+	CHECK(pks_close(s) == 0);
 	/* turn it into a version 1 index */
 	CHECK(db_exec(dir, "BEGIN;"
 			   "CREATE TABLE v1(flow_id INTEGER NOT NULL, segment_id INTEGER NOT NULL,"
@@ -672,13 +663,13 @@ static void case_migrate(void)
 			   "PRAGMA user_version=1; COMMIT;") == 0);
 	s = reopen_ro(dir);
 	check_all_flows(s, &t, 12, 0, 0, "mig-v1");
-	seg_close(s);
+	pks_close(s);
 	/* a writer migrates it */
 	char err[256];
-	seg_config_default(&cfg);
+	pks_config_default(&cfg);
 	cfg.max_bytes = 0;
-	CHECK(seg_open(dir, &cfg, &s, err, sizeof(err)) == 0);
-	CHECK(seg_close(s) == 0);
+	CHECK(pks_open(dir, &cfg, &s, err, sizeof(err)) == 0);
+	CHECK(pks_close(s) == 0);
 	char path[600];
 	sqlite3 *db;
 	snprintf(path, sizeof(path), "%s/index.db", dir);
@@ -690,7 +681,7 @@ static void case_migrate(void)
 				 " (SELECT count(*) FROM sqlite_schema WHERE name = 'flow_packets_segment')",
 				 -1, &q, NULL) == SQLITE_OK);
 	CHECK(sqlite3_step(q) == SQLITE_ROW);
-	CHECK(sqlite3_column_int(q, 0) == 2);
+	CHECK(sqlite3_column_int(q, 0) == 3);
 	const char *sql = (const char *)sqlite3_column_text(q, 1);
 	CHECK(sql && strstr(sql, "PRIMARY KEY(segment_id, flow_id)"));
 	CHECK(sqlite3_column_int(q, 2) == 1 && sqlite3_column_int(q, 3) == 0);
@@ -698,7 +689,7 @@ static void case_migrate(void)
 	sqlite3_close(db);
 	s = reopen_ro(dir);
 	check_all_flows(s, &t, 12, 0, 0, "mig-v2");
-	seg_close(s);
+	pks_close(s);
 	gen_free(&t);
 }
 
@@ -708,11 +699,11 @@ static void case_damage(void)
 	mkcase(dir, sizeof(dir), "damage");
 	struct traffic t;
 	gen(&t, 8000, 8, 1700000000000000ull, 0);
-	struct seg_config cfg;
-	seg_config_default(&cfg);
+	struct pks_config cfg;
+	pks_config_default(&cfg);
 	cfg.segment_bytes = 1 << 20;
-	struct seg_store *s = fill(dir, &cfg, &t);
-	CHECK(seg_close(s) == 0);
+	struct pks *s = fill(dir, &cfg, &t);
+	CHECK(pks_close(s) == 0);
 
 	/* 1. delete segment 2, truncate segment 4 in the middle */
 	DIR *d = opendir(dir);
@@ -740,7 +731,7 @@ static void case_damage(void)
 	uint64_t missing = 0, corrupt = 0, packets = 0;
 	log_lines = 0;
 	for (uint64_t f = 1000; f < 1008; f++) {
-		struct seg_flow fl = {.id = f};
+		struct pks_flow fl = {.id = f};
 		snprintf(path, sizeof(path), "%s/damaged-%lu.pcapng", root, (unsigned long)f);
 		CHECK(export_to(s, &fl, 1, path, PN_FORMAT_PCAPNG) == 0);
 		struct readback r;
@@ -761,7 +752,7 @@ static void case_damage(void)
 	       (unsigned long)corrupt, log_lines, last_log);
 	CHECK(corrupt > 0);
 	CHECK(log_lines > 0);
-	seg_close(s);
+	pks_close(s);
 
 	/* 3. a garbage index.db is refused with a message, not a crash */
 	snprintf(path, sizeof(path), "%s/garbage", root);
@@ -770,19 +761,19 @@ static void case_damage(void)
 	FILE *f = fopen(sql, "w");
 	fputs("this is not sqlite, just text long enough to be a header page..........", f);
 	fclose(f);
-	struct seg_config rc;
-	seg_config_default(&rc);
+	struct pks_config rc;
+	pks_config_default(&rc);
 	rc.readonly = 1;
 	char err[256] = "";
-	CHECK(seg_open(path, &rc, &s, err, sizeof(err)) < 0 && err[0]);
+	CHECK(pks_open(path, &rc, &s, err, sizeof(err)) < 0 && err[0]);
 	printf("damage: garbage index.db -> %s\n", err);
 	snprintf(path, sizeof(path), "%s/nonexistent", root);
-	CHECK(seg_open(path, &rc, &s, err, sizeof(err)) < 0 && strstr(err, "no packet store"));
+	CHECK(pks_open(path, &rc, &s, err, sizeof(err)) < 0 && strstr(err, "no packet store"));
 	gen_free(&t);
 }
 
 
-/* A writer killed without seg_close: what it committed is exported after a new
+/* A writer killed without pks_close: what it committed is exported after a new
  * writer has recovered the store. */
 static void case_crash(void)
 {
@@ -792,38 +783,38 @@ static void case_crash(void)
 	gen(&t, 5000, 10, 1700000000000000ull, 0);
 	pid_t pid = fork();
 	if (pid == 0) {
-		struct seg_config cfg;
-		seg_config_default(&cfg);
-		cfg.batch_packets = 1000000; /* only the explicit seg_flush commits */
-		struct seg_store *s;
+		struct pks_config cfg;
+		pks_config_default(&cfg);
+		cfg.batch_packets = 1000000; /* only the explicit pks_flush commits */
+		struct pks *s;
 		char err[256];
-		if (seg_open(dir, &cfg, &s, err, sizeof(err)) < 0)
+		if (pks_open(dir, &cfg, &s, err, sizeof(err)) < 0)
 			_exit(3);
-		seg_add_interface(s, 3, 1, "veth0a1b", NULL);
-		seg_add_interface(s, 7, 1, "cni0", NULL);
+		pks_add_interface(s, 3, 1, "veth0a1b", NULL);
+		pks_add_interface(s, 7, 1, "cni0", NULL);
 		for (size_t i = 0; i < 4000; i++) {
 			struct pkt *p = &t.p[i];
-			if (seg_put(s, p->obs, p->flow, p->pkt_no, p->ts, p->data, p->caplen,
-				    p->wirelen) != 1)
+			if (pks_put(s, p->obs, p->flow, p->pkt_no, p->ts, p->data, p->caplen,
+				    p->wirelen, 0) != 1)
 				_exit(4);
 		}
-		seg_flush(s);
+		pks_flush(s);
 		for (size_t i = 4000; i < t.n; i++) { /* buffered, never committed */
 			struct pkt *p = &t.p[i];
-			seg_put(s, p->obs, p->flow, p->pkt_no, p->ts, p->data, p->caplen, p->wirelen);
+			pks_put(s, p->obs, p->flow, p->pkt_no, p->ts, p->data, p->caplen, p->wirelen, 0);
 		}
-		_exit(0); /* no seg_close: as if killed */
+		_exit(0); /* no pks_close: as if killed */
 	}
 	int status;
 	waitpid(pid, &status, 0);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	struct seg_config cfg;
-	seg_config_default(&cfg);
+	struct pks_config cfg;
+	pks_config_default(&cfg);
 	cfg.log = log_fn;
-	struct seg_store *s;
+	struct pks *s;
 	char err[256];
-	CHECK(seg_open(dir, &cfg, &s, err, sizeof(err)) == 0); /* recovers */
-	CHECK(seg_close(s) == 0);
+	CHECK(pks_open(dir, &cfg, &s, err, sizeof(err)) == 0); /* recovers */
+	CHECK(pks_close(s) == 0);
 	s = reopen_ro(dir);
 	struct traffic head = t;
 	head.n = 4000;
@@ -832,7 +823,7 @@ static void case_crash(void)
 	char path[512];
 	snprintf(path, sizeof(path), "%s/crash.pcapng", root);
 	for (uint64_t f = 1000; f < 1010; f++) {
-		struct seg_flow fl = {.id = f};
+		struct pks_flow fl = {.id = f};
 		CHECK(export_to(s, &fl, 1, path, PN_FORMAT_PCAPNG) == 0);
 		uint64_t n, h = expect_hash(&head, f, 0, 0, 0, &n);
 		struct readback r;
@@ -844,7 +835,7 @@ static void case_crash(void)
 	CHECK(bad == 0);
 	printf("crash: writer exited without closing; %lu committed packets exported intact\n",
 	       (unsigned long)total);
-	seg_close(s);
+	pks_close(s);
 	gen_free(&t);
 }
 
@@ -856,11 +847,11 @@ static void case_bad_index(void)
 	mkcase(dir, sizeof(dir), "badindex");
 	struct traffic t;
 	gen(&t, 3000, 10, 1700000000000000ull, 0);
-	struct seg_config cfg;
-	seg_config_default(&cfg);
+	struct pks_config cfg;
+	pks_config_default(&cfg);
 	cfg.segment_bytes = 512u << 10;
-	struct seg_store *s = fill(dir, &cfg, &t);
-	CHECK(seg_close(s) == 0);
+	struct pks *s = fill(dir, &cfg, &t);
+	CHECK(pks_close(s) == 0);
 	uint64_t before;
 	int nseg = count_segments(dir, &before);
 	snprintf(path, sizeof(path), "%s/index.db", dir);
@@ -875,7 +866,7 @@ static void case_bad_index(void)
 	log_lines = 0;
 	cfg.log = log_fn;
 	char err[256];
-	int rc = seg_open(dir, &cfg, &s, err, sizeof(err));
+	int rc = pks_open(dir, &cfg, &s, err, sizeof(err));
 	CHECK(rc == 0);
 	if (rc) {
 		fprintf(stderr, "bad index: %s\n", err);
@@ -883,15 +874,15 @@ static void case_bad_index(void)
 		return;
 	}
 	CHECK(log_lines >= 2); /* moved aside + adopted */
-	CHECK(seg_add_interface(s, 3, 1, "veth0a1b", NULL) == 0);
+	CHECK(pks_add_interface(s, 3, 1, "veth0a1b", NULL) == 0);
 	uint8_t pkt[100] = {1, 2, 3};
-	CHECK(seg_put(s, 3, 777, 0, 1800000000000000ull, pkt, 100, 100) == 1);
-	CHECK(seg_close(s) == 0);
+	CHECK(pks_put(s, 3, 777, 0, 1800000000000000ull, pkt, 100, 100, 0) == 1);
+	CHECK(pks_close(s) == 0);
 	s = reopen_ro(dir);
-	struct seg_flow fl = {.id = 777};
+	struct pks_flow fl = {.id = 777};
 	snprintf(path, sizeof(path), "%s/badindex.pcapng", root);
 	CHECK(export_to(s, &fl, 1, path, PN_FORMAT_PCAPNG) == 0 && fl.packets == 1);
-	seg_close(s);
+	pks_close(s);
 	uint64_t after;
 	CHECK(count_segments(dir, &after) == nseg + 1);
 	printf("bad index: damaged index.db moved aside, %d old segments adopted (%s)\n", nseg,
@@ -908,11 +899,11 @@ static void case_fuzz_index(void)
 	mkcase(dir, sizeof(dir), "fuzz");
 	struct traffic t;
 	gen(&t, 2000, 6, 1700000000000000ull, 0);
-	struct seg_config cfg;
-	seg_config_default(&cfg);
+	struct pks_config cfg;
+	pks_config_default(&cfg);
 	cfg.segment_bytes = 256u << 10;
-	struct seg_store *s = fill(dir, &cfg, &t);
-	CHECK(seg_close(s) == 0);
+	struct pks *s = fill(dir, &cfg, &t);
+	CHECK(pks_close(s) == 0);
 	char path[600];
 	snprintf(path, sizeof(path), "%s/index.db", dir);
 	sqlite3 *db;
@@ -936,10 +927,10 @@ static void case_fuzz_index(void)
 		sqlite3_finalize(st);
 		if (round % 10)
 			continue;
-		struct seg_store *r = reopen_ro(dir);
-		struct seg_flow fl[6];
+		struct pks *r = reopen_ro(dir);
+		struct pks_flow fl[6];
 		for (int k = 0; k < 6; k++)
-			fl[k] = (struct seg_flow){.id = 1000 + (uint64_t)k};
+			fl[k] = (struct pks_flow){.id = 1000 + (uint64_t)k};
 		CHECK(export_to(r, fl, 6, path, PN_FORMAT_PCAPNG) == 0);
 		struct readback rb;
 		read_export(path, &rb);
@@ -950,7 +941,7 @@ static void case_fuzz_index(void)
 		}
 		CHECK(!rb.malformed && rb.ordered && rb.packets == sum);
 		written += sum;
-		seg_close(r);
+		pks_close(r);
 	}
 	sqlite3_close(db);
 	printf("fuzz: 150 random index rows: %lu packets still exported, %lu entries skipped\n",
@@ -965,22 +956,22 @@ static void case_big_ts(void)
 {
 	char dir[300], path[600];
 	mkcase(dir, sizeof(dir), "bigts");
-	struct seg_config cfg;
-	seg_config_default(&cfg);
-	struct seg_store *s;
+	struct pks_config cfg;
+	pks_config_default(&cfg);
+	struct pks *s;
 	char err[256];
-	CHECK(seg_open(dir, &cfg, &s, err, sizeof(err)) == 0);
-	CHECK(seg_add_interface(s, 1, 1, "eth0", NULL) == 0);
+	CHECK(pks_open(dir, &cfg, &s, err, sizeof(err)) == 0);
+	CHECK(pks_add_interface(s, 1, 1, "eth0", NULL) == 0);
 	uint8_t pkt[64] = {0};
 	uint64_t ts[3] = {UINT64_MAX - 100, UINT64_MAX - 50, 5};
 	for (int i = 0; i < 3; i++)
-		CHECK(seg_put(s, 1, 42, (uint32_t)i, ts[i], pkt, 64, 64) == 1);
-	struct seg_stats st;
-	seg_stats(s, &st);
+		CHECK(pks_put(s, 1, 42, (uint32_t)i, ts[i], pkt, 64, 64, 0) == 1);
+	struct pks_stats st;
+	pks_stats(s, &st);
 	CHECK(st.segments_open == 1); /* 50 µs apart, and backwards: one segment */
-	CHECK(seg_close(s) == 0);
+	CHECK(pks_close(s) == 0);
 	s = reopen_ro(dir);
-	struct seg_flow fl = {.id = 42};
+	struct pks_flow fl = {.id = 42};
 	snprintf(path, sizeof(path), "%s/bigts.pcapng", root);
 	CHECK(export_to(s, &fl, 1, path, PN_FORMAT_PCAPNG) == 0);
 	struct readback r;
@@ -994,7 +985,7 @@ static void case_big_ts(void)
 		h = fnv(h, pkt, 64);
 	}
 	CHECK(r.packets == 3 && r.hash == h && r.ordered);
-	seg_close(s);
+	pks_close(s);
 }
 
 /* Returns 77 when it cannot run (not root, no tmpfs). */
@@ -1013,28 +1004,28 @@ static int case_enospc(void)
 	}
 	struct traffic t;
 	gen(&t, 6000, 30, 1700000000000000ull, 0);
-	struct seg_config cfg;
-	seg_config_default(&cfg);
+	struct pks_config cfg;
+	pks_config_default(&cfg);
 	cfg.segment_bytes = 256u << 10;
 	cfg.max_bytes = 0;               /* no cap: the disk fills up */
 	cfg.batch_packets = 500;
 	cfg.retry_us = 100000;
 	cfg.log = log_fn;
-	struct seg_store *s;
+	struct pks *s;
 	char err[256];
-	if (seg_open(dir, &cfg, &s, err, sizeof(err)) < 0) {
-		CHECK(!"seg_open on the tmpfs");
+	if (pks_open(dir, &cfg, &s, err, sizeof(err)) < 0) {
+		CHECK(!"pks_open on the tmpfs");
 		umount(dir);
 		gen_free(&t);
 		return 0;
 	}
-	CHECK(seg_add_interface(s, 3, 1, "veth0a1b", "default/frontend-7d9") == 0);
-	CHECK(seg_add_interface(s, 7, 1, "cni0", NULL) == 0);
+	CHECK(pks_add_interface(s, 3, 1, "veth0a1b", "default/frontend-7d9") == 0);
+	CHECK(pks_add_interface(s, 7, 1, "cni0", NULL) == 0);
 	size_t stored = 0, refused = 0, first_fail = 0;
 	int other = 0;
 	for (size_t i = 0; i < t.n; i++) {
 		struct pkt *p = &t.p[i];
-		int rc = seg_put(s, p->obs, p->flow, p->pkt_no, p->ts, p->data, p->caplen, p->wirelen);
+		int rc = pks_put(s, p->obs, p->flow, p->pkt_no, p->ts, p->data, p->caplen, p->wirelen, 0);
 		if (rc == 1)
 			stored++;
 		else if (rc == -ENOSPC) {
@@ -1043,9 +1034,9 @@ static int case_enospc(void)
 		} else
 			other++;
 	}
-	struct seg_stats st;
-	seg_stats(s, &st);
-	int crc = seg_close(s);
+	struct pks_stats st;
+	pks_stats(s, &st);
+	int crc = pks_close(s);
 	printf("enospc: 2 MB tmpfs: %zu packets stored, %zu refused with ENOSPC (first at #%zu), "
 	       "%lu index entries lost, close -> %d\n", stored, refused, first_fail,
 	       (unsigned long)st.index_lost, crc);
@@ -1056,7 +1047,7 @@ static int case_enospc(void)
 	char path[512];
 	snprintf(path, sizeof(path), "%s/full-export.pcapng", root);
 	for (uint64_t f = 1000; f < 1030; f++) {
-		struct seg_flow fl = {.id = f};
+		struct pks_flow fl = {.id = f};
 		CHECK(export_to(s, &fl, 1, path, PN_FORMAT_PCAPNG) == 0);
 		struct readback r;
 		read_export(path, &r);
@@ -1086,7 +1077,7 @@ static int case_enospc(void)
 	}
 	printf("enospc: %lu packets exported back from the full disk\n", (unsigned long)exported);
 	CHECK(exported > 0 && exported <= stored);
-	seg_close(s);
+	pks_close(s);
 	CHECK(umount(dir) == 0);
 	gen_free(&t);
 	return 0;
@@ -1126,7 +1117,7 @@ int main(int argc, char **argv)
 	/* A meson test of its own (it mounts a tmpfs and may skip with 77). */
 	if (only && !strcmp(only, "enospc"))
 		skip = case_enospc() == 77;
-	if (!getenv("SEG_TEST_KEEP")) {
+	if (!getenv("PKS_TEST_KEEP")) {
 		char cmd[400];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 		if (system(cmd) != 0)

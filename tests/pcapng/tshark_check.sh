@@ -34,6 +34,11 @@ for f in us.pcapng ns.pcapng; do
   [ "$n" = 23 ] || { echo "FAIL: $f: capinfos counts '$n' packets, expected 23"; capinfos "$dir/$f"; fail=1; }
   capinfos "$dir/$f" >/dev/null 2>&1 || { echo "FAIL: capinfos reports an error on $f"; fail=1; }
 done
+# Direction (epb_flags): inbound, none, outbound on the first three packets.
+for f in us.pcapng ns.pcapng; do
+  got=$(ts -r "$dir/$f" -c 3 -T fields -e frame.packet_flags_direction | tr '\n' ' ')
+  [ "$got" = "0x00000001  0x00000002 " ] || { echo "FAIL: $f: directions '$got'"; fail=1; }
+done
 # Timestamps: µs file rounds down the ns value, ns file keeps it.
 t_us=$(ts -r "$dir/us.pcapng" -c 1 -T fields -e frame.time_epoch)
 t_ns=$(ts -r "$dir/ns.pcapng" -c 1 -T fields -e frame.time_epoch)

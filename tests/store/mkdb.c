@@ -1,17 +1,16 @@
 /* store_mkdb — builds databases for the store tests and for a quick write
  * benchmark.
  *   store_mkdb PATH fixture        the known flows of fixture.h
- *   store_mkdb PATH synthetic N [state]
+ *   store_mkdb PATH synthetic N
  *                                  N synthetic flows; prints rows/s on stderr
- *                                  (a measurement, never asserted); "state" also
- *                                  sets packets_state per flow as the pipeline does
- *   store_mkdb PATH replay SRC_DB [state] [defer]
+ *                                  (a measurement, never asserted)
+ *   store_mkdb PATH replay SRC_DB [defer]
  *                                  the flows of an existing podcap database (e.g.
  *                                  made by `podcap read` of a big capture), read
  *                                  into memory first and written again; prints
  *                                  the writer thread's CPU time per row, which is
- *                                  what the store thread spends in the pipeline;
- *                                  "state" with st_put_flow_state; "defer" sets st_config.defer_indexes (their
+ *                                  what the flow database sink spends in the engine;
+ *                                  "defer" sets fdb_config.defer_indexes (their
  *                                  build at close is timed apart)
  */
 #include <arpa/inet.h>
@@ -22,12 +21,12 @@
 
 #include <sqlite3.h>
 
-#include "store.h"
+#include "flowdb.h"
 #include "fixture.h"
 
-static int fail(struct st_store *st, const char *what, int rc)
+static int fail(struct fdb *st, const char *what, int rc)
 {
-	fprintf(stderr, "store_mkdb: %s: %d %s\n", what, rc, st ? st_errmsg(st) : "");
+	fprintf(stderr, "store_mkdb: %s: %d %s\n", what, rc, st ? fdb_errmsg(st) : "");
 	return 1;
 }
 
@@ -46,7 +45,7 @@ static void col_addr(sqlite3_stmt *s, int c, int family, uint8_t *a)
 
 /* Reads every flow of a podcap database back into records (the columns the
  * store writes; obs ids mapped to the new database's ids). */
-static struct fl_record *load_flows(const char *path, struct st_store *st, size_t *n)
+static struct fl_record *load_flows(const char *path, struct fdb *st, size_t *n)
 {
 	sqlite3 *db;
 	sqlite3_stmt *s;
@@ -87,7 +86,7 @@ static struct fl_record *load_flows(const char *path, struct st_store *st, size_
 		int64_t o = sqlite3_column_int64(s, c++);
 		if (o > 0 && o < 256 && sqlite3_column_type(s, 2) != SQLITE_NULL) {
 			if (!obs[o])
-				st_obs_point(st, (const char *)sqlite3_column_text(s, 2),
+				fdb_obs_point(st, (const char *)sqlite3_column_text(s, 2),
 					     (const char *)sqlite3_column_text(s, 3),
 					     (const char *)sqlite3_column_text(s, 4),
 					     sqlite3_column_int(s, 5), &obs[o]);
@@ -158,17 +157,17 @@ static double secs(const struct timespec *a, const struct timespec *b)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: store_mkdb PATH fixture | PATH synthetic N [state] | PATH replay SRC_DB [state] [defer]\n");
+		fprintf(stderr, "usage: store_mkdb PATH fixture | PATH synthetic N | PATH replay SRC_DB [defer]\n");
 		return 2;
 	}
-	struct st_store *st;
+	struct fdb *st;
 	char err[512];
-	struct st_config cfg;
-	st_config_default(&cfg);
+	struct fdb_config cfg;
+	fdb_config_default(&cfg);
 	for (int i = 4; i < argc; i++)
 		if (!strcmp(argv[i], "defer"))
 			cfg.defer_indexes = 1;
-	int rc = st_open(argv[1], &cfg, &st, err, sizeof(err));
+	int rc = fdb_open(argv[1], &cfg, &st, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "store_mkdb: %s\n", err);
 		return 1;
@@ -176,55 +175,48 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[2], "fixture")) {
 		struct fl_record r[FX_KNOWN];
 		uint32_t veth, eth0;
-		if ((rc = st_obs_point(st, "veth-front", "in", "default/frontend-7d9", 1, &veth)) ||
-		    (rc = st_obs_point(st, "eth0", "in", NULL, 1, &eth0)))
+		if ((rc = fdb_obs_point(st, "veth-front", "in", "default/frontend-7d9", 1, &veth)) ||
+		    (rc = fdb_obs_point(st, "eth0", "in", NULL, 1, &eth0)))
 			return fail(st, "obs point", rc);
 		fx_known(r, veth, eth0);
 		for (int i = 0; i < FX_KNOWN; i++)
-			if ((rc = st_put_flow(st, &r[i])))
+			if ((rc = fdb_put_flow(st, &r[i])))
 				return fail(st, "put", rc);
 	} else if (!strcmp(argv[2], "synthetic") && argc > 3) {
 		uint64_t n = strtoull(argv[3], NULL, 10);
-		int with_state = argc > 4 && !strcmp(argv[4], "state");
 		uint32_t obs;
-		if ((rc = st_obs_point(st, "veth-bench", "in", "bench/pod", 1, &obs)))
+		if ((rc = fdb_obs_point(st, "veth-bench", "in", "bench/pod", 1, &obs)))
 			return fail(st, "obs point", rc);
 		struct timespec a, b;
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		struct fl_record r;
 		for (uint64_t i = 0; i < n; i++) {
 			fx_synthetic(&r, i, obs);
-			if ((rc = st_put_flow(st, &r)))
+			if ((rc = fdb_put_flow(st, &r)))
 				return fail(st, "put", rc);
-			/* What the pipeline does when packets are kept too. */
-			if (with_state && (rc = st_set_packets_state(st, r.id, "stored")))
-				return fail(st, "packets_state", rc);
 		}
-		if ((rc = st_commit(st)))
+		if ((rc = fdb_commit(st)))
 			return fail(st, "commit", rc);
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
 		fprintf(stderr, "store_mkdb: %llu flows in %.3f s = %.0f flows/s\n",
 			(unsigned long long)n, s, s > 0 ? (double)n / s : 0.0);
 	} else if (!strcmp(argv[2], "replay") && argc > 3) {
-		int with_state = 0;
-		for (int i = 4; i < argc; i++)
-			with_state |= !strcmp(argv[i], "state");
 		size_t n;
 		struct fl_record *v = load_flows(argv[3], st, &n);
 		if (!v)
 			return fail(st, "load", -1);
-		if ((rc = st_commit(st)))
+		if ((rc = fdb_commit(st)))
 			return fail(st, "commit", rc);
 		struct timespec a, b, ca, cb;
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ca);
 		for (size_t i = 0; i < n; i++) {
-			rc = with_state ? st_put_flow_state(st, &v[i], "stored") : st_put_flow(st, &v[i]);
+			rc = fdb_put_flow(st, &v[i]);
 			if (rc)
 				return fail(st, "put", rc);
 		}
-		if ((rc = st_commit(st)))
+		if ((rc = fdb_commit(st)))
 			return fail(st, "commit", rc);
 		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cb);
 		clock_gettime(CLOCK_MONOTONIC, &b);
@@ -233,18 +225,18 @@ int main(int argc, char **argv)
 		free(v);
 		/* Closing builds deferred indexes: part of the cost. */
 		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ca);
-		if ((rc = st_close(st)))
+		if ((rc = fdb_close(st)))
 			return fail(NULL, "close", rc);
 		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cb);
 		fprintf(stderr, "store_mkdb: close: cpu %.3f s = %.2f us/row\n", secs(&ca, &cb),
 			n ? secs(&ca, &cb) * 1e6 / (double)n : 0.0);
 		return 0;
 	} else {
-		fprintf(stderr, "usage: store_mkdb PATH fixture | PATH synthetic N [state] |"
-			" PATH replay SRC_DB [state] [defer]\n");
+		fprintf(stderr, "usage: store_mkdb PATH fixture | PATH synthetic N |"
+			" PATH replay SRC_DB [defer]\n");
 		return 2;
 	}
-	if ((rc = st_close(st)))
+	if ((rc = fdb_close(st)))
 		return fail(NULL, "close", rc);
 	return 0;
 }

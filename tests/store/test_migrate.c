@@ -10,10 +10,10 @@
 
 #include <sqlite3.h>
 
-#include "store.h"
+#include "flowdb.h"
 #include "fixture.h"
 
-void st__test_extra_migrations(const char *const *steps, int64_t n);
+void fdb__test_extra_migrations(const char *const *steps, int64_t n);
 
 #define CHECK(cond) do { if (!(cond)) { \
 	fprintf(stderr, "FAIL: %s:%d: %s\n", __FILE__, __LINE__, #cond); exit(1); } } while (0)
@@ -50,14 +50,14 @@ int main(void)
 	char dir[] = "/tmp/podcap-migrate-XXXXXX", db[128], err[512], cmd[256];
 	CHECK(mkdtemp(dir));
 	snprintf(db, sizeof(db), "%s/m.db", dir);
-	struct st_store *st;
+	struct fdb *st;
 	struct fl_record r;
 
 	/* Version 1 with a flow in it, as shipped. */
-	CHECK(st_open(db, NULL, &st, err, sizeof(err)) == 0);
+	CHECK(fdb_open(db, NULL, &st, err, sizeof(err)) == 0);
 	fx_record(&r, 1, "10.0.0.1", 1000, "10.0.0.2", 80, FX_T0_US);
-	CHECK(st_put_flow(st, &r) == 0);
-	CHECK(st_close(st) == 0);
+	CHECK(fdb_put_flow(st, &r) == 0);
+	CHECK(fdb_close(st) == 0);
 	CHECK(sql_i64(db, "PRAGMA user_version") == 1);
 
 	/* A binary that knows versions 2 and 3: both steps run, in order. */
@@ -66,9 +66,9 @@ int main(void)
 		"CREATE TABLE extra (k INTEGER PRIMARY KEY, v TEXT);"
 		"INSERT INTO extra (v) SELECT note FROM flows;",
 	};
-	st__test_extra_migrations(good, 2);
-	CHECK(st_open(db, NULL, &st, err, sizeof(err)) == 0);
-	CHECK(st_close(st) == 0);
+	fdb__test_extra_migrations(good, 2);
+	CHECK(fdb_open(db, NULL, &st, err, sizeof(err)) == 0);
+	CHECK(fdb_close(st) == 0);
 	CHECK(sql_i64(db, "PRAGMA user_version") == 3);
 	CHECK(sql_i64(db, "SELECT count(*) FROM extra WHERE v = 'v2'") == 1);
 	check_integrity(db);
@@ -79,8 +79,8 @@ int main(void)
 		good[0], good[1],
 		"CREATE TABLE half (x); INSERT INTO no_such_table VALUES (1);",
 	};
-	st__test_extra_migrations(bad, 3);
-	int rc = st_open(db, NULL, &st, err, sizeof(err));
+	fdb__test_extra_migrations(bad, 3);
+	int rc = fdb_open(db, NULL, &st, err, sizeof(err));
 	fprintf(stderr, "failing step: %d %s\n", rc, err);
 	CHECK(rc < 0);
 	CHECK(strstr(err, "migration to schema version 4") && strstr(err, "no_such_table"));
@@ -89,18 +89,18 @@ int main(void)
 	check_integrity(db);
 
 	/* The shipped binary (1 step) refuses the version-3 file and leaves it. */
-	st__test_extra_migrations(NULL, 0);
-	rc = st_open(db, NULL, &st, err, sizeof(err));
+	fdb__test_extra_migrations(NULL, 0);
+	rc = fdb_open(db, NULL, &st, err, sizeof(err));
 	fprintf(stderr, "older binary: %d %s\n", rc, err);
 	CHECK(rc == -ENOTSUP && strstr(err, "version 3 is newer than this podcap knows (1)"));
 	CHECK(sql_i64(db, "PRAGMA user_version") == 3);
 
 	/* And the binary that knows 3 still uses it normally. */
-	st__test_extra_migrations(good, 2);
-	CHECK(st_open(db, NULL, &st, err, sizeof(err)) == 0);
+	fdb__test_extra_migrations(good, 2);
+	CHECK(fdb_open(db, NULL, &st, err, sizeof(err)) == 0);
 	fx_record(&r, 2, "10.0.0.1", 1001, "10.0.0.2", 80, FX_T0_US);
-	CHECK(st_put_flow(st, &r) == 0);
-	CHECK(st_close(st) == 0);
+	CHECK(fdb_put_flow(st, &r) == 0);
+	CHECK(fdb_close(st) == 0);
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 2);
 	check_integrity(db);
 

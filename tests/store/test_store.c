@@ -19,7 +19,8 @@
 
 #include <sqlite3.h>
 
-#include "store.h"
+#include "flowdb.h"
+#include "query.h"
 #include "fixture.h"
 
 static const char *cur_test;
@@ -116,35 +117,58 @@ static void sql_exec(const char *path, const char *sql)
 	sqlite3_close(db);
 }
 
-static struct st_store *open_ok(const char *path, uint32_t batch)
+static struct fdb *open_ok(const char *path, uint32_t batch)
 {
-	struct st_config cfg;
-	struct st_store *st;
+	struct fdb_config cfg;
+	struct fdb *st;
 	char err[512];
-	st_config_default(&cfg);
+	fdb_config_default(&cfg);
 	if (batch)
 		cfg.batch = batch;
-	int rc = st_open(path, &cfg, &st, err, sizeof(err));
+	int rc = fdb_open(path, &cfg, &st, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "FAIL %s: st_open(%s) = %d: %s\n", cur_test, path, rc, err);
+		fprintf(stderr, "FAIL %s: fdb_open(%s) = %d: %s\n", cur_test, path, rc, err);
 		exit(1);
 	}
 	return st;
 }
 
-/* Runs st_query_flows into a memory buffer; returns the row count. */
-static int query_buf(struct st_store *st, const struct st_query *q, enum st_format fmt,
+/* The listing through query/ (what `podcap flows` uses), with the simple
+ * filter terms. */
+struct listq {
+	const char *app, *ip;
+	int port;
+	uint64_t since_us;
+	int64_t limit;
+};
+
+static char list_err[256]; /* the last listing's error */
+
+static int list_flows(struct fdb *st, const struct listq *q, enum q_format fmt, FILE *f)
+{
+	struct q_simple w = {.app = q->app, .ip = q->ip, .port = q->port};
+	struct q_select sel = {.where = &w, .since_us = q->since_us, .order = Q_ORDER_LAST_DESC,
+			       .limit = q->limit};
+	struct q_error err;
+	long n = q_list_flows(st, NULL, &sel, fmt, q_write_file, f, &err);
+	if (n < 0)
+		snprintf(list_err, sizeof(list_err), "%s", err.msg);
+	return (int)n;
+}
+
+/* Runs list_flows into a memory buffer; returns the row count. */
+static int query_buf(struct fdb *st, const struct listq *q, enum q_format fmt,
 		     char **text)
 {
 	size_t len;
 	FILE *f = open_memstream(text, &len);
 	CHECK(f);
-	int n = st_query_flows(st, q, fmt, f);
+	int n = list_flows(st, q, fmt, f);
 	fclose(f);
 	return n;
 }
 
-static void query_default(struct st_query *q)
+static void query_default(struct listq *q)
 {
 	memset(q, 0, sizeof(*q));
 	q->port = -1;
@@ -157,9 +181,9 @@ static void test_create(void)
 {
 	char db[300];
 	path_in(db, sizeof(db), "new.db");
-	struct st_store *st = open_ok(db, 0);
-	CHECK_OK(st_close(st));
-	CHECK(sql_i64(db, "PRAGMA user_version") == ST_SCHEMA_VERSION);
+	struct fdb *st = open_ok(db, 0);
+	CHECK_OK(fdb_close(st));
+	CHECK(sql_i64(db, "PRAGMA user_version") == FDB_SCHEMA_VERSION);
 	CHECK(sql_i64(db, "PRAGMA application_id") == 0x50434150);
 	CHECK(sql_i64(db, "PRAGMA auto_vacuum") == 2); /* INCREMENTAL */
 	char mode[32];
@@ -177,8 +201,8 @@ static void test_create(void)
 		      "tbl_name = 'flows' AND sql IS NOT NULL") == 8);
 	/* Reopen: no migration runs twice, data and version unchanged. */
 	st = open_ok(db, 0);
-	CHECK_OK(st_close(st));
-	CHECK(sql_i64(db, "PRAGMA user_version") == ST_SCHEMA_VERSION);
+	CHECK_OK(fdb_close(st));
+	CHECK(sql_i64(db, "PRAGMA user_version") == FDB_SCHEMA_VERSION);
 	check_integrity(db);
 
 	/* An empty SQLite file at version 0 (no tables) is migrated. */
@@ -186,21 +210,21 @@ static void test_create(void)
 	path_in(db0, sizeof(db0), "v0.db");
 	sql_exec(db0, "PRAGMA user_version = 0; PRAGMA page_size = 4096; VACUUM");
 	st = open_ok(db0, 0);
-	CHECK_OK(st_close(st));
-	CHECK(sql_i64(db0, "PRAGMA user_version") == ST_SCHEMA_VERSION);
+	CHECK_OK(fdb_close(st));
+	CHECK(sql_i64(db0, "PRAGMA user_version") == FDB_SCHEMA_VERSION);
 	check_integrity(db0);
 
 	/* Read-only open of a fresh database works and refuses writes. */
-	struct st_config cfg;
-	st_config_default(&cfg);
+	struct fdb_config cfg;
+	fdb_config_default(&cfg);
 	cfg.readonly = 1;
 	char err[512];
-	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
 	struct fl_record r;
 	fx_record(&r, 1, "10.0.0.1", 1000, "10.0.0.2", 80, FX_T0_US);
-	CHECK(st_put_flow(st, &r) == -EROFS);
-	CHECK(strstr(st_errmsg(st), "read-only"));
-	CHECK_OK(st_close(st));
+	CHECK(fdb_put_flow(st, &r) == -EROFS);
+	CHECK(strstr(fdb_errmsg(st), "read-only"));
+	CHECK_OK(fdb_close(st));
 	check_integrity(db);
 }
 
@@ -208,35 +232,35 @@ static void test_obs_points(void)
 {
 	char db[300];
 	path_in(db, sizeof(db), "obs.db");
-	struct st_store *st = open_ok(db, 0);
+	struct fdb *st = open_ok(db, 0);
 	uint32_t a, b, c;
-	CHECK_OK(st_obs_point(st, "veth1234", "in", "default/web-7d9", 1, &a));
-	CHECK_OK(st_obs_point(st, "veth1234", "in", NULL, 1, &b));
-	CHECK_OK(st_obs_point(st, "eth0", "out", NULL, 1, &c));
+	CHECK_OK(fdb_obs_point(st, "veth1234", "in", "default/web-7d9", 1, &a));
+	CHECK_OK(fdb_obs_point(st, "veth1234", "in", NULL, 1, &b));
+	CHECK_OK(fdb_obs_point(st, "eth0", "out", NULL, 1, &c));
 	CHECK(a == b && a != c && a > 0 && c > 0);
-	CHECK(st_obs_point(st, "", "in", NULL, 1, &c) == -EINVAL);
+	CHECK(fdb_obs_point(st, "", "in", NULL, 1, &c) == -EINVAL);
 
 	struct fl_record r;
 	fx_record(&r, 7, "10.244.1.5", 40000, "10.244.2.9", 8080, FX_T0_US);
 	r.obs_id = a;
-	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(fdb_put_flow(st, &r));
 	fx_record(&r, 8, "10.244.1.5", 40001, "10.244.2.9", 8080, FX_T0_US);
 	r.obs_id = 0; /* unknown: stored as NULL */
-	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(fdb_put_flow(st, &r));
 	fx_record(&r, 9, "10.244.1.5", 40002, "10.244.2.9", 8080, FX_T0_US);
 	r.obs_id = 999; /* never created: foreign key */
-	CHECK(st_put_flow(st, &r) == -EINVAL);
-	CHECK(strstr(st_errmsg(st), "observation point 999"));
+	CHECK(fdb_put_flow(st, &r) == -EINVAL);
+	CHECK(strstr(fdb_errmsg(st), "observation point 999"));
 	/* The failed row does not abort the batch. */
-	CHECK_OK(st_commit(st));
-	CHECK_OK(st_meta_set(st, "packet_store_dir", "/var/lib/podcap/segments"));
-	CHECK_OK(st_meta_set(st, "packet_store_dir", "/srv/segments"));
+	CHECK_OK(fdb_commit(st));
+	CHECK_OK(fdb_meta_set(st, "packet_store_dir", "/var/lib/podcap/segments"));
+	CHECK_OK(fdb_meta_set(st, "packet_store_dir", "/srv/segments"));
 	char v[64], small[4];
-	CHECK_OK(st_meta_get(st, "packet_store_dir", v, sizeof(v)));
+	CHECK_OK(fdb_meta_get(st, "packet_store_dir", v, sizeof(v)));
 	CHECK(!strcmp(v, "/srv/segments"));
-	CHECK(st_meta_get(st, "packet_store_dir", small, sizeof(small)) == -ENOSPC);
-	CHECK(st_meta_get(st, "nope", v, sizeof(v)) == -ENOENT);
-	CHECK_OK(st_close(st));
+	CHECK(fdb_meta_get(st, "packet_store_dir", small, sizeof(small)) == -ENOSPC);
+	CHECK(fdb_meta_get(st, "nope", v, sizeof(v)) == -ENOENT);
+	CHECK_OK(fdb_close(st));
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 2);
 	char pod[64];
 	sql_text(db, "SELECT pod FROM flows WHERE id = 7", pod, sizeof(pod));
@@ -245,19 +269,19 @@ static void test_obs_points(void)
 	check_integrity(db);
 
 	/* The writer caches pods per observation point: a pod set later through
-	 * st_obs_point reaches the next record of the flow. */
+	 * fdb_obs_point reaches the next record of the flow. */
 	st = open_ok(db, 0);
 	uint32_t d, e;
-	CHECK_OK(st_obs_point(st, "veth9", "in", NULL, 1, &d));
+	CHECK_OK(fdb_obs_point(st, "veth9", "in", NULL, 1, &d));
 	fx_record(&r, 20, "10.244.1.6", 40000, "10.244.2.9", 8080, FX_T0_US);
 	r.obs_id = d;
-	CHECK_OK(st_put_flow(st, &r));
-	CHECK_OK(st_obs_point(st, "veth9", "in", "default/late-pod", 1, &e));
+	CHECK_OK(fdb_put_flow(st, &r));
+	CHECK_OK(fdb_obs_point(st, "veth9", "in", "default/late-pod", 1, &e));
 	CHECK(d == e);
 	fx_record(&r, 21, "10.244.1.6", 40001, "10.244.2.9", 8080, FX_T0_US);
 	r.obs_id = d;
-	CHECK_OK(st_put_flow(st, &r));
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_put_flow(st, &r));
+	CHECK_OK(fdb_close(st));
 	CHECK(sql_i64(db, "SELECT pod IS NULL FROM flows WHERE id = 20") == 1);
 	sql_text(db, "SELECT pod FROM flows WHERE id = 21", pod, sizeof(pod));
 	CHECK(!strcmp(pod, "default/late-pod"));
@@ -267,17 +291,14 @@ static void test_upsert(void)
 {
 	char db[300];
 	path_in(db, sizeof(db), "upsert.db");
-	struct st_store *st = open_ok(db, 0);
+	struct fdb *st = open_ok(db, 0);
 	struct fl_record r;
 	fx_record(&r, 42, "10.244.1.5", 40000, "10.244.2.9", 443, FX_T0_US + 5000000);
 	r.end = FL_END_ACTIVE;
 	r.pkts[0] = 3;
 	snprintf(r.proto, sizeof(r.proto), "TLS");
-	CHECK_OK(st_put_flow(st, &r));
-	CHECK_OK(st_commit(st));
-	CHECK_OK(st_set_packets_state(st, 42, "stored"));
-	CHECK(st_set_packets_state(st, 4242, "stored") == -ENOENT);
-	CHECK_OK(st_commit(st));
+	CHECK_OK(fdb_put_flow(st, &r));
+	CHECK_OK(fdb_commit(st));
 
 	/* The periodic record grows; the final one ends it.  first_us arriving
 	 * later than stored must not move the start. */
@@ -287,11 +308,11 @@ static void test_upsert(void)
 	snprintf(r.proto, sizeof(r.proto), "TLS.Facebook");
 	snprintf(r.host, sizeof(r.host), "www.facebook.com");
 	r.risk = (1ULL << 24) | (1ULL << 6); /* TLS_MISSING_SNI, SELFSIGNED — names from nDPI */
-	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(fdb_put_flow(st, &r));
 	r.end = FL_END_TCP;
 	r.pkts[0] = 31;
-	CHECK_OK(st_put_flow(st, &r));
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_put_flow(st, &r));
+	CHECK_OK(fdb_close(st));
 
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 1);
 	CHECK(sql_i64(db, "SELECT c2s_pkts FROM flows WHERE id = 42") == 31);
@@ -300,7 +321,8 @@ static void test_upsert(void)
 	char t[256];
 	sql_text(db, "SELECT end_reason || '|' || master_name || '|' || app_name || '|' || "
 		 "packets_state || '|' || host || '|' || src || '|' || tunnel FROM flows", t, sizeof(t));
-	CHECK(!strcmp(t, "tcp|TLS|Facebook|stored|www.facebook.com|10.244.1.5|none"));
+	/* packets_state is the packet store's to say now: the column keeps its default */
+	CHECK(!strcmp(t, "tcp|TLS|Facebook|none|www.facebook.com|10.244.1.5|none"));
 	sql_text(db, "SELECT risk_names FROM flows", t, sizeof(t));
 	CHECK(strchr(t, ',') && strlen(t) > 5);
 	CHECK(sql_i64(db, "SELECT outer_src IS NULL AND vni IS NULL FROM flows") == 1);
@@ -312,9 +334,9 @@ static void test_upsert(void)
 		st = open_ok(db, 0);
 		for (int k = 0; k < 4; k++) {
 			fx_record(&r, 100 + (uint64_t)k, v4[k], 1, v4[3 - k], 2, FX_T0_US);
-			CHECK_OK(st_put_flow(st, &r));
+			CHECK_OK(fdb_put_flow(st, &r));
 		}
-		CHECK_OK(st_close(st));
+		CHECK_OK(fdb_close(st));
 		for (int k = 0; k < 4; k++) {
 			char sql[96];
 			snprintf(sql, sizeof(sql), "SELECT src || ' ' || dst FROM flows WHERE id = %d", 100 + k);
@@ -326,54 +348,53 @@ static void test_upsert(void)
 		sql_exec(db, "DELETE FROM flows WHERE id BETWEEN 100 AND 103");
 	}
 
-	/* st_put_flow_state sets packets_state with the record; st_put_flow keeps
-	 * what is stored; the same risk bitmap names the same way each time (the
-	 * names are cached per bitmap). */
+	/* A database of an older version keeps the packets_state its writer set:
+	 * an upsert leaves it alone.  The same risk bitmap names the same way each
+	 * time (the names are cached per bitmap). */
+	sql_exec(db, "UPDATE flows SET packets_state = 'expired' WHERE id = 42");
 	st = open_ok(db, 0);
 	fx_record(&r, 43, "10.244.1.5", 40001, "10.244.2.9", 443, FX_T0_US);
 	r.risk = (1ULL << 24) | (1ULL << 6);
-	CHECK_OK(st_put_flow_state(st, &r, "stored"));
-	CHECK(st_put_flow_state(st, &r, NULL) == -EINVAL);
+	CHECK_OK(fdb_put_flow(st, &r));
 	fx_record(&r, 44, "10.244.1.5", 40002, "10.244.2.9", 443, FX_T0_US);
-	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(fdb_put_flow(st, &r));
 	r.risk = (1ULL << 24) | (1ULL << 6);
-	CHECK_OK(st_put_flow(st, &r));
-	CHECK_OK(st_set_packets_state(st, 42, "expired"));
+	CHECK_OK(fdb_put_flow(st, &r));
 	fx_record(&r, 42, "10.244.1.5", 40000, "10.244.2.9", 443, FX_T0_US + 5000000);
-	CHECK_OK(st_put_flow(st, &r));
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_put_flow(st, &r));
+	CHECK_OK(fdb_close(st));
 	sql_text(db, "SELECT group_concat(packets_state, ',') FROM (SELECT packets_state FROM flows"
 		 " WHERE id IN (42, 43, 44) ORDER BY id)", t, sizeof(t));
-	CHECK(!strcmp(t, "expired,stored,none"));
+	CHECK(!strcmp(t, "expired,none,none"));
 	CHECK(sql_i64(db, "SELECT count(DISTINCT risk_names) FROM flows WHERE id IN (42, 43, 44)") == 1);
 
 	/* Ids at or above 2^63 (shard >= 128) round-trip as their bit pattern. */
 	st = open_ok(db, 0);
 	fx_record(&r, 0x8100000000000005ULL, "10.0.0.1", 1, "10.0.0.2", 2, FX_T0_US);
-	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(fdb_put_flow(st, &r));
 	uint64_t max;
-	CHECK_OK(st_max_flow_id(st, &max));
+	CHECK_OK(fdb_max_flow_id(st, &max));
 	CHECK(max == 0x8100000000000005ULL);
-	struct st_query q;
+	struct listq q;
 	query_default(&q);
 	q.limit = 1;
 	q.port = 2;
 	char *out = NULL;
-	CHECK(query_buf(st, &q, ST_FMT_JSON, &out) == 1);
+	CHECK(query_buf(st, &q, Q_FMT_JSON, &out) == 1);
 	CHECK(strstr(out, "\"id\":\"9295429630892703749\""));
 	free(out);
 	/* Wire data with terminal escapes never reaches the table raw. */
 	fx_record(&r, 77, "10.0.0.1", 1, "10.0.0.7", 7777, FX_T0_US);
 	snprintf(r.host, sizeof(r.host), "evil\x1b[2J\x1b]0;title\ahost");
-	CHECK_OK(st_put_flow(st, &r));
+	CHECK_OK(fdb_put_flow(st, &r));
 	q.port = 7777;
-	CHECK(query_buf(st, &q, ST_FMT_TABLE, &out) == 1);
+	CHECK(query_buf(st, &q, Q_FMT_TABLE, &out) == 1);
 	CHECK(!strchr(out, '\x1b') && !strchr(out, '\a') && strstr(out, "evil?[2J"));
 	free(out);
-	CHECK(query_buf(st, &q, ST_FMT_JSON, &out) == 1);
+	CHECK(query_buf(st, &q, Q_FMT_JSON, &out) == 1);
 	CHECK(!strchr(out, '\x1b') && strstr(out, "evil\\u001b[2J"));
 	free(out);
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 	check_integrity(db);
 }
 
@@ -381,70 +402,70 @@ static void test_batch(void)
 {
 	char db[300];
 	path_in(db, sizeof(db), "batch.db");
-	struct st_store *st = open_ok(db, 100);
+	struct fdb *st = open_ok(db, 100);
 	struct fl_record r;
 	for (uint64_t i = 0; i < 250; i++) {
 		fx_synthetic(&r, i, 0);
-		CHECK_OK(st_put_flow(st, &r));
+		CHECK_OK(fdb_put_flow(st, &r));
 	}
 	/* Another connection sees whole batches only. */
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 200);
 	/* So does a read-only store handle (what `podcap flows` uses), while the
 	 * writer's transaction stays open. */
 	{
-		struct st_config rcfg;
-		struct st_store *rd;
+		struct fdb_config rcfg;
+		struct fdb *rd;
 		char err[512];
-		st_config_default(&rcfg);
+		fdb_config_default(&rcfg);
 		rcfg.readonly = 1;
-		CHECK_OK(st_open(db, &rcfg, &rd, err, sizeof(err)));
-		struct st_query q;
+		CHECK_OK(fdb_open(db, &rcfg, &rd, err, sizeof(err)));
+		struct listq q;
 		char *out = NULL;
 		query_default(&q);
-		CHECK(query_buf(rd, &q, ST_FMT_CSV, &out) == 200);
+		CHECK(query_buf(rd, &q, Q_FMT_CSV, &out) == 200);
 		free(out);
-		CHECK_OK(st_close(rd));
+		CHECK_OK(fdb_close(rd));
 	}
-	CHECK_OK(st_commit(st));
+	CHECK_OK(fdb_commit(st));
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 250);
-	CHECK_OK(st_commit(st)); /* nothing pending: fine */
+	CHECK_OK(fdb_commit(st)); /* nothing pending: fine */
 	for (uint64_t i = 250; i < 260; i++) {
 		fx_synthetic(&r, i, 0);
-		CHECK_OK(st_put_flow(st, &r));
+		CHECK_OK(fdb_put_flow(st, &r));
 	}
-	CHECK_OK(st_close(st)); /* close commits */
+	CHECK_OK(fdb_close(st)); /* close commits */
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 260);
 	uint64_t n;
 	st = open_ok(db, 0);
-	CHECK_OK(st_count_flows(st, &n));
+	CHECK_OK(fdb_count_flows(st, &n));
 	CHECK(n == 260);
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 	check_integrity(db);
 }
 
-static void fill_known(struct st_store *st)
+static void fill_known(struct fdb *st)
 {
 	struct fl_record r[FX_KNOWN];
 	uint32_t veth, eth0;
-	CHECK_OK(st_obs_point(st, "veth-front", "in", "default/frontend-7d9", 1, &veth));
-	CHECK_OK(st_obs_point(st, "eth0", "in", NULL, 1, &eth0));
+	CHECK_OK(fdb_obs_point(st, "veth-front", "in", "default/frontend-7d9", 1, &veth));
+	CHECK_OK(fdb_obs_point(st, "eth0", "in", NULL, 1, &eth0));
 	fx_known(r, veth, eth0);
 	for (int i = 0; i < FX_KNOWN; i++)
-		CHECK_OK(st_put_flow(st, &r[i]));
-	CHECK_OK(st_commit(st));
+		CHECK_OK(fdb_put_flow(st, &r[i]));
+	CHECK_OK(fdb_commit(st));
 }
 
 static void test_query(void)
 {
 	char db[300];
 	path_in(db, sizeof(db), "query.db");
-	struct st_store *st = open_ok(db, 0);
+	struct fdb *st = open_ok(db, 0);
 	fill_known(st);
-	struct st_query q;
+	struct listq q;
 	char *out = NULL;
 
 	query_default(&q);
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 4);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 4);
 	/* Newest first: ids 1,2,3,4 in that order after the header. */
 	char *l1 = strchr(out, '\n');
 	CHECK(l1 && !strncmp(l1 + 1, "1,", 2));
@@ -452,60 +473,60 @@ static void test_query(void)
 	free(out);
 
 	q.app = "tls";
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 2);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 2);
 	free(out);
 	q.app = "facebook";
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 1);
 	free(out);
 	q.app = "TLS.Google";
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 1);
 	free(out);
 	q.app = "tls.facebook";
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 1);
 	free(out);
 	q.app = "DNS.Facebook";
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 0);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 0);
 	free(out);
 	q.app = "TL"; /* parts match whole, not as a prefix */
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 0);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 0);
 	free(out);
 	q.app = "x' OR 1=1 --"; /* bound, never SQL */
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 0);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 0);
 	free(out);
 
 	query_default(&q);
 	q.ip = "10.244.1.5";
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 3);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 3);
 	free(out);
 	q.ip = "192.168.50.2"; /* outer only */
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 1);
 	free(out);
 	q.ip = "FD00:0::5"; /* normalised */
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 1);
 	free(out);
 	q.ip = "not-an-ip";
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == -EINVAL);
-	CHECK(strstr(st_errmsg(st), "not an IP"));
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == -EINVAL);
+	CHECK(strstr(list_err, "not an IP"));
 	free(out);
 
 	query_default(&q);
 	q.port = 53;
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 1);
 	free(out);
 	q.port = 443;
 	q.limit = 1;
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 1);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 1);
 	free(out);
 	query_default(&q);
 	q.since_us = FX_T0_US + 30000000;
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 3);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 3);
 	free(out);
 	q.limit = 0;
-	CHECK(query_buf(st, &q, ST_FMT_CSV, &out) == 0);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 0);
 	free(out);
 
 	query_default(&q);
-	CHECK(query_buf(st, &q, ST_FMT_TABLE, &out) == 4);
+	CHECK(query_buf(st, &q, Q_FMT_TABLE, &out) == 4);
 	CHECK(strstr(out, "TIME (UTC)"));
 	CHECK(strstr(out, "2024-10-01 12:00:50.000"));
 	CHECK(strstr(out, "10.244.1.5:40000 -> 157.240.1.35:443"));
@@ -534,15 +555,15 @@ static void test_query(void)
 	CHECK(lines == 5);
 	free(out);
 
-	CHECK(query_buf(st, &q, ST_FMT_JSON, &out) == 4);
+	CHECK(query_buf(st, &q, Q_FMT_JSON, &out) == 4);
 	CHECK(out[0] == '[');
 	CHECK(strstr(out, "\"proto_name\":\"TLS.Facebook\""));
 	free(out);
 	q.app = "nothing";
-	CHECK(query_buf(st, &q, ST_FMT_JSON, &out) == 0);
+	CHECK(query_buf(st, &q, Q_FMT_JSON, &out) == 0);
 	CHECK(!strcmp(out, "[]\n"));
 	free(out);
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 	check_integrity(db);
 }
 
@@ -550,32 +571,32 @@ static void test_retain_age(void)
 {
 	char db[300];
 	path_in(db, sizeof(db), "age.db");
-	struct st_config cfg;
-	struct st_store *st;
+	struct fdb_config cfg;
+	struct fdb *st;
 	char err[512];
-	st_config_default(&cfg);
+	fdb_config_default(&cfg);
 	cfg.retain_age_s = 3600;
-	cfg.retain_every_s = 0; /* only the explicit st_retain calls below */
-	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	cfg.retain_every_s = 0; /* only the explicit fdb_retain calls below */
+	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
 	struct fl_record r;
 	/* 25000 flows one second apart, so the age delete needs several chunks. */
 	for (uint64_t i = 0; i < 25000; i++) {
 		fx_synthetic(&r, i, 0);
 		r.last_us = FX_T0_US + i * 1000000;
 		r.first_us = r.last_us;
-		CHECK_OK(st_put_flow(st, &r));
+		CHECK_OK(fdb_put_flow(st, &r));
 	}
 	uint64_t deleted = 99;
 	/* now = T0 + 24000 s: flows with last_us < T0 + 20400 s go. */
 	uint64_t now = FX_T0_US / 1000000 + 24000;
-	CHECK_OK(st_retain(st, now, &deleted));
+	CHECK_OK(fdb_retain(st, now, &deleted));
 	CHECK(deleted == 20400);
 	uint64_t n;
-	CHECK_OK(st_count_flows(st, &n));
+	CHECK_OK(fdb_count_flows(st, &n));
 	CHECK(n == 25000 - 20400);
-	CHECK_OK(st_retain(st, now, &deleted));
+	CHECK_OK(fdb_retain(st, now, &deleted));
 	CHECK(deleted == 0);
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 	CHECK(sql_i64(db, "SELECT min(last_us) FROM flows") == (int64_t)FX_T0_US + 20400LL * 1000000);
 	check_integrity(db);
 }
@@ -597,24 +618,24 @@ static void test_retain_size(void)
 {
 	char db[300];
 	path_in(db, sizeof(db), "size.db");
-	struct st_config cfg;
-	struct st_store *st;
+	struct fdb_config cfg;
+	struct fdb *st;
 	char err[512];
-	st_config_default(&cfg);
+	fdb_config_default(&cfg);
 	cfg.retain_bytes = 2 << 20;
 	cfg.retain_every_s = 0;
-	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
 	struct fl_record r;
 	for (uint64_t i = 0; i < 30000; i++) {
 		fx_synthetic(&r, i, 0);
-		CHECK_OK(st_put_flow(st, &r));
+		CHECK_OK(fdb_put_flow(st, &r));
 	}
-	CHECK_OK(st_commit(st));
+	CHECK_OK(fdb_commit(st));
 	uint64_t before = file_bytes(db);
 	CHECK(before > cfg.retain_bytes);
 	uint64_t deleted = 0, n;
-	CHECK_OK(st_retain(st, FX_T0_US / 1000000 + 100000, &deleted));
-	CHECK_OK(st_count_flows(st, &n));
+	CHECK_OK(fdb_retain(st, FX_T0_US / 1000000 + 100000, &deleted));
+	CHECK_OK(fdb_count_flows(st, &n));
 	CHECK(deleted > 0 && n > 0 && n + deleted == 30000);
 	uint64_t after = file_bytes(db);
 	fprintf(stderr, "retain_size: %llu bytes -> %llu bytes (cap %llu), %llu rows deleted, %llu kept\n",
@@ -627,9 +648,9 @@ static void test_retain_size(void)
 	/* More writes then retention again: still under the cap. */
 	for (uint64_t i = 30000; i < 40000; i++) {
 		fx_synthetic(&r, i, 0);
-		CHECK_OK(st_put_flow(st, &r));
+		CHECK_OK(fdb_put_flow(st, &r));
 	}
-	CHECK_OK(st_retain(st, 0, &deleted));
+	CHECK_OK(fdb_retain(st, 0, &deleted));
 	CHECK(deleted > 0);
 	CHECK(file_bytes(db) <= cfg.retain_bytes);
 
@@ -646,10 +667,10 @@ static void test_retain_size(void)
 	sqlite3_finalize(rs);
 	for (uint64_t i = 40000; i < 60000; i++) {
 		fx_synthetic(&r, i, 0);
-		CHECK_OK(st_put_flow(st, &r));
+		CHECK_OK(fdb_put_flow(st, &r));
 	}
-	CHECK_OK(st_retain(st, 0, &deleted));
-	CHECK_OK(st_count_flows(st, &n));
+	CHECK_OK(fdb_retain(st, 0, &deleted));
+	CHECK_OK(fdb_count_flows(st, &n));
 	fprintf(stderr, "retain_size with a reader: %llu rows deleted, %llu kept, files %llu bytes\n",
 		(unsigned long long)deleted, (unsigned long long)n,
 		(unsigned long long)file_bytes(db));
@@ -658,20 +679,20 @@ static void test_retain_size(void)
 	      (int64_t)cfg.retain_bytes);
 	CHECK(sqlite3_exec(rd, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(rd);
-	CHECK_OK(st_retain(st, 0, &deleted));
+	CHECK_OK(fdb_retain(st, 0, &deleted));
 	CHECK(file_bytes(db) <= cfg.retain_bytes);
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 	CHECK(file_bytes(db) <= cfg.retain_bytes);
 	check_integrity(db);
 }
 
-/* Retention run by st_commit itself (the first commit of a handle always
+/* Retention run by fdb_commit itself (the first commit of a handle always
  * runs it; later ones at most every retain_every_s). */
 static void test_retain_auto(void)
 {
 	char db[300];
 	path_in(db, sizeof(db), "auto.db");
-	struct st_store *st = open_ok(db, 0);
+	struct fdb *st = open_ok(db, 0);
 	struct fl_record r;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -681,40 +702,40 @@ static void test_retain_auto(void)
 		/* 10 flows of now, the rest 2 hours old */
 		r.last_us = i >= 29990 ? now_us : now_us - 7200ULL * 1000000;
 		r.first_us = r.last_us;
-		CHECK_OK(st_put_flow(st, &r));
+		CHECK_OK(fdb_put_flow(st, &r));
 	}
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 	uint64_t before = file_bytes(db);
 
-	struct st_config cfg;
+	struct fdb_config cfg;
 	char err[512];
-	st_config_default(&cfg);
+	fdb_config_default(&cfg);
 	cfg.retain_bytes = 1 << 20;
-	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
 	fx_synthetic(&r, 40000, 0);
 	r.last_us = now_us;
-	CHECK_OK(st_put_flow(st, &r));
-	CHECK_OK(st_commit(st));
+	CHECK_OK(fdb_put_flow(st, &r));
+	CHECK_OK(fdb_commit(st));
 	uint64_t n;
-	CHECK_OK(st_count_flows(st, &n));
+	CHECK_OK(fdb_count_flows(st, &n));
 	fprintf(stderr, "retain_auto: %llu -> %llu bytes (cap %llu), %llu rows left\n",
 		(unsigned long long)before, (unsigned long long)file_bytes(db),
 		(unsigned long long)cfg.retain_bytes, (unsigned long long)n);
 	CHECK(before > cfg.retain_bytes);
 	CHECK(file_bytes(db) <= cfg.retain_bytes);
 	CHECK(n > 0 && n < 30001);
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 
-	st_config_default(&cfg);
+	fdb_config_default(&cfg);
 	cfg.retain_age_s = 3600;
-	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
 	fx_synthetic(&r, 40001, 0);
 	r.last_us = now_us;
-	CHECK_OK(st_put_flow(st, &r));
-	CHECK_OK(st_commit(st));
-	CHECK_OK(st_count_flows(st, &n));
+	CHECK_OK(fdb_put_flow(st, &r));
+	CHECK_OK(fdb_commit(st));
+	CHECK_OK(fdb_count_flows(st, &n));
 	CHECK(n == 12); /* the 10 recent ones and the two just written */
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 	check_integrity(db);
 }
 
@@ -730,11 +751,11 @@ static void test_kill(void)
 	CHECK(pid >= 0);
 	if (pid == 0) {
 		close(fds[0]);
-		struct st_store *st = open_ok(db, 1000);
+		struct fdb *st = open_ok(db, 1000);
 		struct fl_record r;
 		for (uint64_t i = 0; i < 3500; i++) {
 			fx_synthetic(&r, i, 0);
-			if (st_put_flow(st, &r))
+			if (fdb_put_flow(st, &r))
 				_exit(3);
 		}
 		/* 3 batches committed, 500 rows in the open transaction. */
@@ -744,7 +765,7 @@ static void test_kill(void)
 		 * before it fills (1000 rows) and commits by itself. */
 		for (uint64_t i = 3500; i < 3990; i++) {
 			fx_synthetic(&r, i, 0);
-			if (st_put_flow(st, &r))
+			if (fdb_put_flow(st, &r))
 				break;
 		}
 		for (;;)
@@ -759,11 +780,11 @@ static void test_kill(void)
 	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	close(fds[0]);
 	/* The WAL of the dead writer is still there; opening recovers it. */
-	struct st_store *st = open_ok(db, 0);
+	struct fdb *st = open_ok(db, 0);
 	uint64_t n;
-	CHECK_OK(st_count_flows(st, &n));
+	CHECK_OK(fdb_count_flows(st, &n));
 	CHECK(n == 3000);
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows WHERE id BETWEEN 1 AND 3000") == 3000);
 	check_integrity(db);
 }
@@ -785,19 +806,19 @@ static void test_kill_random(void)
 		CHECK(pid >= 0);
 		if (pid == 0) {
 			close(fds[0]);
-			struct st_config cfg;
-			struct st_store *st;
+			struct fdb_config cfg;
+			struct fdb *st;
 			char err[512];
-			st_config_default(&cfg);
+			fdb_config_default(&cfg);
 			cfg.batch = 200;
 			cfg.retain_every_s = with_cap;
 			cfg.retain_bytes = with_cap ? 1 << 20 : 0;
-			if (st_open(db, &cfg, &st, err, sizeof(err)))
+			if (fdb_open(db, &cfg, &st, err, sizeof(err)))
 				_exit(3);
 			struct fl_record r;
 			for (uint64_t id = next_id;; id++) {
 				fx_synthetic(&r, id - 1, 0);
-				if (st_put_flow(st, &r))
+				if (fdb_put_flow(st, &r))
 					_exit(4);
 				if (id % 200 == 0) {
 					/* the batch just committed: tell the parent */
@@ -836,12 +857,12 @@ static void test_kill_random(void)
 
 static int open_fails(const char *path, int readonly, int want_err, const char *want_msg)
 {
-	struct st_config cfg;
-	struct st_store *st = (struct st_store *)0x1;
+	struct fdb_config cfg;
+	struct fdb *st = (struct fdb *)0x1;
 	char err[512] = "";
-	st_config_default(&cfg);
+	fdb_config_default(&cfg);
 	cfg.readonly = readonly;
-	int rc = st_open(path, &cfg, &st, err, sizeof(err));
+	int rc = fdb_open(path, &cfg, &st, err, sizeof(err));
 	fprintf(stderr, "  %s: %d %s\n", path, rc, err);
 	CHECK(rc < 0 && st == NULL);
 	if (want_err)
@@ -855,13 +876,13 @@ static int open_fails(const char *path, int readonly, int want_err, const char *
 
 static void make_db(const char *path, uint64_t rows)
 {
-	struct st_store *st = open_ok(path, 0);
+	struct fdb *st = open_ok(path, 0);
 	struct fl_record r;
 	for (uint64_t i = 0; i < rows; i++) {
 		fx_synthetic(&r, i, 0);
-		CHECK_OK(st_put_flow(st, &r));
+		CHECK_OK(fdb_put_flow(st, &r));
 	}
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 	/* Fold the WAL into the file so damage to the file is damage to data. */
 	sql_exec(path, "PRAGMA wal_checkpoint(TRUNCATE)");
 	check_integrity(path);
@@ -918,22 +939,22 @@ static void test_bad_input(void)
 		CHECK(pwrite(fd, junk, sizeof(junk), off) == (ssize_t)sizeof(junk));
 	close(fd);
 	{
-		struct st_config cfg;
-		struct st_store *st;
+		struct fdb_config cfg;
+		struct fdb *st;
 		char err[512] = "";
-		st_config_default(&cfg);
-		int rc = st_open(p, &cfg, &st, err, sizeof(err));
+		fdb_config_default(&cfg);
+		int rc = fdb_open(p, &cfg, &st, err, sizeof(err));
 		if (rc == 0) {
-			struct st_query q;
+			struct listq q;
 			char *out = NULL;
 			query_default(&q);
 			q.port = 443;
-			rc = query_buf(st, &q, ST_FMT_JSON, &out);
+			rc = query_buf(st, &q, Q_FMT_JSON, &out);
 			free(out);
-			fprintf(stderr, "  corrupt query: %d %s\n", rc, st_errmsg(st));
+			fprintf(stderr, "  corrupt query: %d %s\n", rc, fdb_errmsg(st));
 			CHECK(rc == -EBADMSG);
-			CHECK(strstr(st_errmsg(st), "malformed"));
-			st_close(st);
+			CHECK(strstr(fdb_errmsg(st), "malformed"));
+			fdb_close(st);
 		} else {
 			fprintf(stderr, "  corrupt open: %d %s\n", rc, err);
 			CHECK(rc == -EBADMSG);
@@ -1006,13 +1027,13 @@ static void test_corrupt_many(void)
 			CHECK(pwrite(fd, junk, 1 + rand_r(&seed) % sizeof(junk), off) >= 0);
 		}
 		close(fd);
-		struct st_config cfg;
-		struct st_store *st;
+		struct fdb_config cfg;
+		struct fdb *st;
 		char err[512] = "";
-		st_config_default(&cfg);
+		fdb_config_default(&cfg);
 		cfg.batch = 100;
 		cfg.retain_bytes = 64 << 10;
-		int rc = st_open(p, &cfg, &st, err, sizeof(err));
+		int rc = fdb_open(p, &cfg, &st, err, sizeof(err));
 		if (rc) {
 			CHECK(rc < 0 && err[0]);
 			refused++;
@@ -1021,27 +1042,27 @@ static void test_corrupt_many(void)
 		opened++;
 		FILE *devnull = fopen("/dev/null", "w");
 		CHECK(devnull);
-		struct st_query q;
+		struct listq q;
 		query_default(&q);
-		for (int fmt = ST_FMT_TABLE; fmt <= ST_FMT_CSV; fmt++) {
-			rc = st_query_flows(st, &q, (enum st_format)fmt, devnull);
-			CHECK(rc >= 0 || st_errmsg(st)[0]);
+		for (int fmt = Q_FMT_TABLE; fmt <= Q_FMT_CSV; fmt++) {
+			rc = list_flows(st, &q, (enum q_format)fmt, devnull);
+			CHECK(rc >= 0 || fdb_errmsg(st)[0]);
 		}
 		q.ip = "10.244.0.5";
 		q.app = "tls";
-		rc = st_query_flows(st, &q, ST_FMT_JSON, devnull);
-		CHECK(rc >= 0 || st_errmsg(st)[0]);
+		rc = list_flows(st, &q, Q_FMT_JSON, devnull);
+		CHECK(rc >= 0 || fdb_errmsg(st)[0]);
 		fclose(devnull);
 		struct fl_record r;
 		for (uint64_t i = 0; i < 250; i++) {
 			fx_synthetic(&r, i * 7, 0);
-			rc = st_put_flow(st, &r);
-			CHECK(rc == 0 || st_errmsg(st)[0]);
+			rc = fdb_put_flow(st, &r);
+			CHECK(rc == 0 || fdb_errmsg(st)[0]);
 		}
 		uint64_t n;
-		rc = st_retain(st, 0, &n);
-		CHECK(rc == 0 || st_errmsg(st)[0]);
-		st_close(st);
+		rc = fdb_retain(st, 0, &n);
+		CHECK(rc == 0 || fdb_errmsg(st)[0]);
+		fdb_close(st);
 	}
 	fprintf(stderr, "corrupt_many: %d opened, %d refused\n", opened, refused);
 	CHECK(refused > 0);
@@ -1075,31 +1096,31 @@ static void test_disk_full(void)
 		static char zeros[256 << 10];
 		CHECK(fwrite(zeros, 1, sizeof(zeros), f) == sizeof(zeros));
 		CHECK(fclose(f) == 0);
-		struct st_config cfg;
-		struct st_store *st;
+		struct fdb_config cfg;
+		struct fdb *st;
 		char err[512];
-		st_config_default(&cfg);
+		fdb_config_default(&cfg);
 		cfg.batch = 100;
-		CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+		CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
 		struct fl_record r;
 		uint64_t committed = 0, i;
 		int rc = 0;
 		for (i = 0; i < 100000; i++) {
 			fx_synthetic(&r, i, 0);
-			rc = st_put_flow(st, &r);
+			rc = fdb_put_flow(st, &r);
 			if (rc)
 				break;
 			if ((i + 1) % 100 == 0)
 				committed = i + 1;
 		}
 		fprintf(stderr, "  disk full after %llu committed rows: %d %s\n",
-			(unsigned long long)committed, rc, st_errmsg(st));
+			(unsigned long long)committed, rc, fdb_errmsg(st));
 		CHECK(rc == -ENOSPC);
-		CHECK(strstr(st_errmsg(st), "full"));
+		CHECK(strstr(fdb_errmsg(st), "full"));
 		CHECK(committed > 0);
 		/* Still usable for reads, and nothing committed was lost. */
 		uint64_t n;
-		CHECK_OK(st_count_flows(st, &n));
+		CHECK_OK(fdb_count_flows(st, &n));
 		CHECK(n == committed);
 		check_integrity(db);
 		/* Space comes back: the same handle writes again (the rows of the
@@ -1107,9 +1128,9 @@ static void test_disk_full(void)
 		CHECK(unlink(filler) == 0);
 		for (uint64_t k = 0; k < 150; k++) {
 			fx_synthetic(&r, 500000 + k, 0);
-			CHECK_OK(st_put_flow(st, &r));
+			CHECK_OK(fdb_put_flow(st, &r));
 		}
-		CHECK_OK(st_close(st));
+		CHECK_OK(fdb_close(st));
 		check_integrity(db);
 		CHECK(sql_i64(db, "SELECT count(*) FROM flows") == (int64_t)committed + 150);
 		_exit(0);
@@ -1163,16 +1184,16 @@ static void test_permissions(void)
 		open_fails(good, 0, -EACCES, "read-only");
 		/* Readonly open of it works (WAL needs -shm next to it: the dir is
 		 * writable here). */
-		struct st_config cfg;
-		struct st_store *st;
+		struct fdb_config cfg;
+		struct fdb *st;
 		char err[512];
-		st_config_default(&cfg);
+		fdb_config_default(&cfg);
 		cfg.readonly = 1;
-		CHECK_OK(st_open(good, &cfg, &st, err, sizeof(err)));
+		CHECK_OK(fdb_open(good, &cfg, &st, err, sizeof(err)));
 		uint64_t n;
-		CHECK_OK(st_count_flows(st, &n));
+		CHECK_OK(fdb_count_flows(st, &n));
 		CHECK(n == 100);
-		st_close(st);
+		fdb_close(st);
 		/* A writable db in a read-only directory: WAL files cannot be made. */
 		char p2[300];
 		path_in(p2, sizeof(p2), "rodir/rw.db");
@@ -1203,78 +1224,78 @@ static void test_permissions(void)
 #define N_FLOW_INDEXES_SQL "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND " \
 	"tbl_name = 'flows' AND sql IS NOT NULL"
 
-/* st_config.defer_indexes: an empty database is loaded without secondary
- * indexes, which st_close builds; a writer that dies first leaves them to the
+/* fdb_config.defer_indexes: an empty database is loaded without secondary
+ * indexes, which fdb_close builds; a writer that dies first leaves them to the
  * next read-write open; a database with flows keeps its indexes. */
 static void test_defer(void)
 {
 	char db[300];
 	path_in(db, sizeof(db), "defer.db");
-	struct st_config cfg;
-	struct st_store *st;
+	struct fdb_config cfg;
+	struct fdb *st;
 	char err[512];
-	st_config_default(&cfg);
+	fdb_config_default(&cfg);
 	cfg.batch = 100;
 	cfg.defer_indexes = 1;
-	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
 	struct fl_record r;
 	for (uint64_t i = 0; i < 250; i++) {
 		fx_synthetic(&r, i, 0);
-		CHECK_OK(st_put_flow(st, &r));
+		CHECK_OK(fdb_put_flow(st, &r));
 	}
-	CHECK_OK(st_commit(st));
+	CHECK_OK(fdb_commit(st));
 	CHECK(sql_i64(db, N_FLOW_INDEXES_SQL) == 0);
 	/* Queries work meanwhile (they scan). */
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows WHERE src = '10.244.0.5'") == 1);
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 	CHECK(sql_i64(db, N_FLOW_INDEXES_SQL) == 8);
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 250);
 	check_integrity(db);
 
 	/* Not empty any more: the indexes stay while writing. */
-	CHECK_OK(st_open(db, &cfg, &st, err, sizeof(err)));
+	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
 	CHECK(sql_i64(db, N_FLOW_INDEXES_SQL) == 8);
 	fx_synthetic(&r, 300, 0);
-	CHECK_OK(st_put_flow(st, &r));
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_put_flow(st, &r));
+	CHECK_OK(fdb_close(st));
 	CHECK(sql_i64(db, N_FLOW_INDEXES_SQL) == 8);
 
 	/* Retention needs the last_us index: it builds the deferred ones. */
 	char db3[300];
 	path_in(db3, sizeof(db3), "defer3.db");
-	CHECK_OK(st_open(db3, &cfg, &st, err, sizeof(err)));
+	CHECK_OK(fdb_open(db3, &cfg, &st, err, sizeof(err)));
 	fx_synthetic(&r, 1, 0);
-	CHECK_OK(st_put_flow(st, &r));
-	CHECK_OK(st_commit(st));
+	CHECK_OK(fdb_put_flow(st, &r));
+	CHECK_OK(fdb_commit(st));
 	CHECK(sql_i64(db3, N_FLOW_INDEXES_SQL) == 0);
 	uint64_t deleted;
-	CHECK_OK(st_retain(st, (uint64_t)time(NULL), &deleted));
+	CHECK_OK(fdb_retain(st, (uint64_t)time(NULL), &deleted));
 	CHECK(deleted == 0);
 	CHECK(sql_i64(db3, N_FLOW_INDEXES_SQL) == 8);
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 
-	/* A deferred writer that exits without st_close (as if killed after a
+	/* A deferred writer that exits without fdb_close (as if killed after a
 	 * commit): the next read-write open builds the indexes. */
 	char db2[300];
 	path_in(db2, sizeof(db2), "defer2.db");
 	pid_t pid = fork();
 	CHECK(pid >= 0);
 	if (pid == 0) {
-		if (st_open(db2, &cfg, &st, err, sizeof(err)))
+		if (fdb_open(db2, &cfg, &st, err, sizeof(err)))
 			_exit(2);
 		for (uint64_t i = 0; i < 150; i++) {
 			fx_synthetic(&r, i, 0);
-			if (st_put_flow(st, &r))
+			if (fdb_put_flow(st, &r))
 				_exit(3);
 		}
-		_exit(st_commit(st) ? 4 : 0);
+		_exit(fdb_commit(st) ? 4 : 0);
 	}
 	int status;
 	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK(sql_i64(db2, N_FLOW_INDEXES_SQL) == 0);
 	st = open_ok(db2, 0);
 	CHECK(sql_i64(db2, N_FLOW_INDEXES_SQL) == 8);
-	CHECK_OK(st_close(st));
+	CHECK_OK(fdb_close(st));
 	CHECK(sql_i64(db2, "SELECT count(*) FROM flows") == 150);
 	check_integrity(db2);
 }

@@ -1,7 +1,7 @@
-/* store — flow records in SQLite (see store.h for the contract).
+/* flowdb — flow records in SQLite (see flowdb.h for the contract).
  *
  * Write path: one prepared upsert, bound and stepped per record inside a
- * transaction that spans st_config.batch records.  That keeps per-row work to
+ * transaction that spans fdb_config.batch records.  That keeps per-row work to
  * "bind ~60 values, step, reset" and turns fsyncs into one per batch (WAL +
  * synchronous=NORMAL: a commit is an append to the WAL; durability against power
  * loss comes at checkpoints, and a killed process never loses committed rows).
@@ -23,6 +23,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,17 +31,17 @@
 #include <sqlite3.h>
 #include <ndpi/ndpi_api.h>
 
-#include "store.h"
+#include "flowdb.h"
 
 /* "PCAP" — written to PRAGMA application_id so we never migrate somebody else's
  * database by accident. */
-#define ST_APPLICATION_ID 0x50434150
-#define ST_BUSY_TIMEOUT_MS 5000
+#define FDB_APPLICATION_ID 0x50434150
+#define FDB_BUSY_TIMEOUT_MS 5000
 /* WAL size kept after a checkpoint resets it; bigger than one batch of pages so
  * the common case does not truncate and regrow the file every batch. */
-#define ST_WAL_LIMIT (16 << 20)
-#define ST_AGE_CHUNK 10000
-#define ST_RETAIN_ROUNDS 64
+#define FDB_WAL_LIMIT (16 << 20)
+#define FDB_AGE_CHUNK 10000
+#define FDB_RETAIN_ROUNDS 64
 
 /* Migration i takes the schema from version i to i + 1.  Never edit a step that
  * has shipped: add a new one.  (Step 0 -> 1 was rewritten once, before anything
@@ -90,7 +91,7 @@ static const char *const migrations[] = {
 	/* Secondary indexes are not part of a step: see flow_indexes below. */
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
-_Static_assert(N_MIGRATIONS == ST_SCHEMA_VERSION, "one migration step per schema version");
+_Static_assert(N_MIGRATIONS == FDB_SCHEMA_VERSION, "one migration step per schema version");
 
 /* Only the migration test (built from this file with PODCAP_STORE_TESTING)
  * appends steps, to run multi-step and failing migrations; the library always
@@ -98,8 +99,8 @@ _Static_assert(N_MIGRATIONS == ST_SCHEMA_VERSION, "one migration step per schema
 static const char *const *mig_extra;
 static int64_t mig_count = N_MIGRATIONS;
 #ifdef PODCAP_STORE_TESTING
-void st__test_extra_migrations(const char *const *steps, int64_t n);
-void st__test_extra_migrations(const char *const *steps, int64_t n)
+void fdb__test_extra_migrations(const char *const *steps, int64_t n);
+void fdb__test_extra_migrations(const char *const *steps, int64_t n)
 {
 	mig_extra = steps;
 	mig_count = (int64_t)N_MIGRATIONS + (steps ? n : 0);
@@ -113,7 +114,7 @@ static const char *mig_step(int64_t ver)
 
 /* Secondary indexes of flows, ensured (CREATE ... IF NOT EXISTS) on every
  * read-write open, so the set can change without a schema step and a deferred
- * build (st_config.defer_indexes) that was killed is completed on the next open.
+ * build (fdb_config.defer_indexes) that was killed is completed on the next open.
  * Each index costs the writer about 1.5-2 us per row (measured with
  * `store_mkdb replay` on the 51k flows of bench10.pcap: 3.4 us/row with none,
  * 6.5 with last_us alone, 22 with the former 12), so only those that a shipped
@@ -147,7 +148,7 @@ static const char *const flow_index_names[] = {
 #define N_LIVE_INDEXES (sizeof(flow_indexes) / sizeof(flow_indexes[0]))
 #define N_INDEX_NAMES (sizeof(flow_index_names) / sizeof(flow_index_names[0]))
 
-/* Column order of the upsert; st_put_flow binds in exactly this order. */
+/* Column order of the upsert; fdb_put_flow binds in exactly this order. */
 static const char *const flow_cols[] = {
 	"id", "obs_id", "end_reason", "family", "ip_proto", "src", "dst", "sport", "dport",
 	"vlan", "tunnel", "vni", "outer_family", "outer_proto", "outer_src", "outer_dst",
@@ -159,14 +160,13 @@ static const char *const flow_cols[] = {
 	"risk_names", "host", "url", "http_status", "dns_rcode", "ja3c", "ja3s", "dpi_done",
 };
 #define N_FLOW_COLS ((int)(sizeof(flow_cols) / sizeof(flow_cols[0])))
-#define PUT_POD (N_FLOW_COLS + 1)   /* upsert parameters after the columns */
-#define PUT_STATE (N_FLOW_COLS + 2)
+#define PUT_POD (N_FLOW_COLS + 1)   /* upsert parameter after the columns */
 
-struct st_store {
+struct fdb {
 	sqlite3 *db;
 	char *path;
-	struct st_config cfg;
-	sqlite3_stmt *put, *begin, *commit, *obs, *meta_set, *pstate;
+	struct fdb_config cfg;
+	sqlite3_stmt *put, *begin, *commit, *obs, *meta_set;
 	uint32_t pending;   /* rows in the open transaction */
 	/* Observation point ids known to exist, as a bitmap: checked per row
 	 * instead of a foreign key (see the schema). */
@@ -174,7 +174,7 @@ struct st_store {
 	uint32_t obs_known_bits;
 	/* Pod of recently used observation points, bound per row instead of a
 	 * subquery (one b-tree seek less per row); direct-mapped by id.  Pods
-	 * change through st_obs_point of this handle (which drops the slot); a
+	 * change through fdb_obs_point of this handle (which drops the slot); a
 	 * second writer process changing one is not seen until a rollback or
 	 * reopen clears the cache (one writer per database is the design). */
 	struct pod_slot {
@@ -189,29 +189,45 @@ struct st_store {
 		int len;
 	} risks[128];
 	int in_tx;
-	int in_retain;           /* st_retain commits too: no automatic retention inside it */
-	int indexes_deferred;    /* secondary indexes absent until st_close builds them */
+	int in_retain;           /* fdb_retain commits too: no automatic retention inside it */
+	int indexes_deferred;    /* secondary indexes absent until fdb_close builds them */
 	uint64_t last_retain_ms; /* CLOCK_MONOTONIC of the last automatic retention, 0 = never */
+	uint64_t deadline_ms;    /* fdb_set_deadline: work allowed per query, 0 = no limit */
+	struct fdb_cursor *cursors; /* open cursors, closed with the handle */
+	struct fdb_stats stats;
 	char err[512];
 };
 
 static const char *const end_names[] = {"active", "idle", "tcp", "evicted", "flush"};
 
-void st_config_default(struct st_config *cfg)
+/* CPU time of the calling thread, for what index builds cost. */
+static uint64_t cpu_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void fdb_config_default(struct fdb_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->batch = 5000;
 	cfg->retain_every_s = 10;
 }
 
-const char *st_errmsg(const struct st_store *st)
+const char *fdb_errmsg(const struct fdb *st)
 {
 	return st ? st->err : "no store";
 }
 
-struct sqlite3 *st_sqlite(struct st_store *st)
+const char *fdb_path(const struct fdb *st)
 {
-	return st->db;
+	return st->path;
+}
+
+void fdb_stats(const struct fdb *st, struct fdb_stats *out)
+{
+	*out = st->stats;
 }
 
 static int rc_errno(sqlite3 *db, int rc)
@@ -233,9 +249,9 @@ static int rc_errno(sqlite3 *db, int rc)
 	}
 }
 
-static int set_err(struct st_store *st, int err, const char *fmt, ...)
+static int set_err(struct fdb *st, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static int set_err(struct st_store *st, int err, const char *fmt, ...)
+static int set_err(struct fdb *st, int err, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -245,7 +261,7 @@ static int set_err(struct st_store *st, int err, const char *fmt, ...)
 }
 
 /* Records SQLite's error for rc and returns it as -errno. */
-static int sql_err(struct st_store *st, int rc, const char *what)
+static int sql_err(struct fdb *st, int rc, const char *what)
 {
 	int e = rc_errno(st->db, rc);
 	if (!e)
@@ -254,20 +270,20 @@ static int sql_err(struct st_store *st, int rc, const char *what)
 	return e;
 }
 
-static int exec(struct st_store *st, const char *sql, const char *what)
+static int exec(struct fdb *st, const char *sql, const char *what)
 {
 	int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 	return rc == SQLITE_OK ? 0 : sql_err(st, rc, what);
 }
 
-static int prepare(struct st_store *st, const char *sql, sqlite3_stmt **out)
+static int prepare(struct fdb *st, const char *sql, sqlite3_stmt **out)
 {
 	int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
 	return rc == SQLITE_OK ? 0 : sql_err(st, rc, "prepare");
 }
 
 /* Runs a statement returning one integer (PRAGMAs, counts). */
-static int query_i64(struct st_store *st, const char *sql, int64_t *out)
+static int query_i64(struct fdb *st, const char *sql, int64_t *out)
 {
 	sqlite3_stmt *s;
 	int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
@@ -291,7 +307,7 @@ static int query_i64(struct st_store *st, const char *sql, int64_t *out)
  * short (SQLite would only fail when a query reaches a missing page).  The
  * header's page count is trusted only when it is marked valid (change counter ==
  * version-valid-for) and no WAL holds newer pages. */
-static int check_header(struct st_store *st)
+static int check_header(struct fdb *st)
 {
 	struct stat sb;
 	if (stat(st->path, &sb) < 0)
@@ -332,10 +348,10 @@ static int check_header(struct st_store *st)
 	return 0;
 }
 
-/* Brings the schema to ST_SCHEMA_VERSION, one transaction per step.  The version
+/* Brings the schema to FDB_SCHEMA_VERSION, one transaction per step.  The version
  * is re-read inside the write lock so two processes opening a new file at once
  * do not both run step 0. */
-static int migrate(struct st_store *st)
+static int migrate(struct fdb *st)
 {
 	for (;;) {
 		int64_t ver, app, nobj;
@@ -346,7 +362,7 @@ static int migrate(struct st_store *st)
 		    (err = query_i64(st, "PRAGMA application_id", &app)) ||
 		    (err = query_i64(st, "SELECT count(*) FROM sqlite_schema", &nobj)))
 			goto rollback;
-		if (app != 0 && app != ST_APPLICATION_ID) {
+		if (app != 0 && app != FDB_APPLICATION_ID) {
 			err = set_err(st, -ENOTSUP, "%s: not a podcap database (application_id %#llx)",
 				      st->path, (unsigned long long)app);
 			goto rollback;
@@ -371,7 +387,7 @@ static int migrate(struct st_store *st)
 			goto rollback;
 		char sql[96];
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld; PRAGMA application_id = %d",
-			 (long long)ver + 1, ST_APPLICATION_ID);
+			 (long long)ver + 1, FDB_APPLICATION_ID);
 		if ((err = exec(st, sql, "set schema version")) ||
 		    (err = exec(st, "COMMIT", "commit migration")))
 			goto rollback;
@@ -383,14 +399,14 @@ rollback:
 }
 
 /* A readonly handle cannot migrate: it accepts only the exact version. */
-static int check_version_ro(struct st_store *st)
+static int check_version_ro(struct fdb *st)
 {
 	int64_t ver, app;
 	int err;
 	if ((err = query_i64(st, "PRAGMA user_version", &ver)) ||
 	    (err = query_i64(st, "PRAGMA application_id", &app)))
 		return err;
-	if (app != ST_APPLICATION_ID)
+	if (app != FDB_APPLICATION_ID)
 		return set_err(st, -ENOTSUP, "%s: not a podcap database", st->path);
 	if (ver > mig_count)
 		return set_err(st, -ENOTSUP,
@@ -433,25 +449,21 @@ static void sql_add(char *buf, size_t size, size_t *off, const char *fmt, ...)
 	*off = n < 0 ? size : *off + (size_t)n;
 }
 
-static int prepare_all(struct st_store *st)
+static int prepare_all(struct fdb *st)
 {
 	char sql[4096];
 	size_t off = 0;
 	sql_add(sql, sizeof(sql), &off, "INSERT INTO flows (pod");
 	for (int i = 0; i < N_FLOW_COLS; i++)
 		sql_add(sql, sizeof(sql), &off, ",%s", flow_cols[i]);
-	/* pod is copied from the observation point so SQL can filter on it directly. */
-	/* pod (parameter PUT_POD) comes from the handle's cache of observation
-	 * points; packets_state (PUT_STATE) is NULL when the caller does not set
-	 * it, keeping the stored value. */
-	sql_add(sql, sizeof(sql), &off, ",packets_state) VALUES (?%d", PUT_POD);
+	/* pod is copied from the observation point so SQL can filter on it
+	 * directly; it comes (parameter PUT_POD) from the handle's cache of
+	 * observation points.  packets_state keeps its default: the packet store
+	 * says what it holds. */
+	sql_add(sql, sizeof(sql), &off, ") VALUES (?%d", PUT_POD);
 	for (int i = 0; i < N_FLOW_COLS; i++)
 		sql_add(sql, sizeof(sql), &off, ",?%d", i + 1);
-	sql_add(sql, sizeof(sql), &off, ",coalesce(?%d,'none')) ON CONFLICT(id) DO UPDATE SET"
-		" pod=excluded.pod,packets_state=CASE"
-		/* a later record saying "stored" must not hide packets already lost */
-		" WHEN ?%d = 'stored' AND packets_state IN ('partial','expired') THEN 'partial'"
-		" ELSE coalesce(?%d,packets_state) END", PUT_STATE, PUT_STATE, PUT_STATE);
+	sql_add(sql, sizeof(sql), &off, ") ON CONFLICT(id) DO UPDATE SET pod=excluded.pod");
 	for (int i = 1; i < N_FLOW_COLS; i++) {
 		/* A periodic record never moves the start of a flow. */
 		if (!strcmp(flow_cols[i], "first_us"))
@@ -472,17 +484,14 @@ static int prepare_all(struct st_store *st)
 			   " pod = coalesce(excluded.pod, pod), linktype = excluded.linktype"
 			   " RETURNING id", &st->obs)) ||
 	    (err = prepare(st, "INSERT INTO meta (key, value) VALUES (?1, ?2)"
-			   " ON CONFLICT(key) DO UPDATE SET value = excluded.value", &st->meta_set)) ||
-	    (err = prepare(st, "UPDATE flows SET packets_state = CASE packets_state WHEN 'expired'"
-			   " THEN 'expired' ELSE ?2 END WHERE id = ?1", &st->pstate)))
+			   " ON CONFLICT(key) DO UPDATE SET value = excluded.value", &st->meta_set)))
 		return err;
 	return 0;
 }
 
-static void finalize_all(struct st_store *st)
+static void finalize_all(struct fdb *st)
 {
-	sqlite3_stmt **all[] = {&st->put, &st->begin, &st->commit, &st->obs, &st->meta_set,
-				&st->pstate};
+	sqlite3_stmt **all[] = {&st->put, &st->begin, &st->commit, &st->obs, &st->meta_set};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		sqlite3_finalize(*all[i]);
 		*all[i] = NULL;
@@ -492,7 +501,7 @@ static void finalize_all(struct st_store *st)
 /* Secondary indexes: with build = 1 drops the retired ones and creates missing
  * ones (a no-op costing a few parses when all exist); with build = 0 drops all
  * of them, for a deferred build.  One transaction. */
-static int set_indexes(struct st_store *st, int build)
+static int set_indexes(struct fdb *st, int build)
 {
 	/* Each CREATE INDEX scans the whole table: mapped, the scans read it
 	 * without a pread and a copy per page (bench10's 51k rows: 0.13 -> 0.11 s;
@@ -521,7 +530,7 @@ out:
 	return err;
 }
 
-static int obs_load(struct st_store *st);
+static int obs_load(struct fdb *st);
 
 /* SQLite's errno after a failed open is that of its last attempt (a read-only
  * retry gives ENOENT for a file it could not create), so name the cause from
@@ -554,19 +563,19 @@ static void sqlite_setup(void)
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
-int st_open(const char *path, const struct st_config *cfg, struct st_store **out,
+int fdb_open(const char *path, const struct fdb_config *cfg, struct fdb **out,
 	    char *errbuf, size_t errlen)
 {
 	static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 	pthread_once(&setup_once, sqlite_setup);
-	struct st_config defcfg;
+	struct fdb_config defcfg;
 	int err = 0, rc;
 	if (!cfg) {
-		st_config_default(&defcfg);
+		fdb_config_default(&defcfg);
 		cfg = &defcfg;
 	}
 	*out = NULL;
-	struct st_store *st = calloc(1, sizeof(*st));
+	struct fdb *st = calloc(1, sizeof(*st));
 	if (!st || !path || !*path || !(st->path = strdup(path))) {
 		err = -(st && path && *path ? ENOMEM : EINVAL);
 		if (st)
@@ -597,7 +606,7 @@ int st_open(const char *path, const struct st_config *cfg, struct st_store **out
 		goto fail;
 	}
 	sqlite3_extended_result_codes(st->db, 1);
-	sqlite3_busy_timeout(st->db, ST_BUSY_TIMEOUT_MS);
+	sqlite3_busy_timeout(st->db, FDB_BUSY_TIMEOUT_MS);
 	/* Nothing from the database file may run code or read other files. */
 	sqlite3_db_config(st->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
 	sqlite3_db_config(st->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
@@ -643,7 +652,7 @@ int st_open(const char *path, const struct st_config *cfg, struct st_store **out
 		 * 200k), while each writer's memory stays predictable. */
 		char sql[160];
 		snprintf(sql, sizeof(sql), "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-			 " PRAGMA journal_size_limit = %d; PRAGMA cache_size = -16384", ST_WAL_LIMIT);
+			 " PRAGMA journal_size_limit = %d; PRAGMA cache_size = -16384", FDB_WAL_LIMIT);
 		if ((err = exec(st, sql, "pragmas")) || (err = migrate(st)))
 			goto fail;
 		/* A bulk load into an empty table builds the indexes once at the end
@@ -690,9 +699,9 @@ fail:
 	return err < 0 ? err : -EIO;
 }
 
-static int auto_retain(struct st_store *st);
+static int auto_retain(struct fdb *st);
 
-static int tx_begin(struct st_store *st)
+static int tx_begin(struct fdb *st)
 {
 	if (st->in_tx)
 		return 0;
@@ -707,9 +716,9 @@ static int tx_begin(struct st_store *st)
 
 /* After a failed step SQLite may have rolled the whole transaction back (I/O
  * error, disk full); keep in_tx in line with what the connection says. */
-static void obs_forget(struct st_store *st);
+static void obs_forget(struct fdb *st);
 
-static void tx_sync(struct st_store *st)
+static void tx_sync(struct fdb *st)
 {
 	if (st->in_tx && sqlite3_get_autocommit(st->db)) {
 		st->in_tx = 0;
@@ -718,9 +727,9 @@ static void tx_sync(struct st_store *st)
 	}
 }
 
-/* Retention driven by commits, so a writer that never calls st_retain still
+/* Retention driven by commits, so a writer that never calls fdb_retain still
  * keeps its caps; at most every retain_every_s. */
-static int auto_retain(struct st_store *st)
+static int auto_retain(struct fdb *st)
 {
 	if (st->in_retain || !st->cfg.retain_every_s ||
 	    (!st->cfg.retain_age_s && !st->cfg.retain_bytes))
@@ -733,12 +742,12 @@ static int auto_retain(struct st_store *st)
 	st->last_retain_ms = now_ms ? now_ms : 1;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t deleted;
-	return st_retain(st, (uint64_t)ts.tv_sec, &deleted);
+	return fdb_retain(st, (uint64_t)ts.tv_sec, &deleted);
 }
 
-uint32_t st_pending(const struct st_store *st) { return st->in_tx ? st->pending : 0; }
+uint32_t fdb_pending(const struct fdb *st) { return st->in_tx ? st->pending : 0; }
 
-int st_commit(struct st_store *st)
+int fdb_commit(struct fdb *st)
 {
 	if (!st->in_tx)
 		return 0;
@@ -758,11 +767,12 @@ int st_commit(struct st_store *st)
 	}
 	st->in_tx = 0;
 	st->pending = 0;
+	st->stats.commits++;
 	return auto_retain(st);
 }
 
 /* Text binds are SQLITE_STATIC: the record and the caller's buffers outlive the
- * sqlite3_step() in st_put_flow, and every parameter is bound again before the
+ * sqlite3_step() in fdb_put_flow, and every parameter is bound again before the
  * next step, so SQLite never needs its own copy (one malloc+memcpy less each). */
 static void bind_text_or_null(sqlite3_stmt *s, int i, const char *txt, size_t max)
 {
@@ -845,7 +855,7 @@ static size_t format_risk_names(uint64_t risk, char buf[RISK_NAMES_LEN])
 
 /* Binds the risk names of a bitmap, formatted once per distinct bitmap (the
  * cache slot's string lives until the slot is reused, i.e. past the step). */
-static void bind_risk_names(struct st_store *st, sqlite3_stmt *s, int i, uint64_t risk,
+static void bind_risk_names(struct fdb *st, sqlite3_stmt *s, int i, uint64_t risk,
 			    char buf[RISK_NAMES_LEN])
 {
 	if (!risk) {
@@ -870,7 +880,7 @@ static void bind_risk_names(struct st_store *st, sqlite3_stmt *s, int i, uint64_
 	sqlite3_bind_text(s, i, slot->names, slot->len, SQLITE_STATIC);
 }
 
-static void risks_free(struct st_store *st)
+static void risks_free(struct fdb *st)
 {
 	for (size_t i = 0; i < sizeof(st->risks) / sizeof(st->risks[0]); i++) {
 		free(st->risks[i].names);
@@ -879,7 +889,7 @@ static void risks_free(struct st_store *st)
 	}
 }
 
-static void pods_forget(struct st_store *st)
+static void pods_forget(struct fdb *st)
 {
 	for (size_t i = 0; i < sizeof(st->pods) / sizeof(st->pods[0]); i++) {
 		free(st->pods[i].pod);
@@ -889,8 +899,8 @@ static void pods_forget(struct st_store *st)
 }
 
 /* The pod of observation point id (NULL when it has none) in *pod, valid until
- * the next pods_forget or st_obs_point. */
-static int pod_of(struct st_store *st, uint32_t id, const char **pod)
+ * the next pods_forget or fdb_obs_point. */
+static int pod_of(struct fdb *st, uint32_t id, const char **pod)
 {
 	struct pod_slot *slot = &st->pods[id % (sizeof(st->pods) / sizeof(st->pods[0]))];
 	if (id && slot->id == id) {
@@ -926,11 +936,11 @@ static int pod_of(struct st_store *st, uint32_t id, const char **pod)
 	return 0;
 }
 
-#define ST_OBS_BITMAP_MAX (1u << 20) /* ids beyond this are looked up in SQL */
+#define FDB_OBS_BITMAP_MAX (1u << 20) /* ids beyond this are looked up in SQL */
 
-static void obs_mark(struct st_store *st, uint32_t id)
+static void obs_mark(struct fdb *st, uint32_t id)
 {
-	if (id >= ST_OBS_BITMAP_MAX)
+	if (id >= FDB_OBS_BITMAP_MAX)
 		return;
 	if (id >= st->obs_known_bits) {
 		uint32_t bits = st->obs_known_bits ? st->obs_known_bits : 1024;
@@ -948,7 +958,7 @@ static void obs_mark(struct st_store *st, uint32_t id)
 
 /* A rolled-back batch may have taken observation points created in it along:
  * forget what we knew and ask SQLite again. */
-static void obs_forget(struct st_store *st)
+static void obs_forget(struct fdb *st)
 {
 	if (st->obs_known)
 		memset(st->obs_known, 0, st->obs_known_bits / 8);
@@ -957,7 +967,7 @@ static void obs_forget(struct st_store *st)
 
 /* 1 when the observation point exists, 0 when not, or -errno.  Another process
  * writing the same database may have added it: a miss asks SQLite. */
-static int obs_exists(struct st_store *st, uint32_t id)
+static int obs_exists(struct fdb *st, uint32_t id)
 {
 	if (id < st->obs_known_bits && (st->obs_known[id / 8] & (1u << (id % 8))))
 		return 1;
@@ -972,7 +982,7 @@ static int obs_exists(struct st_store *st, uint32_t id)
 	return n ? 1 : 0;
 }
 
-static int obs_load(struct st_store *st)
+static int obs_load(struct fdb *st)
 {
 	sqlite3_stmt *s;
 	int rc = sqlite3_prepare_v2(st->db, "SELECT id FROM observation_points", -1, &s, NULL);
@@ -987,7 +997,7 @@ static int obs_load(struct st_store *st)
 	return rc == SQLITE_DONE ? 0 : sql_err(st, rc, "observation points");
 }
 
-static int put_flow(struct st_store *st, const struct fl_record *r, const char *state)
+int fdb_put_flow(struct fdb *st, const struct fl_record *r)
 {
 	if (!st->put)
 		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
@@ -997,7 +1007,7 @@ static int put_flow(struct st_store *st, const struct fl_record *r, const char *
 			return known;
 		if (!known)
 			return set_err(st, -EINVAL, "%s: flow %" PRIu64 ": unknown observation point %u "
-				       "(ids come from st_obs_point)", st->path, r->id, r->obs_id);
+				       "(ids come from fdb_obs_point)", st->path, r->id, r->obs_id);
 	}
 	int err = tx_begin(st);
 	if (err)
@@ -1011,10 +1021,6 @@ static int put_flow(struct st_store *st, const struct fl_record *r, const char *
 		sqlite3_bind_text(s, PUT_POD, pod, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(s, PUT_POD);
-	if (state)
-		sqlite3_bind_text(s, PUT_STATE, state, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(s, PUT_STATE);
 	int i = 1;
 	sqlite3_bind_int64(s, i++, (int64_t)r->id);
 	if (r->obs_id)
@@ -1104,24 +1110,13 @@ static int put_flow(struct st_store *st, const struct fl_record *r, const char *
 		tx_sync(st);
 		return err;
 	}
+	st->stats.rows++;
 	if (++st->pending >= st->cfg.batch)
-		return st_commit(st);
+		return fdb_commit(st);
 	return 0;
 }
 
-int st_put_flow(struct st_store *st, const struct fl_record *rec)
-{
-	return put_flow(st, rec, NULL);
-}
-
-int st_put_flow_state(struct st_store *st, const struct fl_record *rec, const char *packets_state)
-{
-	if (!packets_state || !*packets_state)
-		return set_err(st, -EINVAL, "no packets_state");
-	return put_flow(st, rec, packets_state);
-}
-
-int st_obs_point(struct st_store *st, const char *iface, const char *direction,
+int fdb_obs_point(struct fdb *st, const char *iface, const char *direction,
 		 const char *pod, int linktype, uint32_t *id)
 {
 	if (!st->obs)
@@ -1164,7 +1159,7 @@ int st_obs_point(struct st_store *st, const char *iface, const char *direction,
 	return 0;
 }
 
-int st_meta_set(struct st_store *st, const char *key, const char *value)
+int fdb_meta_set(struct fdb *st, const char *key, const char *value)
 {
 	if (!st->meta_set)
 		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
@@ -1181,7 +1176,7 @@ int st_meta_set(struct st_store *st, const char *key, const char *value)
 	return 0;
 }
 
-int st_meta_get(struct st_store *st, const char *key, char *buf, size_t len)
+int fdb_meta_get(struct fdb *st, const char *key, char *buf, size_t len)
 {
 	sqlite3_stmt *s;
 	int rc = sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key = ?1", -1, &s, NULL);
@@ -1205,29 +1200,7 @@ int st_meta_get(struct st_store *st, const char *key, char *buf, size_t len)
 	return err;
 }
 
-int st_set_packets_state(struct st_store *st, uint64_t flow_id, const char *state)
-{
-	if (!st->pstate)
-		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
-	int err = tx_begin(st);
-	if (err)
-		return err;
-	sqlite3_stmt *s = st->pstate;
-	sqlite3_bind_int64(s, 1, (int64_t)flow_id);
-	sqlite3_bind_text(s, 2, state, -1, SQLITE_TRANSIENT);
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		err = sql_err(st, rc, "packets_state");
-		tx_sync(st);
-		return err;
-	}
-	if (!sqlite3_changes(st->db))
-		return set_err(st, -ENOENT, "flow %" PRIu64 " not stored", flow_id);
-	return 0;
-}
-
-int st_max_flow_id(struct st_store *st, uint64_t *out)
+int fdb_max_flow_id(struct fdb *st, uint64_t *out)
 {
 	/* Ids at or above 2^63 are stored negative; they are the larger ones. */
 	int64_t neg, pos;
@@ -1239,7 +1212,7 @@ int st_max_flow_id(struct st_store *st, uint64_t *out)
 	return 0;
 }
 
-int st_count_flows(struct st_store *st, uint64_t *out)
+int fdb_count_flows(struct fdb *st, uint64_t *out)
 {
 	int64_t n;
 	int err = query_i64(st, "SELECT count(*) FROM flows", &n);
@@ -1252,7 +1225,7 @@ int st_count_flows(struct st_store *st, uint64_t *out)
 
 /* Logical size of the database (page_count * page_size, which already counts
  * pages still in the WAL) and the WAL file's size on disk. */
-static int db_bytes(struct st_store *st, uint64_t *data, uint64_t *wal_bytes)
+static int db_bytes(struct fdb *st, uint64_t *data, uint64_t *wal_bytes)
 {
 	int64_t pages, psize;
 	int err;
@@ -1270,7 +1243,7 @@ static int db_bytes(struct st_store *st, uint64_t *data, uint64_t *wal_bytes)
 
 /* Deletes up to n oldest flows (by last_us), or those older than before_us when
  * before_us != 0, in one transaction.  Returns rows deleted or -errno. */
-static int64_t delete_chunk(struct st_store *st, int64_t n, uint64_t before_us)
+static int64_t delete_chunk(struct fdb *st, int64_t n, uint64_t before_us)
 {
 	sqlite3_stmt *s;
 	const char *sql = before_us ?
@@ -1295,7 +1268,7 @@ static int64_t delete_chunk(struct st_store *st, int64_t n, uint64_t before_us)
 		goto rollback;
 	}
 	int64_t deleted = sqlite3_changes64(st->db);
-	if ((err = st_commit(st)))
+	if ((err = fdb_commit(st)))
 		return err;
 	return deleted;
 rollback:
@@ -1313,7 +1286,7 @@ rollback:
  * size must not drive more deletes (each round would delete more rows without
  * the file getting any smaller).  The busy timeout is shortened meanwhile so a
  * long reader does not stall the writer for seconds per round. */
-static int shrink(struct st_store *st, int *wal_stuck)
+static int shrink(struct fdb *st, int *wal_stuck)
 {
 	int log = 0, ckpt = 0;
 	int err = exec(st, "PRAGMA incremental_vacuum", "incremental vacuum");
@@ -1321,7 +1294,7 @@ static int shrink(struct st_store *st, int *wal_stuck)
 		return err;
 	sqlite3_busy_timeout(st->db, 50);
 	int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &ckpt);
-	sqlite3_busy_timeout(st->db, ST_BUSY_TIMEOUT_MS);
+	sqlite3_busy_timeout(st->db, FDB_BUSY_TIMEOUT_MS);
 	if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
 		return sql_err(st, rc, "checkpoint");
 	if (wal_stuck)
@@ -1329,7 +1302,7 @@ static int shrink(struct st_store *st, int *wal_stuck)
 	return 0;
 }
 
-int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
+int fdb_retain(struct fdb *st, uint64_t now_s, uint64_t *deleted)
 {
 	uint64_t total = 0;
 	int err = 0;
@@ -1338,7 +1311,7 @@ int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
 	if (!st->put)
 		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
 	st->in_retain = 1;
-	if ((err = st_commit(st)))
+	if ((err = fdb_commit(st)))
 		goto out;
 	/* Retention picks the oldest flows by last_us: without the index every
 	 * chunk would sort the whole table, so a deferred build happens now. */
@@ -1350,13 +1323,13 @@ int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
 	if (st->cfg.retain_age_s && now_s > st->cfg.retain_age_s) {
 		uint64_t before = (now_s - st->cfg.retain_age_s) * 1000000ULL;
 		for (;;) {
-			int64_t n = delete_chunk(st, ST_AGE_CHUNK, before);
+			int64_t n = delete_chunk(st, FDB_AGE_CHUNK, before);
 			if (n < 0) {
 				err = (int)n;
 				goto out;
 			}
 			total += (uint64_t)n;
-			if (n < ST_AGE_CHUNK)
+			if (n < FDB_AGE_CHUNK)
 				break;
 		}
 		if (total && (err = shrink(st, NULL)))
@@ -1371,14 +1344,14 @@ int st_retain(struct st_store *st, uint64_t now_s, uint64_t *deleted)
 			goto out;
 		if (data + wal > st->cfg.retain_bytes && (err = shrink(st, &stuck)))
 			goto out;
-		for (int round = 0; round < ST_RETAIN_ROUNDS; round++) {
+		for (int round = 0; round < FDB_RETAIN_ROUNDS; round++) {
 			uint64_t rows;
 			if ((err = db_bytes(st, &data, &wal)))
 				goto out;
 			uint64_t size = data + (stuck ? 0 : wal);
 			if (size <= st->cfg.retain_bytes)
 				break;
-			if ((err = st_count_flows(st, &rows)))
+			if ((err = fdb_count_flows(st, &rows)))
 				goto out;
 			if (!rows)
 				break; /* the empty schema alone is over the cap: nothing of ours to drop */
@@ -1408,343 +1381,221 @@ out:
 	st->in_retain = 0;
 	if (deleted)
 		*deleted = total;
+	st->stats.retained += total;
 	return err;
 }
 
-/* ---- queries ---- */
+/* ---- reading ---- */
 
-/* Columns of JSON and CSV output, in order.  Times stay in microseconds (exact);
- * the table format is the one for humans. */
-static const char *const out_cols[] = {
-	"id", "obs_id", "pod", "end_reason", "family", "ip_proto", "src", "sport", "dst", "dport",
-	"vlan", "tunnel", "vni", "outer_src", "outer_sport", "outer_dst", "outer_dport",
-	"first_us", "last_us", "c2s_pkts", "s2c_pkts", "c2s_bytes", "s2c_bytes", "c2s_payload",
-	"s2c_payload", "c2s_tcp_flags", "s2c_tcp_flags", "syn", "synack", "fin", "rst", "rtt_us",
-	"c2s_retrans", "s2c_retrans", "c2s_ooo", "s2c_ooo", "frags", "community_id",
-	"master_id", "app_id", "proto_name", "master_name", "app_name", "category", "risk",
-	"risk_names", "host", "url", "http_status", "dns_rcode", "ja3c", "ja3s", "dpi_done",
-	"packets_state",
-};
-#define N_OUT_COLS ((int)(sizeof(out_cols) / sizeof(out_cols[0])))
-
-static const char *l4_name(int proto, char *buf, size_t len)
-{
-	switch (proto) {
-	case 1: return "ICMP";
-	case 6: return "TCP";
-	case 17: return "UDP";
-	case 58: return "ICMPv6";
-	case 132: return "SCTP";
-	default: snprintf(buf, len, "%d", proto); return buf;
-	}
-}
-
-static void csv_field(FILE *out, const char *v)
-{
-	if (!strpbrk(v, ",\"\r\n")) {
-		fputs(v, out);
-		return;
-	}
-	fputc('"', out);
-	for (; *v; v++) {
-		if (*v == '"')
-			fputc('"', out);
-		fputc(*v, out);
-	}
-	fputc('"', out);
-}
-
-#define TABLE_COLS 10
-#define TABLE_FIRST_NUM 7 /* PKTS, BYTES, RTT: right-aligned */
-
-struct table_row {
-	char *col[TABLE_COLS];
+struct fdb_cursor {
+	struct fdb *db;
+	sqlite3_stmt *stmt;
+	struct fdb_cursor *next, **pprev; /* the handle's list of open cursors */
+	uint64_t deadline_ms;             /* CLOCK_MONOTONIC, 0 = none */
 };
 
-/* ID first: it is what `podcap export --flow` takes.  SEEN ON is the observation
- * point, with the tunnel when the flow was seen encapsulated there: the same
- * connection on a pod veth and on the underlay is two rows. */
-static const char *const table_head[TABLE_COLS] = {"ID", "TIME (UTC)", "SEEN ON", "L4", "CLIENT -> SERVER",
-						   "APP", "HOST", "PKTS", "BYTES", "RTT"};
-
-static void table_print(FILE *out, struct table_row *rows, size_t n, int *w)
+static uint64_t mono_ms(void)
 {
-	for (size_t r = 0; r < n; r++) {
-		for (int c = 0; c < TABLE_COLS; c++) {
-			/* Numbers right-aligned, text left-aligned; no trailing blanks. */
-			int right = c >= TABLE_FIRST_NUM || c == 0;
-			if (c == TABLE_COLS - 1)
-				fprintf(out, "%*s\n", w[c], rows[r].col[c]);
-			else
-				fprintf(out, right ? "%*s  " : "%-*s  ", w[c], rows[r].col[c]);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void fdb_set_deadline(struct fdb *st, uint64_t max_ms)
+{
+	st->deadline_ms = max_ms;
+}
+
+/* SQLite calls this every few thousand virtual machine steps: a query past its
+ * deadline is interrupted (SQLITE_INTERRUPT, reported as -ETIMEDOUT). */
+static int progress_check(void *arg)
+{
+	struct fdb_cursor *c = arg;
+	return c->deadline_ms && mono_ms() > c->deadline_ms;
+}
+
+/* Statements a read cursor may run: one SELECT (or WITH ... SELECT, or EXPLAIN of
+ * one) that SQLite itself calls read-only.  ATTACH and pragmas that change the
+ * connection are not read-only in that sense, or not SELECTs. */
+static int readonly_select(sqlite3_stmt *stmt, const char *tail)
+{
+	if (!sqlite3_stmt_readonly(stmt))
+		return 0;
+	const char *sql = sqlite3_sql(stmt);
+	while (sql && (*sql == ' ' || *sql == '\n' || *sql == '\t' || *sql == '('))
+		sql++;
+	if (!sql || !(strncasecmp(sql, "SELECT", 6) == 0 || strncasecmp(sql, "WITH", 4) == 0 ||
+		      strncasecmp(sql, "EXPLAIN", 7) == 0 || strncasecmp(sql, "VALUES", 6) == 0))
+		return 0;
+	for (; tail && *tail; tail++)
+		if (*tail != ' ' && *tail != '\n' && *tail != '\t' && *tail != ';')
+			return 0;
+	return 1;
+}
+
+static int bind_params(struct fdb *st, sqlite3_stmt *stmt, const struct fdb_param *p, size_t n)
+{
+	if (n > (size_t)sqlite3_bind_parameter_count(stmt))
+		return set_err(st, -EINVAL, "%zu parameters for a statement with %d", n,
+			       sqlite3_bind_parameter_count(stmt));
+	for (size_t i = 0; i < n; i++) {
+		int k = (int)i + 1, r;
+		switch (p[i].type) {
+		case FDB_NULL: r = sqlite3_bind_null(stmt, k); break;
+		case FDB_INT: r = sqlite3_bind_int64(stmt, k, p[i].i); break;
+		case FDB_REAL: r = sqlite3_bind_double(stmt, k, p[i].d); break;
+		case FDB_TEXT:
+			if (!p[i].s)
+				return set_err(st, -EINVAL, "parameter %d: no text", k);
+			r = sqlite3_bind_text64(stmt, k, p[i].s, p[i].len ? p[i].len : strlen(p[i].s),
+						SQLITE_TRANSIENT, SQLITE_UTF8);
+			break;
+		default:
+			return set_err(st, -EINVAL, "parameter %d: unknown type %d", k, p[i].type);
 		}
-	}
-}
-
-static void fmt_endpoint(char *buf, size_t len, const char *addr, int port, int family, int proto)
-{
-	int has_port = proto == 6 || proto == 17 || proto == 132;
-	if (!addr)
-		addr = "?";
-	if (!has_port)
-		snprintf(buf, len, "%s", addr);
-	else if (family == 6)
-		snprintf(buf, len, "[%s]:%d", addr, port);
-	else
-		snprintf(buf, len, "%s:%d", addr, port);
-}
-
-static int emit_table_row(sqlite3_stmt *s, struct table_row *row)
-{
-	char tbuf[64], l4buf[16], a[80], b[80], ep[200], pk[32], by[32], rtt[32];
-	int64_t last = sqlite3_column_int64(s, 0);
-	time_t secs = (time_t)(last / 1000000);
-	struct tm tm;
-	if (gmtime_r(&secs, &tm))
-		snprintf(tbuf, sizeof(tbuf), "%04d-%02d-%02d %02d:%02d:%02d.%03d", tm.tm_year + 1900,
-			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-			 (int)(last % 1000000 / 1000));
-	else
-		snprintf(tbuf, sizeof(tbuf), "%lld", (long long)last);
-	int proto = sqlite3_column_int(s, 1), family = sqlite3_column_int(s, 2);
-	fmt_endpoint(a, sizeof(a), (const char *)sqlite3_column_text(s, 3), sqlite3_column_int(s, 4),
-		     family, proto);
-	fmt_endpoint(b, sizeof(b), (const char *)sqlite3_column_text(s, 5), sqlite3_column_int(s, 6),
-		     family, proto);
-	snprintf(ep, sizeof(ep), "%s -> %s", a, b);
-	const char *app = (const char *)sqlite3_column_text(s, 7);
-	const char *host = (const char *)sqlite3_column_text(s, 8);
-	snprintf(pk, sizeof(pk), "%lld", (long long)sqlite3_column_int64(s, 9));
-	snprintf(by, sizeof(by), "%lld", (long long)sqlite3_column_int64(s, 10));
-	if (sqlite3_column_type(s, 11) == SQLITE_NULL)
-		snprintf(rtt, sizeof(rtt), "-");
-	else
-		snprintf(rtt, sizeof(rtt), "%.3fms", (double)sqlite3_column_int64(s, 11) / 1000.0);
-	char hostbuf[48];
-	/* Long host names would push every other column off the screen. */
-	snprintf(hostbuf, sizeof(hostbuf), "%s", host ? host : "-");
-	if (host && strlen(host) >= sizeof(hostbuf))
-		memcpy(hostbuf + sizeof(hostbuf) - 4, "...", 4);
-	char idbuf[32], seen[96];
-	snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long)sqlite3_column_int64(s, 12));
-	const char *iface = (const char *)sqlite3_column_text(s, 13);
-	const char *tun = (const char *)sqlite3_column_text(s, 14);
-	if (tun && strcmp(tun, "none") && sqlite3_column_type(s, 15) != SQLITE_NULL)
-		snprintf(seen, sizeof(seen), "%s %s/%lld", iface ? iface : "?", tun,
-			 (long long)sqlite3_column_int64(s, 15));
-	else if (tun && strcmp(tun, "none"))
-		snprintf(seen, sizeof(seen), "%s %s", iface ? iface : "?", tun);
-	else
-		snprintf(seen, sizeof(seen), "%s", iface ? iface : "?");
-	const char *v[TABLE_COLS] = {idbuf, tbuf, seen, l4_name(proto, l4buf, sizeof(l4buf)), ep,
-				     app ? app : "-", hostbuf, pk, by, rtt};
-	for (int c = 0; c < TABLE_COLS; c++) {
-		if (!(row->col[c] = strdup(v[c])))
-			return -ENOMEM;
-		/* Host names come off the wire: no terminal escape sequences. */
-		for (char *ch = row->col[c]; *ch; ch++)
-			if ((unsigned char)*ch < 0x20 || *ch == 0x7f)
-				*ch = '?';
+		if (r != SQLITE_OK)
+			return sql_err(st, r, "bind");
 	}
 	return 0;
 }
 
-#define TABLE_WIDTH_ROWS 1000 /* rows measured for column widths before streaming */
-
-int st_query_flows(struct st_store *st, const struct st_query *q, enum st_format fmt, FILE *out)
+int fdb_cursor_open(struct fdb *st, const char *sql, const struct fdb_param *params,
+		    size_t nparams, struct fdb_cursor **out)
 {
-	char sql[4096];
-	size_t off = 0;
-	char ipbuf[INET6_ADDRSTRLEN];
-	const char *ip = NULL;
+	*out = NULL;
+	struct fdb_cursor *c = calloc(1, sizeof(*c));
+	if (!c)
+		return set_err(st, -ENOMEM, "out of memory");
+	const char *tail = NULL;
+	int r = sqlite3_prepare_v2(st->db, sql, -1, &c->stmt, &tail);
 	int err = 0;
-
-	if (q->ip && *q->ip) {
-		/* Normalise so "::FFFF:a.b.c.d" or upper-case hex match what we stored. */
-		uint8_t a[16];
-		if (inet_pton(AF_INET, q->ip, a) == 1)
-			ip = inet_ntop(AF_INET, a, ipbuf, sizeof(ipbuf));
-		else if (inet_pton(AF_INET6, q->ip, a) == 1)
-			ip = inet_ntop(AF_INET6, a, ipbuf, sizeof(ipbuf));
-		if (!ip)
-			return set_err(st, -EINVAL, "'%s' is not an IP address", q->ip);
-	}
-	if (q->port > 65535)
-		return set_err(st, -EINVAL, "port %d out of range", q->port);
-
-	sql_add(sql, sizeof(sql), &off, "SELECT ");
-	if (fmt == ST_FMT_TABLE) {
-		sql_add(sql, sizeof(sql), &off,
-				"last_us, ip_proto, family, src, sport, dst, dport, proto_name, host,"
-				" c2s_pkts + s2c_pkts, c2s_bytes + s2c_bytes, rtt_us, id,"
-				" (SELECT iface FROM observation_points o WHERE o.id = flows.obs_id),"
-				" tunnel, vni");
-	} else if (fmt == ST_FMT_JSON) {
-		sql_add(sql, sizeof(sql), &off, "json_object(");
-		for (int i = 0; i < N_OUT_COLS; i++)
-			sql_add(sql, sizeof(sql), &off, "%s'%s',%s%s%s", i ? "," : "",
-					out_cols[i], i == 0 ? "u64text(" : "", out_cols[i],
-					i == 0 ? ")" : "");
-		sql_add(sql, sizeof(sql), &off, ")");
-	} else if (fmt == ST_FMT_CSV) {
-		for (int i = 0; i < N_OUT_COLS; i++)
-			sql_add(sql, sizeof(sql), &off, "%s%s%s%s", i ? "," : "",
-					i == 0 ? "u64text(" : "", out_cols[i], i == 0 ? ")" : "");
+	if (r != SQLITE_OK) {
+		err = sql_err(st, r, "query");
+	} else if (!c->stmt || !readonly_select(c->stmt, tail)) {
+		err = set_err(st, -EPERM, "%s: only one read-only SELECT may run through a cursor",
+			      st->path);
 	} else {
-		return set_err(st, -EINVAL, "unknown output format %d", (int)fmt);
+		err = bind_params(st, c->stmt, params, nparams);
 	}
-	/* Only constant fragments are appended; every value is a bound parameter. */
-	sql_add(sql, sizeof(sql), &off, " FROM flows WHERE last_us >= ?1");
-	/* "TLS.Facebook" matches both parts; "TLS" or "Facebook" either part (a
-	 * name without a dot is stored as both).  Both forms can use the
-	 * master/app indexes. */
-	const char *app_dot = q->app ? strchr(q->app, '.') : NULL;
-	if (app_dot)
-		sql_add(sql, sizeof(sql), &off,
-				" AND master_name = ?2 COLLATE NOCASE AND app_name = ?6 COLLATE NOCASE");
-	else if (q->app && *q->app)
-		sql_add(sql, sizeof(sql), &off,
-				" AND (master_name = ?2 COLLATE NOCASE OR app_name = ?2 COLLATE NOCASE)");
-	if (ip)
-		sql_add(sql, sizeof(sql), &off,
-				" AND (src = ?3 OR dst = ?3 OR outer_src = ?3 OR outer_dst = ?3)");
-	if (q->port >= 0)
-		sql_add(sql, sizeof(sql), &off, " AND (sport = ?4 OR dport = ?4)");
-	sql_add(sql, sizeof(sql), &off, " ORDER BY last_us DESC, id DESC LIMIT ?5");
-	if (off >= sizeof(sql))
-		return set_err(st, -E2BIG, "query too long");
-
-	sqlite3_stmt *s;
-	int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
-	if (rc != SQLITE_OK)
-		return sql_err(st, rc, "query");
-	sqlite3_bind_int64(s, 1, q->since_us > INT64_MAX ? INT64_MAX : (int64_t)q->since_us);
-	if (app_dot) {
-		sqlite3_bind_text(s, 2, q->app, (int)(app_dot - q->app), SQLITE_TRANSIENT);
-		sqlite3_bind_text(s, 6, app_dot + 1, -1, SQLITE_TRANSIENT);
-	} else if (q->app && *q->app) {
-		sqlite3_bind_text(s, 2, q->app, -1, SQLITE_TRANSIENT);
+	if (err) {
+		sqlite3_finalize(c->stmt);
+		free(c);
+		return err;
 	}
-	if (ip)
-		sqlite3_bind_text(s, 3, ip, -1, SQLITE_TRANSIENT);
-	if (q->port >= 0)
-		sqlite3_bind_int(s, 4, q->port);
-	sqlite3_bind_int64(s, 5, q->limit < 0 ? -1 : q->limit);
-
-	struct table_row *rows = NULL;
-	size_t nrows = 0;
-	int w[TABLE_COLS];
-	int widths_fixed = 0;
-	int count = 0;
-	if (fmt == ST_FMT_TABLE) {
-		rows = calloc(TABLE_WIDTH_ROWS, sizeof(*rows));
-		if (!rows) {
-			err = set_err(st, -ENOMEM, "out of memory");
-			goto done;
-		}
-		for (int c = 0; c < TABLE_COLS; c++)
-			w[c] = (int)strlen(table_head[c]);
-	} else if (fmt == ST_FMT_JSON) {
-		fputs("[", out);
-	} else {
-		for (int i = 0; i < N_OUT_COLS; i++)
-			fprintf(out, "%s%s", i ? "," : "", out_cols[i]);
-		fputs("\n", out);
-	}
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (count == INT_MAX)
-			break;
-		count++;
-		if (fmt == ST_FMT_JSON) {
-			const char *obj = (const char *)sqlite3_column_text(s, 0);
-			fprintf(out, "%s\n%s", count > 1 ? "," : "", obj ? obj : "null");
-		} else if (fmt == ST_FMT_CSV) {
-			for (int i = 0; i < N_OUT_COLS; i++) {
-				if (i)
-					fputc(',', out);
-				const char *v = (const char *)sqlite3_column_text(s, i);
-				if (v)
-					csv_field(out, v);
-			}
-			fputc('\n', out);
-		} else {
-			struct table_row row;
-			memset(&row, 0, sizeof(row));
-			if ((err = emit_table_row(s, &row))) {
-				for (int c = 0; c < TABLE_COLS; c++)
-					free(row.col[c]);
-				set_err(st, err, "out of memory");
-				goto done;
-			}
-			if (widths_fixed) {
-				table_print(out, &row, 1, w);
-				for (int c = 0; c < TABLE_COLS; c++)
-					free(row.col[c]);
-				continue;
-			}
-			rows[nrows++] = row;
-			for (int c = 0; c < TABLE_COLS; c++) {
-				int l = (int)strlen(row.col[c]);
-				if (l > w[c])
-					w[c] = l;
-			}
-			if (nrows == TABLE_WIDTH_ROWS) {
-				struct table_row head;
-				memcpy(head.col, table_head, sizeof(head.col));
-				table_print(out, &head, 1, w);
-				table_print(out, rows, nrows, w);
-				widths_fixed = 1;
-			}
-		}
-	}
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-		err = sql_err(st, rc, "query");
-		goto done;
-	}
-	if (fmt == ST_FMT_JSON) {
-		fputs(count ? "\n]\n" : "]\n", out);
-	} else if (fmt == ST_FMT_TABLE && !widths_fixed) {
-		struct table_row head;
-		memcpy(head.col, table_head, sizeof(head.col));
-		table_print(out, &head, 1, w);
-		table_print(out, rows, nrows, w);
-	}
-	if (fflush(out) == EOF || ferror(out))
-		err = set_err(st, -EIO, "writing output: %s", strerror(errno));
-done:
-	if (rows) {
-		for (size_t r = 0; r < nrows; r++)
-			for (int c = 0; c < TABLE_COLS; c++)
-				free(rows[r].col[c]);
-		free(rows);
-	}
-	sqlite3_finalize(s);
-	return err ? err : count;
+	c->db = st;
+	c->deadline_ms = st->deadline_ms ? mono_ms() + st->deadline_ms : 0;
+	c->next = st->cursors;
+	if (c->next)
+		c->next->pprev = &c->next;
+	c->pprev = &st->cursors;
+	st->cursors = c;
+	*out = c;
+	return 0;
 }
 
-int st_build_indexes(struct st_store *st)
+int fdb_cursor_next(struct fdb_cursor *c)
+{
+	struct fdb *st = c->db;
+	/* the handler is per connection: point it at the cursor being stepped */
+	sqlite3_progress_handler(st->db, c->deadline_ms ? 4096 : 0, c->deadline_ms ? progress_check : NULL, c);
+	int r = sqlite3_step(c->stmt);
+	if (r == SQLITE_ROW)
+		return 1;
+	if (r == SQLITE_DONE)
+		return 0;
+	if ((r & 0xff) == SQLITE_INTERRUPT)
+		return set_err(st, -ETIMEDOUT, "%s: query stopped after %llu ms (limit)", st->path,
+			       (unsigned long long)st->deadline_ms);
+	return sql_err(st, r, "query");
+}
+
+int fdb_cursor_columns(const struct fdb_cursor *c) { return sqlite3_column_count(c->stmt); }
+const char *fdb_cursor_name(const struct fdb_cursor *c, int col) { return sqlite3_column_name(c->stmt, col); }
+int64_t fdb_cursor_int(const struct fdb_cursor *c, int col) { return sqlite3_column_int64(c->stmt, col); }
+double fdb_cursor_real(const struct fdb_cursor *c, int col) { return sqlite3_column_double(c->stmt, col); }
+const char *fdb_cursor_text(const struct fdb_cursor *c, int col)
+{
+	return (const char *)sqlite3_column_text(c->stmt, col);
+}
+
+int fdb_cursor_type(const struct fdb_cursor *c, int col)
+{
+	switch (sqlite3_column_type(c->stmt, col)) {
+	case SQLITE_INTEGER: return FDB_INT;
+	case SQLITE_FLOAT: return FDB_REAL;
+	case SQLITE_TEXT: case SQLITE_BLOB: return FDB_TEXT;
+	default: return FDB_NULL;
+	}
+}
+
+void fdb_cursor_close(struct fdb_cursor *c)
+{
+	if (!c)
+		return;
+	*c->pprev = c->next;
+	if (c->next)
+		c->next->pprev = c->pprev;
+	sqlite3_progress_handler(c->db->db, 0, NULL, NULL);
+	sqlite3_finalize(c->stmt);
+	free(c);
+}
+
+int fdb_explain(struct fdb *st, const char *sql, const struct fdb_param *params, size_t nparams,
+		char *buf, size_t len)
+{
+	char *q = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sql);
+	struct fdb_cursor *c;
+	if (!q)
+		return set_err(st, -ENOMEM, "out of memory");
+	int err = fdb_cursor_open(st, q, params, nparams, &c);
+	sqlite3_free(q);
+	if (err)
+		return err;
+	size_t off = 0;
+	if (len)
+		buf[0] = 0;
+	while ((err = fdb_cursor_next(c)) == 1) {
+		/* columns: id, parent, notused, detail */
+		const char *d = fdb_cursor_text(c, 3);
+		int n = snprintf(buf + off, off < len ? len - off : 0, "%s%s", off ? "\n" : "", d ? d : "");
+		if (n > 0)
+			off += (size_t)n;
+	}
+	fdb_cursor_close(c);
+	if (err < 0)
+		return err;
+	return off < len ? 0 : set_err(st, -ENOSPC, "query plan longer than the buffer");
+}
+
+int fdb_build_indexes(struct fdb *st)
 {
 	if (!st->put)
 		return set_err(st, -EROFS, "%s: store opened read-only", st->path);
-	int err = st_commit(st);
-	if (!err && st->indexes_deferred && !(err = set_indexes(st, 1)))
-		st->indexes_deferred = 0;
+	int err = fdb_commit(st);
+	if (!err && st->indexes_deferred) {
+		uint64_t t0 = cpu_us();
+		if (!(err = set_indexes(st, 1)))
+			st->indexes_deferred = 0;
+		st->stats.index_us += cpu_us() - t0;
+	}
 	return err;
 }
 
-int st_close(struct st_store *st)
+int fdb_close(struct fdb *st)
 {
 	if (!st)
 		return 0;
 	int err = 0;
 	if (st->db && st->put) {
-		err = st_commit(st);
+		err = fdb_commit(st);
 		if (!err && st->indexes_deferred)
 			err = set_indexes(st, 1);
 		/* Keeps planner statistics current for the query side; cheap when
 		 * nothing changed much. */
 		sqlite3_exec(st->db, "PRAGMA optimize", NULL, NULL, NULL);
 	}
+	while (st->cursors)
+		fdb_cursor_close(st->cursors);
 	finalize_all(st);
 	sqlite3_close_v2(st->db);
 	pods_forget(st);

@@ -1,0 +1,934 @@
+/* engine — threads, batches and sinks around the flow tables (see engine.h).
+ *
+ *   caller thread:  decode, count, pick a worker by fl_shard_hash, put the packet
+ *                   (a pointer when the source's bytes are stable, else a copy)
+ *                   into that worker's current batch slot
+ *   flow workers:   fl_table_packet (+ nDPI), timers; each packet's final flow id
+ *                   and number are written into the batch; records go to every
+ *                   record sink's queue
+ *   sink threads:   one per sink; packets sinks get every batch a worker is done
+ *                   with, record sinks every record; the slot is free again once
+ *                   every packets sink is done with it (a reference count)
+ *
+ * A worker's slots form a ring: the caller fills slot[head], the worker works on
+ * slot[wtail], and slots before tail are free again.  Because every packets sink
+ * takes batches in the order the worker finished them, the slot at tail is always
+ * the first to be released, so tail only moves forward.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+
+/* Packets travel to a worker in batches so the queue lock is taken per batch. */
+#define ENG_BATCH_PKTS 512
+#define ENG_BATCH_BYTES (192u * 1024u)
+#define ENG_SLOTS 16
+/* Records queued per record sink before workers wait. */
+#define ENG_RECORD_RING 4096
+/* Caller-thread counters are published for other threads this often. */
+#define ENG_PUBLISH_EVERY 65536
+
+enum { BATCH_DATA, BATCH_FLUSH };
+
+struct eng_batch {
+	uint32_t n, used, kind;
+	uint32_t ref_bytes;  /* bytes of stable packets referenced (not copied) */
+	int refs;            /* packets sinks still working on it (atomic) */
+	struct eng_worker *w;
+	struct eng_packet item[ENG_BATCH_PKTS];
+	uint8_t data[ENG_BATCH_BYTES];
+};
+
+struct eng_worker {
+	struct engine *e;
+	unsigned idx;
+	struct fl_config cfg;
+	struct fl_table *flows;  /* set by the worker thread itself: atomic access */
+	_Alignas(64) uint64_t last_expire_us; /* the worker's own line */
+	_Alignas(64) pthread_t th;
+	int running;             /* 1 running, 2 asked to stop (atomic) */
+	pthread_mutex_t lock;
+	pthread_cond_t nonempty, nonfull;
+	struct eng_batch *slot[ENG_SLOTS];
+	unsigned head, wtail, tail;
+	int flushed;             /* worker finished a FLUSH batch */
+};
+
+struct eng_sinkq {
+	struct eng_sink sink;
+	struct engine *e;
+	unsigned idx;
+	int wants_packets, wants_records;
+	pthread_t th;
+	int running;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;     /* work for the sink thread */
+	pthread_cond_t space;    /* room in the record ring, or the sink failed */
+	pthread_cond_t done;     /* flush finished */
+	struct eng_batch **bq;   /* batches, in the order workers finished them */
+	unsigned bq_head, bq_tail, bq_cap;
+	struct fl_record *rq;    /* records */
+	unsigned rq_head, rq_tail;
+	unsigned obs_seen;       /* position in engine's obs log delivered */
+	int tick_pending;
+	uint64_t tick_us;
+	int flush_req, flush_done, stop;
+	int failed;              /* atomic: a callback failed; events are discarded */
+	uint64_t batches, records, discarded; /* under lock */
+};
+
+struct engine {
+	struct eng_config cfg;
+	unsigned nworkers;       /* threads; 0 = inline in worker[0] */
+	unsigned ntables;
+	/* Bytes of stable packets one batch may reference: all slots of all workers
+	 * together stay within CAP_STABLE_WINDOW, so a mapped file's pages are not
+	 * dropped while a worker or a sink still reads them. */
+	uint32_t ref_budget;
+	struct eng_worker worker[ENG_MAX_WORKERS];
+	struct eng_sinkq sq[ENG_MAX_SINKS];
+	size_t nsinks;
+	unsigned npacket_sinks;
+	int finished;
+
+	/* observation points: entries are immutable; an update swaps the pointer
+	 * and keeps the old entry until close (readers on other threads) */
+	struct eng_obs *obs[ENG_MAX_OBS + 1];
+	uint32_t nobs;
+	struct eng_obs **retired;
+	size_t nretired;
+	/* Announcements to the sinks, in order: ids, repeated when one changes.
+	 * Grows by 4 bytes per announcement; each sink keeps its position. */
+	pthread_mutex_t obs_lock;
+	uint32_t *obs_log;
+	unsigned obs_log_n, obs_log_cap;
+
+	/* caller-thread counters; a copy for other threads under pub_lock */
+	_Alignas(64) struct dc_counters dc;
+	uint64_t packets, bytes, since_publish;
+	pthread_mutex_t pub_lock;
+	struct dc_counters dc_pub;
+	uint64_t packets_pub, bytes_pub;
+
+	_Alignas(64) uint64_t tick_us; /* atomic: latest eng_tick() time, for idle workers */
+	int failed;                    /* atomic: first fatal error */
+	char err[512];
+};
+
+void eng_config_default(struct eng_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	dc_config_default(&cfg->dc);
+	fl_config_default(&cfg->fl);
+}
+
+uint64_t eng_thread_cpu_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t thread_cpu_us(pthread_t th)
+{
+	clockid_t cid;
+	struct timespec ts;
+	if (pthread_getcpuclockid(th, &cid) != 0 || clock_gettime(cid, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Records the first fatal error and its message; later failures (often
+ * consequences of the first) keep neither.  Any thread. */
+static void fail(struct engine *e, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(struct engine *e, int rc, const char *fmt, ...)
+{
+	int zero = 0;
+	if (!__atomic_compare_exchange_n(&e->failed, &zero, rc, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->err, sizeof(e->err), fmt, ap);
+	va_end(ap);
+}
+
+static int failed(const struct engine *e) { return __atomic_load_n(&e->failed, __ATOMIC_SEQ_CST); }
+
+const char *eng_error(const struct engine *e) { return e->err; }
+
+/* A sink callback failed: the run ends with its message; the sink is not called
+ * again (its queued and later events are discarded, counted). */
+static void sink_failed(struct eng_sinkq *q, int rc, const char *what)
+{
+	const char *msg = q->sink.ops->errmsg ? q->sink.ops->errmsg(q->sink.ctx) : NULL;
+	fail(q->e, rc < 0 ? rc : -EIO, "%s: %s", q->sink.ops->name,
+	     msg && *msg ? msg : what);
+	__atomic_store_n(&q->failed, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&q->lock);
+	pthread_cond_broadcast(&q->space);
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* ---- batches back to their worker ---------------------------------------- */
+
+/* One holder (a packets sink, or the worker when there are none) is done with b. */
+static void batch_release(struct eng_batch *b)
+{
+	if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	struct eng_worker *w = b->w;
+	pthread_mutex_lock(&w->lock);
+	w->tail++;
+	pthread_cond_broadcast(&w->nonfull);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* ---- sink threads -------------------------------------------------------- */
+
+static int sinkq_has_work(const struct eng_sinkq *q, unsigned obs_n)
+{
+	return q->bq_head != q->bq_tail || q->rq_head != q->rq_tail || q->obs_seen != obs_n ||
+	       q->tick_pending || (q->flush_req && !q->flush_done) || q->stop;
+}
+
+static void *sink_main(void *arg)
+{
+	struct eng_sinkq *q = arg;
+	struct engine *e = q->e;
+	const struct eng_sink_ops *ops = q->sink.ops;
+	char name[16];
+	struct fl_record *rec = malloc(64 * sizeof(*rec));
+
+	snprintf(name, sizeof(name), "podcap-%.8s", ops->name);
+	for (char *c = name; *c; c++)
+		if (*c == ' ')
+			*c = '-';
+	pthread_setname_np(pthread_self(), name);
+	if (!rec)
+		sink_failed(q, -ENOMEM, "out of memory");
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		pthread_mutex_lock(&e->obs_lock);
+		unsigned obs_n = e->obs_log_n;
+		pthread_mutex_unlock(&e->obs_lock);
+		if (!sinkq_has_work(q, obs_n)) {
+			pthread_cond_wait(&q->wake, &q->lock);
+			continue;
+		}
+		int dead = __atomic_load_n(&q->failed, __ATOMIC_SEQ_CST);
+		/* Observation points first: they precede every packet and record
+		 * of theirs (announced before the caller hands such packets over). */
+		while (q->obs_seen != obs_n) {
+			pthread_mutex_lock(&e->obs_lock);
+			const struct eng_obs *o = e->obs[e->obs_log[q->obs_seen]];
+			pthread_mutex_unlock(&e->obs_lock);
+			q->obs_seen++;
+			if (dead || !ops->obs_point)
+				continue;
+			pthread_mutex_unlock(&q->lock);
+			int rc = ops->obs_point(q->sink.ctx, o);
+			pthread_mutex_lock(&q->lock);
+			if (rc < 0) {
+				pthread_mutex_unlock(&q->lock);
+				sink_failed(q, rc, "observation point");
+				pthread_mutex_lock(&q->lock);
+				dead = 1;
+			}
+		}
+		if (q->bq_head != q->bq_tail) {
+			struct eng_batch *b = q->bq[q->bq_tail % q->bq_cap];
+			q->bq_tail++;
+			q->batches++;
+			if (dead)
+				q->discarded++;
+			pthread_mutex_unlock(&q->lock);
+			if (!dead && b->n && ops->packets) {
+				int rc = ops->packets(q->sink.ctx, b->item, b->n);
+				if (rc < 0)
+					sink_failed(q, rc, "packets");
+			}
+			batch_release(b);
+			pthread_mutex_lock(&q->lock);
+			continue;
+		}
+		if (q->rq_head != q->rq_tail) {
+			unsigned n = 0;
+			while (n < 64 && q->rq_tail != q->rq_head && rec) {
+				rec[n++] = q->rq[q->rq_tail % ENG_RECORD_RING];
+				q->rq_tail++;
+			}
+			if (!rec) { /* no buffer: drop what is queued, counted */
+				q->discarded += q->rq_head - q->rq_tail;
+				q->rq_tail = q->rq_head;
+			}
+			q->records += n;
+			if (dead)
+				q->discarded += n;
+			pthread_cond_broadcast(&q->space);
+			pthread_mutex_unlock(&q->lock);
+			for (unsigned i = 0; i < n && !dead && ops->record; i++) {
+				int rc = ops->record(q->sink.ctx, &rec[i]);
+				if (rc < 0) {
+					sink_failed(q, rc, "record");
+					dead = 1;
+					pthread_mutex_lock(&q->lock);
+					q->discarded += n - i - 1;
+					pthread_mutex_unlock(&q->lock);
+				}
+			}
+			pthread_mutex_lock(&q->lock);
+			continue;
+		}
+		if (q->tick_pending) {
+			uint64_t now = q->tick_us;
+			q->tick_pending = 0;
+			pthread_mutex_unlock(&q->lock);
+			if (!dead && ops->tick) {
+				int rc = ops->tick(q->sink.ctx, now);
+				if (rc < 0)
+					sink_failed(q, rc, "tick");
+			}
+			pthread_mutex_lock(&q->lock);
+			continue;
+		}
+		if (q->flush_req && !q->flush_done) {
+			pthread_mutex_unlock(&q->lock);
+			if (!dead && ops->flush) {
+				int rc = ops->flush(q->sink.ctx);
+				if (rc < 0)
+					sink_failed(q, rc, "flush");
+			}
+			pthread_mutex_lock(&q->lock);
+			q->flush_done = 1;
+			pthread_cond_broadcast(&q->done);
+			continue;
+		}
+		if (q->stop)
+			break;
+	}
+	pthread_mutex_unlock(&q->lock);
+	free(rec);
+	return NULL;
+}
+
+static void sinkq_wake(struct eng_sinkq *q)
+{
+	pthread_mutex_lock(&q->lock);
+	pthread_cond_signal(&q->wake);
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* ---- records from the flow tables (worker threads) ------------------------ */
+
+static int on_record(void *arg, const struct fl_record *in)
+{
+	struct eng_worker *w = arg;
+	struct engine *e = w->e;
+	struct fl_record local;
+
+	if (e->cfg.record_hook) {
+		/* outside any lock: a hook may make system calls */
+		local = *in;
+		e->cfg.record_hook(e->cfg.record_hook_arg, &local);
+		in = &local;
+	}
+	for (size_t i = 0; i < e->nsinks; i++) {
+		struct eng_sinkq *q = &e->sq[i];
+		if (!q->wants_records)
+			continue;
+		pthread_mutex_lock(&q->lock);
+		while (q->rq_head - q->rq_tail >= ENG_RECORD_RING && !__atomic_load_n(&q->failed, __ATOMIC_SEQ_CST))
+			pthread_cond_wait(&q->space, &q->lock);
+		if (__atomic_load_n(&q->failed, __ATOMIC_SEQ_CST)) {
+			q->discarded++;
+		} else {
+			q->rq[q->rq_head % ENG_RECORD_RING] = *in;
+			q->rq_head++;
+			pthread_cond_signal(&q->wake);
+		}
+		pthread_mutex_unlock(&q->lock);
+	}
+	return 0;
+}
+
+/* ---- flow work (a worker thread, or the caller when inline) -------------- */
+
+static uint64_t flow_packet(struct eng_worker *w, struct eng_packet *it)
+{
+	uint64_t flow_id = 0;
+	if (fl_table_packet(w->flows, it->obs, &it->dc, it->frame, it->ts_us, &flow_id, &it->pkt_no) != 0)
+		flow_id = 0;
+	if (it->ts_us >= w->last_expire_us + 1000000u) {
+		w->last_expire_us = it->ts_us;
+		fl_table_expire(w->flows, it->ts_us);
+	}
+	return flow_id;
+}
+
+/* Flow work on one batch, then the batch goes to the packets sinks (or straight
+ * back to the caller's free slots). */
+static void work_batch(struct eng_worker *w, struct eng_batch *b)
+{
+	struct engine *e = w->e;
+	for (uint32_t i = 0; i < b->n; i++)
+		b->item[i].flow_id = w->flows ? flow_packet(w, &b->item[i]) : 0;
+	if (b->kind == BATCH_FLUSH && w->flows)
+		fl_table_flush(w->flows);
+	b->refs = e->npacket_sinks ? (int)e->npacket_sinks : 1;
+	if (!e->npacket_sinks) {
+		b->refs = 1;
+		batch_release(b);
+		return;
+	}
+	for (size_t i = 0; i < e->nsinks; i++) {
+		struct eng_sinkq *q = &e->sq[i];
+		if (!q->wants_packets)
+			continue;
+		pthread_mutex_lock(&q->lock);
+		/* bq has room for every slot of every worker: never full */
+		q->bq[q->bq_head % q->bq_cap] = b;
+		q->bq_head++;
+		pthread_cond_signal(&q->wake);
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct eng_worker *w = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "podcap-flow%u", w->idx);
+	pthread_setname_np(pthread_self(), name);
+	struct fl_table *t = fl_table_new(&w->cfg, on_record, w);
+	if (!t) {
+		/* Batches sent here are then only passed on; the caller sees the error
+		 * on its next eng_packet() and stops. */
+		int err = errno ? errno : ENOMEM;
+		fail(w->e, -err, "flow table: %s", strerror(err));
+	}
+	__atomic_store_n(&w->flows, t, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (w->head == w->wtail) {
+			/* Idle: keep timers running on the agent's clock. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			if (pthread_cond_timedwait(&w->nonempty, &w->lock, &ts) == ETIMEDOUT && t) {
+				uint64_t now = __atomic_load_n(&w->e->tick_us, __ATOMIC_RELAXED);
+				if (now > w->last_expire_us) {
+					w->last_expire_us = now;
+					pthread_mutex_unlock(&w->lock);
+					fl_table_expire(t, now);
+					pthread_mutex_lock(&w->lock);
+				}
+			}
+		}
+		struct eng_batch *b = w->slot[w->wtail % ENG_SLOTS];
+		pthread_mutex_unlock(&w->lock);
+		int kind = (int)b->kind;
+		work_batch(w, b);
+		pthread_mutex_lock(&w->lock);
+		w->wtail++;
+		if (kind == BATCH_FLUSH)
+			w->flushed = 1;
+		pthread_cond_broadcast(&w->nonfull);
+		if (kind == BATCH_FLUSH && w->head == w->wtail &&
+		    __atomic_load_n(&w->running, __ATOMIC_SEQ_CST) == 2)
+			break; /* eng_close asked us to stop */
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Caller side: waits until slot[head] of w is free to fill.  w->lock held. */
+static void wait_slot(struct eng_worker *w)
+{
+	while (w->head - w->tail >= ENG_SLOTS - 1)
+		pthread_cond_wait(&w->nonfull, &w->lock);
+}
+
+/* Publishes slot[head] to the worker (or, inline, works on it at once) and
+ * prepares the next slot. */
+static void send_batch(struct eng_worker *w, uint32_t kind)
+{
+	struct engine *e = w->e;
+	struct eng_batch *b = w->slot[w->head % ENG_SLOTS];
+	b->kind = kind;
+	b->w = w;
+	pthread_mutex_lock(&w->lock);
+	w->head++;
+	w->flushed = 0;
+	if (e->nworkers) {
+		pthread_cond_signal(&w->nonempty);
+	} else {
+		pthread_mutex_unlock(&w->lock);
+		work_batch(w, b);
+		pthread_mutex_lock(&w->lock);
+		w->wtail++;
+		if (kind == BATCH_FLUSH)
+			w->flushed = 1;
+	}
+	wait_slot(w);
+	struct eng_batch *next = w->slot[w->head % ENG_SLOTS];
+	next->n = 0;
+	next->used = 0;
+	next->ref_bytes = 0;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* ---- observation points --------------------------------------------------- */
+
+static int same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+static struct eng_obs *obs_new(uint32_t id, const char *iface, const char *direction, const char *pod,
+			       int linktype, uint32_t ifindex)
+{
+	/* one allocation: the strings live behind the struct */
+	size_t li = strlen(iface) + 1, ld = strlen(direction) + 1, lp = pod ? strlen(pod) + 1 : 0;
+	struct eng_obs *o = malloc(sizeof(*o) + li + ld + lp);
+	if (!o)
+		return NULL;
+	char *s = (char *)(o + 1);
+	memcpy(s, iface, li);
+	memcpy(s + li, direction, ld);
+	if (pod)
+		memcpy(s + li + ld, pod, lp);
+	*o = (struct eng_obs){.id = id, .iface = s, .direction = s + li, .pod = pod ? s + li + ld : NULL,
+			      .linktype = linktype, .ifindex = ifindex};
+	return o;
+}
+
+int eng_obs_point(struct engine *e, const char *iface, const char *direction, const char *pod,
+		  int linktype, uint32_t ifindex, uint32_t *obs)
+{
+	if (!iface || !*iface || !direction || !*direction)
+		return -EINVAL;
+	if (pod && !*pod)
+		pod = NULL;
+	uint32_t id = 0;
+	for (uint32_t i = 1; i <= e->nobs; i++)
+		if (!strcmp(e->obs[i]->iface, iface) && !strcmp(e->obs[i]->direction, direction)) {
+			id = i;
+			break;
+		}
+	if (id && same_str(e->obs[id]->pod, pod) && e->obs[id]->linktype == linktype &&
+	    e->obs[id]->ifindex == ifindex) {
+		*obs = id;
+		return 0;
+	}
+	if (!id && e->nobs >= ENG_MAX_OBS)
+		return -ENOSPC;
+	if (e->obs_log_n == e->obs_log_cap) {
+		unsigned ncap = e->obs_log_cap ? 2 * e->obs_log_cap : 64;
+		pthread_mutex_lock(&e->obs_lock);
+		uint32_t *nl = realloc(e->obs_log, ncap * sizeof(*nl));
+		if (nl) {
+			e->obs_log = nl;
+			e->obs_log_cap = ncap;
+		}
+		pthread_mutex_unlock(&e->obs_lock);
+		if (!nl)
+			return -ENOMEM;
+	}
+	struct eng_obs *o = obs_new(id ? id : e->nobs + 1, iface, direction, pod, linktype, ifindex);
+	if (!o)
+		return -ENOMEM;
+	if (id) {
+		struct eng_obs **r = realloc(e->retired, (e->nretired + 1) * sizeof(*r));
+		if (!r) {
+			free(o);
+			return -ENOMEM;
+		}
+		e->retired = r;
+	}
+	pthread_mutex_lock(&e->obs_lock);
+	if (id) {
+		e->retired[e->nretired++] = e->obs[id];
+	} else {
+		id = ++e->nobs;
+	}
+	__atomic_store_n(&e->obs[id], o, __ATOMIC_RELEASE);
+	e->obs_log[e->obs_log_n++] = id;
+	pthread_mutex_unlock(&e->obs_lock);
+	for (size_t i = 0; i < e->nsinks; i++)
+		sinkq_wake(&e->sq[i]);
+	*obs = id;
+	return 0;
+}
+
+const struct eng_obs *eng_obs(const struct engine *e, uint32_t obs)
+{
+	if (obs == 0 || obs > ENG_MAX_OBS)
+		return NULL;
+	return __atomic_load_n(&e->obs[obs], __ATOMIC_ACQUIRE);
+}
+
+/* ---- the caller's side ---------------------------------------------------- */
+
+static void publish(struct engine *e)
+{
+	pthread_mutex_lock(&e->pub_lock);
+	e->dc_pub = e->dc;
+	e->packets_pub = e->packets;
+	e->bytes_pub = e->bytes;
+	pthread_mutex_unlock(&e->pub_lock);
+	e->since_publish = 0;
+}
+
+int eng_packet(struct engine *e, uint32_t obs, const struct cap_packet *pkt)
+{
+	struct dc_packet p;
+
+	e->packets++;
+	e->bytes += pkt->wirelen;
+	if (++e->since_publish >= ENG_PUBLISH_EVERY)
+		publish(e);
+	dc_decode(&e->cfg.dc, pkt->linktype, pkt->data, pkt->caplen, pkt->wirelen, &p);
+	dc_count(&e->dc, &p);
+	if (p.reason != DC_OK)
+		return failed(e);
+	/* one worker (`podcap read` on 2 cores): no hash to compute */
+	struct eng_worker *w = &e->worker[e->ntables > 1 ? fl_shard_hash(obs, &p) % e->ntables : 0];
+	struct eng_batch *b = w->slot[w->head % ENG_SLOTS];
+	uint32_t need = pkt->stable ? 0 : p.caplen, ref = pkt->stable ? p.caplen : 0;
+	if (b->n == ENG_BATCH_PKTS || b->used + need > ENG_BATCH_BYTES ||
+	    (b->n && b->ref_bytes + ref > e->ref_budget)) {
+		send_batch(w, BATCH_DATA);
+		b = w->slot[w->head % ENG_SLOTS];
+	}
+	struct eng_packet *it = &b->item[b->n++];
+	it->dc = p;
+	it->ts_us = pkt->ts_us;
+	it->obs = obs;
+	it->dir = pkt->dir;
+	it->flow_id = 0;
+	it->pkt_no = 0;
+	if (pkt->stable) {
+		/* valid until the source is closed, which is after eng_close() */
+		it->frame = pkt->data;
+		b->ref_bytes += ref;
+		return failed(e);
+	}
+	/* caplen is at most CAP_MAX_SNAPLEN (256 KiB) > batch; such a frame is cut to
+	 * what fits, and decode already bounded every offset by caplen. */
+	uint32_t n = p.caplen <= ENG_BATCH_BYTES ? p.caplen : ENG_BATCH_BYTES;
+	memcpy(b->data + b->used, pkt->data, n);
+	it->frame = b->data + b->used;
+	it->dc.caplen = n;
+	if (it->dc.l3_off + it->dc.l3_len > n)
+		it->dc.l3_len = it->dc.l3_off < n ? n - it->dc.l3_off : 0;
+	b->used += (n + 7u) & ~7u;
+	return failed(e);
+}
+
+int eng_tick(struct engine *e, uint64_t now_us)
+{
+	__atomic_store_n(&e->tick_us, now_us, __ATOMIC_RELAXED);
+	publish(e);
+	/* A quiet interface must not leave packets waiting in a half-filled batch
+	 * while the worker's timers run on: hand over what there is. */
+	for (unsigned i = 0; i < e->ntables; i++) {
+		struct eng_worker *w = &e->worker[i];
+		if (w->slot[w->head % ENG_SLOTS]->n)
+			send_batch(w, BATCH_DATA);
+	}
+	if (e->nworkers == 0 && e->worker[0].flows) {
+		e->worker[0].last_expire_us = now_us;
+		fl_table_expire(e->worker[0].flows, now_us);
+	}
+	for (size_t i = 0; i < e->nsinks; i++) {
+		struct eng_sinkq *q = &e->sq[i];
+		pthread_mutex_lock(&q->lock);
+		q->tick_pending = 1;
+		q->tick_us = now_us;
+		pthread_cond_signal(&q->wake);
+		pthread_mutex_unlock(&q->lock);
+	}
+	return failed(e);
+}
+
+/* Ends every flow: a FLUSH batch carries each worker's last packets; waits until
+ * every packets sink has released every slot. */
+static void end_flows(struct engine *e)
+{
+	for (unsigned i = 0; i < e->ntables; i++) {
+		struct eng_worker *w = &e->worker[i];
+		if (!w->slot[0])
+			continue;
+		send_batch(w, BATCH_FLUSH);
+	}
+	for (unsigned i = 0; i < e->ntables; i++) {
+		struct eng_worker *w = &e->worker[i];
+		if (!w->slot[0])
+			continue;
+		pthread_mutex_lock(&w->lock);
+		while (!(w->flushed && w->head == w->tail))
+			pthread_cond_wait(&w->nonfull, &w->lock);
+		pthread_mutex_unlock(&w->lock);
+	}
+}
+
+int eng_finish(struct engine *e)
+{
+	if (e->finished)
+		return failed(e);
+	e->finished = 1;
+	end_flows(e);
+	publish(e);
+	/* Every record is queued now: each sink drains its queue and flushes, all
+	 * of them at once (the flow database's index build and the packet index's
+	 * run on two cores). */
+	for (size_t i = 0; i < e->nsinks; i++) {
+		struct eng_sinkq *q = &e->sq[i];
+		pthread_mutex_lock(&q->lock);
+		q->flush_req = 1;
+		pthread_cond_signal(&q->wake);
+		pthread_mutex_unlock(&q->lock);
+	}
+	for (size_t i = 0; i < e->nsinks; i++) {
+		struct eng_sinkq *q = &e->sq[i];
+		pthread_mutex_lock(&q->lock);
+		while (!q->flush_done)
+			pthread_cond_wait(&q->done, &q->lock);
+		pthread_mutex_unlock(&q->lock);
+	}
+	return failed(e);
+}
+
+void eng_stats(struct engine *e, struct eng_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&e->pub_lock);
+	out->dc = e->dc_pub;
+	out->packets = e->packets_pub;
+	out->bytes = e->bytes_pub;
+	pthread_mutex_unlock(&e->pub_lock);
+	/* Worker counters are read without stopping the workers: each field is an
+	 * atomic load (fl_table_stats), so a figure may be a moment old, never torn. */
+	for (unsigned i = 0; i < e->ntables; i++) {
+		struct fl_stats fs;
+		struct fl_table *t = __atomic_load_n(&e->worker[i].flows, __ATOMIC_ACQUIRE);
+		if (!t)
+			continue;
+		fl_table_stats(t, &fs);
+		out->fl.packets += fs.packets;
+		out->fl.skipped += fs.skipped;
+		out->fl.flows_created += fs.flows_created;
+		out->fl.flows_active += fs.flows_active;
+		out->fl.records += fs.records;
+		out->fl.evicted += fs.evicted;
+		out->fl.dpi_giveup += fs.dpi_giveup;
+		out->fl.dpi_alloc_fail += fs.dpi_alloc_fail;
+		out->fl.dpi_packets += fs.dpi_packets;
+	}
+	for (unsigned i = 0; i < e->nworkers; i++)
+		if (e->worker[i].running)
+			out->cpu_us_workers += thread_cpu_us(e->worker[i].th);
+	out->nsinks = e->nsinks;
+	for (size_t i = 0; i < e->nsinks; i++) {
+		struct eng_sinkq *q = &e->sq[i];
+		struct eng_sink_stats *s = &out->sink[i];
+		s->name = q->sink.ops->name;
+		if (q->running)
+			s->cpu_us = thread_cpu_us(q->th);
+		pthread_mutex_lock(&q->lock);
+		s->batches = q->batches;
+		s->records = q->records;
+		s->discarded = q->discarded;
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
+/* ---- open / close --------------------------------------------------------- */
+
+int eng_open(const struct eng_config *cfg, const struct eng_sink *sinks, size_t nsinks,
+	     struct engine **out, char *errbuf, size_t errlen)
+{
+	/* cache-line aligned members: plain calloc does not align to 64 */
+	struct engine *e = aligned_alloc(_Alignof(struct engine), sizeof(*e));
+	int rc = 0;
+
+	*out = NULL;
+	if (!e || nsinks > ENG_MAX_SINKS) {
+		snprintf(errbuf, errlen, "%s", e ? "too many sinks" : "out of memory");
+		for (size_t i = 0; i < nsinks; i++)
+			if (sinks[i].ops->close)
+				sinks[i].ops->close(sinks[i].ctx);
+		free(e);
+		return e ? -EINVAL : -ENOMEM;
+	}
+	memset(e, 0, sizeof(*e));
+	e->cfg = *cfg;
+	e->finished = 1; /* nothing to finish until the threads run */
+	pthread_mutex_init(&e->obs_lock, NULL);
+	pthread_mutex_init(&e->pub_lock, NULL);
+	e->nsinks = nsinks;
+	for (size_t i = 0; i < nsinks; i++) {
+		struct eng_sinkq *q = &e->sq[i];
+		q->sink = sinks[i];
+		q->e = e;
+		q->idx = (unsigned)i;
+		q->wants_packets = q->sink.ops->packets != NULL;
+		q->wants_records = q->sink.ops->record != NULL;
+		e->npacket_sinks += q->wants_packets;
+		pthread_mutex_init(&q->lock, NULL);
+		pthread_cond_init(&q->wake, NULL);
+		pthread_cond_init(&q->space, NULL);
+		pthread_cond_init(&q->done, NULL);
+	}
+	e->nworkers = cfg->workers > ENG_MAX_WORKERS ? ENG_MAX_WORKERS : cfg->workers;
+	e->ntables = e->nworkers ? e->nworkers : 1;
+	{
+		uint32_t per = CAP_STABLE_WINDOW / (e->ntables * ENG_SLOTS);
+		e->ref_budget = per < ENG_BATCH_BYTES ? per : ENG_BATCH_BYTES;
+	}
+
+	/* New flows are numbered above what any sink holds. */
+	uint64_t id_base = 0;
+	for (size_t i = 0; i < nsinks; i++) {
+		uint64_t m = 0;
+		if (!sinks[i].ops->max_flow_id)
+			continue;
+		if ((rc = sinks[i].ops->max_flow_id(sinks[i].ctx, &m)) < 0) {
+			const char *msg = sinks[i].ops->errmsg ? sinks[i].ops->errmsg(sinks[i].ctx) : "";
+			snprintf(errbuf, errlen, "%s: %s", sinks[i].ops->name, *msg ? msg : strerror(-rc));
+			goto fail;
+		}
+		if (m > id_base)
+			id_base = m;
+	}
+	if (id_base > (1ull << 62)) {
+		/* ids are stored in SQLite's signed 64-bit INTEGER */
+		rc = -EOVERFLOW;
+		snprintf(errbuf, errlen, "flow ids exhausted (largest stored id %llu)",
+			 (unsigned long long)id_base);
+		goto fail;
+	}
+
+	for (size_t i = 0; i < nsinks; i++) {
+		struct eng_sinkq *q = &e->sq[i];
+		q->bq_cap = e->ntables * ENG_SLOTS;
+		if ((q->wants_packets && !(q->bq = calloc(q->bq_cap, sizeof(*q->bq)))) ||
+		    (q->wants_records && !(q->rq = malloc(ENG_RECORD_RING * sizeof(*q->rq))))) {
+			rc = -ENOMEM;
+			snprintf(errbuf, errlen, "out of memory");
+			goto fail;
+		}
+	}
+	for (unsigned i = 0; i < e->ntables; i++) {
+		struct eng_worker *w = &e->worker[i];
+		struct fl_config fc = cfg->fl;
+		fc.shard = (uint8_t)i;
+		fc.id_stride = e->ntables;
+		fc.id_base = id_base;
+		w->e = e;
+		w->idx = i;
+		w->cfg = fc;
+		pthread_mutex_init(&w->lock, NULL);
+		pthread_cond_init(&w->nonempty, NULL);
+		pthread_cond_init(&w->nonfull, NULL);
+		for (unsigned k = 0; k < ENG_SLOTS; k++) {
+			w->slot[k] = malloc(sizeof(struct eng_batch));
+			if (!w->slot[k]) {
+				rc = -ENOMEM;
+				snprintf(errbuf, errlen, "out of memory");
+				goto fail;
+			}
+			w->slot[k]->n = w->slot[k]->used = w->slot[k]->ref_bytes = 0;
+		}
+		/* Worker threads build their own table (nDPI's set-up takes ~0.1 s
+		 * per module) while the caller already reads packets; inline, here. */
+		if (e->nworkers == 0 && !(w->flows = fl_table_new(&fc, on_record, w))) {
+			rc = -(errno ? errno : ENOMEM);
+			snprintf(errbuf, errlen, "flow table: %s", strerror(-rc));
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < nsinks; i++) {
+		struct eng_sinkq *q = &e->sq[i];
+		if ((rc = -pthread_create(&q->th, NULL, sink_main, q)) < 0) {
+			snprintf(errbuf, errlen, "%s thread: %s", q->sink.ops->name, strerror(-rc));
+			goto fail;
+		}
+		q->running = 1;
+	}
+	for (unsigned i = 0; i < e->nworkers; i++) {
+		struct eng_worker *w = &e->worker[i];
+		if ((rc = -pthread_create(&w->th, NULL, worker_main, w)) < 0) {
+			snprintf(errbuf, errlen, "flow worker: %s", strerror(-rc));
+			goto fail;
+		}
+		w->running = 1;
+	}
+	e->finished = 0;
+	*out = e;
+	return 0;
+fail:
+	eng_close(e);
+	return rc;
+}
+
+void eng_close(struct engine *e)
+{
+	if (!e)
+		return;
+	if (!e->finished)
+		eng_finish(e);
+	for (unsigned i = 0; i < e->nworkers; i++) {
+		struct eng_worker *w = &e->worker[i];
+		if (!w->running)
+			continue;
+		/* An empty FLUSH batch with running == 2 makes the worker return. */
+		__atomic_store_n(&w->running, 2, __ATOMIC_SEQ_CST);
+		pthread_mutex_lock(&w->lock);
+		wait_slot(w);
+		pthread_mutex_unlock(&w->lock);
+		w->slot[w->head % ENG_SLOTS]->n = 0;
+		send_batch(w, BATCH_FLUSH);
+		pthread_join(w->th, NULL);
+		w->running = 0;
+	}
+	for (size_t i = 0; i < e->nsinks; i++) {
+		struct eng_sinkq *q = &e->sq[i];
+		if (q->running) {
+			pthread_mutex_lock(&q->lock);
+			q->stop = 1;
+			pthread_cond_signal(&q->wake);
+			pthread_mutex_unlock(&q->lock);
+			pthread_join(q->th, NULL);
+			q->running = 0;
+		}
+	}
+	for (size_t i = 0; i < e->nsinks; i++) {
+		struct eng_sinkq *q = &e->sq[i];
+		if (q->sink.ops->close)
+			q->sink.ops->close(q->sink.ctx);
+		free(q->bq);
+		free(q->rq);
+	}
+	for (unsigned i = 0; i < ENG_MAX_WORKERS; i++) {
+		struct eng_worker *w = &e->worker[i];
+		for (unsigned k = 0; k < ENG_SLOTS; k++)
+			free(w->slot[k]);
+		if (w->flows)
+			fl_table_free(w->flows);
+	}
+	for (uint32_t i = 1; i <= e->nobs; i++)
+		free(e->obs[i]);
+	for (size_t i = 0; i < e->nretired; i++)
+		free(e->retired[i]);
+	free(e->retired);
+	free(e->obs_log);
+	free(e);
+}

@@ -1,0 +1,692 @@
+/* query — listing flows and exporting their packets (see query.h).
+ *
+ * The SQL is built here from constant fragments only; every value from a user
+ * (filter terms, times, limits) is a bound parameter.  JSON objects are built by
+ * SQLite's json_object() (its escaping is exact and it is fast); the packet
+ * store's state of each flow is appended in C, since it lives in another file.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flowdb.h"
+#include "pcapng.h"
+#include "pktstore.h"
+#include "query.h"
+
+static int q_err(struct q_error *err, int rc, int pos, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int q_err(struct q_error *err, int rc, int pos, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+		err->pos = pos;
+	}
+	return rc;
+}
+
+int q_write_file(void *arg, const void *buf, size_t len)
+{
+	FILE *f = arg;
+	if (len && fwrite(buf, 1, len, f) != len)
+		return -EIO;
+	return 0;
+}
+
+/* ---- the simple filter --------------------------------------------------- */
+
+/* The flow store keeps addresses in inet_ntop form: normalise the same way, so
+ * "::FFFF:a.b.c.d" or upper-case hex match what is stored. */
+static int normalise_ip(const char *s, char *buf, size_t len)
+{
+	uint8_t a[16];
+	if (inet_pton(AF_INET, s, a) == 1)
+		return inet_ntop(AF_INET, a, buf, (socklen_t)len) ? 0 : -EINVAL;
+	if (inet_pton(AF_INET6, s, a) == 1)
+		return inet_ntop(AF_INET6, a, buf, (socklen_t)len) ? 0 : -EINVAL;
+	return -EINVAL;
+}
+
+int q_simple_parse(char *expr, struct q_simple *f, struct q_error *err)
+{
+	char *p = expr;
+	f->app = f->ip = NULL;
+	f->port = -1;
+	for (;;) {
+		while (*p == ' ')
+			p++;
+		char *field = p;
+		while (*p && (*p == '_' || (*p >= 'a' && *p <= 'z')))
+			p++;
+		size_t flen = (size_t)(p - field);
+		while (*p == ' ')
+			p++;
+		if (p[0] == '=' && p[1] == '=')
+			p += 2;
+		else if (p[0] == '=')
+			p++;
+		else
+			goto bad;
+		while (*p == ' ')
+			p++;
+		char *val = p;
+		if (*p == '"') {
+			val = ++p;
+			while (*p && *p != '"')
+				p++;
+			if (!*p)
+				goto bad;
+			*p++ = 0;
+		} else {
+			while (*p && *p != ' ')
+				p++;
+			if (*p)
+				*p++ = 0;
+		}
+		if (!*val)
+			goto bad;
+		if (flen == 3 && !strncmp(field, "app", 3)) {
+			f->app = val;
+		} else if (flen == 2 && !strncmp(field, "ip", 2)) {
+			uint8_t a[16];
+			if (inet_pton(AF_INET, val, a) != 1 && inet_pton(AF_INET6, val, a) != 1)
+				return q_err(err, -EINVAL, (int)(val - expr) + 1, "'%s' is not an IP address", val);
+			f->ip = val;
+		} else if (flen == 4 && !strncmp(field, "port", 4)) {
+			char *end;
+			unsigned long v = strtoul(val, &end, 10);
+			if (*val < '0' || *val > '9' || *end || v > 65535)
+				return q_err(err, -EINVAL, (int)(val - expr) + 1, "bad port '%s'", val);
+			f->port = (int)v;
+		} else {
+			p = field;
+			goto bad;
+		}
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			return 0;
+		if (strncmp(p, "and ", 4))
+			goto bad;
+		p += 4;
+	}
+bad:
+	return q_err(err, -EINVAL, (int)(p - expr) + 1,
+		     "cannot parse at position %d (for now only 'app == NAME', 'ip == ADDR', "
+		     "'port == N' joined by 'and')", (int)(p - expr) + 1);
+}
+
+/* ---- SQL ------------------------------------------------------------------ */
+
+struct q_sql {
+	char text[4096];
+	size_t off;
+	struct fdb_param param[8];
+	size_t nparam;
+	char ip[INET6_ADDRSTRLEN];
+	char app_master[64], app_name[64];
+};
+
+static void sql_add(struct q_sql *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sql_add(struct q_sql *q, const char *fmt, ...)
+{
+	if (q->off >= sizeof(q->text))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(q->text + q->off, sizeof(q->text) - q->off, fmt, ap);
+	va_end(ap);
+	q->off = n < 0 ? sizeof(q->text) : q->off + (size_t)n;
+}
+
+static int param_int(struct q_sql *q, int64_t v)
+{
+	q->param[q->nparam] = (struct fdb_param){.type = FDB_INT, .i = v};
+	return (int)++q->nparam;
+}
+
+static int param_text(struct q_sql *q, const char *s, size_t len)
+{
+	q->param[q->nparam] = (struct fdb_param){.type = FDB_TEXT, .s = s, .len = len};
+	return (int)++q->nparam;
+}
+
+/* Appends " FROM flows WHERE ..." for sel. */
+static int where(struct q_sql *q, const struct q_select *sel, struct q_error *err)
+{
+	const struct q_simple *w = sel->where;
+	sql_add(q, " FROM flows WHERE last_us >= ?%d",
+		param_int(q, sel->since_us > INT64_MAX ? INT64_MAX : (int64_t)sel->since_us));
+	if (w && w->app && *w->app) {
+		/* "TLS.Facebook" matches both parts; "TLS" or "Facebook" either part (a
+		 * name without a dot is stored as both).  Both forms can use the
+		 * app_name index. */
+		const char *dot = strchr(w->app, '.');
+		if (dot) {
+			int a = param_text(q, w->app, (size_t)(dot - w->app));
+			int b = param_text(q, dot + 1, 0);
+			sql_add(q, " AND master_name = ?%d COLLATE NOCASE AND app_name = ?%d COLLATE NOCASE", a, b);
+		} else {
+			int a = param_text(q, w->app, 0);
+			sql_add(q, " AND (master_name = ?%d COLLATE NOCASE OR app_name = ?%d COLLATE NOCASE)", a, a);
+		}
+	}
+	if (w && w->ip && *w->ip) {
+		if (normalise_ip(w->ip, q->ip, sizeof(q->ip)) < 0)
+			return q_err(err, -EINVAL, 0, "'%s' is not an IP address", w->ip);
+		int a = param_text(q, q->ip, 0);
+		sql_add(q, " AND (src = ?%d OR dst = ?%d OR outer_src = ?%d OR outer_dst = ?%d)", a, a, a, a);
+	}
+	if (w && w->port >= 0) {
+		if (w->port > 65535)
+			return q_err(err, -EINVAL, 0, "port %d out of range", w->port);
+		int a = param_int(q, w->port);
+		sql_add(q, " AND (sport = ?%d OR dport = ?%d)", a, a);
+	}
+	if (sel->order == Q_ORDER_FIRST_ASC)
+		sql_add(q, " ORDER BY first_us, id");
+	else
+		sql_add(q, " ORDER BY last_us DESC, id DESC");
+	sql_add(q, " LIMIT ?%d", param_int(q, sel->limit < 0 ? -1 : sel->limit));
+	if (q->off >= sizeof(q->text))
+		return q_err(err, -E2BIG, 0, "query too long");
+	return 0;
+}
+
+/* ---- output --------------------------------------------------------------- */
+
+/* Columns of JSON and CSV output, in order; packets_state, the last, comes from
+ * the packet store.  Times stay in microseconds (exact); the table format is the
+ * one for humans. */
+static const char *const out_cols[] = {
+	"id", "obs_id", "pod", "end_reason", "family", "ip_proto", "src", "sport", "dst", "dport",
+	"vlan", "tunnel", "vni", "outer_src", "outer_sport", "outer_dst", "outer_dport",
+	"first_us", "last_us", "c2s_pkts", "s2c_pkts", "c2s_bytes", "s2c_bytes", "c2s_payload",
+	"s2c_payload", "c2s_tcp_flags", "s2c_tcp_flags", "syn", "synack", "fin", "rst", "rtt_us",
+	"c2s_retrans", "s2c_retrans", "c2s_ooo", "s2c_ooo", "frags", "community_id",
+	"master_id", "app_id", "proto_name", "master_name", "app_name", "category", "risk",
+	"risk_names", "host", "url", "http_status", "dns_rcode", "ja3c", "ja3s", "dpi_done",
+	"packets_state",
+};
+#define N_OUT_COLS ((int)(sizeof(out_cols) / sizeof(out_cols[0])))
+
+/* Output through the caller's writer, with the first error kept. */
+struct out {
+	q_write_fn write;
+	void *arg;
+	int err;
+	char buf[16384];
+	size_t len;
+};
+
+static void out_flush(struct out *o)
+{
+	if (o->len && !o->err)
+		o->err = o->write(o->arg, o->buf, o->len);
+	o->len = 0;
+}
+
+static void out_bytes(struct out *o, const char *s, size_t n)
+{
+	if (o->err)
+		return;
+	if (o->len + n > sizeof(o->buf)) {
+		out_flush(o);
+		if (n > sizeof(o->buf)) {
+			if (!o->err)
+				o->err = o->write(o->arg, s, n);
+			return;
+		}
+	}
+	memcpy(o->buf + o->len, s, n);
+	o->len += n;
+}
+
+static void out_str(struct out *o, const char *s) { out_bytes(o, s, strlen(s)); }
+
+static void out_fmt(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_fmt(struct out *o, const char *fmt, ...)
+{
+	char tmp[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		out_bytes(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void csv_field(struct out *o, const char *v)
+{
+	if (!strpbrk(v, ",\"\r\n")) {
+		out_str(o, v);
+		return;
+	}
+	out_str(o, "\"");
+	for (; *v; v++) {
+		if (*v == '"')
+			out_str(o, "\"");
+		out_bytes(o, v, 1);
+	}
+	out_str(o, "\"");
+}
+
+static const char *l4_name(int proto, char *buf, size_t len)
+{
+	switch (proto) {
+	case 1: return "ICMP";
+	case 6: return "TCP";
+	case 17: return "UDP";
+	case 58: return "ICMPv6";
+	case 132: return "SCTP";
+	default: snprintf(buf, len, "%d", proto); return buf;
+	}
+}
+
+#define TABLE_COLS 10
+#define TABLE_WIDTH_ROWS 1000 /* rows measured for column widths before streaming */
+
+struct table_row {
+	char *col[TABLE_COLS];
+};
+
+/* ID first: it is what `podcap export --flow` takes.  SEEN ON is the observation
+ * point, with the tunnel when the flow was seen encapsulated there: the same
+ * connection on a pod veth and on the underlay is two rows. */
+static const char *const table_head[TABLE_COLS] = {"ID", "TIME (UTC)", "SEEN ON", "L4", "CLIENT -> SERVER",
+						   "APP", "HOST", "PKTS", "BYTES", "RTT"};
+
+static void table_print(struct out *o, struct table_row *rows, size_t n, int *w)
+{
+	for (size_t r = 0; r < n; r++) {
+		for (int c = 0; c < TABLE_COLS; c++) {
+			/* Numbers right-aligned, text left-aligned; no trailing blanks. */
+			int right = c >= 7 || c == 0;
+			if (c == TABLE_COLS - 1)
+				out_fmt(o, "%*s\n", w[c], rows[r].col[c]);
+			else
+				out_fmt(o, right ? "%*s  " : "%-*s  ", w[c], rows[r].col[c]);
+		}
+	}
+}
+
+static void fmt_endpoint(char *buf, size_t len, const char *addr, int port, int family, int proto)
+{
+	int has_port = proto == 6 || proto == 17 || proto == 132;
+	if (!addr)
+		addr = "?";
+	if (!has_port)
+		snprintf(buf, len, "%s", addr);
+	else if (family == 6)
+		snprintf(buf, len, "[%s]:%d", addr, port);
+	else
+		snprintf(buf, len, "%s:%d", addr, port);
+}
+
+/* Columns of the table query, in this order. */
+#define TABLE_SELECT "last_us, ip_proto, family, src, sport, dst, dport, proto_name, host," \
+	" c2s_pkts + s2c_pkts, c2s_bytes + s2c_bytes, rtt_us, id," \
+	" (SELECT iface FROM observation_points o WHERE o.id = flows.obs_id), tunnel, vni"
+
+static int table_row(struct fdb_cursor *c, struct table_row *row)
+{
+	char tbuf[64], l4buf[16], a[80], b[80], ep[200], pk[32], by[32], rtt[32];
+	int64_t last = fdb_cursor_int(c, 0);
+	time_t secs = (time_t)(last / 1000000);
+	struct tm tm;
+	if (gmtime_r(&secs, &tm))
+		snprintf(tbuf, sizeof(tbuf), "%04d-%02d-%02d %02d:%02d:%02d.%03d", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (int)(last % 1000000 / 1000));
+	else
+		snprintf(tbuf, sizeof(tbuf), "%lld", (long long)last);
+	int proto = (int)fdb_cursor_int(c, 1), family = (int)fdb_cursor_int(c, 2);
+	fmt_endpoint(a, sizeof(a), fdb_cursor_text(c, 3), (int)fdb_cursor_int(c, 4), family, proto);
+	fmt_endpoint(b, sizeof(b), fdb_cursor_text(c, 5), (int)fdb_cursor_int(c, 6), family, proto);
+	snprintf(ep, sizeof(ep), "%s -> %s", a, b);
+	const char *app = fdb_cursor_text(c, 7);
+	const char *host = fdb_cursor_text(c, 8);
+	snprintf(pk, sizeof(pk), "%lld", (long long)fdb_cursor_int(c, 9));
+	snprintf(by, sizeof(by), "%lld", (long long)fdb_cursor_int(c, 10));
+	if (fdb_cursor_type(c, 11) == FDB_NULL)
+		snprintf(rtt, sizeof(rtt), "-");
+	else
+		snprintf(rtt, sizeof(rtt), "%.3fms", (double)fdb_cursor_int(c, 11) / 1000.0);
+	char hostbuf[48];
+	/* Long host names would push every other column off the screen. */
+	snprintf(hostbuf, sizeof(hostbuf), "%s", host ? host : "-");
+	if (host && strlen(host) >= sizeof(hostbuf))
+		memcpy(hostbuf + sizeof(hostbuf) - 4, "...", 4);
+	char idbuf[32], seen[96];
+	snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long)fdb_cursor_int(c, 12));
+	const char *iface = fdb_cursor_text(c, 13);
+	const char *tun = fdb_cursor_text(c, 14);
+	if (tun && strcmp(tun, "none") && fdb_cursor_type(c, 15) != FDB_NULL)
+		snprintf(seen, sizeof(seen), "%s %s/%lld", iface ? iface : "?", tun,
+			 (long long)fdb_cursor_int(c, 15));
+	else if (tun && strcmp(tun, "none"))
+		snprintf(seen, sizeof(seen), "%s %s", iface ? iface : "?", tun);
+	else
+		snprintf(seen, sizeof(seen), "%s", iface ? iface : "?");
+	const char *v[TABLE_COLS] = {idbuf, tbuf, seen, l4_name(proto, l4buf, sizeof(l4buf)), ep,
+				     app ? app : "-", hostbuf, pk, by, rtt};
+	for (int k = 0; k < TABLE_COLS; k++) {
+		if (!(row->col[k] = strdup(v[k])))
+			return -ENOMEM;
+		/* Host names come off the wire: no terminal escape sequences. */
+		for (char *ch = row->col[k]; *ch; ch++)
+			if ((unsigned char)*ch < 0x20 || *ch == 0x7f)
+				*ch = '?';
+	}
+	return 0;
+}
+
+/* What the packet store holds of a flow, or the database's own column when there
+ * is no store to ask. */
+static const char *packets_state(struct pks *store, int64_t id, const char *column)
+{
+	if (store) {
+		int st = pks_flow_state(store, (uint64_t)id);
+		if (st >= 0)
+			return pks_flow_state_name(st);
+	}
+	return column ? column : "none";
+}
+
+static void free_rows(struct table_row *rows, size_t n)
+{
+	for (size_t r = 0; r < n; r++)
+		for (int k = 0; k < TABLE_COLS; k++)
+			free(rows[r].col[k]);
+}
+
+long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel, enum q_format fmt,
+		  q_write_fn write, void *arg, struct q_error *err)
+{
+	struct q_sql *q = calloc(1, sizeof(*q));
+	struct out *o = calloc(1, sizeof(*o));
+	struct table_row *rows = NULL;
+	struct fdb_cursor *c = NULL;
+	size_t nrows = 0;
+	long count = 0;
+	int rc = 0, w[TABLE_COLS], widths_fixed = 0;
+
+	if (!q || !o) {
+		rc = q_err(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	o->write = write;
+	o->arg = arg;
+	sql_add(q, "SELECT ");
+	if (fmt == Q_FMT_TABLE) {
+		sql_add(q, TABLE_SELECT);
+	} else if (fmt == Q_FMT_JSON || fmt == Q_FMT_NDJSON) {
+		sql_add(q, "id, packets_state, json_object(");
+		for (int i = 0; i < N_OUT_COLS - 1; i++)
+			sql_add(q, "%s'%s',%s%s%s", i ? "," : "", out_cols[i], i == 0 ? "u64text(" : "",
+				out_cols[i], i == 0 ? ")" : "");
+		sql_add(q, ")");
+	} else if (fmt == Q_FMT_CSV) {
+		sql_add(q, "id, packets_state");
+		for (int i = 0; i < N_OUT_COLS - 1; i++)
+			sql_add(q, ",%s%s%s", i == 0 ? "u64text(" : "", out_cols[i], i == 0 ? ")" : "");
+	} else {
+		rc = q_err(err, -EINVAL, 0, "unknown output format %d", (int)fmt);
+		goto out;
+	}
+	if ((rc = where(q, sel, err)) < 0)
+		goto out;
+	if ((rc = fdb_cursor_open(db, q->text, q->param, q->nparam, &c)) < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	if (fmt == Q_FMT_TABLE) {
+		rows = calloc(TABLE_WIDTH_ROWS, sizeof(*rows));
+		if (!rows) {
+			rc = q_err(err, -ENOMEM, 0, "out of memory");
+			goto out;
+		}
+		for (int k = 0; k < TABLE_COLS; k++)
+			w[k] = (int)strlen(table_head[k]);
+	} else if (fmt == Q_FMT_JSON) {
+		out_str(o, "[");
+	} else if (fmt == Q_FMT_CSV) {
+		for (int i = 0; i < N_OUT_COLS; i++) {
+			if (i)
+				out_str(o, ",");
+			out_str(o, out_cols[i]);
+		}
+		out_str(o, "\n");
+	}
+	while ((rc = fdb_cursor_next(c)) == 1 && !o->err) {
+		if (count == LONG_MAX)
+			break;
+		count++;
+		if (fmt == Q_FMT_JSON || fmt == Q_FMT_NDJSON) {
+			const char *obj = fdb_cursor_text(c, 2);
+			size_t len = obj ? strlen(obj) : 0;
+			if (fmt == Q_FMT_JSON)
+				out_str(o, count > 1 ? ",\n" : "\n");
+			if (len < 2 || obj[len - 1] != '}') {
+				out_str(o, "null");
+			} else {
+				/* json_object's text without its '}', then packets_state */
+				out_bytes(o, obj, len - 1);
+				out_fmt(o, ",\"packets_state\":\"%s\"}",
+					packets_state(store, fdb_cursor_int(c, 0), fdb_cursor_text(c, 1)));
+			}
+			if (fmt == Q_FMT_NDJSON)
+				out_str(o, "\n");
+		} else if (fmt == Q_FMT_CSV) {
+			for (int i = 0; i < N_OUT_COLS - 1; i++) {
+				if (i)
+					out_str(o, ",");
+				const char *v = fdb_cursor_text(c, i + 2);
+				if (v)
+					csv_field(o, v);
+			}
+			out_str(o, ",");
+			out_str(o, packets_state(store, fdb_cursor_int(c, 0), fdb_cursor_text(c, 1)));
+			out_str(o, "\n");
+		} else {
+			struct table_row row;
+			memset(&row, 0, sizeof(row));
+			if (table_row(c, &row) < 0) {
+				free_rows(&row, 1);
+				rc = q_err(err, -ENOMEM, 0, "out of memory");
+				goto out;
+			}
+			if (widths_fixed) {
+				table_print(o, &row, 1, w);
+				free_rows(&row, 1);
+				continue;
+			}
+			rows[nrows++] = row;
+			for (int k = 0; k < TABLE_COLS; k++) {
+				int l = (int)strlen(row.col[k]);
+				if (l > w[k])
+					w[k] = l;
+			}
+			if (nrows == TABLE_WIDTH_ROWS) {
+				struct table_row head;
+				memcpy(head.col, table_head, sizeof(head.col));
+				table_print(o, &head, 1, w);
+				table_print(o, rows, nrows, w);
+				widths_fixed = 1;
+			}
+		}
+	}
+	if (rc < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	if (fmt == Q_FMT_JSON) {
+		out_str(o, count ? "\n]\n" : "]\n");
+	} else if (fmt == Q_FMT_TABLE && !widths_fixed) {
+		struct table_row head;
+		memcpy(head.col, table_head, sizeof(head.col));
+		table_print(o, &head, 1, w);
+		table_print(o, rows, nrows, w);
+	}
+	out_flush(o);
+	rc = 0;
+out:
+	if (o && o->err && rc == 0) {
+		rc = o->err;
+		q_err(err, rc, 0, "writing output: %s", strerror(-rc));
+	}
+	if (rows) {
+		free_rows(rows, nrows);
+		free(rows);
+	}
+	fdb_cursor_close(c);
+	free(q);
+	free(o);
+	return rc < 0 ? rc : count;
+}
+
+/* ---- the packet store and export ----------------------------------------- */
+
+int q_open_store(struct fdb *db, const char *dir, void (*log)(void *, const char *), void *log_arg,
+		 struct pks **out, struct q_error *err)
+{
+	char path[2 * PATH_MAX + 2], v[PATH_MAX];
+	*out = NULL;
+	if (dir) {
+		snprintf(path, sizeof(path), "%s", dir);
+	} else {
+		int rc = fdb_meta_get(db, "packet_store_dir", v, sizeof(v));
+		if (rc == -ENOENT)
+			return q_err(err, -ENOENT, 0, "%s has no packet store (it was written without --store);"
+				     " give one with --store DIR", fdb_path(db));
+		if (rc < 0)
+			return q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		const char *dbpath = fdb_path(db);
+		const char *slash = strrchr(dbpath, '/');
+		if (v[0] == '/' || !slash || access(v, F_OK) == 0)
+			snprintf(path, sizeof(path), "%s", v);
+		else
+			snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - dbpath), dbpath, v);
+	}
+	struct pks_config cfg;
+	pks_config_default(&cfg);
+	cfg.readonly = 1;
+	cfg.log = log;
+	cfg.log_arg = log_arg;
+	char e[512];
+	int rc = pks_open(path, &cfg, out, e, sizeof(e));
+	if (rc < 0)
+		return q_err(err, rc, 0, "%s", e);
+	return 0;
+}
+
+int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, const struct q_select *sel,
+	     struct pn_writer *w, void (*report)(void *arg, const struct pks_flow *f), void *report_arg,
+	     void (*log)(void *, const char *), void *log_arg, uint64_t *selected, uint64_t *written,
+	     struct q_error *err)
+{
+	struct pks_export *x = NULL;
+	struct fdb_cursor *c = NULL;
+	struct q_sql *q = calloc(1, sizeof(*q));
+	int rc;
+	uint64_t nsel = 0;
+
+	*written = 0;
+	if (selected)
+		*selected = 0;
+	if (!q)
+		return q_err(err, -ENOMEM, 0, "out of memory");
+	if ((rc = pks_export_open(store, w, &x)) < 0) {
+		q_err(err, rc, 0, "%s", pks_errmsg(store));
+		goto out;
+	}
+	if (n) {
+		static const char sql[] = "SELECT community_id FROM flows WHERE id = ?1";
+		for (size_t i = 0; i < n; i++) {
+			struct fdb_param p = {.type = FDB_INT, .i = (int64_t)ids[i]};
+			if ((rc = fdb_cursor_open(db, sql, &p, 1, &c)) < 0) {
+				q_err(err, rc, 0, "%s", fdb_errmsg(db));
+				goto out;
+			}
+			rc = fdb_cursor_next(c);
+			if (rc == 1) {
+				char cid[64];
+				const char *t = fdb_cursor_text(c, 0);
+				if (!t || !*t)
+					snprintf(cid, sizeof(cid), "podcap flow %" PRIu64, ids[i]);
+				rc = pks_export_add(x, ids[i], t && *t ? t : cid);
+				nsel++;
+			} else if (rc == 0 && log) {
+				char msg[96];
+				snprintf(msg, sizeof(msg), "flow %" PRIu64 ": not in the flow database", ids[i]);
+				log(log_arg, msg);
+			}
+			fdb_cursor_close(c);
+			c = NULL;
+			if (rc < 0) {
+				q_err(err, rc, 0, "%s", rc == -ENOMEM ? "out of memory" : pks_errmsg(store));
+				goto out;
+			}
+		}
+	} else {
+		sql_add(q, "SELECT id, community_id");
+		if ((rc = where(q, sel, err)) < 0)
+			goto out;
+		if ((rc = fdb_cursor_open(db, q->text, q->param, q->nparam, &c)) < 0) {
+			q_err(err, rc, 0, "%s", fdb_errmsg(db));
+			goto out;
+		}
+		while ((rc = fdb_cursor_next(c)) == 1) {
+			uint64_t id = (uint64_t)fdb_cursor_int(c, 0);
+			const char *t = fdb_cursor_text(c, 1);
+			char cid[64];
+			if (!t || !*t)
+				snprintf(cid, sizeof(cid), "podcap flow %" PRIu64, id);
+			if ((rc = pks_export_add(x, id, t && *t ? t : cid)) < 0) {
+				q_err(err, rc, 0, "%s", pks_errmsg(store));
+				goto out;
+			}
+			nsel++;
+		}
+		if (rc < 0) {
+			q_err(err, rc, 0, "%s", fdb_errmsg(db));
+			goto out;
+		}
+		fdb_cursor_close(c);
+		c = NULL;
+	}
+	if (selected)
+		*selected = nsel;
+	if (!nsel) {
+		rc = q_err(err, -ENOENT, 0, "no matching flows");
+		goto out;
+	}
+	while ((rc = pks_export_step(x, 1u << 20)) == 1)
+		;
+	if (rc < 0) {
+		q_err(err, rc, 0, "%s", pks_errmsg(store));
+		goto out;
+	}
+	struct pks_flow f;
+	while ((rc = pks_export_result(x, &f)) == 1) {
+		*written += f.packets;
+		if (report)
+			report(report_arg, &f);
+	}
+	if (rc < 0)
+		q_err(err, rc, 0, "%s", pks_errmsg(store));
+out:
+	fdb_cursor_close(c);
+	pks_export_close(x);
+	free(q);
+	return rc < 0 ? rc : 0;
+}
