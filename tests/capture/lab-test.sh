@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # lab/lab up and down are idempotent, and discovery names what the lab made:
-# pod veths (bridged veth* on node1, calico-style cali* on node2) with their pod
-# names from the inventory, the cni0 bridge, both VXLAN devices and the node NIC.
+# pod veths (made by the CNI plugins: bridge on node1, ptp on node2, both name them
+# veth + 8 hex) with their pod names from the inventory, the cni0 bridge, both VXLAN
+# devices and the node NIC.
 # usage: lab-test.sh SRCDIR CAP_PROBE
 SRC=$1 PROBE=$2
 . "$SRC/tests/capture/lib.sh"
 require_root lab-test
 LAB=$SRC/lab/lab
+# The whole test holds the lab lock (re-entrant when the caller already holds it).
+[ -n "${PODCAP_LAB_LOCKED:-}" ] || exec "$LAB" locked env PODCAP_LAB_LOCKED=1 "$0" "$@"
 INV=$(mktemp /tmp/pc-lab-inv.XXXXXX.json)
 export PODCAP_LAB_INVENTORY=$INV
 trap '"$LAB" down >/dev/null 2>&1 || true; rm -f "$INV"' EXIT
@@ -32,11 +35,19 @@ expect "$D1" '^flannel\.1 overlay vxlan -$' "node1: flannel.1 overlay"
 expect "$D1" '^vxlan0 overlay vxlan -$' "node1: vxlan0 overlay"
 expect "$D1" '^eth0 nic veth -$' "node1: eth0 as the node NIC"
 expect "$D1" '^lo loopback' "node1: lo"
-expect "$D2" '^cali[0-9a-f]{8} pod-veth veth default/tls-1$' "node2: tls-1 cali veth"
-expect "$D2" '^cali[0-9a-f]{8} pod-veth veth default/api-1$' "node2: api-1 cali veth"
+expect "$D2" '^veth[0-9a-f]{8} pod-veth veth default/tls-1$' "node2: tls-1 ptp veth"
+expect "$D2" '^veth[0-9a-f]{8} pod-veth veth default/api-1$' "node2: api-1 ptp veth"
+expect "$D2" '^veth[0-9a-f]{8} pod-veth veth default/web-2$' "node2: web-2 ptp veth"
 expect "$D2" '^flannel\.1 overlay vxlan -$' "node2: flannel.1"
-[ "$(echo "$D1" | grep -c ' pod-veth ')" = 3 ] || fail "node1: expected exactly 3 pod veths"
-[ "$(echo "$D2" | grep -c ' pod-veth ')" = 3 ] || fail "node2: expected exactly 3 pod veths"
+expect "$D2" '^vxlan0 overlay vxlan -$' "node2: vxlan0 overlay"
+# Exactly the inventory's pods of each node are pod veths (3 on node1, 4 on node2).
+for n in 1 2; do
+  want=$(/usr/bin/python3 -c 'import json, sys
+print(sum(p["node"] == sys.argv[2] for p in json.load(open(sys.argv[1]))["pods"]))' "$INV" pc-node$n)
+  D=$D1; [ $n = 2 ] && D=$D2
+  [ "$want" -ge 3 ] || fail "inventory lists $want pods on node$n"
+  [ "$(echo "$D" | grep -c ' pod-veth ')" = "$want" ] || fail "node$n: expected exactly $want pod veths"
+done
 # The veth names in the inventory are the ones discovery sees.
 for v in $(grep -o '"host_veth": "[^"]*"' "$INV" | cut -d'"' -f4); do
   echo "$D1$D2" | grep -q "^$v pod-veth" || fail "inventory veth $v not discovered"

@@ -13,6 +13,8 @@ src=${1:?usage: lab-accept.sh SRCDIR PODCAP}; podcap=${2:?}
 if [ "$(id -u)" != 0 ]; then echo "SKIP: lab-accept needs root (network namespaces, tc, BPF)"; exit 77; fi
 for t in sqlite3 curl dig; do command -v $t >/dev/null || { echo "SKIP: $t missing"; exit 77; }; done
 lab=$src/lab/lab
+# The whole test holds the lab lock (re-entrant when the caller already holds it).
+[ -n "${PODCAP_LAB_LOCKED:-}" ] || exec "$lab" locked env PODCAP_LAB_LOCKED=1 "$0" "$@"
 tmp=$(mktemp -d /tmp/pc-labaccept.XXXXXX)
 export PODCAP_LAB_INVENTORY=$tmp/pods.json
 agent=""
