@@ -18,6 +18,7 @@ int cmd_read(int argc, char **argv);
 int cmd_flows(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_store(int argc, char **argv);
 
 /* Prints "usage: podcap <usage>" and a hint to stderr; returns 2. */
 int app_usage(const char *usage);

@@ -123,6 +123,13 @@ int cmd_read(int argc, char **argv)
 				(unsigned long long)ps.write_errors);
 			status = 1;
 		}
+		if (ps.warnings) {
+			/* damage found in the store (e.g. an index moved aside): said above,
+			 * and the run does not pass for a clean one */
+			fprintf(stderr, "podcap read: packet store: %llu problem(s) reported above\n",
+				(unsigned long long)ps.warnings);
+			status = 1;
+		}
 	}
 	if (!o.quiet) {
 		double secs = (double)(now_ms() - t0) / 1000.0;

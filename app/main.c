@@ -18,6 +18,7 @@ static const struct command commands[] = {
 	{"flows", cmd_flows, "list stored flows (table, JSON or CSV) with simple filters"},
 	{"export", cmd_export, "write the packets of a flow or of a filter's flows as pcapng or pcap"},
 	{"run", cmd_run, "the node agent: live capture -> flows -> store"},
+	{"store", cmd_store, "check a packet store: what can and cannot be exported"},
 };
 
 static void help(FILE *f)

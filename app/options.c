@@ -365,12 +365,22 @@ int app_opts_parse(enum app_cmd cmd, int argc, char **argv, struct app_opts *o, 
 
 /* ---- sinks and summary ---------------------------------------------------- */
 
+/* The packet store's messages (damaged index moved aside, segments it cannot
+ * delete, a full disk, files it does not know) go to stderr in every command. */
+static void store_log(void *arg, const char *msg)
+{
+	fprintf(stderr, "podcap %s: packet store: %s\n", (const char *)arg, msg);
+}
+
 int app_open_sinks(const char *cmd, const struct app_opts *o, struct app_sinks *out)
 {
 	char err[1024];
 	memset(out, 0, sizeof(*out));
+	struct pks_config pc = o->pks;
+	pc.log = store_log;
+	pc.log_arg = (void *)cmd;
 	/* The packet store first: the flow database records where it is. */
-	if (o->store_dir && pks_sink_open(o->store_dir, &o->pks, &out->pks, &out->sink[out->n], err, sizeof(err)) < 0) {
+	if (o->store_dir && pks_sink_open(o->store_dir, &pc, &out->pks, &out->sink[out->n], err, sizeof(err)) < 0) {
 		fprintf(stderr, "podcap %s: %s\n", cmd, err);
 		return 1;
 	}
@@ -430,10 +440,10 @@ void app_print_summary(struct engine *e, const struct app_sinks *s, uint64_t cal
 		pks_sink_stats(s->pks, &ss);
 		fprintf(f, "packet store: %llu packets stored, %llu skipped by per-flow limit, %llu refused "
 			"(disk), %llu segments deleted by the cap, %llu bytes on disk, "
-			"index %llu rows (%.2f s CPU)\n",
+			"index %llu rows (%.2f s CPU)%s\n",
 			(unsigned long long)ss.packets, (unsigned long long)ss.skipped_limit,
 			(unsigned long long)ss.write_errors, (unsigned long long)ss.segments_deleted,
 			(unsigned long long)ss.disk_bytes, (unsigned long long)ss.index_rows,
-			(double)ss.index_us / 1e6);
+			(double)ss.index_us / 1e6, ss.warnings ? ", warnings on stderr" : "");
 	}
 }

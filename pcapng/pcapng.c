@@ -41,6 +41,8 @@ struct pn_writer {
 	int pcap_linktype;
 	struct pn_iface *ifaces;
 	uint32_t nif, ifcap;
+	void (*tap)(void *arg, uint64_t offset, const uint8_t *buf, size_t len);
+	void *tap_arg;
 	char errmsg[160];
 };
 
@@ -97,6 +99,8 @@ int pn_flush(struct pn_writer *w)
 		}
 		done += (size_t)n;
 	}
+	if (w->tap && w->buflen)
+		w->tap(w->tap_arg, w->written, w->buf, w->buflen);
 	w->written += w->buflen;
 	w->buflen = 0;
 	return 0;
@@ -209,6 +213,8 @@ static struct pn_writer *open_common(int fd, const struct pn_config *cfg)
 	w->flags = cfg->flags;
 	w->format = cfg->format;
 	w->tsresol = cfg->tsresol;
+	w->tap = cfg->tap;
+	w->tap_arg = cfg->tap_arg;
 	w->bufcap = cfg->bufsize >= 4096 ? cfg->bufsize : PN_DEFAULT_BUF;
 	w->buf = malloc(w->bufcap);
 	if (!w->buf) {

@@ -50,6 +50,11 @@ struct pn_config {
 	const char *userappl;  /* SHB shb_userappl; default "podcap" */
 	size_t bufsize;        /* output buffer bytes; default 256 KiB */
 	unsigned flags;        /* PN_OWN_FD */
+	/* Sees every run of bytes once it is on the fd: offset (from the writer's
+	 * start), bytes, length; e.g. to checksum a file as it is written.  May be
+	 * NULL; not called for sinks. */
+	void (*tap)(void *arg, uint64_t offset, const uint8_t *buf, size_t len);
+	void *tap_arg;
 };
 void pn_config_default(struct pn_config *cfg);
 

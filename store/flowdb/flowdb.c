@@ -32,6 +32,7 @@
 #include <ndpi/ndpi_api.h>
 
 #include "flowdb.h"
+#include "fsio.h"
 
 /* "PCAP" — written to PRAGMA application_id so we never migrate somebody else's
  * database by accident. */
@@ -191,9 +192,11 @@ struct fdb {
 	int in_tx;
 	int in_retain;           /* fdb_retain commits too: no automatic retention inside it */
 	int indexes_deferred;    /* secondary indexes absent until fdb_close builds them */
-	uint64_t last_retain_ms; /* CLOCK_MONOTONIC of the last automatic retention, 0 = never */
 	uint64_t deadline_ms;    /* fdb_set_deadline: work allowed per query, 0 = no limit */
 	struct fdb_cursor *cursors; /* open cursors, closed with the handle */
+	struct fsio_lock *lock;  /* the one writer's lock (<path>-lock), read-write handles only */
+	dev_t dev;               /* the file, while this handle has it open (see open_files) */
+	ino_t ino;
 	struct fdb_stats stats;
 	char err[512];
 };
@@ -212,7 +215,7 @@ void fdb_config_default(struct fdb_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->batch = 5000;
-	cfg->retain_every_s = 10;
+	cfg->auto_retain = 1;
 }
 
 const char *fdb_errmsg(const struct fdb *st)
@@ -307,6 +310,46 @@ static int query_i64(struct fdb *st, const char *sql, int64_t *out)
  * short (SQLite would only fail when a query reaches a missing page).  The
  * header's page count is trusted only when it is marked valid (change counter ==
  * version-valid-for) and no WAL holds newer pages. */
+/* The database files this process has open through SQLite.  SQLite locks with
+ * POSIX fcntl locks, which a process loses on a file as soon as it closes ANY fd
+ * of that file; check_header's own open/close would thus drop the locks of
+ * another connection of this process (the agent's writer, while the API opens
+ * readers), and SQLite could then take a live WAL for abandoned.  So the header
+ * is read only while no handle of this process has the file open. */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct open_file { dev_t dev; ino_t ino; int n; } open_files[64];
+
+static int file_in_use(dev_t dev, ino_t ino)
+{
+	int used = 0;
+	pthread_mutex_lock(&open_lock);
+	for (size_t i = 0; i < sizeof(open_files) / sizeof(open_files[0]); i++)
+		used |= open_files[i].n && open_files[i].dev == dev && open_files[i].ino == ino;
+	pthread_mutex_unlock(&open_lock);
+	return used;
+}
+
+static void file_use(struct fdb *st, int delta)
+{
+	pthread_mutex_lock(&open_lock);
+	struct open_file *free_slot = NULL;
+	for (size_t i = 0; i < sizeof(open_files) / sizeof(open_files[0]); i++) {
+		struct open_file *f = &open_files[i];
+		if (f->n && f->dev == st->dev && f->ino == st->ino) {
+			f->n += delta;
+			free_slot = NULL;
+			goto out;
+		}
+		if (!f->n && !free_slot)
+			free_slot = f;
+	}
+	/* more than 64 files at once: the header checks are skipped for none */
+	if (delta > 0 && free_slot)
+		*free_slot = (struct open_file){st->dev, st->ino, delta};
+out:
+	pthread_mutex_unlock(&open_lock);
+}
+
 static int check_header(struct fdb *st)
 {
 	struct stat sb;
@@ -314,7 +357,7 @@ static int check_header(struct fdb *st)
 		return errno == ENOENT ? 0 : set_err(st, -errno, "%s: %s", st->path, strerror(errno));
 	if (!S_ISREG(sb.st_mode))
 		return set_err(st, -EBADMSG, "%s: not a regular file", st->path);
-	if (sb.st_size == 0)
+	if (sb.st_size == 0 || file_in_use(sb.st_dev, sb.st_ino))
 		return 0;
 	int fd = open(st->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -531,6 +574,8 @@ out:
 }
 
 static int obs_load(struct fdb *st);
+static int auto_retain(struct fdb *st);
+static uint64_t disk_bytes(const struct fdb *st);
 
 /* SQLite's errno after a failed open is that of its last attempt (a read-only
  * retry gives ENOENT for a file it could not create), so name the cause from
@@ -588,6 +633,10 @@ int fdb_open(const char *path, const struct fdb_config *cfg, struct fdb **out,
 
 	if ((err = check_header(st)))
 		goto fail;
+	/* A new database gets the agent's mode and group (it holds pods'
+	 * traffic); SQLite would make it 0644.  The -wal and -shm files copy it. */
+	if (!cfg->readonly)
+		fsio_precreate(path);
 
 	int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE |
 		    (cfg->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
@@ -626,6 +675,17 @@ int fdb_open(const char *path, const struct fdb_config *cfg, struct fdb **out,
 		goto fail;
 	}
 	if (!cfg->readonly) {
+		/* One writer per database: two would number flows alike and overwrite
+		 * each other's rows.  The lock lives in a file of its own beside the
+		 * database (see open_files for why not on the database itself). */
+		char lockpath[PATH_MAX], what[PATH_MAX + 16], lerr[512];
+		snprintf(lockpath, sizeof(lockpath), "%s-lock", path);
+		snprintf(what, sizeof(what), "flow database %s", path);
+		fsio_precreate(lockpath);
+		if ((err = fsio_lock(lockpath, what, &st->lock, lerr, sizeof(lerr))) < 0) {
+			set_err(st, err, "%s", lerr);
+			goto fail;
+		}
 		/* auto_vacuum only takes effect before the first table exists, i.e.
 		 * on a new file; on an existing one this is a no-op. */
 		if ((err = exec(st, "PRAGMA auto_vacuum = INCREMENTAL", "auto_vacuum")))
@@ -664,6 +724,20 @@ int fdb_open(const char *path, const struct fdb_config *cfg, struct fdb **out,
 		st->indexes_deferred = !any;
 		if ((err = set_indexes(st, !st->indexes_deferred)))
 			goto fail;
+		if (cfg->retain_bytes) {
+			/* What piles up between two commits stays a small part of the
+			 * cap: a transaction of at most 1/16 of it (rows of about 1 KiB
+			 * in the WAL), a WAL checkpointed and cut back at 1/16 of it. */
+			uint64_t part = cfg->retain_bytes / 16;
+			uint64_t rows = part / 1024;
+			st->cfg.batch = (uint32_t)(rows < 32 ? 32 : rows < st->cfg.batch ? rows : st->cfg.batch);
+			uint64_t pages = part / 4096;
+			snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint = %llu; PRAGMA journal_size_limit = %llu",
+				 (unsigned long long)(pages < 16 ? 16 : pages > 1000 ? 1000 : pages),
+				 (unsigned long long)(part < FDB_WAL_LIMIT ? part : FDB_WAL_LIMIT));
+			if ((err = exec(st, sql, "pragmas")))
+				goto fail;
+		}
 	} else {
 		if ((err = exec(st, "PRAGMA foreign_keys = ON", "pragmas")) ||
 		    (err = check_version_ro(st)))
@@ -684,6 +758,16 @@ int fdb_open(const char *path, const struct fdb_config *cfg, struct fdb **out,
 	}
 	if (!cfg->readonly && ((err = prepare_all(st)) || (err = obs_load(st))))
 		goto fail;
+	/* A database over its caps (a lower cap than last time, a writer that died
+	 * before it could delete) is brought under them before anything is added. */
+	if (!cfg->readonly && (err = auto_retain(st)))
+		goto fail;
+	struct stat fsb;
+	if (stat(path, &fsb) == 0) {
+		st->dev = fsb.st_dev;
+		st->ino = fsb.st_ino;
+		file_use(st, 1);
+	}
 	*out = st;
 	return 0;
 fail:
@@ -692,6 +776,7 @@ fail:
 	if (st) {
 		finalize_all(st);
 		sqlite3_close_v2(st->db);
+		fsio_unlock(st->lock);
 		free(st->obs_known);
 		free(st->path);
 		free(st);
@@ -727,20 +812,39 @@ static void tx_sync(struct fdb *st)
 	}
 }
 
-/* Retention driven by commits, so a writer that never calls fdb_retain still
- * keeps its caps; at most every retain_every_s. */
+/* Caps hold at all times: every commit asks whether one is reached, cheaply (the
+ * files' sizes; the oldest flow through the last_us index), and retention runs
+ * when it is.  The size check fires one batch early (headroom = 1/16 of the cap,
+ * which the batch and WAL sizes of fdb_open keep what accrues between two
+ * commits under), so the files never grow past the cap. */
 static int auto_retain(struct fdb *st)
 {
-	if (st->in_retain || !st->cfg.retain_every_s ||
-	    (!st->cfg.retain_age_s && !st->cfg.retain_bytes))
+	if (st->in_retain || !st->cfg.auto_retain || (!st->cfg.retain_age_s && !st->cfg.retain_bytes))
 		return 0;
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	if (st->last_retain_ms && now_ms - st->last_retain_ms < st->cfg.retain_every_s * 1000ULL)
-		return 0;
-	st->last_retain_ms = now_ms ? now_ms : 1;
 	clock_gettime(CLOCK_REALTIME, &ts);
+	int due = 0;
+	if (st->cfg.retain_bytes && disk_bytes(st) > st->cfg.retain_bytes - st->cfg.retain_bytes / 16)
+		due = 1;
+	if (!due && st->cfg.retain_age_s && (uint64_t)ts.tv_sec > st->cfg.retain_age_s) {
+		/* the age check needs the last_us index: a deferred build happens now */
+		if (st->indexes_deferred) {
+			int err = set_indexes(st, 1);
+			if (err)
+				return err;
+			st->indexes_deferred = 0;
+		}
+		int64_t old = 0;
+		char sql[96];
+		snprintf(sql, sizeof(sql), "SELECT EXISTS(SELECT 1 FROM flows WHERE last_us < %lld)",
+			 (long long)(((uint64_t)ts.tv_sec - st->cfg.retain_age_s) * 1000000ULL));
+		int err = query_i64(st, sql, &old);
+		if (err)
+			return err;
+		due = old != 0;
+	}
+	if (!due)
+		return 0;
 	uint64_t deleted;
 	return fdb_retain(st, (uint64_t)ts.tv_sec, &deleted);
 }
@@ -1238,7 +1342,23 @@ static int db_bytes(struct fdb *st, uint64_t *data, uint64_t *wal_bytes)
 	struct stat sb;
 	if (snprintf(wal, sizeof(wal), "%s-wal", st->path) < (int)sizeof(wal) && stat(wal, &sb) == 0)
 		*wal_bytes = (uint64_t)sb.st_size;
+	/* the shared-memory index of the WAL takes disk space too (du counts it) */
+	if (snprintf(wal, sizeof(wal), "%s-shm", st->path) < (int)sizeof(wal) && stat(wal, &sb) == 0)
+		*wal_bytes += (uint64_t)sb.st_blocks * 512;
 	return 0;
+}
+
+/* What the database takes on disk, as du counts it: file, WAL, its index. */
+static uint64_t disk_bytes(const struct fdb *st)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	uint64_t total = 0;
+	char p[PATH_MAX];
+	struct stat sb;
+	for (size_t i = 0; i < 3; i++)
+		if (snprintf(p, sizeof(p), "%s%s", st->path, suffix[i]) < (int)sizeof(p) && stat(p, &sb) == 0)
+			total += (uint64_t)sb.st_blocks * 512;
+	return total;
 }
 
 /* Deletes up to n oldest flows (by last_us), or those older than before_us when
@@ -1577,6 +1697,9 @@ int fdb_build_indexes(struct fdb *st)
 		if (!(err = set_indexes(st, 1)))
 			st->indexes_deferred = 0;
 		st->stats.index_us += cpu_us() - t0;
+		/* the indexes take room too: the cap still holds after them */
+		if (!err)
+			err = auto_retain(st);
 	}
 	return err;
 }
@@ -1598,6 +1721,9 @@ int fdb_close(struct fdb *st)
 		fdb_cursor_close(st->cursors);
 	finalize_all(st);
 	sqlite3_close_v2(st->db);
+	if (st->ino)
+		file_use(st, -1);
+	fsio_unlock(st->lock); /* after SQLite let go of the files */
 	pods_forget(st);
 	risks_free(st);
 	free(st->obs_known);

@@ -51,11 +51,12 @@ struct fdb_config {
 	uint64_t retain_age_s;        /* delete flows older than this, 0 = keep */
 	uint64_t retain_bytes;        /* keep the database file under this, 0 = no cap */
 	int readonly;
-	/* fdb_commit() also applies retention (fdb_retain with the wall clock), at
-	 * most this often; 0 = only when fdb_retain is called (default 10).  Age
-	 * retention compares with the wall clock: leave retain_age_s at 0 when
-	 * storing flows of old capture files. */
-	uint32_t retain_every_s;
+	/* The caps hold by themselves (default 1): fdb_open() of a writer, every
+	 * fdb_commit() and the index build check them and apply retention (fdb_retain
+	 * with the wall clock) when one is reached; 0 = only when fdb_retain is
+	 * called.  Age retention compares with the wall clock: leave retain_age_s at
+	 * 0 when storing flows of old capture files. */
+	int auto_retain;
 	/* Bulk load (e.g. `podcap read` of a file): when the database has no flows
 	 * at open, the secondary indexes are built once by fdb_build_indexes() or
 	 * fdb_close() instead of row by row, which makes fdb_put_flow ~4x cheaper.
@@ -107,11 +108,11 @@ int fdb_build_indexes(struct fdb *db);
  * the open batch first.  By age: flows whose last_us is older than now -
  * retain_age_s.  By size: while the main file + WAL exceed retain_bytes, the oldest
  * flows (by last_us) are deleted in chunks and the freed pages returned to the OS
- * (incremental vacuum + WAL truncate).  fdb_commit() calls it by itself every
- * retain_every_s; between two runs the files can exceed the cap by what was
- * written meanwhile (about one batch of WAL), so leave that much headroom and keep
- * the cap below the disk's free space: on a full disk even a DELETE cannot run
- * (the WAL has to grow first).  A reader holding an old snapshot keeps the WAL
+ * (incremental vacuum + WAL truncate).  With auto_retain the handle runs it when
+ * a cap is reached (the size check fires 1/16 of the cap early, and a writer with
+ * a size cap keeps its transactions and WAL within 1/16 of it, so the files stay
+ * under the cap); keep the cap below the disk's free space: on a full disk even a
+ * DELETE cannot run (the WAL has to grow first).  A reader holding an old snapshot keeps the WAL
  * from being reset; then only the data is brought under the cap. */
 int fdb_retain(struct fdb *db, uint64_t now_s, uint64_t *deleted);
 

@@ -34,8 +34,9 @@
 #include "pcapng.h"
 #include "pktstore_int.h"
 
-/* Bytes read ahead from a segment file at a time. */
-#define X_WINDOW (256u * 1024u)
+/* A segment is read a checksum chunk at a time, aligned, so each chunk is
+ * verified once, whole, before anything in it is written out. */
+#define X_WINDOW PKS_CRC_CHUNK
 /* Largest block accepted: a packet, options and framing. */
 #define X_BLOCK_MAX (PN_EPB_HDR_LEN + PN_PACKET_MAX + 65536u)
 /* Packets held back to put them in time order. */
@@ -75,6 +76,10 @@ struct x_seg {
 	size_t nents, next;
 	uint32_t *ifmap;       /* pcapng interface id in this segment -> x_iface index + 1 */
 	uint32_t nifmap;
+	uint32_t *crc;         /* chunk checksums of a closed segment, or NULL */
+	size_t ncrc;
+	uint64_t seg_bytes;    /* the size the checksums cover */
+	uint8_t *chunk;        /* per chunk: 0 not verified, 1 good, 2 damaged */
 	uint8_t *buf;          /* read window: file bytes [buf_off, buf_off + buf_len) */
 	uint64_t buf_off;
 	size_t buf_len, buf_cap;
@@ -100,7 +105,9 @@ struct x_out {
 struct x_meta {
 	int64_t id, session;
 	char *file, *state;
-	uint64_t first_us;
+	uint64_t first_us, bytes;
+	uint32_t *crc;
+	size_t ncrc;
 };
 
 struct pks_export {
@@ -132,6 +139,8 @@ static void x_seg_free(struct x_seg *g)
 	free(g->ents);
 	free(g->ifmap);
 	free(g->buf);
+	free(g->crc);
+	free(g->chunk);
 	free(g->file);
 	free(g);
 }
@@ -230,8 +239,15 @@ static int load_segments(struct pks_export *x)
 {
 	struct pks *s = x->s;
 	sqlite3_stmt *st;
-	int r = sqlite3_prepare_v2(s->db,
-		"SELECT p.segment_id, g.session, g.file, g.state, coalesce(g.first_us, 0)"
+	/* stores before schema 3 have no checksums */
+	int has_crc = pks__query_int(s, "SELECT count(*) FROM pragma_table_info('segments') WHERE name='crc'", 0) > 0;
+	int r = sqlite3_prepare_v2(s->db, has_crc ?
+		"SELECT p.segment_id, g.session, g.file, g.state, coalesce(g.first_us, 0), g.bytes, g.crc"
+		" FROM (SELECT DISTINCT segment_id FROM main.flow_packets"
+		"       WHERE flow_id IN (SELECT id FROM temp.x_want)) p"
+		" LEFT JOIN main.segments g ON g.id = p.segment_id"
+		" ORDER BY coalesce(g.first_us, 0), p.segment_id" :
+		"SELECT p.segment_id, g.session, g.file, g.state, coalesce(g.first_us, 0), g.bytes, NULL"
 		" FROM (SELECT DISTINCT segment_id FROM main.flow_packets"
 		"       WHERE flow_id IN (SELECT id FROM temp.x_want)) p"
 		" LEFT JOIN main.segments g ON g.id = p.segment_id"
@@ -255,8 +271,19 @@ static int load_segments(struct pks_export *x)
 		m->session = sqlite3_column_int64(st, 1);
 		m->file = dup_col(st, 2);
 		m->state = dup_col(st, 3);
-		int64_t f = sqlite3_column_int64(st, 4);
+		int64_t f = sqlite3_column_int64(st, 4), b = sqlite3_column_int64(st, 5);
 		m->first_us = f > 0 ? (uint64_t)f : 0;
+		m->bytes = b > 0 ? (uint64_t)b : 0;
+		m->crc = NULL;
+		m->ncrc = 0;
+		const void *blob = sqlite3_column_blob(st, 6);
+		size_t blen = (size_t)sqlite3_column_bytes(st, 6);
+		/* trusted only when it covers the recorded size exactly */
+		if (blob && blen % 4 == 0 && blen / 4 == (m->bytes + PKS_CRC_CHUNK - 1) / PKS_CRC_CHUNK &&
+		    (m->crc = malloc(blen))) {
+			memcpy(m->crc, blob, blen);
+			m->ncrc = blen / 4;
+		}
 	}
 	if (r != SQLITE_DONE && rc == 0)
 		rc = pks__db_err(s, r, "export");
@@ -463,17 +490,21 @@ static int map_ifaces(struct pks_export *x, struct x_seg *g)
 	return 0;
 }
 
-/* Makes file bytes [off, off + len) available in the window; 0, or 1 when the
- * file does not have them. */
-static int window(struct x_seg *g, uint64_t off, size_t len)
+/* Makes file bytes [off, off + len) available in the window, reading whole
+ * chunks and checking each against its checksum once.  0, 1 when the file does
+ * not have them, 2 when a chunk they lie in is damaged, or -ENOMEM. */
+static int window(struct pks_export *x, struct x_seg *g, uint64_t off, size_t len)
 {
 	if (off >= g->buf_off && off - g->buf_off + len <= g->buf_len)
 		return 0;
 	if (off > g->size || g->size - off < len)
 		return 1;
-	size_t want = len > X_WINDOW ? len : X_WINDOW;
-	if (want > g->size - off)
-		want = (size_t)(g->size - off);
+	uint64_t start = off - off % X_WINDOW;
+	uint64_t end = off + len;
+	end = end % X_WINDOW ? end + (X_WINDOW - end % X_WINDOW) : end;
+	if (end > g->size)
+		end = g->size;
+	size_t want = (size_t)(end - start);
 	if (want > g->buf_cap) {
 		uint8_t *nb = realloc(g->buf, want);
 		if (!nb)
@@ -481,12 +512,29 @@ static int window(struct x_seg *g, uint64_t off, size_t len)
 		g->buf = nb;
 		g->buf_cap = want;
 	}
-	ssize_t n = pread(g->fd, g->buf, want, (off_t)off);
+	ssize_t n = pread(g->fd, g->buf, want, (off_t)start);
 	if (n < 0)
 		n = 0;
-	g->buf_off = off;
+	g->buf_off = start;
 	g->buf_len = (size_t)n;
-	return (size_t)n >= len ? 0 : 1;
+	if ((uint64_t)n < off - start + len)
+		return 1;
+	int damaged = 0;
+	for (uint64_t k = start / X_WINDOW; g->crc && k < g->ncrc && k * X_WINDOW < end; k++) {
+		uint64_t c0 = k * X_WINDOW, c1 = c0 + X_WINDOW < g->seg_bytes ? c0 + X_WINDOW : g->seg_bytes;
+		if (!g->chunk[k]) {
+			if (c1 > start + (uint64_t)n) /* the chunk is not all there: missing, not damaged */
+				continue;
+			uint32_t c = pks__crc32c(0, g->buf + (c0 - start), (size_t)(c1 - c0));
+			g->chunk[k] = c == g->crc[k] ? 1 : 2;
+			if (g->chunk[k] == 2)
+				pks__note(x->s, "segment %s: bytes %" PRIu64 "..%" PRIu64 " are damaged (checksum"
+					  " mismatch): the packets in them are not exported", g->file, c0, c1);
+		}
+		if (g->chunk[k] == 2 && c0 < off + len && off < c1)
+			damaged = 1;
+	}
+	return damaged ? 2 : 0;
 }
 
 static uint32_t rd32(const uint8_t *p)
@@ -525,9 +573,13 @@ static int advance(struct pks_export *x, struct x_seg *g)
 	while (g->next < g->nents) {
 		struct x_ent *e = &g->ents[g->next++];
 		struct x_flow *f = &g->flows[e->flow];
-		int w = window(g, e->off, PN_EPB_HDR_LEN);
+		int w = window(x, g, e->off, PN_EPB_HDR_LEN);
 		if (w < 0)
 			return pks__set_err(s, w, "out of memory");
+		if (w == 2) {
+			f->corrupt++;
+			continue;
+		}
 		if (w) {
 			f->missing++;
 			continue;
@@ -544,8 +596,12 @@ static int advance(struct pks_export *x, struct x_seg *g)
 				pks__note(s, "segment %s: bad block at offset %" PRIu64 " skipped", g->file, e->off);
 			continue;
 		}
-		if ((w = window(g, e->off, blen)) < 0)
+		if ((w = window(x, g, e->off, blen)) < 0)
 			return pks__set_err(s, w, "out of memory");
+		if (w == 2) {
+			f->corrupt++;
+			continue;
+		}
 		if (w) {
 			f->missing++; /* cut short: the rest of the file is not there */
 			continue;
@@ -627,6 +683,12 @@ static int open_next(struct pks_export *x)
 	g->id = m->id;
 	g->session = m->session;
 	g->fd = -1;
+	g->seg_bytes = m->bytes;
+	if (m->crc && (g->chunk = calloc(m->ncrc, 1))) {
+		g->crc = m->crc; /* the segment owns them now */
+		g->ncrc = m->ncrc;
+		m->crc = NULL;
+	}
 	g->file = m->file ? strdup(m->file) : NULL;
 	int rc = 0;
 	if (!m->file || (m->state && !strcmp(m->state, "deleted")))
@@ -910,6 +972,7 @@ void pks_export_close(struct pks_export *x)
 	for (size_t i = 0; i < x->nsegs; i++) {
 		free(x->segs[i].file);
 		free(x->segs[i].state);
+		free(x->segs[i].crc);
 	}
 	free(x->segs);
 	for (size_t i = 0; i < x->nifs; i++) {

@@ -30,6 +30,7 @@
 
 #include <sys/statvfs.h>
 
+#include "fsio.h"
 #include "pcapng.h"
 #include "pktstore_int.h"
 
@@ -38,7 +39,7 @@ static const char schema_sql[] =
 	/* state: 'open' (being written), 'closed', 'deleted' (file removed by retention) */
 	"CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY, session INTEGER NOT NULL,"
 	" file TEXT NOT NULL, first_us INTEGER, last_us INTEGER, bytes INTEGER NOT NULL DEFAULT 0,"
-	" packets INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL);"
+	" packets INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL, crc BLOB);"
 	/* idx is the pcapng interface id inside every segment of that session */
 	"CREATE TABLE IF NOT EXISTS interfaces(session INTEGER NOT NULL, idx INTEGER NOT NULL,"
 	" obs_id INTEGER NOT NULL, linktype INTEGER NOT NULL, snaplen INTEGER NOT NULL,"
@@ -80,6 +81,7 @@ int pks__set_err(struct pks *s, int err, const char *fmt, ...)
 
 void pks__note(struct pks *s, const char *fmt, ...)
 {
+	s->stats.warnings++;
 	if (!s->cfg.log)
 		return;
 	char msg[512];
@@ -397,18 +399,14 @@ static uint64_t file_size(const char *path)
 	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+/* Everything under the store directory, as du counts it (segments, index and
+ * its -wal/-shm, damaged indexes kept aside, stray files), plus what the open
+ * segment still holds in memory: what --store-cap bounds. */
 static uint64_t disk_use(struct pks *s)
 {
-	char path[PATH_MAX];
-	uint64_t total = 0;
-	for (size_t i = 0; i < s->nlive; i++)
-		total += s->live[i].bytes;
-	snprintf(path, sizeof(path), "%s/index.db", s->dir);
-	total += file_size(path);
-	snprintf(path, sizeof(path), "%s/index.db-wal", s->dir);
-	total += file_size(path);
+	uint64_t total = fsio_dir_bytes(s->dir);
 	if (s->w)
-		total += pn_offset(s->w);
+		total += pn_offset(s->w) - pn_written(s->w);
 	s->stats.disk_bytes = total;
 	return total;
 }
@@ -490,6 +488,45 @@ static int enforce_cap(struct pks *s)
 	return 0;
 }
 
+static void crc_push(struct pks *s)
+{
+	if (s->ncrcs == s->crcs_cap) {
+		size_t ncap = s->crcs_cap ? 2 * s->crcs_cap : 64;
+		uint32_t *nc = realloc(s->crcs, ncap * sizeof(*nc));
+		if (!nc) {
+			s->crc_broken = 1;
+			return;
+		}
+		s->crcs = nc;
+		s->crcs_cap = ncap;
+	}
+	s->crcs[s->ncrcs++] = s->crc_cur;
+	s->crc_cur = 0;
+}
+
+/* The writer's tap: every run of bytes that reached the open segment's file, in
+ * order; checksummed chunk by chunk. */
+static void crc_tap(void *arg, uint64_t off, const uint8_t *buf, size_t len)
+{
+	struct pks *s = arg;
+	if (s->crc_broken)
+		return;
+	if (off != s->crc_bytes) { /* cannot happen with one writer; never guess */
+		s->crc_broken = 1;
+		return;
+	}
+	while (len) {
+		size_t room = PKS_CRC_CHUNK - (size_t)(s->crc_bytes % PKS_CRC_CHUNK);
+		size_t n = len < room ? len : room;
+		s->crc_cur = pks__crc32c(s->crc_cur, buf, n);
+		s->crc_bytes += n;
+		buf += n;
+		len -= n;
+		if (s->crc_bytes % PKS_CRC_CHUNK == 0)
+			crc_push(s);
+	}
+}
+
 static int close_segment(struct pks *s)
 {
 	if (!s->w)
@@ -500,12 +537,32 @@ static int close_segment(struct pks *s)
 	int rc3 = pn_close(s->w);
 	s->w = NULL;
 	/* A failed final flush leaves the file cut at its last complete block;
-	 * record that size so the segment stays consistent. */
-	char sql[256];
-	snprintf(sql, sizeof(sql), "UPDATE segments SET state='closed', bytes=%" PRIu64
-		 ", last_us=%" PRIu64 ", packets=%" PRIu64 " WHERE id=%" PRId64,
-		 bytes, s->seg_last_us, s->seg_packets, s->seg_id);
-	int rc4 = pks__exec(s, sql);
+	 * record that size so the segment stays consistent.  The chunk checksums
+	 * go with it when they cover exactly those bytes (the last chunk partial). */
+	if (!s->crc_broken && s->crc_bytes == bytes && bytes % PKS_CRC_CHUNK)
+		crc_push(s); /* the last chunk is partial: its checksum too */
+	int rc4 = 0;
+	sqlite3_stmt *st;
+	int r = sqlite3_prepare_v2(s->db, "UPDATE segments SET state='closed', bytes=?1, last_us=?2, packets=?3,"
+				   " crc=?4 WHERE id=?5", -1, &st, NULL);
+	if (r == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, (int64_t)bytes);
+		sqlite3_bind_int64(st, 2, (int64_t)s->seg_last_us);
+		sqlite3_bind_int64(st, 3, (int64_t)s->seg_packets);
+		if (!s->crc_broken && s->crc_bytes == bytes)
+			sqlite3_bind_blob(st, 4, s->crcs, (int)(s->ncrcs * sizeof(uint32_t)), SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 4);
+		sqlite3_bind_int64(st, 5, s->seg_id);
+		r = sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	if (r != SQLITE_DONE)
+		rc4 = pks__db_err(s, r, "segment close");
+	s->ncrcs = 0;
+	s->crc_cur = 0;
+	s->crc_bytes = 0;
+	s->crc_broken = 0;
 	int rc5 = live_push(s, s->seg_id, bytes, s->seg_file);
 	free(s->seg_file);
 	s->seg_file = NULL;
@@ -529,7 +586,9 @@ static int open_segment(struct pks *s, uint64_t ts_us)
 
 	if ((rc = enforce_cap(s)) < 0)
 		return rc;
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FSIO_FILE_MODE);
+	if (fd >= 0)
+		fsio_own_fd(fd, FSIO_FILE_MODE); /* the agent's group; payloads for it only */
 	if (fd < 0) {
 		rc = pks__set_err(s, -errno, "segment %s: %s", path, strerror(errno));
 		if (rc == -EEXIST) /* a stray file: the retry takes the next number */
@@ -540,6 +599,12 @@ static int open_segment(struct pks *s, uint64_t ts_us)
 	pn_config_default(&pc);
 	pc.bufsize = PKS_WRITE_BUF;
 	pc.flags = PN_OWN_FD;
+	pc.tap = crc_tap;
+	pc.tap_arg = s;
+	s->ncrcs = 0;
+	s->crc_cur = 0;
+	s->crc_bytes = 0;
+	s->crc_broken = 0;
 	struct pn_writer *w = pn_open_fd(fd, &pc);
 	if (!w) {
 		rc = -errno;
@@ -805,6 +870,12 @@ static int init_writer(struct pks *s)
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		return rc;
 	}
+	/* schema 3: chunk checksums of closed segments (older segments have none) */
+	if (!pks__query_int(s, "SELECT count(*) FROM pragma_table_info('segments') WHERE name='crc'", 1) &&
+	    (rc = pks__exec(s, "ALTER TABLE segments ADD COLUMN crc BLOB")) < 0) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
 	s->session = pks__query_int(s, "SELECT value FROM meta WHERE key='next_session'", 1);
 	char sql[128];
 	snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO meta VALUES('next_session', %" PRId64 ")",
@@ -842,7 +913,9 @@ static int init_writer(struct pks *s)
 		uint64_t fs = (uint64_t)vfs.f_blocks * vfs.f_frsize / 64;
 		s->reserve = fs < (64u << 10) ? (64u << 10) : fs > (64u << 20) ? (64u << 20) : fs;
 	}
-	return 0;
+	/* A store over its cap (the cap was lowered, or a writer died before it
+	 * could delete) is brought under it before anything new is written. */
+	return enforce_cap(s);
 }
 
 int pks_open(const char *dir, const struct pks_config *cfg, struct pks **out,
@@ -877,11 +950,19 @@ int pks_open(const char *dir, const struct pks_config *cfg, struct pks **out,
 		rc = pks__set_err(s, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	if (!s->cfg.readonly && mkdir(dir, 0755) < 0 && errno != EEXIST) {
+	if (!s->cfg.readonly && mkdir(dir, FSIO_DIR_MODE) == 0)
+		fsio_own_path(dir, FSIO_DIR_MODE);
+	else if (!s->cfg.readonly && errno != EEXIST) {
 		rc = pks__set_err(s, -errno, "packet store %s: %s", dir, strerror(errno));
 		goto fail;
 	}
+	/* One writer per store: two would interleave segments and index rows. */
+	snprintf(path, sizeof(path), "packet store %s", dir);
+	if (!s->cfg.readonly && (rc = fsio_lock(dir, path, &s->lock, s->errmsg, sizeof(s->errmsg))) < 0)
+		goto fail;
 	snprintf(path, sizeof(path), "%s/index.db", dir);
+	if (!s->cfg.readonly)
+		fsio_precreate(path);
 	if (s->cfg.readonly && access(path, R_OK) < 0) {
 		rc = pks__set_err(s, -errno, "no packet store at %s (%s: %s)", dir, path, strerror(errno));
 		goto fail;
@@ -979,6 +1060,8 @@ int pks_close(struct pks *s)
 	sqlite3_finalize(s->st_state);
 	free(s->lost);
 	free(s->if_by_obs);
+	free(s->crcs);
+	fsio_unlock(s->lock);
 	if (s->db)
 		sqlite3_close(s->db);
 	for (uint32_t i = 0; i < s->nif; i++) {
@@ -1201,7 +1284,9 @@ int pks_flush(struct pks *s)
 	int rc = pn_flush(s->w);
 	if (rc < 0)
 		return write_failed(s, rc, s->seg_last_us);
-	return commit_index(s);
+	rc = commit_index(s);
+	disk_use(s);
+	return rc;
 }
 
 int pks_tick(struct pks *s, uint64_t now_us)

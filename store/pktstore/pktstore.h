@@ -64,8 +64,8 @@ struct pks_config {
 	 * works (it finds rows by segment) and pks_flow_state scans.  Not for a
 	 * long-running agent (default 0). */
 	int defer_index;
-	/* Messages about damaged or missing data (one per problem, not per packet).
-	 * NULL = silent; the counters in pks_stats still count. */
+	/* Messages about damaged or missing data (one per problem, not per packet),
+	 * on the store's thread.  NULL = silent; pks_stats.warnings still counts. */
 	void (*log)(void *arg, const char *msg);
 	void *log_arg;
 };
@@ -117,6 +117,7 @@ struct pks_stats {
 	uint64_t index_lost;    /* packets whose index entry could not be committed */
 	uint64_t disk_bytes;    /* current segment files + index, as last measured */
 	uint64_t index_us;      /* CPU time spent committing index rows and building a deferred index */
+	uint64_t warnings;      /* messages about damaged or missing data (cfg.log) */
 };
 void pks_stats(const struct pks *s, struct pks_stats *out);
 
@@ -182,6 +183,25 @@ void pks_export_close(struct pks_export *x);
 /* All of the above for a few flows given as an array (comment and id in, the
  * rest filled in): for tests and small exports. */
 int pks_export(struct pks *s, struct pks_flow *flows, size_t n, struct pn_writer *w);
+
+/* Verifies a store (opened read-only or not): the index's integrity, every
+ * segment file (present, as long as the index says, a pcapng file, its chunk
+ * checksums), and which indexed packets could not be exported.  Each problem is
+ * one line to report (may be NULL); *out sums it up.  Returns 0 when the store is
+ * sound, 1 when something cannot be exported or is damaged, or -errno when the
+ * check itself failed. */
+struct pks_check {
+	int index_ok;                /* quick_check said ok */
+	uint64_t segments, bytes;    /* live segments and their size */
+	uint64_t segments_bad;       /* missing, cut short, not pcapng or with damaged chunks */
+	uint64_t segments_unchecked; /* no checksums (open, or written before they existed) */
+	uint64_t chunks_bad;
+	uint64_t flows, packets;     /* indexed in live segments */
+	uint64_t packets_lost;       /* indexed but not exportable (segment or chunk damaged) */
+	uint64_t orphans;            /* segment files the index lost: kept, not exportable */
+	uint64_t damaged_indexes;    /* earlier indexes moved aside as damaged */
+};
+int pks_check(struct pks *s, void (*report)(void *arg, const char *line), void *arg, struct pks_check *out);
 
 /* ---- the packet store as an engine sink ---- */
 

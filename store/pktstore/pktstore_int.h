@@ -15,7 +15,8 @@
  * all over it (bench10 with --store: index.db writes 22.9 MB -> 9.6 MB) and
  * retention deletes one contiguous range.  Version 1 is migrated by the first
  * writer and still read as it is.  3: the `lost` table (flows whose packets the
- * disk refused); a version-2 store is read without it and upgraded by a writer. */
+ * disk refused) and segments.crc (chunk checksums); a version-2 store is read
+ * without them and upgraded by a writer. */
 #define PKS_SCHEMA_VERSION 3
 #define PKS_WRITE_BUF (1u << 20)
 #define PKS_MIN_SEGMENT (64u * 1024u)
@@ -82,6 +83,13 @@ struct pks {
 
 	int index_deferred;     /* flow_packets_flow not built yet (defer_index) */
 	int has_lost;           /* the lost table exists (schema 3; read-only opens of 2 lack it) */
+	struct fsio_lock *lock; /* the one writer's lock on the directory */
+	/* checksums of the open segment's chunks, fed by the writer's tap */
+	uint32_t *crcs;
+	size_t ncrcs, crcs_cap;
+	uint32_t crc_cur;       /* the chunk being written */
+	uint64_t crc_bytes;     /* bytes checksummed so far */
+	int crc_broken;         /* a gap (write error): no checksums for this segment */
 	int disk_err;           /* last write error, while retrying */
 	int corrupt;            /* index.db failed its integrity check */
 	uint64_t retry_at_us;
@@ -90,6 +98,12 @@ struct pks {
 	char errmsg[512];
 };
 
+
+/* Segments are checksummed in chunks of this many bytes (CRC-32C each, kept in
+ * segments.crc when the segment closes): an export verifies only the chunks it
+ * reads, and `podcap store check` all of them. */
+#define PKS_CRC_CHUNK (1u << 20)
+uint32_t pks__crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* Helpers shared by pktstore.c and export.c. */
 int pks__set_err(struct pks *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -576,7 +576,7 @@ static void test_retain_age(void)
 	char err[512];
 	fdb_config_default(&cfg);
 	cfg.retain_age_s = 3600;
-	cfg.retain_every_s = 0; /* only the explicit fdb_retain calls below */
+	cfg.auto_retain = 0; /* only the explicit fdb_retain calls below */
 	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
 	struct fl_record r;
 	/* 25000 flows one second apart, so the age delete needs several chunks. */
@@ -623,7 +623,7 @@ static void test_retain_size(void)
 	char err[512];
 	fdb_config_default(&cfg);
 	cfg.retain_bytes = 2 << 20;
-	cfg.retain_every_s = 0;
+	cfg.auto_retain = 0;
 	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
 	struct fl_record r;
 	for (uint64_t i = 0; i < 30000; i++) {
@@ -686,8 +686,8 @@ static void test_retain_size(void)
 	check_integrity(db);
 }
 
-/* Retention run by fdb_commit itself (the first commit of a handle always
- * runs it; later ones at most every retain_every_s). */
+/* Retention run by the handle itself: at open (the database is over the cap
+ * already) and on commits that reach a cap. */
 static void test_retain_auto(void)
 {
 	char db[300];
@@ -810,8 +810,8 @@ static void test_kill_random(void)
 			struct fdb *st;
 			char err[512];
 			fdb_config_default(&cfg);
-			cfg.batch = 200;
-			cfg.retain_every_s = with_cap;
+			cfg.batch = 64; /* what a 1 MiB cap allows (1/16 of it in 1 KiB rows) */
+			cfg.auto_retain = with_cap;
 			cfg.retain_bytes = with_cap ? 1 << 20 : 0;
 			if (fdb_open(db, &cfg, &st, err, sizeof(err)))
 				_exit(3);
@@ -820,7 +820,7 @@ static void test_kill_random(void)
 				fx_synthetic(&r, id - 1, 0);
 				if (fdb_put_flow(st, &r))
 					_exit(4);
-				if (id % 200 == 0) {
+				if (id % 64 == 0) {
 					/* the batch just committed: tell the parent */
 					if (write(fds[1], &id, sizeof(id)) != sizeof(id))
 						_exit(5);
