@@ -6,7 +6,7 @@
  * Two-valued logic: a test on a field without a value (NULL) is false, and
  * `not X` is true whenever X is not true.  SQL's AND and OR already agree with
  * that (NULL behaves like false in a WHERE unless negated), so only negation
- * needs care: it compiles to `((X) IS NOT 1)`, which is 1 for false and NULL.
+ * needs care: it compiles to `(X) IS NOT 1`, which is 1 for false and NULL.
  * Hence `host != x` also matches flows without a host, like Wireshark's `!=`.
  *
  * Index use (checked by EXPLAIN QUERY PLAN in tests/query):
@@ -18,8 +18,14 @@
  *     other CIDRs add q_cidr() to the enclosing range that the index narrows;
  *   - app names compare with COLLATE NOCASE, like the index on app_name;
  *   - prefix globs on case-sensitive indexed columns (pod, ns) add a range.
- * Long and/or chains and lists are emitted as balanced parentheses, so SQLite's
- * expression depth (1000) grows with the log of their length. */
+ * SQLite's parser has a stack of 100 entries: every '(' it is inside costs one,
+ * and every pending "x AND" two more, so "((a AND b) OR c)" is cheap while
+ * "(c OR (b AND a))" is not.  The compiler therefore writes the most deeply
+ * nested operand of every and/or first, writes `not` as "(X) IS NOT 1" and drops
+ * double negations; chains of up to 16 operands are written flat and longer ones
+ * as balanced halves (so SQLite's expression height limit of 1000 is far away
+ * too).  While emitting it follows the parser's stack use and refuses, with the
+ * position of the culprit, a filter that would still not fit (Q_SQL_STACK). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -42,6 +48,11 @@ struct comp {
 	struct q_buf pool;
 	int first;
 	int oom, toomany;
+	/* the parser-stack estimate: one entry per open '(' plus two while an
+	 * and/or at that level waits for its right operand */
+	uint8_t pending[Q_SQL_STACK + 1];
+	int levels, stack, stack_max;
+	uint32_t pos, pos_max;       /* AST position being emitted / at the maximum */
 };
 
 /* The q_sql handed out, with the storage its parameters point into. */
@@ -130,6 +141,31 @@ static int param_text(struct comp *c, const char *s, size_t n)
 static void emit(struct comp *c, const char *s)
 {
 	q_buf_puts(&c->sql, s);
+	for (const char *p = s; *p; p++) {
+		if (*p == '(') {
+			if (c->levels < Q_SQL_STACK)
+				c->pending[c->levels] = 0;
+			c->levels++;
+			c->stack++;
+		} else if (*p == ')' && c->levels > 0) {
+			c->levels--;
+			c->stack -= 1 + (c->levels < Q_SQL_STACK ? 2 * c->pending[c->levels] : 0);
+		}
+		if (c->stack > c->stack_max) {
+			c->stack_max = c->stack;
+			c->pos_max = c->pos;
+		}
+	}
+	/* an and/or fragment leaves its left operand and itself on the stack */
+	if ((strstr(s, " AND ") || strstr(s, " OR ")) && c->levels > 0 && c->levels <= Q_SQL_STACK &&
+	    !c->pending[c->levels - 1]) {
+		c->pending[c->levels - 1] = 1;
+		c->stack += 2;
+		if (c->stack > c->stack_max) {
+			c->stack_max = c->stack;
+			c->pos_max = c->pos;
+		}
+	}
 }
 
 static void emit_p(struct comp *c, int num)
@@ -172,17 +208,29 @@ static void term_take(struct comp *c, struct terms *ts, size_t mark)
 	c->sql.p[mark] = 0;
 }
 
+/* n operands joined by sep: up to CHAIN flat in one pair of parentheses, more as
+ * two balanced halves. */
+#define CHAIN 16
+
 static void terms_emit(struct comp *c, struct terms *ts, size_t lo, size_t hi, const char *sep)
 {
 	if (hi - lo == 1) {
 		emit(c, ts->t[lo]);
 		return;
 	}
-	size_t mid = lo + (hi - lo) / 2;
 	emit(c, "(");
-	terms_emit(c, ts, lo, mid, sep);
-	emit(c, sep);
-	terms_emit(c, ts, mid, hi, sep);
+	if (hi - lo <= CHAIN) {
+		for (size_t i = lo; i < hi; i++) {
+			if (i > lo)
+				emit(c, sep);
+			emit(c, ts->t[i]);
+		}
+	} else {
+		size_t mid = lo + (hi - lo) / 2;
+		terms_emit(c, ts, lo, mid, sep);
+		emit(c, sep);
+		terms_emit(c, ts, mid, hi, sep);
+	}
 	emit(c, ")");
 }
 
@@ -701,18 +749,85 @@ static void emit_exists(struct comp *c, const struct q_field_def *fd)
 
 static void emit_node(struct comp *c, const struct q_node *n);
 
-static void emit_kids(struct comp *c, const struct q_node *n, uint32_t lo, uint32_t hi, const char *sep)
+/* The parser-stack cost of a node's SQL, for ordering operands: the same rules
+ * as the emission below, with a test counted as 4 (8 with a sub-select). */
+static int node_cost(const struct q_node *n)
+{
+	switch (n->kind) {
+	case Q_N_TEST:
+		return n->field->wrap ? 8 : 4;
+	case Q_N_NOT:
+		if (n->kids[0]->kind == Q_N_NOT)
+			return node_cost(n->kids[0]->kids[0]);
+		return 1 + node_cost(n->kids[0]);
+	default: {
+		/* operands are emitted deepest first: the first costs one '(' more,
+		 * every other one also its pending "x AND" */
+		int c1 = 0, c2 = 0;
+		for (uint32_t i = 0; i < n->nkids; i++) {
+			int k = node_cost(n->kids[i]);
+			if (k > c1) {
+				c2 = c1;
+				c1 = k;
+			} else if (k > c2) {
+				c2 = k;
+			}
+		}
+		int extra = 0;
+		for (uint32_t w = n->nkids; w > CHAIN; w = (w + 1) / 2)
+			extra++;
+		return 1 + extra + (c1 > c2 + 2 ? c1 : c2 + 2);
+	}
+	}
+}
+
+struct ranked {
+	const struct q_node *node;
+	int cost;
+};
+
+static int by_cost_desc(const void *a, const void *b)
+{
+	const struct ranked *x = a, *y = b;
+	return x->cost != y->cost ? (x->cost > y->cost ? -1 : 1) : (x->node->pos > y->node->pos) - (x->node->pos < y->node->pos);
+}
+
+static void emit_chain(struct comp *c, const struct ranked *r, uint32_t lo, uint32_t hi, const char *sep)
 {
 	if (hi - lo == 1) {
-		emit_node(c, n->kids[lo]);
+		emit_node(c, r[lo].node);
 		return;
 	}
-	uint32_t mid = lo + (hi - lo) / 2;
 	emit(c, "(");
-	emit_kids(c, n, lo, mid, sep);
-	emit(c, sep);
-	emit_kids(c, n, mid, hi, sep);
+	if (hi - lo <= CHAIN) {
+		for (uint32_t i = lo; i < hi; i++) {
+			if (i > lo)
+				emit(c, sep);
+			emit_node(c, r[i].node);
+		}
+	} else {
+		uint32_t mid = lo + (hi - lo) / 2;
+		emit_chain(c, r, lo, mid, sep);
+		emit(c, sep);
+		emit_chain(c, r, mid, hi, sep);
+	}
 	emit(c, ")");
+}
+
+static void emit_kids(struct comp *c, const struct q_node *n, const char *sep)
+{
+	struct ranked *r = malloc(n->nkids * sizeof(*r));
+	if (!r) {
+		c->oom = 1;
+		return;
+	}
+	for (uint32_t i = 0; i < n->nkids; i++) {
+		r[i].node = n->kids[i];
+		r[i].cost = node_cost(n->kids[i]);
+	}
+	qsort(r, n->nkids, sizeof(*r), by_cost_desc);
+	emit_chain(c, r, 0, n->nkids, sep);
+	free(r);
 }
 
 static void emit_test(struct comp *c, const struct q_node *n)
@@ -724,7 +839,7 @@ static void emit_test(struct comp *c, const struct q_node *n)
 	}
 	int neg = n->op == Q_OP_NE || n->op == Q_OP_NOT_IN || n->op == Q_OP_NOT_MATCH;
 	if (neg)
-		emit(c, "((");
+		emit(c, "(");
 	const char *wrap_end = NULL;
 	if (fd->wrap) {
 		const char *hole = strstr(fd->wrap, "%s");
@@ -745,27 +860,37 @@ static void emit_test(struct comp *c, const struct q_node *n)
 	if (wrap_end)
 		emit(c, wrap_end);
 	if (neg)
-		emit(c, ") IS NOT 1)");
+		emit(c, ") IS NOT 1");
 }
 
+/* Every form is self-delimiting as an operand of AND / OR ("(X) IS NOT 1" too:
+ * IS binds more tightly than AND). */
 static void emit_node(struct comp *c, const struct q_node *n)
 {
+	uint32_t saved = c->pos;
+	c->pos = n->pos;
 	switch (n->kind) {
 	case Q_N_AND:
-		emit_kids(c, n, 0, n->nkids, " AND ");
+		emit_kids(c, n, " AND ");
 		break;
 	case Q_N_OR:
-		emit_kids(c, n, 0, n->nkids, " OR ");
+		emit_kids(c, n, " OR ");
 		break;
 	case Q_N_NOT:
-		emit(c, "((");
+		if (n->kids[0]->kind == Q_N_NOT) {
+			/* not not X: X is true exactly when it is */
+			emit_node(c, n->kids[0]->kids[0]);
+			break;
+		}
+		emit(c, "(");
 		emit_node(c, n->kids[0]);
-		emit(c, ") IS NOT 1)");
+		emit(c, ") IS NOT 1");
 		break;
 	case Q_N_TEST:
 		emit_test(c, n);
 		break;
 	}
+	c->pos = saved;
 }
 
 void q_compile_opts_default(struct q_compile_opts *o)
@@ -821,6 +946,13 @@ int q_compile(const struct q_filter *f, const struct q_compile_opts *opts, struc
 	emit(&c, ")");
 	struct sql_priv *pv = NULL;
 	int rc = 0;
+	if (c.stack_max > Q_SQL_STACK) {
+		q_err_setf(err, -E2BIG, f ? f->text : NULL, f ? f->len : 0, c.pos_max, "deeper nesting", "less nesting",
+			   "filter nested too deeply for the database's SQL parser; use fewer levels of "
+			   "parentheses or shorter lists inside them");
+		rc = -E2BIG;
+		goto out;
+	}
 	if (c.toomany) {
 		q_err_setf(err, -E2BIG, NULL, 0, 0, "", "", "filter needs more than %d SQL parameters",
 			   Q_MAX_PARAMS);

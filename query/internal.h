@@ -15,6 +15,13 @@
 #define Q_MAX_LEN_CEIL (1u << 20)
 #define Q_MAX_DEPTH_CEIL 256u
 #define Q_MAX_VALUES_CEIL 8192u
+/* How much of SQLite's parser stack (YYSTACKDEPTH, 100 entries) the WHERE text
+ * may use by the compiler's estimate; the rest is for the caller's statement
+ * around it (a SELECT with the WHERE text as its first term, or one sub-select
+ * deep).  Measured: 91 nested '(' fit in a plain SELECT. */
+#ifndef Q_SQL_STACK
+#define Q_SQL_STACK 78
+#endif
 /* SQLite's default SQLITE_MAX_VARIABLE_NUMBER (Debian's build allows more). */
 #define Q_MAX_PARAMS 32766
 
@@ -108,6 +115,8 @@ struct q_filter {
 	struct q_node *root;             /* NULL: empty filter (matches all) */
 	uint32_t nvalues;
 	uint32_t depth;                  /* deepest nesting seen */
+	char *text;                      /* a copy of the filter text, for positions */
+	size_t len;
 };
 
 /* --- helpers --- */

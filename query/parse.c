@@ -635,8 +635,10 @@ static int parse_list(struct parser *p, struct q_node *nd)
 				next(p);
 				break;
 			}
+			int after_comma = 0;
 			if (t->kind == TK_COMMA && nv > 0) {
 				next(p);
+				after_comma = 1;
 				t = peek(p);
 				if (t->kind == close) {
 					next(p);
@@ -649,6 +651,8 @@ static int parse_list(struct parser *p, struct q_node *nd)
 					char e[200];
 					expected_for(fd, Q_OP_IN, e, sizeof(e));
 					snprintf(exp, sizeof(exp), "%s in the list", e);
+				} else if (after_comma) {
+					snprintf(exp, sizeof(exp), "a value or %s after ','", close_text);
 				} else {
 					snprintf(exp, sizeof(exp), "',', a value or %s", close_text);
 				}
@@ -980,6 +984,14 @@ int q_parse(const char *text, size_t len, const struct q_limits *lim, struct q_f
 	}
 	f->nvalues = p.nvalues;
 	f->depth = p.maxdepth;
+	f->text = arena_alloc(p.arena, p.n + 1);
+	if (!f->text) {
+		q_filter_free(f);
+		fail_oom(&p);
+		return p.rc;
+	}
+	memcpy(f->text, p.s, p.n);
+	f->len = p.n;
 	*out = f;
 	return 0;
 }

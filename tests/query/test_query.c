@@ -528,6 +528,144 @@ static int mode_hostile(const char *fixture)
 		}
 		free(big);
 	}
+	/* Deep shapes at the depth limit: each compiles, and its SQL prepares in a
+	 * plain SELECT and one sub-select deep; or the compiler refuses it with a
+	 * position (never SQL that SQLite cannot parse). */
+	{
+		struct shape {
+			const char *name;
+			char *text;
+			int must_compile;
+			int big;
+		} shapes[8];
+		int ns = 0;
+		char *b;
+		size_t o;
+#define SHAPE_BUF 40000
+		/* (dport == 0 or (dport == 1 and (... dport == 99))) */
+		b = malloc(SHAPE_BUF), o = 0;
+		for (int i = 0; i < 64; i++)
+			o += (size_t)sprintf(b + o, "(dport == %d %s ", i, i % 2 ? "and" : "or");
+		o += (size_t)sprintf(b + o, "dport == 99");
+		for (int i = 0; i < 64; i++)
+			b[o++] = ')';
+		b[o] = 0;
+		shapes[ns++] = (struct shape){"64 nested and/or", b, 1, 0};
+		/* not (dport == 0 or not (dport == 1 or ... rtt)) */
+		b = malloc(SHAPE_BUF), o = 0;
+		for (int i = 0; i < 32; i++)
+			o += (size_t)sprintf(b + o, "not (dport == %d or ", i);
+		o += (size_t)sprintf(b + o, "rtt");
+		for (int i = 0; i < 32; i++)
+			b[o++] = ')';
+		b[o] = 0;
+		shapes[ns++] = (struct shape){"32 not-(", b, 1, 0};
+		b = malloc(SHAPE_BUF), o = 0;
+		for (int i = 0; i < 64; i++)
+			o += (size_t)sprintf(b + o, "not ");
+		sprintf(b + o, "rtt");
+		shapes[ns++] = (struct shape){"64 nots", b, 1, 0};
+		/* iface (a sub-select) at the bottom, negated tests on the way */
+		b = malloc(SHAPE_BUF), o = 0;
+		for (int i = 0; i < 32; i++)
+			o += (size_t)sprintf(b + o, "not (iface != eth%d and ", i);
+		o += (size_t)sprintf(b + o, "iface ~ \"veth*\"");
+		for (int i = 0; i < 32; i++)
+			b[o++] = ')';
+		b[o] = 0;
+		shapes[ns++] = (struct shape){"32 not-( with iface", b, 1, 0};
+		b = malloc(SHAPE_BUF), o = 0;
+		for (int i = 0; i < 64; i++)
+			o += (size_t)sprintf(b + o, "(iface == e%d or ", i);
+		o += (size_t)sprintf(b + o, "iface == x");
+		for (int i = 0; i < 64; i++)
+			b[o++] = ')';
+		b[o] = 0;
+		shapes[ns++] = (struct shape){"64 nested iface", b, 1, 0};
+		/* 60 levels over a 256-CIDR list on both ends (512 terms) */
+		b = malloc(SHAPE_BUF), o = 0;
+		for (int i = 0; i < 60; i++)
+			o += (size_t)sprintf(b + o, "(dport == %d %s ", i, i % 2 ? "and" : "or");
+		o += (size_t)sprintf(b + o, "ip in [");
+		for (int i = 0; i < 256; i++)
+			o += (size_t)sprintf(b + o, "%s10.%d.0.0/%d", i ? ", " : "", i, 9 + i % 20);
+		b[o++] = ']';
+		for (int i = 0; i < 60; i++)
+			b[o++] = ')';
+		b[o] = 0;
+		shapes[ns++] = (struct shape){"60 levels over 512 terms", b, 0, 1};
+		/* a complete binary tree of depth 9: 512 tests, both operands deep */
+		b = malloc(SHAPE_BUF), o = 0;
+		{
+			int leaf = 0;
+			/* iterative in-order writing of a full tree via a counter */
+			for (int pos = 0; pos < 512; pos++) {
+				int open = 0;
+				for (int k = pos; k % 2 == 0 && open < 9; k /= 2)
+					open++;
+				if (pos == 0)
+					open = 9;
+				for (int i = 0; i < open; i++)
+					b[o++] = '(';
+				o += (size_t)sprintf(b + o, "dport == %d", leaf++);
+				int close = 0;
+				for (int k = pos + 1; k % 2 == 0 && close < 9; k /= 2)
+					close++;
+				if (pos == 511)
+					close = 9;
+				for (int i = 0; i < close; i++)
+					b[o++] = ')';
+				if (pos < 511) {
+					/* the operator of the level the next leaf opens from */
+					int lvl = 0;
+					for (int k = pos + 1; k % 2 == 0; k /= 2)
+						lvl++;
+					o += (size_t)sprintf(b + o, lvl % 2 ? " and " : " or ");
+				}
+			}
+			b[o] = 0;
+		}
+		shapes[ns++] = (struct shape){"binary tree of depth 9", b, 1, 1};
+		for (int i = 0; i < ns; i++) {
+			struct q_limits lim;
+			q_limits_default(&lim);
+			if (shapes[i].big) {
+				lim.max_len = 65536;
+				lim.max_values = 4096;
+			}
+			struct q_sql *sql;
+			struct q_error err;
+			int rc = q_compile_text(shapes[i].text, strlen(shapes[i].text), &lim, NULL, &sql, &err);
+			CHECK(rc == 0 || (!shapes[i].must_compile && rc == -E2BIG && err.pos > 0),
+			      "%s: %s", shapes[i].name, err.msg);
+			if (rc == 0) {
+				const char *forms[] = {
+					"SELECT f.id FROM flows f WHERE %s ORDER BY f.last_us DESC, f.id DESC LIMIT 100",
+					"SELECT count(*) FROM (SELECT f.id FROM flows f WHERE %s AND f.id > 0 "
+					"ORDER BY f.last_us DESC LIMIT 100)",
+				};
+				for (int k = 0; k < 2; k++) {
+					char *q = malloc(sql->where_len + 200);
+					sprintf(q, forms[k], sql->where);
+					sqlite3_stmt *st;
+					int prc = sqlite3_prepare_v2(db, q, -1, &st, NULL);
+					CHECK(prc == SQLITE_OK, "%s: form %d: %s", shapes[i].name, k, sqlite3_errmsg(db));
+					if (prc == SQLITE_OK) {
+						q_sql_bind(sql, st);
+						while (sqlite3_step(st) == SQLITE_ROW)
+							;
+						sqlite3_finalize(st);
+					}
+					free(q);
+				}
+				q_sql_free(sql);
+				printf("  %-26s compiled; prepares plain and in a sub-select\n", shapes[i].name);
+			} else {
+				printf("  %-26s %s\n", shapes[i].name, err.msg);
+			}
+			free(shapes[i].text);
+		}
+	}
 	/* The database is what it was: same bytes, same rows. */
 	sqlite3_stmt *st;
 	sqlite3_prepare_v2(db, "SELECT count(*), (SELECT count(*) FROM observation_points) FROM flows", -1, &st, NULL);
