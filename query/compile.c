@@ -51,6 +51,7 @@ struct comp {
 	/* the parser-stack estimate: one entry per open '(' plus two while an
 	 * and/or at that level waits for its right operand */
 	uint8_t pending[Q_SQL_STACK + 1];
+	uint8_t weight[Q_SQL_STACK + 1];
 	int levels, stack, stack_max;
 	uint32_t pos, pos_max;       /* AST position being emitted / at the maximum */
 };
@@ -138,32 +139,61 @@ static int param_text(struct comp *c, const char *s, size_t n)
 	return param_text3(c, "", s, n, "", 0, 0);
 }
 
+static void stack_add(struct comp *c, int n)
+{
+	c->stack += n;
+	if (c->stack > c->stack_max) {
+		c->stack_max = c->stack;
+		c->pos_max = c->pos;
+	}
+}
+
+/* Appends SQL and follows SQLite's parser stack through it: each '(' holds one
+ * entry until its ')'; at each level, an and/or waiting for its right operand
+ * holds two more, and a comparison, concatenation or argument list two more
+ * (counted until the level closes: over-counting inside a test costs little,
+ * since along the deepest path no operator comes before the nested operand). */
 static void emit(struct comp *c, const char *s)
 {
+	static const char *const bool_ops[] = {" AND ", " OR "};
+	static const char *const cmp_ops[] = {" = ", " >= ", " <= ", " < ", " > ", " GLOB ", " IN ",
+					      " || ", ", ", " IS NOT "};
 	q_buf_puts(&c->sql, s);
 	for (const char *p = s; *p; p++) {
 		if (*p == '(') {
-			if (c->levels < Q_SQL_STACK)
+			/* a function call holds its name and argument list too */
+			int w = p > s && ((p[-1] | 0x20) >= 'a' && (p[-1] | 0x20) <= 'z') ? 3 : 1;
+			if (c->levels < Q_SQL_STACK) {
 				c->pending[c->levels] = 0;
+				c->weight[c->levels] = (uint8_t)w;
+			}
 			c->levels++;
-			c->stack++;
-		} else if (*p == ')' && c->levels > 0) {
-			c->levels--;
-			c->stack -= 1 + (c->levels < Q_SQL_STACK ? 2 * c->pending[c->levels] : 0);
+			stack_add(c, w);
+			continue;
 		}
-		if (c->stack > c->stack_max) {
-			c->stack_max = c->stack;
-			c->pos_max = c->pos;
+		if (*p == ')') {
+			if (c->levels > 0) {
+				c->levels--;
+				int in = c->levels < Q_SQL_STACK;
+				uint8_t fl = in ? c->pending[c->levels] : 0;
+				c->stack -= (in ? c->weight[c->levels] : 1) + 2 * !!(fl & 1) + 2 * !!(fl & 2);
+			}
+			continue;
 		}
-	}
-	/* an and/or fragment leaves its left operand and itself on the stack */
-	if ((strstr(s, " AND ") || strstr(s, " OR ")) && c->levels > 0 && c->levels <= Q_SQL_STACK &&
-	    !c->pending[c->levels - 1]) {
-		c->pending[c->levels - 1] = 1;
-		c->stack += 2;
-		if (c->stack > c->stack_max) {
-			c->stack_max = c->stack;
-			c->pos_max = c->pos;
+		if ((*p != ' ' && *p != ',') || c->levels == 0 || c->levels > Q_SQL_STACK)
+			continue;
+		uint8_t *fl = &c->pending[c->levels - 1];
+		for (size_t i = 0; i < sizeof(bool_ops) / sizeof(bool_ops[0]) && !(*fl & 1); i++) {
+			if (strncmp(p, bool_ops[i], strlen(bool_ops[i])) == 0) {
+				*fl |= 1;
+				stack_add(c, 2);
+			}
+		}
+		for (size_t i = 0; i < sizeof(cmp_ops) / sizeof(cmp_ops[0]) && !(*fl & 2); i++) {
+			if (strncmp(p, cmp_ops[i], strlen(cmp_ops[i])) == 0) {
+				*fl |= 2;
+				stack_add(c, 2);
+			}
 		}
 	}
 }
@@ -207,6 +237,8 @@ static void term_take(struct comp *c, struct terms *ts, size_t mark)
 	c->sql.len = mark;
 	c->sql.p[mark] = 0;
 }
+
+#define SUBSELECT_STACK 6
 
 /* n operands joined by sep: up to CHAIN flat in one pair of parentheses, more as
  * two balanced halves. */
@@ -759,7 +791,7 @@ static int node_cost(const struct q_node *n)
 	case Q_N_NOT:
 		if (n->kids[0]->kind == Q_N_NOT)
 			return node_cost(n->kids[0]->kids[0]);
-		return 1 + node_cost(n->kids[0]);
+		return (n->kids[0]->kind == Q_N_TEST) + node_cost(n->kids[0]);
 	default: {
 		/* operands are emitted deepest first: the first costs one '(' more,
 		 * every other one also its pending "x AND" */
@@ -842,8 +874,17 @@ static void emit_test(struct comp *c, const struct q_node *n)
 		emit(c, "(");
 	const char *wrap_end = NULL;
 	if (fd->wrap) {
+		/* the part before "%s", emitted (and counted) as a fragment of its own */
+		char head[160];
 		const char *hole = strstr(fd->wrap, "%s");
-		q_buf_add(&c->sql, fd->wrap, (size_t)(hole - fd->wrap));
+		size_t hl = (size_t)(hole - fd->wrap);
+		if (hl >= sizeof(head))
+			hl = sizeof(head) - 1; /* a programming error: the field table is ours */
+		memcpy(head, fd->wrap, hl);
+		head[hl] = 0;
+		emit(c, head);
+		/* a sub-select's own parser states, beyond its parentheses (measured) */
+		stack_add(c, SUBSELECT_STACK);
 		wrap_end = hole + 2;
 	}
 	switch (n->op) {
@@ -857,8 +898,10 @@ static void emit_test(struct comp *c, const struct q_node *n)
 		emit_match(c, fd, n->vals, n->nvals);
 		break;
 	}
-	if (wrap_end)
+	if (wrap_end) {
 		emit(c, wrap_end);
+		c->stack -= SUBSELECT_STACK;
+	}
 	if (neg)
 		emit(c, ") IS NOT 1");
 }
@@ -880,6 +923,12 @@ static void emit_node(struct comp *c, const struct q_node *n)
 		if (n->kids[0]->kind == Q_N_NOT) {
 			/* not not X: X is true exactly when it is */
 			emit_node(c, n->kids[0]->kids[0]);
+			break;
+		}
+		if (n->kids[0]->kind == Q_N_AND || n->kids[0]->kind == Q_N_OR) {
+			/* an and/or chain is already one parenthesised operand */
+			emit_node(c, n->kids[0]);
+			emit(c, " IS NOT 1");
 			break;
 		}
 		emit(c, "(");

@@ -668,6 +668,72 @@ static int mode_hostile(const char *fixture)
 			free(shapes[i].text);
 		}
 	}
+	/* The compiler's parser-stack guard against SQLite itself: for each kind of
+	 * test, nest it ever deeper until the compiler refuses; the deepest SQL it
+	 * accepted must prepare one sub-select deep. */
+	{
+		static const char *const leaves[] = {
+			"dport == 1", "port > 5", "bytes >= 1M", "ip == 10.0.0.0/12",
+			"ip in [1.2.3.4, 10.0.0.0/8, fd00::/12, 2001:db8::/32]", "outer.ip == 10.0.0.1",
+			"app == TLS", "app in [TLS.Facebook, DNS]", "app ~ \"T*\"", "host == \"*.x\"",
+			"host != x", "risk == \"a b\"", "risk ~ \"*x*\"", "risk in [1, x]", "iface == eth0",
+			"iface != eth0", "not iface ~ \"v*\"", "direction in [both, x]", "ns == \"kube-*\"",
+			"ns == default", "pod == a", "app exists", "tunnel exists", "rtt exists",
+			"not (app == TLS and not host exists)",
+		};
+		const char *shapes[] = {"(dport == %d %s ", "not (dport == %d %s "};
+		int worst = 1000;
+		for (size_t sh = 0; sh < 2; sh++) {
+			for (size_t li = 0; li < sizeof(leaves) / sizeof(leaves[0]); li++) {
+				struct q_limits lim;
+				q_limits_default(&lim);
+				lim.max_depth = 256;
+				lim.max_len = 1 << 16;
+				char *last = NULL;
+				int k, levels = 0;
+				for (k = 1; k <= 120; k++) {
+					char *b = malloc(16384);
+					size_t o = 0;
+					for (int i = 0; i < k; i++)
+						o += (size_t)sprintf(b + o, shapes[sh], i, i % 2 ? "and" : "or");
+					o += (size_t)sprintf(b + o, "%s", leaves[li]);
+					for (int i = 0; i < k; i++)
+						b[o++] = ')';
+					b[o] = 0;
+					struct q_sql *sql;
+					struct q_error err;
+					int rc = q_compile_text(b, o, &lim, NULL, &sql, &err);
+					free(b);
+					if (rc) {
+						CHECK(rc == -E2BIG, "%s: %s", leaves[li], err.msg);
+						break;
+					}
+					free(last);
+					last = malloc(sql->where_len + 200);
+					sprintf(last, "SELECT count(*) FROM (SELECT f.id FROM flows f WHERE %s AND f.id > 0 "
+						"ORDER BY f.last_us DESC LIMIT 100)", sql->where);
+					levels = k * (sh ? 2 : 1);
+					q_sql_free(sql);
+				}
+				if (last) {
+					sqlite3_stmt *st;
+					int prc = sqlite3_prepare_v2(db, last, -1, &st, NULL);
+					CHECK(prc == SQLITE_OK, "guard too lax for '%s' at %d levels: %s", leaves[li], levels,
+					      sqlite3_errmsg(db));
+					sqlite3_finalize(st);
+					free(last);
+				}
+				if (levels < worst)
+					worst = levels;
+				if (getenv("QTEST_VERBOSE"))
+					printf("    %2d levels: %s%s\n", levels, sh ? "not-( " : "( ", leaves[li]);
+			}
+		}
+		/* every test still nests as deep as the parser's default limit allows */
+		CHECK(worst >= 64, "the guard allows only %d levels for some test", worst);
+		printf("  %-26s every kind of test nests at least %d levels deep, and the deepest prepares\n",
+		       "parser-stack guard", worst);
+	}
 	/* The database is what it was: same bytes, same rows. */
 	sqlite3_stmt *st;
 	sqlite3_prepare_v2(db, "SELECT count(*), (SELECT count(*) FROM observation_points) FROM flows", -1, &st, NULL);
