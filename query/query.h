@@ -116,8 +116,14 @@ struct q_sql {
 };
 
 /* f may be NULL (no filter: only the range, or "(1)").  opts may be NULL for the
- * defaults.  Returns 0 and *out (free with q_sql_free), or -ENOMEM / -E2BIG
- * (more parameters than SQLite accepts) / -EINVAL (bad opts) with err filled. */
+ * defaults.  Returns 0 and *out (free with q_sql_free), or with err filled:
+ *   -E2BIG   the SQL would overflow SQLite's parser stack (a deeply nested filter
+ *            over long lists; err has the position), or needs more parameters
+ *            than SQLite takes
+ *   -EINVAL  bad opts;  -ENOMEM
+ * The SQL is sized for a statement that has it as the first term of its WHERE,
+ * at most one sub-select deep (e.g. SELECT count(*) FROM (SELECT ... WHERE
+ * <where> AND <cursor> ORDER BY ... LIMIT ?)); nest it no deeper. */
 int q_compile(const struct q_filter *f, const struct q_compile_opts *opts,
 	      struct q_sql **out, struct q_error *err);
 void q_sql_free(struct q_sql *sql);
