@@ -744,13 +744,12 @@ static struct q_node *parse_test(struct parser *p)
 	int op = token_op(p, t);
 	if (op < 0 && is_not(p, t) && t->kind == TK_WORD) {
 		/* `field not in [...]` */
-		struct tok nt = next(p);
+		next(p);
 		t = peek(p);
 		if (!word_is(p, t, "in")) {
 			char exp[64];
 			snprintf(exp, sizeof(exp), "'in' after '%s not'", fd->info.name);
 			fail_tok(p, t, exp);
-			(void)nt;
 			return NULL;
 		}
 		op = Q_OP_NOT_IN;
