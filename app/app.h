@@ -28,6 +28,11 @@ int app_parse_size(const char *s, unsigned long long *out);
 int app_parse_uint(const char *s, unsigned long long min, unsigned long long max,
 		   unsigned long long *out);
 
+/* Prints a filter error of podcap CMD: the message, then the filter with a caret
+ * under the position. */
+struct q_error;
+void app_filter_error(const char *cmd, const char *text, const struct q_error *e);
+
 /* ---- the options `read` and `run` share (options.c) ---- */
 
 enum app_cmd { APP_READ = 1, APP_RUN = 2 };

@@ -29,7 +29,7 @@
 #include "pktstore.h"
 #include "query.h"
 
-#define EXPORT_USAGE "export --db PATH (--flow ID ... | --filter EXPR | --app NAME | --ip ADDR | " \
+#define EXPORT_USAGE "export --db PATH (--flow ID ... | --filter FILTER | --app NAME | --ip ADDR | " \
 	"--port N) -w FILE|- [-F pcapng|pcap] [--store DIR] [--limit N]"
 #define EXPORT_DEFAULT_LIMIT 10000
 #define EXPORT_MAX_FLOWS 1000000
@@ -42,12 +42,10 @@ static void export_help(void)
 	       "Community ID as the comment of each packet.\n\n"
 	       "  --db PATH      flow database written by 'podcap read --store' or 'podcap run'\n"
 	       "  --flow ID      a flow id as 'podcap flows' prints it; may be repeated\n"
-	       "  --filter EXPR  flows matching EXPR.  For now EXPR is one or more terms\n"
-	       "                 'app == NAME', 'ip == ADDR', 'port == N' joined by 'and'\n"
-	       "                 (the same simple filters as 'podcap flows'); the full\n"
-	       "                 filter language comes later\n"
+	       "  --filter FILTER  flows matching FILTER, in the language of 'podcap flows'\n"
+	       "                 (docs/filters.md), e.g. 'app == DNS and rcode exists'\n"
 	       "  --app NAME, --ip ADDR, --port N\n"
-	       "                 the same terms as options, as in 'podcap flows'\n"
+	       "                 the shorthands of 'podcap flows' (and-ed with --filter)\n"
 	       "  --limit N      at most N flows from a filter, oldest first (default %d)\n"
 	       "  -w FILE|-      output file, '-' for stdout (e.g. | wireshark -k -i -)\n"
 	       "  -F FORMAT      pcapng (default) or pcap; pcap keeps neither interface names\n"
@@ -81,8 +79,8 @@ static void report(void *arg, const struct pks_flow *x)
 
 struct export_opts {
 	const char *db_path, *out_path, *store_dir;
-	char *filter_expr;
-	struct q_simple f;
+	const char *filter_expr, *app, *ip;
+	int port;
 	int use_filter;
 	enum pn_format fmt;
 	unsigned long long limit;
@@ -106,7 +104,6 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
-	struct q_error qe = {0};
 	unsigned long long v;
 	uint8_t a[16];
 	int c;
@@ -130,32 +127,19 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 			o->ids[o->nids++] = v;
 			break;
 		}
-		case O_FILTER: {
-			free(o->filter_expr);
-			o->filter_expr = strdup(optarg);
+		case O_FILTER:
+			/* the filter and the shorthands below add up (and) */
+			o->filter_expr = optarg;
 			o->use_filter = 1;
-			/* the terms of --filter and of the options below add up */
-			struct q_simple g;
-			if (!o->filter_expr || q_simple_parse(o->filter_expr, &g, &qe) < 0) {
-				fprintf(stderr, "podcap export: --filter: %s\n", o->filter_expr ? qe.msg : "out of memory");
-				return app_usage(EXPORT_USAGE);
-			}
-			if (g.app)
-				o->f.app = g.app;
-			if (g.ip)
-				o->f.ip = g.ip;
-			if (g.port >= 0)
-				o->f.port = g.port;
 			break;
-		}
-		case O_APP: o->f.app = optarg; o->use_filter = 1; break;
+		case O_APP: o->app = optarg; o->use_filter = 1; break;
 		case O_IP:
 			o->use_filter = 1;
 			if (inet_pton(AF_INET, optarg, a) != 1 && inet_pton(AF_INET6, optarg, a) != 1) {
 				fprintf(stderr, "podcap export: '%s' is not an IP address\n", optarg);
 				return app_usage(EXPORT_USAGE);
 			}
-			o->f.ip = optarg;
+			o->ip = optarg;
 			break;
 		case O_PORT:
 			o->use_filter = 1;
@@ -163,7 +147,7 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 				fprintf(stderr, "podcap export: bad port '%s'\n", optarg);
 				return app_usage(EXPORT_USAGE);
 			}
-			o->f.port = (int)v;
+			o->port = (int)v;
 			break;
 		case O_STORE: o->store_dir = optarg; break;
 		case O_LIMIT:
@@ -210,8 +194,10 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 
 int cmd_export(int argc, char **argv)
 {
-	struct export_opts o = {.f = {.port = -1}, .fmt = PN_FORMAT_PCAPNG, .limit = EXPORT_DEFAULT_LIMIT};
+	struct export_opts o = {.port = -1, .fmt = PN_FORMAT_PCAPNG, .limit = EXPORT_DEFAULT_LIMIT};
 	struct q_error qe = {0};
+	struct q_filter *filter = NULL;
+	char *text = NULL;
 	struct fdb *db = NULL;
 	struct pks *store = NULL;
 	struct pn_writer *w = NULL;
@@ -221,6 +207,17 @@ int cmd_export(int argc, char **argv)
 	if (status >= 0)
 		goto out;
 	status = 1;
+	if (o.use_filter) {
+		if (!(text = q_shorthand(o.filter_expr, o.app, o.ip, o.port))) {
+			fprintf(stderr, "podcap export: out of memory\n");
+			goto out;
+		}
+		if (q_parse(text, strlen(text), NULL, &filter, &qe) < 0) {
+			app_filter_error("export", text, &qe);
+			status = app_usage(EXPORT_USAGE);
+			goto out;
+		}
+	}
 	/* Read-only: exporting never locks or migrates a database an agent writes. */
 	struct fdb_config dcfg;
 	fdb_config_default(&dcfg);
@@ -252,7 +249,7 @@ int cmd_export(int argc, char **argv)
 			close(fd);
 		goto out;
 	}
-	struct q_select sel = {.where = &o.f, .order = Q_ORDER_FIRST_ASC, .limit = (int64_t)o.limit};
+	struct q_select sel = {.filter = filter, .order = Q_ORDER_FIRST_ASC, .limit = (int64_t)o.limit};
 	uint64_t selected = 0, packets = 0, flows_with = 0;
 	int rc = q_export(db, store, o.ids, o.nids, &sel, w, report, &flows_with, log_stderr, NULL,
 			  &selected, &packets, &qe);
@@ -274,6 +271,7 @@ out:
 	pks_close(store);
 	fdb_close(db);
 	free(o.ids);
-	free(o.filter_expr);
+	q_filter_free(filter);
+	free(text);
 	return status;
 }

@@ -25,11 +25,13 @@ static int q_err(struct q_error *err, int rc, int pos, const char *fmt, ...) __a
 static int q_err(struct q_error *err, int rc, int pos, const char *fmt, ...)
 {
 	if (err) {
+		memset(err, 0, sizeof(*err));
 		va_list ap;
 		va_start(ap, fmt);
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);
-		err->pos = pos;
+		err->code = rc;
+		err->pos = (uint32_t)pos;
 	}
 	return rc;
 }
@@ -42,102 +44,22 @@ int q_write_file(void *arg, const void *buf, size_t len)
 	return 0;
 }
 
-/* ---- the simple filter --------------------------------------------------- */
-
-/* The flow store keeps addresses in inet_ntop form: normalise the same way, so
- * "::FFFF:a.b.c.d" or upper-case hex match what is stored. */
-static int normalise_ip(const char *s, char *buf, size_t len)
-{
-	uint8_t a[16];
-	if (inet_pton(AF_INET, s, a) == 1)
-		return inet_ntop(AF_INET, a, buf, (socklen_t)len) ? 0 : -EINVAL;
-	if (inet_pton(AF_INET6, s, a) == 1)
-		return inet_ntop(AF_INET6, a, buf, (socklen_t)len) ? 0 : -EINVAL;
-	return -EINVAL;
-}
-
-int q_simple_parse(char *expr, struct q_simple *f, struct q_error *err)
-{
-	char *p = expr;
-	f->app = f->ip = NULL;
-	f->port = -1;
-	for (;;) {
-		while (*p == ' ')
-			p++;
-		char *field = p;
-		while (*p && (*p == '_' || (*p >= 'a' && *p <= 'z')))
-			p++;
-		size_t flen = (size_t)(p - field);
-		while (*p == ' ')
-			p++;
-		if (p[0] == '=' && p[1] == '=')
-			p += 2;
-		else if (p[0] == '=')
-			p++;
-		else
-			goto bad;
-		while (*p == ' ')
-			p++;
-		char *val = p;
-		if (*p == '"') {
-			val = ++p;
-			while (*p && *p != '"')
-				p++;
-			if (!*p)
-				goto bad;
-			*p++ = 0;
-		} else {
-			while (*p && *p != ' ')
-				p++;
-			if (*p)
-				*p++ = 0;
-		}
-		if (!*val)
-			goto bad;
-		if (flen == 3 && !strncmp(field, "app", 3)) {
-			f->app = val;
-		} else if (flen == 2 && !strncmp(field, "ip", 2)) {
-			uint8_t a[16];
-			if (inet_pton(AF_INET, val, a) != 1 && inet_pton(AF_INET6, val, a) != 1)
-				return q_err(err, -EINVAL, (int)(val - expr) + 1, "'%s' is not an IP address", val);
-			f->ip = val;
-		} else if (flen == 4 && !strncmp(field, "port", 4)) {
-			char *end;
-			unsigned long v = strtoul(val, &end, 10);
-			if (*val < '0' || *val > '9' || *end || v > 65535)
-				return q_err(err, -EINVAL, (int)(val - expr) + 1, "bad port '%s'", val);
-			f->port = (int)v;
-		} else {
-			p = field;
-			goto bad;
-		}
-		while (*p == ' ')
-			p++;
-		if (!*p)
-			return 0;
-		if (strncmp(p, "and ", 4))
-			goto bad;
-		p += 4;
-	}
-bad:
-	return q_err(err, -EINVAL, (int)(p - expr) + 1,
-		     "cannot parse at position %d (for now only 'app == NAME', 'ip == ADDR', "
-		     "'port == N' joined by 'and')", (int)(p - expr) + 1);
-}
-
 /* ---- SQL ------------------------------------------------------------------ */
 
-struct q_sql {
-	char text[4096];
+/* A statement being put together: constant fragments only; the filter's SQL
+ * from q_compile and every value as a parameter. */
+struct sqlbuf {
+	char text[8192];
 	size_t off;
-	struct fdb_param param[8];
-	size_t nparam;
-	char ip[INET6_ADDRSTRLEN];
-	char app_master[64], app_name[64];
+	struct fdb_param *param;
+	size_t nparam, cap;
+	struct q_sql *filter;   /* owned */
+	int big;                /* the filter's WHERE did not fit: allocated text */
+	char *heap;
 };
 
-static void sql_add(struct q_sql *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sql_add(struct q_sql *q, const char *fmt, ...)
+static void sql_add(struct sqlbuf *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sql_add(struct sqlbuf *q, const char *fmt, ...)
 {
 	if (q->off >= sizeof(q->text))
 		return;
@@ -148,57 +70,65 @@ static void sql_add(struct q_sql *q, const char *fmt, ...)
 	q->off = n < 0 ? sizeof(q->text) : q->off + (size_t)n;
 }
 
-static int param_int(struct q_sql *q, int64_t v)
+static int param_int(struct sqlbuf *q, int64_t v)
 {
 	q->param[q->nparam] = (struct fdb_param){.type = FDB_INT, .i = v};
 	return (int)++q->nparam;
 }
 
-static int param_text(struct q_sql *q, const char *s, size_t len)
+static void sqlbuf_free(struct sqlbuf *q)
 {
-	q->param[q->nparam] = (struct fdb_param){.type = FDB_TEXT, .s = s, .len = len};
-	return (int)++q->nparam;
+	if (!q)
+		return;
+	q_sql_free(q->filter);
+	free(q->param);
+	free(q->heap);
+	free(q);
 }
 
-/* Appends " FROM flows WHERE ..." for sel. */
-static int where(struct q_sql *q, const struct q_select *sel, struct q_error *err)
+/* The statement's text: the fixed buffer, or for a filter too long for it an
+ * allocated copy (filters may compile to a few kB of SQL). */
+static const char *sql_text(struct sqlbuf *q) { return q->heap ? q->heap : q->text; }
+
+/* Appends " FROM flows f WHERE <filter> ORDER BY ... LIMIT ?" for sel. */
+static int where(struct sqlbuf *q, const struct q_select *sel, struct q_error *err)
 {
-	const struct q_simple *w = sel->where;
-	sql_add(q, " FROM flows WHERE last_us >= ?%d",
-		param_int(q, sel->since_us > INT64_MAX ? INT64_MAX : (int64_t)sel->since_us));
-	if (w && w->app && *w->app) {
-		/* "TLS.Facebook" matches both parts; "TLS" or "Facebook" either part (a
-		 * name without a dot is stored as both).  Both forms can use the
-		 * app_name index. */
-		const char *dot = strchr(w->app, '.');
-		if (dot) {
-			int a = param_text(q, w->app, (size_t)(dot - w->app));
-			int b = param_text(q, dot + 1, 0);
-			sql_add(q, " AND master_name = ?%d COLLATE NOCASE AND app_name = ?%d COLLATE NOCASE", a, b);
-		} else {
-			int a = param_text(q, w->app, 0);
-			sql_add(q, " AND (master_name = ?%d COLLATE NOCASE OR app_name = ?%d COLLATE NOCASE)", a, a);
+	struct q_compile_opts opts;
+	q_compile_opts_default(&opts);
+	opts.range = sel->range;
+	int rc = q_compile(sel->filter, &opts, &q->filter, err);
+	if (rc < 0)
+		return rc;
+	q->cap = q->filter->nparams + 4;
+	if (!(q->param = calloc(q->cap, sizeof(*q->param)))) {
+		if (err) {
+			err->code = -ENOMEM;
+			err->pos = 0;
+			snprintf(err->msg, sizeof(err->msg), "out of memory");
 		}
+		return -ENOMEM;
 	}
-	if (w && w->ip && *w->ip) {
-		if (normalise_ip(w->ip, q->ip, sizeof(q->ip)) < 0)
-			return q_err(err, -EINVAL, 0, "'%s' is not an IP address", w->ip);
-		int a = param_text(q, q->ip, 0);
-		sql_add(q, " AND (src = ?%d OR dst = ?%d OR outer_src = ?%d OR outer_dst = ?%d)", a, a, a, a);
+	q_sql_params(q->filter, q->param);
+	q->nparam = q->filter->nparams;
+	/* The filter's parameters are ?1..?n (first_param 1); ours follow. */
+	char tail[160];
+	int lim = param_int(q, sel->limit < 0 ? -1 : sel->limit);
+	snprintf(tail, sizeof(tail), " ORDER BY %s LIMIT ?%d",
+		 sel->order == Q_ORDER_FIRST_ASC ? "f.first_us, f.id" : "f.last_us DESC, f.id DESC", lim);
+	size_t need = q->off + strlen(" FROM flows f WHERE ") + q->filter->where_len + strlen(tail) + 1;
+	if (need > sizeof(q->text)) {
+		if (!(q->heap = malloc(need))) {
+			if (err) {
+				err->code = -ENOMEM;
+				err->pos = 0;
+				snprintf(err->msg, sizeof(err->msg), "out of memory");
+			}
+			return -ENOMEM;
+		}
+		snprintf(q->heap, need, "%s FROM flows f WHERE %s%s", q->text, q->filter->where, tail);
+		return 0;
 	}
-	if (w && w->port >= 0) {
-		if (w->port > 65535)
-			return q_err(err, -EINVAL, 0, "port %d out of range", w->port);
-		int a = param_int(q, w->port);
-		sql_add(q, " AND (sport = ?%d OR dport = ?%d)", a, a);
-	}
-	if (sel->order == Q_ORDER_FIRST_ASC)
-		sql_add(q, " ORDER BY first_us, id");
-	else
-		sql_add(q, " ORDER BY last_us DESC, id DESC");
-	sql_add(q, " LIMIT ?%d", param_int(q, sel->limit < 0 ? -1 : sel->limit));
-	if (q->off >= sizeof(q->text))
-		return q_err(err, -E2BIG, 0, "query too long");
+	sql_add(q, " FROM flows f WHERE %s%s", q->filter->where, tail);
 	return 0;
 }
 
@@ -335,7 +265,7 @@ static void fmt_endpoint(char *buf, size_t len, const char *addr, int port, int 
 /* Columns of the table query, in this order. */
 #define TABLE_SELECT "last_us, ip_proto, family, src, sport, dst, dport, proto_name, host," \
 	" c2s_pkts + s2c_pkts, c2s_bytes + s2c_bytes, rtt_us, id," \
-	" (SELECT iface FROM observation_points o WHERE o.id = flows.obs_id), tunnel, vni"
+	" (SELECT iface FROM observation_points o WHERE o.id = f.obs_id), tunnel, vni"
 
 static int table_row(struct fdb_cursor *c, struct table_row *row)
 {
@@ -412,7 +342,7 @@ static void free_rows(struct table_row *rows, size_t n)
 long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel, enum q_format fmt,
 		  q_write_fn write, void *arg, struct q_error *err)
 {
-	struct q_sql *q = calloc(1, sizeof(*q));
+	struct sqlbuf *q = calloc(1, sizeof(*q));
 	struct out *o = calloc(1, sizeof(*o));
 	struct table_row *rows = NULL;
 	struct fdb_cursor *c = NULL;
@@ -445,7 +375,7 @@ long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel,
 	}
 	if ((rc = where(q, sel, err)) < 0)
 		goto out;
-	if ((rc = fdb_cursor_open(db, q->text, q->param, q->nparam, &c)) < 0) {
+	if ((rc = fdb_cursor_open(db, sql_text(q), q->param, q->nparam, &c)) < 0) {
 		q_err(err, rc, 0, "%s", fdb_errmsg(db));
 		goto out;
 	}
@@ -549,7 +479,7 @@ out:
 		free(rows);
 	}
 	fdb_cursor_close(c);
-	free(q);
+	sqlbuf_free(q);
 	free(o);
 	return rc < 0 ? rc : count;
 }
@@ -596,7 +526,7 @@ int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, c
 {
 	struct pks_export *x = NULL;
 	struct fdb_cursor *c = NULL;
-	struct q_sql *q = calloc(1, sizeof(*q));
+	struct sqlbuf *q = calloc(1, sizeof(*q));
 	int rc;
 	uint64_t nsel = 0;
 
@@ -641,7 +571,7 @@ int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, c
 		sql_add(q, "SELECT id, community_id");
 		if ((rc = where(q, sel, err)) < 0)
 			goto out;
-		if ((rc = fdb_cursor_open(db, q->text, q->param, q->nparam, &c)) < 0) {
+		if ((rc = fdb_cursor_open(db, sql_text(q), q->param, q->nparam, &c)) < 0) {
 			q_err(err, rc, 0, "%s", fdb_errmsg(db));
 			goto out;
 		}
@@ -687,6 +617,6 @@ int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, c
 out:
 	fdb_cursor_close(c);
 	pks_export_close(x);
-	free(q);
+	sqlbuf_free(q);
 	return rc < 0 ? rc : 0;
 }

@@ -1,43 +1,185 @@
-/* query — questions about flows, answered from the flow database and the packet
- * store: which flows match (a filter turned into SQL with bound parameters), the
- * rows formatted for people and programs (table, JSON, NDJSON, CSV), and the
- * packets of the matching flows as one pcapng stream.  `podcap flows`, `podcap
- * export` and the HTTP API all go through here, so they agree.
+/* query — questions about flows: the filter language (text → AST → SQL with bound
+ * parameters), and what is built on it: listings of the matching flows in four
+ * formats, and the packets of the matching flows as one pcapng stream.  `podcap
+ * flows`, `podcap export` and the HTTP API all go through here, so they agree.
  *
- * Threads: a q_* call uses the handles it is given on the calling thread (one
- * fdb / pks handle per thread).  Output goes through a write callback (a FILE*,
- * an HTTP response) whose failure ends the answer with its error.
- * Errors: 0 / negative errno; text in the q_error.
+ * One grammar for `podcap flows FILTER`, the HTTP API and the page (docs/filters.md
+ * is the user's reference).  A filter such as
+ *     app == TLS and host == "*.example.com" and not dport in [443, 8443]
+ * is parsed by q_parse() into an immutable AST (struct q_filter), which
+ * q_compile() turns into an SQL boolean expression over the flow table plus an
+ * array of typed parameters.  Only constant fragments and column names from the
+ * field table (query/fields.c) ever go into the SQL text; every value the user
+ * typed is a parameter.  q_filter_text() prints the normalised filter.
+ *
+ * The SQL refers to `flows` as `f`:   SELECT ... FROM flows f WHERE <where> ...
+ * Tests on the observation point (iface, direction) use a sub-select of their own
+ * on observation_points, so the WHERE text needs no join; a caller that joins
+ * observation_points for its output must not alias it `op`.  Compiled filters that
+ * contain a CIDR off an octet (IPv4) or group (IPv6) boundary call the SQL
+ * function ip_in_net(addr, net, bits), which the flow database registers on
+ * every connection (it knows how addresses are stored).
+ *
+ * Memory: every object returned is owned by the caller and freed with its _free
+ * function (q_filter_free, q_sql_free, or free() for strings).  Parameters of a
+ * q_sql point into the q_sql itself; they stay valid until q_sql_free().
+ * Threads: no global state; any function may be called from any thread.  A
+ * q_filter and a q_sql are immutable after construction and may be shared
+ * read-only between threads.
+ * Errors: functions return 0 or a negative errno; parse and compile errors fill a
+ * struct q_error whose msg is one line, "position N: expected X, found Y", with N
+ * the 1-based character (Unicode code point) position in the filter text.
  */
 #ifndef PODCAP_QUERY_H
 #define PODCAP_QUERY_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
+struct q_filter;
 struct fdb;
+struct fdb_param;
 struct pks;
+struct pks_flow;
 struct pn_writer;
 
+/* --- limits --- */
+
+/* Every bound is checked while parsing, before any allocation grows with it. */
+struct q_limits {
+	uint32_t max_len;    /* bytes of filter text (default 4096; at most 1 MiB) */
+	uint32_t max_depth;  /* nesting of '(' and 'not' (default 64; at most 256) */
+	uint32_t max_list;   /* values in one list, `in [...]` (default 256) */
+	uint32_t max_values; /* values in the whole filter (default 1024; at most 8192) */
+};
+void q_limits_default(struct q_limits *lim);
+
+/* --- errors --- */
+
 struct q_error {
-	int pos;          /* 1-based position in the filter text, 0 = not about the filter */
-	char msg[256];
+	int code;            /* -EINVAL syntax or type, -E2BIG a limit, -ENOMEM */
+	uint32_t pos;        /* 1-based character position; 0 = not about a place */
+	uint32_t byte;       /* the same place as a 0-based byte offset */
+	char found[80];      /* what was there: "'abc'", "end of filter", "NUL byte" */
+	char expected[160];  /* what would have been accepted there */
+	char msg[320];       /* the one line to show: "position 12: expected ..." */
+};
+/* All text in a q_error is valid UTF-8 without control characters, so it can be
+ * printed or put into JSON (after the usual quote/backslash escaping). */
+
+/* --- parsing --- */
+
+/* Parses len bytes of text (no NUL terminator needed; a NUL byte inside is an
+ * error at its position).  lim may be NULL for the defaults.  Empty or all-blank
+ * text is a valid filter that matches every flow.  On success *out is the filter
+ * (free with q_filter_free); on failure *out is NULL, err (if given) says why and
+ * the return is -EINVAL, -E2BIG or -ENOMEM. */
+int q_parse(const char *text, size_t len, const struct q_limits *lim,
+	    struct q_filter **out, struct q_error *err);
+void q_filter_free(struct q_filter *f);
+
+/* The normalised filter text (canonical field names and operators, one space
+ * between tokens, values in canonical form: addresses as stored, sizes in bytes,
+ * durations with their largest exact unit, minimal parentheses).  Parsing it gives
+ * the same filter.  Returns a malloc'd string (caller frees), or NULL with errno
+ * ENOMEM.  An empty filter prints as "". */
+char *q_filter_text(const struct q_filter *f);
+
+/* --- compiling to SQL --- */
+
+enum q_param_type { Q_PARAM_INT, Q_PARAM_DOUBLE, Q_PARAM_TEXT };
+struct q_param {
+	enum q_param_type type;
+	int64_t i;           /* Q_PARAM_INT */
+	double d;            /* Q_PARAM_DOUBLE (no field uses it yet) */
+	const char *text;    /* Q_PARAM_TEXT: len bytes, also NUL-terminated */
+	size_t len;
 };
 
-/* The simple filter terms of the first CLI (the filter language replaces them):
- * all given terms must hold. */
-struct q_simple {
-	const char *app;  /* nDPI name, case-insensitive: "TLS" or "Facebook" match either
-	                   * part of "TLS.Facebook", "TLS.Facebook" needs both */
-	const char *ip;   /* either endpoint, inner or outer */
-	int port;         /* either port, -1 = any */
+/* The time range is separate from the filter: a flow is in [from, to] when it
+ * was active at some time in it (last_us >= from and first_us <= to). */
+struct q_range {
+	int has_from, has_to;
+	int64_t from_us, to_us;  /* µs since the epoch, e.g. from q_time_parse() */
 };
 
-/* Parses "app == DNS and ip == 10.0.0.1 and port == 53" (the terms above, '==' or
- * '=', joined by "and") into *out; strings point into buf, which the caller
- * keeps.  -EINVAL with the position in err. */
-int q_simple_parse(char *buf, struct q_simple *out, struct q_error *err);
+struct q_compile_opts {
+	int first_param;         /* number of the first parameter, ?N (default 1) */
+	struct q_range range;    /* default: none */
+};
+void q_compile_opts_default(struct q_compile_opts *o);
+
+struct q_sql {
+	/* A parenthesised SQL boolean expression over `flows f`, NUL-terminated, for
+	 * "... WHERE " where " ...".  It uses parameters ?first .. ?(first+nparams-1)
+	 * (numbered, so one value may appear twice); the caller's own parameters
+	 * take numbers from first + nparams on. */
+	char *where;
+	size_t where_len;
+	struct q_param *params;  /* params[k] binds to ?(first_param + k) */
+	size_t nparams;
+	int first_param;
+};
+
+/* f may be NULL (no filter: only the range, or "(1)").  opts may be NULL for the
+ * defaults.  Returns 0 and *out (free with q_sql_free), or with err filled:
+ *   -E2BIG   the SQL would overflow SQLite's parser stack (a deeply nested filter
+ *            over long lists; err has the position), or needs more parameters
+ *            than SQLite takes
+ *   -EINVAL  bad opts;  -ENOMEM
+ * The SQL is sized for a statement that has it as the first term of its WHERE,
+ * at most one sub-select deep (e.g. SELECT count(*) FROM (SELECT ... WHERE
+ * <where> AND <cursor> ORDER BY ... LIMIT ?)); nest it no deeper. */
+int q_compile(const struct q_filter *f, const struct q_compile_opts *opts,
+	      struct q_sql **out, struct q_error *err);
+void q_sql_free(struct q_sql *sql);
+
+/* q_parse + q_compile in one call. */
+int q_compile_text(const char *text, size_t len, const struct q_limits *lim,
+		   const struct q_compile_opts *opts, struct q_sql **out, struct q_error *err);
+
+/* The parameters of sql as the flow database's cursors take them, into
+ * out[0 .. sql->nparams); they point into sql. */
+void q_sql_params(const struct q_sql *sql, struct fdb_param *out);
+
+/* --- time --- */
+
+/* Parses a time for a range bound into µs since the epoch:
+ *   "now"                       now_us
+ *   "-1h", "1h", "now-1h30m"    that long before now_us (units us ms s m h d)
+ *   "2024-10-01T12:00:00Z"      RFC 3339 / ISO 8601: date, optional time (T or
+ *   "2024-10-01 12:00:00.25"    space), optional fraction up to µs, optional Z or
+ *   "2024-10-01"                ±HH:MM; no zone means UTC
+ *   "1727784000", "1727784000.5"  epoch seconds
+ * now_us == 0 means the wall clock (CLOCK_REALTIME).  Errors as for q_parse. */
+int q_time_parse(const char *text, size_t len, int64_t now_us, int64_t *out_us,
+		 struct q_error *err);
+
+/* --- the field table, for GET /api/v1/fields and help texts --- */
+
+struct q_field_info {
+	const char *name;        /* "dport" */
+	const char *type;        /* "port", "address", "size", ... (docs/filters.md) */
+	const char *operators;   /* "== != < <= > >= in exists" */
+	const char *description; /* one sentence */
+	const char *index;       /* the index that serves `==` on it, or NULL */
+};
+size_t q_field_count(void);
+/* The i-th field (0-based), NULL past the end.  Static data: never freed. */
+const struct q_field_info *q_field(size_t i);
+
+/* --- CLI shorthands --- */
+
+/* Filter text for the old `podcap flows` flags, ANDed with an optional
+ * positional filter:  --app X → app == "X",  --ip A → (ip == "A" or
+ * outer.ip == "A"),  --port N → port == N  (port < 0: not given; app, ip,
+ * filter: NULL or "" when not given).  Values are quoted, so the result parses
+ * exactly when each value is valid for its field; parse it with q_parse and show
+ * it in error messages (positions refer to it).  Returns a malloc'd string, ""
+ * when nothing is given, or NULL with errno ENOMEM / EINVAL (port > 65535). */
+char *q_shorthand(const char *filter, const char *app, const char *ip, int port);
+
+/* --- listing flows (flows.c) --- */
 
 enum q_order {
 	Q_ORDER_LAST_DESC = 0, /* newest last packet first (listings) */
@@ -45,10 +187,10 @@ enum q_order {
 };
 
 struct q_select {
-	const struct q_simple *where; /* NULL = all flows */
-	uint64_t since_us;            /* last_us >= since, 0 = any */
+	const struct q_filter *filter; /* NULL = all flows */
+	struct q_range range;          /* active in [from, to] */
 	enum q_order order;
-	int64_t limit;                /* -1 = no limit */
+	int64_t limit;                 /* -1 = no limit */
 };
 
 enum q_format { Q_FMT_TABLE, Q_FMT_JSON, Q_FMT_NDJSON, Q_FMT_CSV };
@@ -58,9 +200,10 @@ typedef int (*q_write_fn)(void *arg, const void *buf, size_t len);
 /* A q_write_fn writing to a FILE* (arg). */
 int q_write_file(void *arg, const void *buf, size_t len);
 
-/* Writes the matching flows in fmt.  store (may be NULL) says what it holds of
- * each flow (packets_state); without it the database's own column is shown.
- * Returns the number of rows, or -errno with err filled in. */
+/* Writes the matching flows in fmt through write.  store (may be NULL) says what
+ * it holds of each flow (packets_state); without it the database's own column is
+ * shown.  Returns the number of rows, or -errno with err filled in.  Runs on the
+ * calling thread with db's and store's handles. */
 long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel, enum q_format fmt,
 		  q_write_fn write, void *arg, struct q_error *err);
 
@@ -74,9 +217,9 @@ int q_open_store(struct fdb *db, const char *dir, void (*log)(void *, const char
 
 /* Export: the flows given by id (ids, n > 0) or by sel, their packets written to w
  * in time order, each packet commented with its flow's Community ID.  Unknown ids
- * are reported through log.  Per-flow outcomes go to report (may be NULL), called
- * once per flow after the packets are written.  *written gets the packets written. */
-struct pks_flow;
+ * are reported through log.  Per-flow outcomes go to report (may be NULL), once
+ * per flow after the packets are written.  *selected gets the flows chosen,
+ * *written the packets written. */
 int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, const struct q_select *sel,
 	     struct pn_writer *w, void (*report)(void *arg, const struct pks_flow *f), void *report_arg,
 	     void (*log)(void *, const char *), void *log_arg, uint64_t *selected, uint64_t *written,

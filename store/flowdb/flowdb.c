@@ -477,6 +477,86 @@ static void fn_u64text(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_result_text(ctx, buf, -1, SQLITE_TRANSIENT);
 }
 
+/* SQL function ip_in_net(addr, net, bits): 1 when the address text (as stored:
+ * inet_ntop form) is inside net/bits, 0 when not or of the other family, NULL
+ * for a NULL or unparsable address.  The filter language (query/) compiles
+ * CIDRs that no text range can serve to it; it lives here because this module
+ * decides how addresses are stored. */
+
+struct cidr_net {
+	uint8_t a[16];
+	int family;
+};
+
+static int text_addr(const unsigned char *s, int n, uint8_t a[16], int *family)
+{
+	char buf[64];
+	if (!s || n <= 0 || n >= (int)sizeof(buf))
+		return -1;
+	memcpy(buf, s, (size_t)n);
+	buf[n] = 0;
+	memset(a, 0, 16);
+	if (inet_pton(AF_INET, buf, a) == 1)
+		*family = 4;
+	else if (inet_pton(AF_INET6, buf, a) == 1)
+		*family = 6;
+	else
+		return -1;
+	return 0;
+}
+
+static void fn_ip_in_net(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	(void)argc;
+	if (sqlite3_value_type(argv[0]) == SQLITE_NULL)
+		return; /* NULL */
+	int bits = sqlite3_value_int(argv[2]);
+	/* The network is the same for every row: parsed once per statement and
+	 * kept as the argument's auxiliary data. */
+	struct cidr_net tmp, *net = sqlite3_get_auxdata(ctx, 1);
+	if (!net) {
+		if (text_addr(sqlite3_value_text(argv[1]), sqlite3_value_bytes(argv[1]), tmp.a, &tmp.family)) {
+			sqlite3_result_int(ctx, 0);
+			return;
+		}
+		net = &tmp;
+		struct cidr_net *copy = sqlite3_malloc(sizeof(*copy));
+		if (copy) {
+			*copy = tmp;
+			/* SQLite owns copy from here, even if it cannot keep it */
+			sqlite3_set_auxdata(ctx, 1, copy, sqlite3_free);
+		}
+	}
+	uint8_t a[16];
+	int fam;
+	if (text_addr(sqlite3_value_text(argv[0]), sqlite3_value_bytes(argv[0]), a, &fam)) {
+		sqlite3_result_null(ctx);
+		return;
+	}
+	int maxbits = fam == 4 ? 32 : 128;
+	if (fam != net->family || bits < 0 || bits > maxbits) {
+		sqlite3_result_int(ctx, 0);
+		return;
+	}
+	int full = bits / 8, rem = bits % 8;
+	int match = memcmp(a, net->a, (size_t)full) == 0;
+	if (match && rem) {
+		uint8_t mask = (uint8_t)(0xff << (8 - rem));
+		match = (a[full] & mask) == (net->a[full] & mask);
+	}
+	sqlite3_result_int(ctx, match);
+}
+
+int fdb_sql_functions(struct sqlite3 *conn)
+{
+	int rc = sqlite3_create_function(conn, "u64text", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC |
+					 SQLITE_INNOCUOUS, NULL, fn_u64text, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(conn, "ip_in_net", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC |
+					     SQLITE_INNOCUOUS, NULL, fn_ip_in_net, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : -EINVAL;
+}
+
 /* Appends to a fixed SQL buffer; once it overflows, off stays past the end so
  * the caller's single "off >= size" check catches it (no size_t underflow). */
 static void sql_add(char *buf, size_t size, size_t *off, const char *fmt, ...)
@@ -750,8 +830,7 @@ int fdb_open(const char *path, const struct fdb_config *cfg, struct fdb **out,
 	    (err = query_i64(st, "SELECT max(last_us) FROM flows", &v)) ||
 	    (err = query_i64(st, "SELECT count(*) FROM observation_points", &v)))
 		goto fail;
-	rc = sqlite3_create_function(st->db, "u64text", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC |
-				     SQLITE_INNOCUOUS, NULL, fn_u64text, NULL, NULL);
+	rc = fdb_sql_functions(st->db) ? SQLITE_ERROR : SQLITE_OK;
 	if (rc != SQLITE_OK) {
 		err = sql_err(st, rc, "register function");
 		goto fail;

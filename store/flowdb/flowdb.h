@@ -170,6 +170,12 @@ void fdb_cursor_close(struct fdb_cursor *c);
  * (0 = no limit): an API server bounds what one request may cost. */
 void fdb_set_deadline(struct fdb *db, uint64_t max_ms);
 
+/* Registers the SQL functions this module gives its own connections (u64text,
+ * ip_in_net) on a connection opened elsewhere, e.g. by a test that builds a
+ * fixture database with SQLite directly.  0 or -EINVAL. */
+struct sqlite3;
+int fdb_sql_functions(struct sqlite3 *conn);
+
 /* The query plan SQLite would use for sql, one line per step ("SEARCH f USING
  * INDEX flows_src (src=?)"), into buf; for tests that filters use the indexes. */
 int fdb_explain(struct fdb *db, const char *sql, const struct fdb_param *params, size_t nparams,

@@ -69,7 +69,7 @@ big=$(q "SELECT id FROM flows ORDER BY c2s_bytes + s2c_bytes DESC LIMIT 1")
 # 3. usage errors exit 2, unknown flows exit 1
 "$podcap" export --db "$dir/flows.db" -w "$dir/x" >/dev/null 2>&1; [ $? = 2 ] || bad "missing --flow: exit not 2"
 "$podcap" export --db "$dir/flows.db" --flow abc -w "$dir/x" >/dev/null 2>&1; [ $? = 2 ] || bad "bad id: exit not 2"
-"$podcap" export --db "$dir/flows.db" --filter 'bytes > 1' -w "$dir/x" >/dev/null 2>&1; [ $? = 2 ] || bad "bad filter: exit not 2"
+"$podcap" export --db "$dir/flows.db" --filter 'bytes >' -w "$dir/x" >/dev/null 2>&1; [ $? = 2 ] || bad "bad filter: exit not 2"
 "$podcap" export --db "$dir/flows.db" --flow 1 -F pcapx -w "$dir/x" >/dev/null 2>&1; [ $? = 2 ] || bad "bad -F: exit not 2"
 "$podcap" export --db "$dir/flows.db" --flow 999999 -w "$dir/x" >/dev/null 2>&1; [ $? = 1 ] || bad "unknown flow: exit not 1"
 

@@ -142,17 +142,27 @@ struct listq {
 	int64_t limit;
 };
 
-static char list_err[256]; /* the last listing's error */
+static char list_err[400]; /* the last listing's error */
 
 static int list_flows(struct fdb *st, const struct listq *q, enum q_format fmt, FILE *f)
 {
-	struct q_simple w = {.app = q->app, .ip = q->ip, .port = q->port};
-	struct q_select sel = {.where = &w, .since_us = q->since_us, .order = Q_ORDER_LAST_DESC,
-			       .limit = q->limit};
+	/* the shorthands of `podcap flows`, through the filter language */
+	char *text = q_shorthand(NULL, q->app, q->ip, q->port);
+	struct q_filter *filter = NULL;
 	struct q_error err;
-	long n = q_list_flows(st, NULL, &sel, fmt, q_write_file, f, &err);
+	long n = q_parse(text, strlen(text), NULL, &filter, &err);
+	if (n == 0) {
+		struct q_select sel = {.filter = filter, .order = Q_ORDER_LAST_DESC, .limit = q->limit};
+		if (q->since_us) {
+			sel.range.has_from = 1;
+			sel.range.from_us = (int64_t)q->since_us;
+		}
+		n = q_list_flows(st, NULL, &sel, fmt, q_write_file, f, &err);
+	}
 	if (n < 0)
 		snprintf(list_err, sizeof(list_err), "%s", err.msg);
+	q_filter_free(filter);
+	free(text);
 	return (int)n;
 }
 
@@ -506,7 +516,7 @@ static void test_query(void)
 	free(out);
 	q.ip = "not-an-ip";
 	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == -EINVAL);
-	CHECK(strstr(list_err, "not an IP"));
+	CHECK(strstr(list_err, "address"));
 	free(out);
 
 	query_default(&q);
