@@ -45,6 +45,8 @@ struct kres {
 	int abort_kind;           /* why the write callback stopped the transfer */
 	char abort_msg[KUBE_ERR_LEN];
 	int established;          /* watch answered 200 */
+	int failing;              /* the last request failed; cleared by a good one */
+	uint64_t established_at;
 	char rv[64];
 	char *cont;               /* list continue token */
 	char list_rv[64];
@@ -514,6 +516,7 @@ static void backoff(struct kres *r, int relist)
 	if (b > k->cfg.backoff_max_ms)
 		b = k->cfg.backoff_max_ms;
 	r->backoff_ms = b;
+	r->failing = 1;
 	/* "Equal jitter": half fixed, half random, so agents restarted together
 	 * spread their retries without ever retrying at once. */
 	unsigned delay = b / 2 + rnd(r->api, b / 2 + 1);
@@ -544,6 +547,7 @@ static void commit_list(struct kres *r)
 	r->listed = 1;
 	r->relist_next = 0;
 	r->backoff_ms = 0;
+	r->failing = 0;
 	r->next_at = 0;
 	pthread_mutex_lock(&k->st_lock);
 	struct kube_res_status *s = rst(r);
@@ -737,7 +741,7 @@ static void update_connected(struct kapi *a)
 	int all = 1;
 	for (unsigned i = 0; i < a->n_res; i++) {
 		struct kres *r = &a->res[i];
-		if (!r->listed || r->backoff_ms || r->relist_next)
+		if (!r->listed || r->failing || r->relist_next)
 			all = 0;
 	}
 	pthread_mutex_lock(&k->st_lock);
@@ -809,9 +813,15 @@ void *kapi_thread(void *arg)
 				curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 				if (code == 200) {
 					r->established = 1;
-					r->backoff_ms = 0;
+					r->failing = 0;
+					r->established_at = now;
 				}
 			}
+			/* The back-off starts over only once a watch has stayed up a
+			 * while: a server that accepts and then drops every watch gets
+			 * ever longer pauses, not a tight loop. */
+			if (r->established && r->backoff_ms && now - r->established_at > 10000000)
+				r->backoff_ms = 0;
 			uint64_t limit = (uint64_t)(r->watch_timeout + k->cfg.watch_grace_s) * 1000000;
 			if (now - r->last_byte > limit) {
 				end_request(r);

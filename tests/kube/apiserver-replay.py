@@ -317,11 +317,10 @@ class Handler(BaseHTTPRequestHandler):
     def wait(self, seconds, gate=None):
         """Sleeps up to seconds (or until the gate opens); False if the client left."""
         end = time.time() + seconds
-        st = self.server.state
         while time.time() < end:
             if gate is not None and gate.is_set():
                 return True
-            if st.stop.is_set() or self.server.stopping or self.client_gone():
+            if self.stop_ev.is_set() or self.server.stopping or self.client_gone():
                 return False
             time.sleep(0.05)
         return True
@@ -331,6 +330,7 @@ class Handler(BaseHTTPRequestHandler):
         u = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
         st = self.server.state
+        self.stop_ev = st.stop  # a scenario switch ends this request's waits
         with st.lock:
             st.requests.append({"method": "GET", "path": u.path, "query": q,
                                 "accept": self.headers.get("Accept", ""),
@@ -503,7 +503,10 @@ class Handler(BaseHTTPRequestHandler):
             for line in lines:
                 if not line.strip():
                     continue
-                ev = json.loads(line)
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    ev = {}  # a deliberately broken line: sent as it is
                 if "_gate" in ev:
                     if not self.wait(300, st.gate(ev["_gate"])):
                         break
