@@ -481,6 +481,13 @@ static void node_note(struct kdir *d, const char *name, const struct kaddr *a, u
 	ip_claim(d, a, KHOLD_NODE, n, NULL, 0, now);
 }
 
+void kdir_node_note(struct kdir *d, const char *name, const struct kaddr *a, uint64_t now)
+{
+	pthread_rwlock_wrlock(&d->lock);
+	node_note(d, name, a, now);
+	pthread_rwlock_unlock(&d->lock);
+}
+
 /* ---- pods ------------------------------------------------------------------- */
 
 static int pod_holds_ips(const struct kpod *p)

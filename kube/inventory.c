@@ -89,7 +89,7 @@ static void add_ip(struct kaddr *v, uint8_t *n, unsigned max, const char *s)
 
 int kinv_parse(const char *buf, size_t len, struct kpod ***pods, size_t *npods,
 	       struct ksvc ***svcs, size_t *nsvcs, struct kslice ***slices, size_t *nslices,
-	       char *err, size_t errlen)
+	       struct knode_addr **nodes, size_t *nnodes, char *err, size_t errlen)
 {
 	struct parr P = {0}, S = {0}, L = {0};
 	json_error_t je;
@@ -282,6 +282,44 @@ int kinv_parse(const char *buf, size_t len, struct kpod ***pods, size_t *npods,
 			goto out;
 		}
 	}
+	if (nodes) {
+		/* Every address of every listed node, so NodePorts resolve on nodes
+		 * that run no pod of the inventory. */
+		size_t nn = 0, cap = 0;
+		struct knode_addr *na = NULL;
+		json_array_foreach(jnodes, i, x) {
+			const char *nname = jstr(x, "name");
+			if (!nname[0] || bad_name(nname, 253) || i >= 4096)
+				continue;
+			json_t *nips = json_object_get(x, "ips"), *nip;
+			size_t q;
+			struct kaddr addrs[KNODE_MAX_IPS];
+			uint8_t na_n = 0;
+			json_array_foreach(nips, q, nip)
+				if (q < 8)
+					add_ip(addrs, &na_n, KNODE_MAX_IPS, json_string_value(nip));
+			if (json_object_get(x, "ip"))
+				add_ip(addrs, &na_n, KNODE_MAX_IPS, jstr(x, "ip"));
+			for (unsigned r = 0; r < na_n; r++) {
+				if (nn == cap) {
+					size_t nc = cap ? cap * 2 : 8;
+					struct knode_addr *nv = realloc(na, nc * sizeof(*nv));
+					if (!nv) {
+						free(na);
+						snprintf(err, errlen, "out of memory");
+						goto out;
+					}
+					na = nv;
+					cap = nc;
+				}
+				snprintf(na[nn].name, sizeof(na[nn].name), "%s", nname);
+				na[nn].addr = addrs[r];
+				nn++;
+			}
+		}
+		*nodes = na;
+		*nnodes = nn;
+	}
 	*pods = (struct kpod **)P.v;
 	*npods = P.n;
 	*svcs = (struct ksvc **)S.v;
@@ -356,13 +394,18 @@ static int kinv_load(struct kube *k, int force)
 	struct kpod **pods;
 	struct ksvc **svcs;
 	struct kslice **slices;
-	size_t np, ns, nl;
+	struct knode_addr *nodes = NULL;
+	size_t np, ns, nl, nn = 0;
 	char perr[200];
-	if ((ret = kinv_parse(buf, got, &pods, &np, &svcs, &ns, &slices, &nl, perr, sizeof(perr))) < 0) {
+	if ((ret = kinv_parse(buf, got, &pods, &np, &svcs, &ns, &slices, &nl, &nodes, &nn, perr,
+			      sizeof(perr))) < 0) {
 		snprintf(err, sizeof(err), "%s: %s", path, perr);
 		goto fail;
 	}
 	uint64_t now = know_us();
+	for (size_t i = 0; i < nn; i++)
+		kdir_node_note(&k->dir, nodes[i].name, &nodes[i].addr, now);
+	free(nodes);
 	size_t refused = kdir_pods_replace(&k->dir, pods, np, KPOD_SRC_INVENTORY, now);
 	refused += kdir_svcs_replace(&k->dir, svcs, ns, now);
 	refused += kdir_slices_replace(&k->dir, slices, nl, now);

@@ -182,6 +182,8 @@ void kdir_slice_delete(struct kdir *d, const char *key, uint64_t now);
 size_t kdir_pods_replace(struct kdir *d, struct kpod **v, size_t n, int src, uint64_t now);
 size_t kdir_svcs_replace(struct kdir *d, struct ksvc **v, size_t n, uint64_t now);
 size_t kdir_slices_replace(struct kdir *d, struct kslice **v, size_t n, uint64_t now);
+/* A node's address, from a source that lists nodes (the inventory). */
+void kdir_node_note(struct kdir *d, const char *name, const struct kaddr *a, uint64_t now);
 /* Drops ended assignments older than history_us. */
 void kdir_expire(struct kdir *d, uint64_t now);
 
@@ -274,9 +276,14 @@ void kapi_close(struct kube *k);
 int kinv_open(struct kube *k, char *err, size_t errlen);
 void *kinv_thread(void *arg);
 void kinv_close(struct kube *k);
-/* Parses an inventory file's text into objects (exposed for tests). */
+/* Parses an inventory file's text into objects (exposed for tests).  nodes:
+ * optional (NULL), filled with the "nodes" array's addresses. */
+struct knode_addr {
+	char name[KUBE_NAME_LEN];
+	struct kaddr addr;
+};
 int kinv_parse(const char *buf, size_t len, struct kpod ***pods, size_t *npods,
 	       struct ksvc ***svcs, size_t *nsvcs, struct kslice ***slices, size_t *nslices,
-	       char *err, size_t errlen);
+	       struct knode_addr **nodes, size_t *nnodes, char *err, size_t errlen);
 
 #endif

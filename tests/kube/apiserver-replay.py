@@ -561,6 +561,7 @@ def main():
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--token")
+    ap.add_argument("--client-ca", help="require a client certificate signed by this CA")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
     rec = os.path.abspath(a.recordings)
@@ -579,6 +580,9 @@ def main():
     if a.tls_cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        if a.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(a.client_ca)
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     port = srv.server_address[1]
     if a.port_file:

@@ -547,6 +547,24 @@ static void t_incluster(void)
 	kube_close(k);
 }
 
+static void t_kubeconfig_certs(void)
+{
+	printf("kubeconfig with inline CA, client certificate and key (TLS client auth)\n");
+	char p[600], err[256];
+	snprintf(p, sizeof(p), "%s/kubeconfig-certs", tmpdir);
+	struct kube_config c = base_cfg();
+	c.source = KUBE_SOURCE_API;
+	c.kubeconfig = p;
+	c.log = logcb;
+	struct kube *k = kube_open(&c, err, sizeof(err));
+	CHECK(k, "kube_open: %s", err);
+	if (!k)
+		return;
+	CHECK(kube_wait_synced(k, 30000) == 0, "not synced with a client certificate");
+	CHECK(!strcmp(name_at(k, "10.244.1.12", 0), "default/client-1"), "named");
+	kube_close(k);
+}
+
 static void t_config_errors(void)
 {
 	printf("configuration errors are refused with a message\n");
@@ -620,6 +638,7 @@ int main(int argc, char **argv)
 	t_paged();
 	t_node_scope();
 	t_incluster();
+	t_kubeconfig_certs();
 	t_config_errors();
 	curl_global_cleanup();
 	if (failures) {

@@ -463,7 +463,8 @@ static void test_inventory(void)
 	struct kslice **slices;
 	size_t np, ns, nl;
 	char err[200];
-	int r = kinv_parse(inv, strlen(inv), &pods, &np, &svcs, &ns, &slices, &nl, err, sizeof(err));
+	int r = kinv_parse(inv, strlen(inv), &pods, &np, &svcs, &ns, &slices, &nl, NULL, NULL, err,
+			   sizeof(err));
 	CHECK(r == 0 && np == 2 && ns == 2 && nl == 2, "parse: %d %s", r, err);
 	if (r)
 		return;
@@ -488,8 +489,8 @@ static void test_inventory(void)
 	const char *bads[] = {"", "[]", "{\"pods\": 3}", "{\"pods\": [{\"namespace\": \"x\"}]}",
 			      "{\"pods\": [], \"services\": {}}", "{\"pods\": [{\"name\": \"a\\u0000b\"}]}"};
 	for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
-		r = kinv_parse(bads[i], strlen(bads[i]), &pods, &np, &svcs, &ns, &slices, &nl, err,
-			       sizeof(err));
+		r = kinv_parse(bads[i], strlen(bads[i]), &pods, &np, &svcs, &ns, &slices, &nl, NULL, NULL,
+			       err, sizeof(err));
 		CHECK(r < 0 && err[0], "bad inventory %zu accepted", i);
 	}
 }

@@ -1,0 +1,172 @@
+/* The inventory source through kube_open(): the lab's file (pods, nodes,
+ * Services with endpoints) loaded, reloaded when it changes (a pod replaced on
+ * the same address keeps its old name for older flows), and a broken or
+ * missing file leaving the last good names in place with the status saying so.
+ *   test_kube_inventory TMPDIR */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kube.h"
+
+static int failures;
+#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+	printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+static char path[512];
+
+static void put(const char *text)
+{
+	char tmp[600];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	fputs(text, f);
+	fclose(f);
+	rename(tmp, path); /* as lab/lab writes it */
+}
+
+static const char *name_at(struct kube *k, const char *ip, uint64_t ts)
+{
+	static char out[4][300];
+	static int slot;
+	char *o = out[slot++ % 4];
+	uint8_t a[16] = {0};
+	inet_pton(AF_INET, ip, a);
+	struct kube_endpoint e;
+	if (kube_lookup_ip(k, 4, a, ts, &e) < 0)
+		snprintf(o, 300, "-");
+	else
+		snprintf(o, 300, "%.60s/%.200s", e.namespace, e.name);
+	return o;
+}
+
+static int wait_name(struct kube *k, const char *ip, const char *want)
+{
+	for (int i = 0; i < 1500; i++) {
+		if (!strcmp(name_at(k, ip, 0), want))
+			return 1;
+		usleep(20000);
+	}
+	return 0;
+}
+
+static int wait_error(struct kube *k, const char *want)
+{
+	struct kube_status s;
+	for (int i = 0; i < 1500; i++) {
+		kube_status(k, &s);
+		if (s.stale && strstr(s.last_error, want))
+			return 1;
+		usleep(20000);
+	}
+	printf("last error: %s\n", s.last_error);
+	return 0;
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+#define HEAD "{\"cluster\": \"pc-lab\", \"nodes\": [{\"name\": \"pc-node1\", \"ips\": [\"172.18.0.11\"]}, " \
+	     "{\"name\": \"pc-node2\", \"ips\": [\"172.18.0.12\"]}], \"pods\": [\n"
+#define COREDNS "  {\"name\": \"coredns\", \"namespace\": \"kube-system\", \"netns\": \"pc-coredns\", " \
+		"\"node\": \"pc-node1\", \"host_veth\": \"veth1a2b3c4d\", \"host_ifindex\": 7, " \
+		"\"ips\": [\"10.244.1.11\"], \"labels\": {\"k8s-app\": \"kube-dns\"}}"
+#define SERVICES "], \"services\": [\n" \
+	"  {\"namespace\": \"kube-system\", \"name\": \"kube-dns\", \"cluster_ip\": \"10.96.0.10\", " \
+	"\"ports\": [{\"name\": \"dns\", \"port\": 53, \"protocol\": \"UDP\", \"target_port\": 53}], " \
+	"\"selector\": {\"k8s-app\": \"kube-dns\"}, \"endpoints\": [{\"pod\": \"coredns\", " \
+	"\"namespace\": \"kube-system\", \"ip\": \"10.244.1.11\", \"port\": 53}]},\n" \
+	"  {\"namespace\": \"default\", \"name\": \"web\", \"cluster_ip\": \"10.96.0.80\", " \
+	"\"ports\": [{\"port\": 80, \"protocol\": \"TCP\", \"target_port\": 8080, \"node_port\": 30080}], " \
+	"\"selector\": {\"app\": \"web\"}, \"endpoints\": [{\"pod\": \"web-1\", \"namespace\": \"default\", " \
+	"\"ip\": \"10.244.1.10\", \"port\": 8080}]}]}\n"
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s TMPDIR\n", argv[0]);
+		return 2;
+	}
+	char dir[400];
+	snprintf(dir, sizeof(dir), "%s/kube-inv.XXXXXX", argv[1]);
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/lab-pods.json", dir);
+	char err[256];
+	struct kube_config c;
+	kube_config_default(&c);
+	c.source = KUBE_SOURCE_INVENTORY;
+	c.inventory = path;
+	c.inventory_poll_ms = 50;
+
+	struct kube *k = kube_open(&c, err, sizeof(err));
+	CHECK(!k && strstr(err, path), "a missing file at start is an error: %s", err);
+
+	put(HEAD "  {\"name\": \"web-1\", \"namespace\": \"default\", \"node\": \"pc-node1\", "
+		 "\"ips\": [\"10.244.1.10\"], \"labels\": {\"app\": \"web\", \"tier\": \"frontend\"}},\n"
+		 COREDNS SERVICES);
+	k = kube_open(&c, err, sizeof(err));
+	CHECK(k, "kube_open: %s", err);
+	if (!k)
+		return 1;
+	CHECK(kube_wait_synced(k, 10000) == 0, "not loaded");
+	CHECK(!strcmp(name_at(k, "10.244.1.10", 0), "default/web-1"), "web-1");
+	struct kube_endpoint e;
+	uint8_t a[16] = {0};
+	inet_pton(AF_INET, "10.244.1.10", a);
+	CHECK(kube_lookup_ip(k, AF_INET, a, 0, &e) == 0 &&
+	      !strcmp(e.labels, "{\"app\":\"web\",\"tier\":\"frontend\"}") && !strcmp(e.node, "pc-node1"),
+	      "labels %s", e.labels);
+	struct kube_service ks;
+	inet_pton(AF_INET, "10.96.0.10", a);
+	CHECK(kube_lookup_service(k, 4, a, 53, 17, 0, &ks) == 0 && !strcmp(ks.name, "kube-dns"), "dns vip");
+	inet_pton(AF_INET, "172.18.0.12", a);
+	CHECK(kube_lookup_service(k, 4, a, 30080, 6, 0, &ks) == 0 && !strcmp(ks.name, "web") &&
+	      ks.via == KUBE_SVC_NODE_PORT, "nodeport on the other node");
+	inet_pton(AF_INET, "10.244.1.11", a);
+	CHECK(kube_lookup_backend(k, 4, a, 53, 17, &ks) == 0 && !strcmp(ks.name, "kube-dns") &&
+	      !strcmp(ks.port_name, "dns"), "dns backend");
+
+	/* web-1 replaced by web-2 on the same address. */
+	uint64_t t1 = now_us();
+	usleep(2000);
+	put(HEAD "  {\"name\": \"web-2\", \"namespace\": \"default\", \"node\": \"pc-node1\", "
+		 "\"ips\": [\"10.244.1.10\"], \"labels\": {\"app\": \"web\"}},\n" COREDNS SERVICES);
+	CHECK(wait_name(k, "10.244.1.10", "default/web-2"), "reload: web-2");
+	CHECK(!strcmp(name_at(k, "10.244.1.10", t1), "default/web-1"), "older flows: web-1 (%s)",
+	      name_at(k, "10.244.1.10", t1));
+
+	/* A broken file: the names stay, the status says why. */
+	put("{\"pods\": [ {\"name\": \"half-writ");
+	CHECK(wait_error(k, "not JSON"), "garbage reported");
+	CHECK(!strcmp(name_at(k, "10.244.1.10", 0), "default/web-2"), "names kept over garbage");
+	unlink(path);
+	CHECK(wait_error(k, "No such file"), "missing file reported");
+	CHECK(!strcmp(name_at(k, "10.244.1.11", 0), "kube-system/coredns"), "names kept, no file");
+	put(HEAD COREDNS SERVICES);
+	CHECK(wait_name(k, "10.244.1.10", "-"), "good file again: web-2 gone");
+	struct kube_status s;
+	kube_status(k, &s);
+	CHECK(!s.stale && s.connected && s.pods == 1 && s.services == 2, "status after recovery");
+	char js[16384];
+	CHECK(kube_status_json(k, js, sizeof(js)) == 0 && strstr(js, "\"source\":\"inventory\""), "json");
+	kube_close(k);
+	unlink(path);
+	rmdir(dir);
+	if (failures) {
+		printf("%d failures\n", failures);
+		return 1;
+	}
+	printf("ok\n");
+	return 0;
+}
