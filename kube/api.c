@@ -50,6 +50,7 @@ struct kres {
 	char rv[64];
 	char *cont;               /* list continue token */
 	char list_rv[64];
+	unsigned page;            /* ?limit= now; shrinks when a page is too big */
 	struct kpod **pods;       /* staging for the list under way */
 	struct ksvc **svcs;
 	struct kslice **slices;
@@ -394,7 +395,7 @@ static int start_request(struct kres *r)
 	if (list) {
 		char *c = r->cont ? curl_easy_escape(NULL, r->cont, 0) : NULL;
 		snprintf(url, sizeof(url), "%s%s?limit=%u%s%s%s", a->creds.server, r->path,
-			 k->cfg.page_size, c ? "&continue=" : "", c ? c : "", r->selector);
+			 r->page, c ? "&continue=" : "", c ? c : "", r->selector);
 		curl_free(c);
 	} else {
 		char *rv = curl_easy_escape(NULL, r->rv, 0);
@@ -576,6 +577,16 @@ static void list_done(struct kres *r, CURLcode cres, long code)
 	struct kube *k = r->api->k;
 	char msg[200];
 	if (r->abort_kind == ABORT_TOOBIG) {
+		if (r->page > 10) {
+			/* Big objects: smaller pages keep each answer (and the parse of
+			 * it, about 11 times its size) under the bound. */
+			r->page = r->page / 4 > 10 ? r->page / 4 : 10;
+			res_error(r, KUBE_LOG_WARN, "%s: listing again %u at a time", r->abort_msg,
+				  r->page);
+			stage_free(r);
+			r->next_at = 0;
+			return;
+		}
 		res_error(r, KUBE_LOG_ERROR, "%s; keeping the previous state", r->abort_msg);
 		stage_free(r);
 		backoff(r, 1);
@@ -902,6 +913,7 @@ int kapi_open(struct kube *k, char *err, size_t errlen)
 		rs->name = defs[i].name;
 		rs->path = defs[i].path;
 		rs->selector = strdup("");
+		rs->page = k->cfg.page_size;
 		snprintf(k->st.res[i].name, sizeof(k->st.res[i].name), "%s", defs[i].name);
 	}
 	if (k->cfg.pod_scope == KUBE_PODS_NODE) {

@@ -988,9 +988,12 @@ static const struct kassign *holder_at(const struct ipent *e, uint64_t ts)
 	return NULL;
 }
 
+/* Bounded copy; lookups do six of these, so no snprintf. */
 static void copy_str(char *dst, size_t len, const char *src)
 {
-	snprintf(dst, len, "%s", src ? src : "");
+	size_t n = src ? strnlen(src, len - 1) : 0;
+	memcpy(dst, src ? src : "", n);
+	dst[n] = '\0';
 }
 
 int kdir_lookup_ip(struct kdir *d, const struct kaddr *a, uint64_t ts, struct kube_endpoint *out)

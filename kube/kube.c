@@ -16,7 +16,7 @@ void kube_config_default(struct kube_config *cfg)
 	cfg->source = KUBE_SOURCE_NONE;
 	cfg->pod_scope = KUBE_PODS_ALL;
 	cfg->inventory_poll_ms = 1000;
-	cfg->max_response_bytes = 32u << 20;
+	cfg->max_response_bytes = 16u << 20;
 	cfg->max_event_bytes = 2u << 20;
 	cfg->max_objects = 250000;
 	cfg->max_history = 65536;

@@ -86,7 +86,8 @@ struct kube_config {
 
 	/* Bounds (0 = default).  A response or event over its bound is refused
 	 * with an error naming the bound; the directory keeps what it had. */
-	size_t max_response_bytes;   /* one list page or inventory file (32 MiB) */
+	size_t max_response_bytes;   /* one list page or inventory file (16 MiB; a
+	                              * page over it is asked again in smaller pages) */
 	size_t max_event_bytes;      /* one watch event line (2 MiB) */
 	size_t max_objects;          /* pods, Services and EndpointSlices each (250000) */
 	size_t max_history;          /* ended IP assignments kept (65536) */
@@ -250,7 +251,7 @@ struct kube_status {
 int kube_status(const struct kube *k, struct kube_status *out);
 
 /* The status as one JSON object (for /api/v1/stats "kubernetes"), NUL-terminated;
- * -ENOSPC when buf is too small (4096 bytes always suffice). */
+ * -ENOSPC when buf is too small (16384 bytes always suffice). */
 int kube_status_json(const struct kube *k, char *buf, size_t len);
 
 /* Parses "all" / "node" into enum kube_pod_scope; -EINVAL otherwise. */

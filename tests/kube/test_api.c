@@ -634,7 +634,7 @@ int main(int argc, char **argv)
 	t_fault_keeps_names("list-hang", "list failed", c);
 	c = base_cfg();
 	c.max_response_bytes = 1u << 20;
-	t_fault_keeps_names("huge", "larger than 1048576 bytes", c);
+	t_fault_keeps_names("huge", "larger than 1048576 bytes: refused; keeping the previous state", c);
 	t_paged();
 	t_node_scope();
 	t_incluster();
