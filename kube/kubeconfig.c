@@ -509,7 +509,19 @@ int kcreds_token(const struct kcreds *c, char *buf, size_t len, char *err, size_
 		free(t);
 		return 0;
 	}
-	if (c->token)
-		snprintf(buf, len, "%s", c->token);
+	if (c->token) {
+		size_t n = strlen(c->token);
+		for (size_t i = 0; i < n; i++) {
+			if ((unsigned char)c->token[i] < 0x21 || c->token[i] == 0x7f) {
+				snprintf(err, errlen, "the kubeconfig token holds a space or control character");
+				return -EINVAL;
+			}
+		}
+		if (n + 1 > len) {
+			snprintf(err, errlen, "the kubeconfig token is longer than %zu bytes", len - 1);
+			return -EFBIG;
+		}
+		memcpy(buf, c->token, n + 1);
+	}
 	return 0;
 }
