@@ -8,13 +8,14 @@
  *    "nodes": [{"name": "pc-node1", "ips": ["172.18.0.11"]}],            optional
  *    "pods": [{"name", "namespace", "node", "ips": [...], "labels": {...},
  *              "host_ip": "172.18.0.11",                                 optional
- *              "workload": {"kind": "Deployment", "name": "web"},        optional
+ *              "owner" | "workload": {"kind": "Deployment", "name": "web"}, optional
  *              "uid", "created": "RFC 3339"}],                           optional
  *    "services": [{"namespace", "name", "type", "cluster_ip" | "cluster_ips": [...],
  *                  "external_ips": [...],
  *                  "ports": [{"name", "port", "protocol", "target_port", "node_port"}],
  *                  "selector": {...},
- *                  "endpoints": [{"pod", "namespace", "ip", "port", "protocol"}]}]}
+ *                  "endpoints": [{"pod", "namespace", "ip", "node", "port", "protocol",
+ *                                 "port_name"}]}]}
  * Each Service's endpoints become one EndpointSlice-like entry named after it. */
 #include <errno.h>
 #include <fcntl.h>
@@ -123,7 +124,10 @@ int kinv_parse(const char *buf, size_t len, struct kpod ***pods, size_t *npods,
 		uint8_t trunc;
 		snprintf(key, sizeof(key), "%s/%s", ns, name);
 		kobj_labels(json_object_get(x, "labels"), labels, sizeof(labels), &trunc);
-		json_t *w = json_object_get(x, "workload");
+		/* lab/lab calls it "owner": the workload (Deployment, StatefulSet). */
+		json_t *w = json_object_get(x, "owner");
+		if (!w)
+			w = json_object_get(x, "workload");
 		snprintf(wk, sizeof(wk), "%s", bad_name(jstr(w, "kind"), 63) ? "" : jstr(w, "kind"));
 		snprintf(wl, sizeof(wl), "%s", bad_name(jstr(w, "name"), 253) ? "" : jstr(w, "name"));
 		struct kpod *p = kpod_alloc(key, ns, name, node, wk, wl, labels, "");
@@ -233,8 +237,8 @@ int kinv_parse(const char *buf, size_t len, struct kpod ***pods, size_t *npods,
 		json_array_foreach(jeps, j, y) {
 			if (ne == KSLICE_MAX_EPS)
 				break;
-			const char *pod = jstr(y, "pod"), *pns = jstr(y, "namespace");
-			if (bad_name(pod, 253) || bad_name(pns, 63))
+			const char *pod = jstr(y, "pod"), *pns = jstr(y, "namespace"), *enode = jstr(y, "node");
+			if (bad_name(pod, 253) || bad_name(pns, 63) || bad_name(enode, 253))
 				continue;
 			struct kslice_ep *ep = &eps[ne];
 			memset(ep, 0, sizeof(*ep));
@@ -246,15 +250,16 @@ int kinv_parse(const char *buf, size_t len, struct kpod ***pods, size_t *npods,
 				ep->pod_key = keys[ne];
 				ep->pod_ns = pns[0] ? pns : ns;
 				ep->pod_name = pod;
-				ep->node = "";
+				ep->node = enode;
 			}
 			ne++;
 			json_int_t port = json_integer_value(json_object_get(y, "port"));
 			int pr = json_object_get(y, "protocol") ? kobj_proto(jstr(y, "protocol")) : -1;
-			const char *pname = "";
+			const char *pname = bad_name(jstr(y, "port_name"), 63) ? "" : jstr(y, "port_name");
 			for (unsigned q = 0; q < np; q++) {
 				if (ports[q].target_port == port && (pr < 0 || ports[q].proto == pr)) {
-					pname = ports[q].name;
+					if (!pname[0])
+						pname = ports[q].name;
 					if (pr < 0)
 						pr = ports[q].proto;
 					break;

@@ -69,24 +69,27 @@ for k in "${kubectls[@]}"; do
              "default +client-1 .*10.244.1.12 +pc-node1" \
              "default +tls-1 .*10.244.2.10 +pc-node2" \
              "default +client-2 .*10.244.2.11 +pc-node2" \
-             "default +api-1 .*10.244.3.10 +pc-node2"; do
+             "default +api-1 .*10.244.3.10 +pc-node2" \
+             "default +web-2 .*10.244.2.12 +pc-node2"; do
     expect "$tmp/out" "$row" "get pods -o wide"
   done
   "${kc[@]}" get svc,endpointslices -A >"$tmp/out" 2>&1 || bad "get svc,endpointslices failed"
   cat "$tmp/out"
-  expect "$tmp/out" "kube-system +service/kube-dns +ClusterIP +10.96.0.10 .*53/UDP,53/TCP,9153/TCP" "services"
+  expect "$tmp/out" "kube-system +service/kube-dns +ClusterIP +10.96.0.10 .*53/UDP,53/TCP " "services"
+  expect "$tmp/out" "default +service/api +ClusterIP +10.96.0.90 .*80/TCP" "services"
   expect "$tmp/out" "default +service/web +NodePort +10.96.0.80 .*80:30080/TCP" "services"
   expect "$tmp/out" "endpointslice.discovery.k8s.io/kube-dns-[a-z0-9]+ +IPv4 .*10.244.1.11" "endpointslices"
   expect "$tmp/out" "endpointslice.discovery.k8s.io/api-[a-z0-9]+ +IPv4 +8080 +10.244.3.10" "endpointslices"
+  expect "$tmp/out" "endpointslice.discovery.k8s.io/web-[a-z0-9]+ +IPv4 +8080 +10.244.1.10,10.244.2.12" "endpointslices"
   # Typed decoding of the raw lists (no server-side table).
   "${kc[@]}" get pods,svc,endpointslices -A -o json >"$tmp/json" 2>&1 || bad "get -o json failed"
   "$py" - "$tmp/json" <<'PY' || bad "get -o json content"
 import json, sys
 d = json.load(open(sys.argv[1]))
 kinds = [i["kind"] for i in d["items"]]
-assert kinds.count("Pod") == 6 and kinds.count("Service") == 4 and kinds.count("EndpointSlice") == 4, kinds
+assert kinds.count("Pod") == 7 and kinds.count("Service") == 3 and kinds.count("EndpointSlice") == 3, kinds
 assert all(i["metadata"].get("name") for i in d["items"])
-print("   -o json: %d pods, %d services, %d endpointslices decoded" % (6, 4, 4))
+print("   -o json: 7 pods, 3 services, 3 endpointslices decoded")
 PY
   # A short watch: the recorded stream's MODIFIED and ADDED events show up.
   timeout 5 "${kc[@]}" get pods -n default --watch >"$tmp/out" 2>&1 || true

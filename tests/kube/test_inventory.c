@@ -2,7 +2,10 @@
  * Services with endpoints) loaded, reloaded when it changes (a pod replaced on
  * the same address keeps its old name for older flows), and a broken or
  * missing file leaving the last good names in place with the status saying so.
- *   test_kube_inventory TMPDIR */
+ * And the lab agrees with the recordings: the inventory lab/lab writes
+ * (recordings/lab-pods.json, made by its write_inventory) names every address
+ * of the recorded API lists the same way.
+ *   test_kube_inventory TMPDIR RECORDINGS_DIR */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "kube.h"
 
@@ -89,12 +94,114 @@ static uint64_t now_us(void)
 	"\"selector\": {\"app\": \"web\"}, \"endpoints\": [{\"pod\": \"web-1\", \"namespace\": \"default\", " \
 	"\"ip\": \"10.244.1.10\", \"port\": 8080}]}]}\n"
 
+/* Every pod of pods-list.json, Service of services-list.json and endpoint of
+ * endpointslices-list.json, looked up in the directory the lab's inventory
+ * made: same namespace, name, node, workload, labels (the API's are a
+ * superset: controllers add theirs), ClusterIP ports and backends. */
+static void lab_agrees(const char *rec)
+{
+	char p[600], err[256];
+	snprintf(p, sizeof(p), "%s/lab-pods.json", rec);
+	struct kube_config c;
+	kube_config_default(&c);
+	c.source = KUBE_SOURCE_INVENTORY;
+	c.inventory = p;
+	struct kube *k = kube_open(&c, err, sizeof(err));
+	CHECK(k, "lab inventory: %s", err);
+	if (!k)
+		return;
+	json_error_t je;
+	snprintf(p, sizeof(p), "%s/pods-list.json", rec);
+	json_t *pods = json_load_file(p, 0, &je), *it;
+	size_t i, n = 0;
+	json_array_foreach(json_object_get(pods, "items"), i, it) {
+		json_t *md = json_object_get(it, "metadata");
+		const char *ip = json_string_value(json_object_get(json_object_get(it, "status"), "podIP"));
+		uint8_t a[16] = {0};
+		inet_pton(AF_INET, ip, a);
+		struct kube_endpoint e;
+		if (kube_lookup_ip(k, 4, a, 0, &e) < 0) {
+			CHECK(0, "%s: not in the lab's inventory", ip);
+			continue;
+		}
+		const char *ns = json_string_value(json_object_get(md, "namespace"));
+		const char *name = json_string_value(json_object_get(md, "name"));
+		const char *node = json_string_value(json_object_get(json_object_get(it, "spec"), "nodeName"));
+		CHECK(!strcmp(e.namespace, ns) && !strcmp(e.name, name) && !strcmp(e.node, node),
+		      "%s: lab says %s/%s on %s, the API %s/%s on %s", ip, e.namespace, e.name, e.node, ns,
+		      name, node);
+		/* The workload the API's owner reference leads to. */
+		json_t *own = json_array_get(json_object_get(md, "ownerReferences"), 0);
+		const char *ok = json_string_value(json_object_get(own, "kind"));
+		const char *on = json_string_value(json_object_get(own, "name"));
+		char wl[300];
+		if (!strcmp(ok, "ReplicaSet"))
+			snprintf(wl, sizeof(wl), "Deployment/%.*s", (int)(strrchr(on, '-') - on), on);
+		else
+			snprintf(wl, sizeof(wl), "%s/%s", ok, on);
+		char got[400];
+		snprintf(got, sizeof(got), "%s/%s", e.workload_kind, e.workload);
+		CHECK(!strcmp(got, wl), "%s: workload lab %s, API %s", name, got, wl);
+		json_t *labels = json_loads(e.labels, 0, &je), *v;
+		const char *lk;
+		json_object_foreach(labels, lk, v) {
+			const char *api = json_string_value(json_object_get(json_object_get(md, "labels"), lk));
+			CHECK(api && !strcmp(api, json_string_value(v)), "%s: label %s", name, lk);
+		}
+		json_decref(labels);
+		n++;
+	}
+	json_decref(pods);
+	snprintf(p, sizeof(p), "%s/services-list.json", rec);
+	json_t *svcs = json_load_file(p, 0, &je), *pt;
+	json_array_foreach(json_object_get(svcs, "items"), i, it) {
+		json_t *spec = json_object_get(it, "spec");
+		const char *name = json_string_value(json_object_get(json_object_get(it, "metadata"), "name"));
+		uint8_t a[16] = {0};
+		inet_pton(AF_INET, json_string_value(json_object_get(spec, "clusterIP")), a);
+		size_t j;
+		json_array_foreach(json_object_get(spec, "ports"), j, pt) {
+			struct kube_service ks;
+			int proto = !strcmp(json_string_value(json_object_get(pt, "protocol")), "UDP") ? 17 : 6;
+			int port = (int)json_integer_value(json_object_get(pt, "port"));
+			CHECK(kube_lookup_service(k, 4, a, (uint16_t)port, (uint8_t)proto, 0, &ks) == 0 &&
+			      !strcmp(ks.name, name) &&
+			      !strcmp(ks.port_name, json_string_value(json_object_get(pt, "name"))),
+			      "service %s port %d", name, port);
+		}
+	}
+	json_decref(svcs);
+	snprintf(p, sizeof(p), "%s/endpointslices-list.json", rec);
+	json_t *sl = json_load_file(p, 0, &je), *ep;
+	json_array_foreach(json_object_get(sl, "items"), i, it) {
+		const char *svc = json_string_value(json_object_get(
+			json_object_get(json_object_get(it, "metadata"), "labels"), "kubernetes.io/service-name"));
+		size_t j, q;
+		json_array_foreach(json_object_get(it, "endpoints"), j, ep) {
+			uint8_t a[16] = {0};
+			inet_pton(AF_INET, json_string_value(json_array_get(json_object_get(ep, "addresses"), 0)), a);
+			json_array_foreach(json_object_get(it, "ports"), q, pt) {
+				struct kube_service ks;
+				int proto = !strcmp(json_string_value(json_object_get(pt, "protocol")), "UDP") ? 17 : 6;
+				CHECK(kube_lookup_backend(k, 4, a,
+							  (uint16_t)json_integer_value(json_object_get(pt, "port")),
+							  (uint8_t)proto, &ks) == 0 && !strcmp(ks.name, svc),
+				      "backend of %s", svc);
+			}
+		}
+	}
+	json_decref(sl);
+	printf("lab inventory and recordings agree on %zu pods\n", n);
+	kube_close(k);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s TMPDIR\n", argv[0]);
+	if (argc != 3) {
+		fprintf(stderr, "usage: %s TMPDIR RECORDINGS_DIR\n", argv[0]);
 		return 2;
 	}
+	lab_agrees(argv[2]);
 	char dir[400];
 	snprintf(dir, sizeof(dir), "%s/kube-inv.XXXXXX", argv[1]);
 	if (!mkdtemp(dir)) {

@@ -23,36 +23,50 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # ---- the lab (lab/lab PODS, nodes) -----------------------------------------
 
 NODES = {"pc-node1": "172.18.0.11", "pc-node2": "172.18.0.12"}
-# name, namespace, node, ip, labels, owner kind, owner name, port
+# name, namespace, node, IP, labels, owner kind, owner name, server (lab/lab PODS)
 PODS = [
-    ("web-1", "default", "pc-node1", "10.244.1.10", {"app": "web", "tier": "frontend"}, "StatefulSet", "web", 8080),
-    ("coredns", "kube-system", "pc-node1", "10.244.1.11", {"k8s-app": "kube-dns"}, "ReplicaSet", "coredns-5d78c9869d", 53),
-    ("client-1", "default", "pc-node1", "10.244.1.12", {"app": "client"}, None, None, 0),
-    ("tls-1", "default", "pc-node2", "10.244.2.10", {"app": "tls", "tier": "backend"}, "StatefulSet", "tls", 8443),
-    ("client-2", "default", "pc-node2", "10.244.2.11", {"app": "client"}, None, None, 0),
-    ("api-1", "default", "pc-node2", "10.244.3.10", {"app": "api", "tier": "backend"}, "StatefulSet", "api", 8080),
+    ("web-1", "default", "pc-node1", "10.244.1.10", {"app": "web", "tier": "frontend"}, "Deployment", "web", "http"),
+    ("coredns", "kube-system", "pc-node1", "10.244.1.11", {"k8s-app": "kube-dns"}, "Deployment", "coredns", "dns"),
+    ("client-1", "default", "pc-node1", "10.244.1.12", {"app": "client"}, "Deployment", "client", "none"),
+    ("tls-1", "default", "pc-node2", "10.244.2.10", {"app": "tls", "tier": "backend"}, "StatefulSet", "tls", "tls"),
+    ("client-2", "default", "pc-node2", "10.244.2.11", {"app": "client"}, "Deployment", "client", "none"),
+    ("api-1", "default", "pc-node2", "10.244.3.10", {"app": "api", "tier": "backend"}, "Deployment", "api", "http"),
+    ("web-2", "default", "pc-node2", "10.244.2.12", {"app": "web", "tier": "frontend"}, "Deployment", "web", "http"),
 ]
+SERVER_PORTS = {"http": [("http", 8080, "TCP")], "dns": [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")],
+                "tls": [("https", 8443, "TCP")], "none": []}
+IMAGES = {"http": "docker.io/library/python:3.11-slim", "dns": "registry.k8s.io/coredns/coredns:v1.11.1",
+          "tls": "docker.io/alpine/openssl:3.3.2", "none": "docker.io/curlimages/curl:8.10.1"}
 T_CREATE = "2026-11-28T07:58:41Z"
 T_START = "2026-11-28T07:58:43Z"
 T_READY = "2026-11-28T07:58:47Z"
 
 
-def uid(seed):
-    """A stable UUID-shaped uid per object (the API's are random v4 UUIDs)."""
+def stable_uid(*parts):
+    """As lab/lab derives UIDs (uuid5 of the object's path), so the recordings and
+    the lab's inventory give a pod the same uid."""
+    import uuid
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "podcap-lab:" + "/".join(parts)))
+
+
+def short_hash(text, n, alphabet="bcdfghjklmnpqrstvwxz2456789"):
+    """lab/lab's generated-name suffix, in Kubernetes' name alphabet."""
     import hashlib
-    h = hashlib.sha256(seed.encode()).hexdigest()
-    return "%s-%s-4%s-a%s-%s" % (h[0:8], h[8:12], h[13:16], h[17:20], h[20:32])
+    h = int.from_bytes(hashlib.sha256(text.encode()).digest(), "big")
+    out = ""
+    for _ in range(n):
+        h, r = divmod(h, len(alphabet))
+        out += alphabet[r]
+    return out
+
+
+def uid(seed):
+    return stable_uid(*seed.split("/"))
 
 
 def suffix(seed, n=5):
-    import hashlib
-    alpha = "bcdfghjklmnpqrstvwxz2456789"
-    h = int(hashlib.sha256(seed.encode()).hexdigest(), 16)
-    out = ""
-    for _ in range(n):
-        out += alpha[h % len(alpha)]
-        h //= len(alpha)
-    return out
+    return short_hash(seed, n)
+
 
 # ---- pods: the structure of a real pod as kube-apiserver v1.26-1.29 returns it
 # (zhaohuabing's recorded watch stream; the kubectl -v9 log of a v1.29 pod) -----
@@ -71,7 +85,7 @@ def managed_fields(p, ip):
     if owner:
         meta_fields["f:ownerReferences"] = {".": {}, "k:{\"uid\":\"%s\"}" % owner[0]["uid"]: {}}
     out = [{
-        "manager": "kube-controller-manager" if owner else "kubectl-run",
+        "manager": "kube-controller-manager",
         "operation": "Update", "apiVersion": "v1", "time": T_CREATE, "fieldsType": "FieldsV1",
         "fieldsV1": {"f:metadata": meta_fields, "f:spec": spec_fields}}]
     if ip:
@@ -89,43 +103,46 @@ def managed_fields(p, ip):
     return out
 
 
-def make_pod(name, ns, node, ip, labels, okind, oname, port, rv, uid_seed=None, phase="Running",
+def make_pod(name, ns, node, ip, labels, okind, oname, server, rv, uid_seed=None, phase="Running",
              created=T_CREATE):
     u = uid(uid_seed or ("pod/%s/%s" % (ns, name)))
     labels = dict(labels)
     meta = {"name": name, "namespace": ns, "uid": u, "resourceVersion": str(rv),
             "creationTimestamp": created, "labels": labels}
-    image = "registry.k8s.io/e2e-test-images/agnhost:2.39"
-    cname = name.rsplit("-", 1)[0] if okind == "StatefulSet" else name
-    if okind == "StatefulSet":
+    if okind == "Deployment":
+        tmpl = short_hash("template/%s/%s" % (ns, oname), 10)
+        labels["pod-template-hash"] = tmpl
+        rs = "%s-%s" % (oname, tmpl)
+        meta["generateName"] = rs + "-"
+        owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs,
+                 "uid": stable_uid("replicaset", ns, oname, tmpl)}
+    else:
         meta["generateName"] = oname + "-"
-        labels["controller-revision-hash"] = "%s-%s" % (oname, "7b9c5d6f48")
+        labels["controller-revision-hash"] = "%s-%s" % (oname, short_hash("rev/" + oname, 10))
         labels["statefulset.kubernetes.io/pod-name"] = name
-    if okind == "ReplicaSet":
-        labels["pod-template-hash"] = oname.rsplit("-", 1)[1]
-        image = "registry.k8s.io/coredns/coredns:v1.10.1"
-        cname = "coredns"
-    if okind:
-        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": okind, "name": oname,
-                                    "uid": uid("%s/%s/%s" % (okind, ns, oname)),
-                                    "controller": True, "blockOwnerDeletion": True}]
+        owner = {"apiVersion": "apps/v1", "kind": okind, "name": oname,
+                 "uid": stable_uid(okind.lower(), ns, oname)}
+    owner.update(controller=True, blockOwnerDeletion=True)
+    meta["ownerReferences"] = [owner]
     meta = {k: meta[k] for k in ["name", "generateName", "namespace", "uid", "resourceVersion",
                                  "creationTimestamp", "labels", "ownerReferences"] if k in meta}
-    vol = "kube-api-access-" + suffix(u)
+    image = IMAGES[server]
+    cname = oname
+    vol = "kube-api-access-" + short_hash("vol/" + u, 5)
     container = {"name": cname, "image": image}
-    if okind == "ReplicaSet":
+    if server == "dns":
         container["args"] = ["-conf", "/etc/coredns/Corefile"]
-    elif port:
-        container["args"] = ["netexec", "--http-port=%d" % port]
-    if port:
-        container["ports"] = [{"name": "dns" if port == 53 else "http", "containerPort": port,
-                               "protocol": "UDP" if port == 53 else "TCP"}]
+    ports = [{"name": n, "containerPort": port, "protocol": proto}
+             for n, port, proto in SERVER_PORTS[server]]
+    if ports:
+        container["ports"] = ports
     container.update({
         "resources": {},
         "volumeMounts": [{"name": vol, "readOnly": True,
                           "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}],
         "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
         "imagePullPolicy": "IfNotPresent"})
+    sa = "coredns" if server == "dns" else "default"
     spec = {
         "volumes": [{"name": vol, "projected": {"sources": [
             {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
@@ -133,8 +150,9 @@ def make_pod(name, ns, node, ip, labels, okind, oname, port, rv, uid_seed=None, 
             {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}],
             "defaultMode": 420}}],
         "containers": [container],
-        "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
-        "serviceAccountName": "default", "serviceAccount": "default", "nodeName": node,
+        "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
+        "dnsPolicy": "Default" if server == "dns" else "ClusterFirst",
+        "serviceAccountName": sa, "serviceAccount": sa, "nodeName": node,
         "securityContext": {}}
     if okind == "StatefulSet":
         spec["hostname"] = name
@@ -143,8 +161,12 @@ def make_pod(name, ns, node, ip, labels, okind, oname, port, rv, uid_seed=None, 
         "schedulerName": "default-scheduler",
         "tolerations": [
             {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
-        "priority": 0, "enableServiceLinks": True, "preemptionPolicy": "PreemptLowerPriority"})
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]})
+    if server == "dns":
+        spec.update({"priorityClassName": "system-cluster-critical", "priority": 2000000000})
+    else:
+        spec["priority"] = 0
+    spec.update({"enableServiceLinks": True, "preemptionPolicy": "PreemptLowerPriority"})
     if phase == "Pending":
         status = {"phase": "Pending", "conditions": [
             {"type": "Initialized", "status": "True", "lastProbeTime": None, "lastTransitionTime": created},
@@ -160,7 +182,7 @@ def make_pod(name, ns, node, ip, labels, okind, oname, port, rv, uid_seed=None, 
             "qosClass": "BestEffort"}
         ip_for_mf = None
     else:
-        cid = "containerd://" + (uid(u + "/c") + uid(u + "/d")).replace("-", "")[:64]
+        import hashlib
         status = {"phase": "Running", "conditions": [
             {"type": "Initialized", "status": "True", "lastProbeTime": None, "lastTransitionTime": created},
             {"type": "Ready", "status": "True", "lastProbeTime": None, "lastTransitionTime": T_READY},
@@ -169,9 +191,10 @@ def make_pod(name, ns, node, ip, labels, okind, oname, port, rv, uid_seed=None, 
             "hostIP": NODES[node], "podIP": ip, "podIPs": [{"ip": ip}], "startTime": created,
             "containerStatuses": [{"name": cname, "state": {"running": {"startedAt": T_START}},
                                    "lastState": {}, "ready": True, "restartCount": 0,
-                                   "image": image, "imageID": image.split(":")[0] + "@sha256:" +
-                                   (uid(image) + uid(image + "x")).replace("-", "")[:64],
-                                   "containerID": cid, "started": True}],
+                                   "image": image, "imageID": image + "@sha256:" +
+                                   hashlib.sha256(image.encode()).hexdigest(),
+                                   "containerID": "containerd://" + hashlib.sha256((u + "/" + cname).encode()).hexdigest(),
+                                   "started": True}],
             "qosClass": "BestEffort"}
         ip_for_mf = ip
     p = {"metadata": meta, "spec": spec, "status": status}
@@ -190,7 +213,7 @@ def as_event_object(obj, kind, api_version):
 
 def make_service(name, ns, cluster_ip, ports, selector, labels=None, svc_type="ClusterIP",
                  annotations=None, rv=500, created=T_CREATE):
-    meta = {"name": name, "namespace": ns, "uid": uid("svc/%s/%s" % (ns, name)),
+    meta = {"name": name, "namespace": ns, "uid": uid("service/%s/%s" % (ns, name)),
             "resourceVersion": str(rv), "creationTimestamp": created}
     if labels:
         meta["labels"] = labels
@@ -200,7 +223,7 @@ def make_service(name, ns, cluster_ip, ports, selector, labels=None, svc_type="C
                "f:type": {}}
     if selector:
         mf_spec["f:selector"] = {}
-    meta["managedFields"] = [{"manager": "kubectl-create" if ns == "default" and name != "kubernetes" else "kube-apiserver",
+    meta["managedFields"] = [{"manager": "kubectl-create",
                               "operation": "Update", "apiVersion": "v1", "time": created,
                               "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": mf_spec}}]
     spec = {"ports": ports}
@@ -215,17 +238,17 @@ def make_service(name, ns, cluster_ip, ports, selector, labels=None, svc_type="C
     return {"metadata": meta, "spec": spec, "status": {"loadBalancer": {}}}
 
 
-def make_slice(svc, ns, endpoints, ports, svc_labels=None, rv=600, created=T_CREATE, managed_by="endpointslice-controller.k8s.io", gen_suffix=None):
+def make_slice(svc, ns, endpoints, ports, svc_labels=None, rv=600, created=T_CREATE, gen_suffix=None):
     name = svc + "-" + (gen_suffix or suffix("slice/%s/%s" % (ns, svc)))
-    labels = {"endpointslice.kubernetes.io/managed-by": managed_by}
+    labels = {"endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}
     labels.update(svc_labels or {})
     labels["kubernetes.io/service-name"] = svc
     meta = {"name": name, "generateName": svc + "-", "namespace": ns,
-            "uid": uid("slice/%s/%s" % (ns, name)), "resourceVersion": str(rv), "generation": 1,
+            "uid": uid("endpointslice/%s/%s" % (ns, name)), "resourceVersion": str(rv), "generation": 1,
             "creationTimestamp": created, "labels": dict(sorted(labels.items())),
             "annotations": {"endpoints.kubernetes.io/last-change-trigger-time": T_READY},
             "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": svc,
-                                 "uid": uid("svc/%s/%s" % (ns, svc)), "controller": True,
+                                 "uid": uid("service/%s/%s" % (ns, svc)), "controller": True,
                                  "blockOwnerDeletion": True}],
             "managedFields": [{"manager": "kube-controller-manager", "operation": "Update",
                                "apiVersion": "discovery.k8s.io/v1", "time": T_READY,
@@ -235,16 +258,6 @@ def make_slice(svc, ns, endpoints, ports, svc_labels=None, rv=600, created=T_CRE
                                                            "f:generateName": {}, "f:labels": {".": {}},
                                                            "f:ownerReferences": {".": {}}},
                                             "f:ports": {}}}]}
-    if managed_by != "endpointslice-controller.k8s.io":
-        # The apiserver's own slice for "kubernetes": no owner, no trigger time.
-        del meta["generateName"], meta["annotations"], meta["ownerReferences"]
-        meta["labels"] = {"kubernetes.io/service-name": svc}
-        meta["name"] = svc
-        meta["uid"] = uid("slice/%s/%s" % (ns, svc))
-        meta["managedFields"][0]["manager"] = "kube-apiserver"
-        meta["managedFields"][0]["fieldsV1"] = {"f:addressType": {}, "f:endpoints": {},
-                                                "f:metadata": {"f:labels": {".": {}}},
-                                                "f:ports": {}}
     eps = []
     for pod, pns, node, ip, ready in endpoints:
         ep = {"addresses": [ip], "conditions": {"ready": ready, "serving": ready,
@@ -379,42 +392,31 @@ def main():
     schema = Schema(json.load(open(defs_path))["definitions"])
 
     pods = {}
-    for i, (name, ns, node, ip, labels, okind, oname, port) in enumerate(PODS):
-        pods[name] = make_pod(name, ns, node, ip, labels, okind, oname, port, rv=400 + i)
+    for i, (name, ns, node, ip, labels, okind, oname, server) in enumerate(PODS):
+        pods[name] = make_pod(name, ns, node, ip, labels, okind, oname, server, rv=400 + i)
+    # lab/lab SERVICES
     svcs = [
-        make_service("kubernetes", "default", "10.96.0.1",
-                     [{"name": "https", "protocol": "TCP", "port": 443, "targetPort": 6443}], None,
-                     labels={"component": "apiserver", "provider": "kubernetes"}, rv=200),
         make_service("kube-dns", "kube-system", "10.96.0.10",
                      [{"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 53},
-                      {"name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": 53},
-                      {"name": "metrics", "protocol": "TCP", "port": 9153, "targetPort": 9153}],
+                      {"name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": 53}],
                      {"k8s-app": "kube-dns"},
-                     labels={"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
-                             "kubernetes.io/name": "CoreDNS"},
-                     annotations={"prometheus.io/port": "9153", "prometheus.io/scrape": "true"},
-                     rv=260),
+                     labels={"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}, rv=260),
         make_service("web", "default", "10.96.0.80",
                      [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": 30080}],
                      {"app": "web"}, labels={"app": "web"}, svc_type="NodePort", rv=510),
-        make_service("api", "default", "10.96.0.81",
-                     [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": "http"}],
+        make_service("api", "default", "10.96.0.90",
+                     [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}],
                      {"app": "api"}, labels={"app": "api"}, rv=520),
     ]
     slices = [
-        make_slice("kubernetes", "default", [(None, None, None, "172.18.0.11", True)],
-                   [{"name": "https", "protocol": "TCP", "port": 6443}], rv=201,
-                   managed_by="kube-apiserver"),
         make_slice("kube-dns", "kube-system", [("coredns", "kube-system", "pc-node1", "10.244.1.11", True)],
-                   [{"name": "dns-tcp", "protocol": "TCP", "port": 53},
-                    {"name": "dns", "protocol": "UDP", "port": 53},
-                    {"name": "metrics", "protocol": "TCP", "port": 9153}],
-                   svc_labels={"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
-                               "kubernetes.io/name": "CoreDNS"}, rv=610),
-        make_slice("web", "default", [("web-1", "default", "pc-node1", "10.244.1.10", True)],
-                   [{"name": "http", "protocol": "TCP", "port": 8080}], svc_labels={"app": "web"}, rv=620),
+                   [{"name": "dns", "protocol": "UDP", "port": 53},
+                    {"name": "dns-tcp", "protocol": "TCP", "port": 53}], rv=610),
+        make_slice("web", "default", [("web-1", "default", "pc-node1", "10.244.1.10", True),
+                                      ("web-2", "default", "pc-node2", "10.244.2.12", True)],
+                   [{"name": "http", "protocol": "TCP", "port": 8080}], rv=620),
         make_slice("api", "default", [("api-1", "default", "pc-node2", "10.244.3.10", True)],
-                   [{"name": "http", "protocol": "TCP", "port": 8080}], svc_labels={"app": "api"}, rv=630),
+                   [{"name": "http", "protocol": "TCP", "port": 8080}], rv=630),
     ]
     for p in pods.values():
         schema.check(p, "io.k8s.api.core.v1.Pod")
@@ -438,9 +440,11 @@ def main():
     schema.check(json.load(open(os.path.join(HERE, "endpointslices-list.json"))),
                  "io.k8s.api.discovery.v1.EndpointSliceList")
 
-    # The relist after a 410: client-2 is gone, client-3 is new.
-    p3 = make_pod("client-3", "default", "pc-node1", "10.244.1.13", {"app": "client"}, None, None, 0, rv=1990,
-                  created="2026-11-28T08:20:02Z")
+    # client-2 goes; its Deployment's new pod client-3 gets the same address
+    # (host-local hands a freed address out again).
+    p3 = make_pod("client-3", "default", "pc-node2", "10.244.2.11", {"app": "client"}, "Deployment",
+                  "client", "none", rv=1990, created="2026-11-28T08:20:02Z")
+    # The relist after a 410: client-2 gone, client-3 there.
     dump("pods-list-2.json", plist([pods[n[0]] for n in PODS if n[0] != "client-2"] + [p3], 2000))
 
     E = lambda o: as_event_object(o, "Pod", "v1")
@@ -455,47 +459,54 @@ def main():
                 "message": "too old resource version: %d (%d)" % (rv_from, rv_now),
                 "reason": "Expired", "code": 410}
 
-    # Lifecycle: api-1 is deleted and re-created (same StatefulSet name, new uid,
-    # same address), as a StatefulSet does; web-1's labels change; client-3 comes.
-    api_old = copy.deepcopy(pods["api-1"])
-    term = copy.deepcopy(api_old)
-    term["metadata"]["resourceVersion"] = "1010"
-    md = term["metadata"]
-    term["metadata"] = {k: md[k] for k in ["name", "generateName", "namespace", "uid", "resourceVersion", "creationTimestamp"]}
-    term["metadata"]["deletionTimestamp"] = "2026-11-28T08:10:35Z"
-    term["metadata"]["deletionGracePeriodSeconds"] = 30
-    for k in ["labels", "ownerReferences", "managedFields"]:
-        term["metadata"][k] = md[k]
-    gone_obj = copy.deepcopy(term)
-    gone_obj["metadata"]["resourceVersion"] = "1012"
-    gone_obj["metadata"]["deletionGracePeriodSeconds"] = 0
-    gone_obj["metadata"]["deletionTimestamp"] = "2026-11-28T08:10:05Z"
-    api_new_pending = make_pod("api-1", "default", "pc-node2", "10.244.3.10", {"app": "api", "tier": "backend"},
-                               "StatefulSet", "api", 8080, rv=1015, uid_seed="pod/default/api-1/2",
-                               phase="Pending", created="2026-11-28T08:10:07Z")
-    api_new = make_pod("api-1", "default", "pc-node2", "10.244.3.10", {"app": "api", "tier": "backend"},
-                       "StatefulSet", "api", 8080, rv=1018, uid_seed="pod/default/api-1/2",
-                       created="2026-11-28T08:10:07Z")
-    web_v2 = copy.deepcopy(pods["web-1"])
-    web_v2["metadata"]["resourceVersion"] = "1020"
-    web_v2["metadata"]["labels"]["version"] = "v2"
-    p3w = copy.deepcopy(p3)
-    p3w["metadata"]["resourceVersion"] = "1022"
-    for o in (term, gone_obj, api_new_pending, api_new, web_v2, p3w):
+    def deleting(pod, rv_mod, rv_del, when):
+        """The two events of a graceful delete: MODIFIED with deletionTimestamp,
+        then DELETED (the recorded stream's shape)."""
+        md = pod["metadata"]
+        term = copy.deepcopy(pod)
+        term["metadata"] = {k: md[k] for k in ["name", "generateName", "namespace", "uid",
+                                              "resourceVersion", "creationTimestamp"]}
+        term["metadata"]["resourceVersion"] = str(rv_mod)
+        term["metadata"]["deletionTimestamp"] = when
+        term["metadata"]["deletionGracePeriodSeconds"] = 30
+        for k in ["labels", "ownerReferences", "managedFields"]:
+            term["metadata"][k] = md[k]
+        gone_obj = copy.deepcopy(term)
+        gone_obj["metadata"]["resourceVersion"] = str(rv_del)
+        gone_obj["metadata"]["deletionGracePeriodSeconds"] = 0
+        schema.check(term, "io.k8s.api.core.v1.Pod")
+        schema.check(gone_obj, "io.k8s.api.core.v1.Pod")
+        return [event("MODIFIED", E(term)), event("DELETED", E(gone_obj))]
+
+    def at(pod, rv):
+        o = copy.deepcopy(pod)
+        o["metadata"]["resourceVersion"] = str(rv)
         schema.check(o, "io.k8s.api.core.v1.Pod")
-    lines = [
-        event("BOOKMARK", bookmark(1005)),
-        json.dumps({"_gate": "deleted"}),
-        event("MODIFIED", E(term)),
-        event("DELETED", E(gone_obj)),
-        json.dumps({"_gate": "recreated"}),
-        event("ADDED", E(api_new_pending)),
-        event("MODIFIED", E(api_new)),
-        json.dumps({"_gate": "more"}),
-        event("MODIFIED", E(web_v2)),
-        event("ADDED", E(p3w)),
-        event("BOOKMARK", bookmark(1030)),
-    ]
+        return o
+
+    # Lifecycle: tls-1 is deleted and its StatefulSet re-creates it (same name,
+    # new uid, same address); client-2 goes and client-3 takes its address;
+    # web-1's labels change.
+    tls_pending = make_pod("tls-1", "default", "pc-node2", "10.244.2.10", {"app": "tls", "tier": "backend"},
+                           "StatefulSet", "tls", "tls", rv=1015, uid_seed="pod/default/tls-1/2",
+                           phase="Pending", created="2026-11-28T08:10:07Z")
+    tls_new = make_pod("tls-1", "default", "pc-node2", "10.244.2.10", {"app": "tls", "tier": "backend"},
+                       "StatefulSet", "tls", "tls", rv=1018, uid_seed="pod/default/tls-1/2",
+                       created="2026-11-28T08:10:07Z")
+    web_v2 = at(pods["web-1"], 1030)
+    web_v2["metadata"]["labels"]["version"] = "v2"
+    lines = ([event("BOOKMARK", bookmark(1005)),
+              json.dumps({"_gate": "deleted"})] +
+             deleting(pods["tls-1"], 1010, 1012, "2026-11-28T08:10:35Z") +
+             [json.dumps({"_gate": "recreated"}),
+              event("ADDED", E(at(tls_pending, 1015))),
+              event("MODIFIED", E(at(tls_new, 1018))),
+              json.dumps({"_gate": "reused"})] +
+             deleting(pods["client-2"], 1020, 1021, "2026-11-28T08:19:30Z") +
+             [event("ADDED", E(at(p3, 1022))),
+              json.dumps({"_gate": "more"}),
+              event("MODIFIED", E(web_v2)),
+              event("BOOKMARK", bookmark(1040))])
     with open(os.path.join(HERE, "watch", "pods-lifecycle.jsonl"), "w") as f:
         f.write("\n".join(lines) + "\n")
     for ev in lines:
@@ -513,15 +524,15 @@ def main():
     # sends it, HTTP 200 then the event).
     write_stream("pods-gone.jsonl", [event("ERROR", gone(1000, 2000))])
     # An event, then the connection drops mid-stream.
-    p3d = copy.deepcopy(p3)
-    p3d["metadata"]["resourceVersion"] = "1101"
-    write_stream("pods-drop.jsonl", [event("ADDED", E(p3d))])
+    write_stream("pods-drop.jsonl", deleting(pods["client-2"], 1100, 1101, "2026-11-28T08:19:30Z"))
     # A garbage line in the middle of a watch.
     write_stream("pods-garbage.jsonl", [event("BOOKMARK", bookmark(1101)),
                                         '{"type":"MODIFIED","object":{"kind":"Pod",<<<garbage>>>'])
-    # For kubectl --watch: a few changes, then the stream stays open.
-    write_stream("pods-kubectl.jsonl", [event("MODIFIED", E(web_v2)), event("ADDED", E(p3w)),
-                                        event("BOOKMARK", bookmark(1030))])
+    # For kubectl --watch: web-1 changes, client-2 goes, client-3 comes; the
+    # stream then stays open.
+    write_stream("pods-kubectl.jsonl", [event("MODIFIED", E(web_v2))] +
+                 deleting(pods["client-2"], 1020, 1021, "2026-11-28T08:19:30Z") +
+                 [event("ADDED", E(at(p3, 1022))), event("BOOKMARK", bookmark(1040))])
     # Services/slices: quiet watches with a bookmark.
     write_stream("services-quiet.jsonl", [event("BOOKMARK", {"kind": "Service", "apiVersion": "v1",
                                                              "metadata": {"resourceVersion": "1005", "creationTimestamp": None},
