@@ -8,6 +8,7 @@ SRC=$1 PODCAP=$2
 require_root run-test
 command -v sqlite3 >/dev/null || { echo "SKIP: run-test needs the sqlite3 CLI"; exit 77; }
 LAB=$SRC/lab/lab
+[ -n "${PODCAP_LAB_LOCKED:-}" ] || exec "$LAB" locked env PODCAP_LAB_LOCKED=1 "$0" "$@"
 TMP=$(mktemp -d /tmp/pc-runtest.XXXXXX)
 export PODCAP_LAB_INVENTORY=$TMP/pods.json
 cleanup() {
