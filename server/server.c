@@ -511,22 +511,29 @@ static void check_exit(struct srv *srv)
 void srv_on_wake(uv_async_t *h)
 {
 	struct srv *srv = h->data;
-	struct srv_req *list;
 	bool stop;
 
 	pthread_mutex_lock(&srv->pend_mu);
-	list = srv->pend_head;
-	srv->pend_head = srv->pend_tail = NULL;
-	for (struct srv_req *r = list; r != NULL; r = r->pnext)
-		r->scheduled = false;
 	stop = srv->stop_requested && !srv->stopping;
 	pthread_mutex_unlock(&srv->pend_mu);
 
-	while (list != NULL) {
-		struct srv_req *r = list;
-		list = r->pnext;
+	/* One at a time under the lock: once r->scheduled is false another thread may
+	 * queue r again, which rewrites r->pnext, so the list cannot be walked outside. */
+	for (;;) {
+		pthread_mutex_lock(&srv->pend_mu);
+		struct srv_req *r = srv->pend_head;
+		if (r != NULL) {
+			srv->pend_head = r->pnext;
+			if (srv->pend_head == NULL)
+				srv->pend_tail = NULL;
+			r->pnext = NULL;
+			r->scheduled = false;
+		}
+		pthread_mutex_unlock(&srv->pend_mu);
+		if (r == NULL)
+			break;
 		srv_req_pump(r);
-		srv_req_unref(r);
+		srv_req_unref(r); /* the reference srv_req_schedule took */
 	}
 	if (stop)
 		begin_stop(srv);
@@ -558,6 +565,11 @@ static void *loop_main(void *arg)
 		r->scheduled = false;
 		srv_req_unref(r);
 	}
+	/* h2o keeps freed socket buffers in a per-thread cache that dies with this thread;
+	 * hand them back to malloc.  (Its per-thread cache of 4 KiB memory-pool chunks,
+	 * at most 16, has no such door: LeakSanitizer reports it, see server/lsan.supp.) */
+	while (h2o_socket_buffer_prototype.allocator.cnt > 0)
+		free(h2o_mem_alloc_recycle(&h2o_socket_buffer_prototype.allocator, 0));
 	srv_tls_loop = NULL;
 	return NULL;
 }

@@ -392,6 +392,12 @@ static long vm_hwm_kb(void)
 
 static struct srv *the_srv;
 
+#ifdef __SANITIZE_ADDRESS__
+#define SANITIZED 1 /* ASan's quarantine keeps freed memory: VmHWM says nothing then */
+#else
+#define SANITIZED 0
+#endif
+
 static int format_stats(char *out, size_t cap)
 {
 	struct srv_stats s;
@@ -407,7 +413,7 @@ static int format_stats(char *out, size_t cap)
 		", \"stream_again\": %" PRIu64
 		", \"big_done\": %ld, \"big_failed\": %ld, \"big_last_err\": %ld, \"slow_done\": %ld, \"slow_failed\": %ld"
 		", \"live_started\": %ld, \"live_ended\": %ld, \"live_gone\": %ld, \"live_drops\": %ld"
-		", \"live_events\": %ld, \"live_closed_cb\": %ld, \"vm_hwm_kb\": %ld}\n",
+		", \"live_events\": %ld, \"live_closed_cb\": %ld, \"vm_hwm_kb\": %ld, \"sanitized\": %d}\n",
 		s.connections_accepted, s.connections_active, s.connections_rejected, s.requests, s.requests_active,
 		s.responses[0], s.responses[1], s.responses[2], s.responses[3], s.responses[4], s.responses[5],
 		s.bytes_in, s.bytes_out, s.rejected_url, s.rejected_header, s.rejected_body, s.rejected_auth,
@@ -416,7 +422,7 @@ static int format_stats(char *out, size_t cap)
 		atomic_load(&T.big_done), atomic_load(&T.big_failed), atomic_load(&T.big_last_err),
 		atomic_load(&T.slow_done), atomic_load(&T.slow_failed), atomic_load(&T.live_started),
 		atomic_load(&T.live_ended), atomic_load(&T.live_gone), atomic_load(&T.live_drops),
-		atomic_load(&T.live_events), atomic_load(&T.live_closed_cb), vm_hwm_kb());
+		atomic_load(&T.live_events), atomic_load(&T.live_closed_cb), vm_hwm_kb(), SANITIZED);
 }
 
 static void h_stats(struct srv_req *req, void *arg)
@@ -554,6 +560,7 @@ int main(int argc, char **argv)
 	char out[2048];
 	format_stats(out, sizeof(out));
 	printf("srv-test: stopped (%d): %s", rc, out);
+	fflush(stdout);
 	srv_close(the_srv);
 	return rc == 0 ? 0 : 1;
 }

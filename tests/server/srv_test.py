@@ -27,6 +27,7 @@ import time
 BIN = None
 TMP = None
 FAILS = []
+SERVERS = []
 
 
 def check(cond, what):
@@ -64,7 +65,8 @@ class Server:
         fd, self.port_file = tempfile.mkstemp(dir=TMP, prefix='port')
         os.close(fd)
         os.unlink(self.port_file)
-        self.log = open(os.path.join(TMP, 'server.log'), 'w+')
+        self.log = open(os.path.join(TMP, f'server{len(SERVERS)}.log'), 'w+')
+        SERVERS.append(self)
         cmd = [BIN, '--listen', '127.0.0.1:0', '--port-file', self.port_file]
         cmd += list(args)
         # A later --listen wins (getopt), so tests can override it.
@@ -941,11 +943,14 @@ def case_memory():
     print(f'memory: 100 MiB over HTTP/1.1 read at {got / (t1 - t0) / 1e6:.1f} MB/s: '
           f'VmHWM {before} kB before, {after} kB after (+{after - before} kB)', flush=True)
     check(got > 100 << 20, f'all of the 100 MiB arrived ({got} bytes with chunk framing)')
-    check(after - before < 32 * 1024, 'server memory stays flat (VmHWM grows < 32 MiB for a 100 MiB answer)')
+    sanitized = s.stats()['sanitized']
+    if sanitized:
+        print('memory: ASan build (its quarantine holds freed memory): VmHWM reported, not checked')
+    check(sanitized or after - before < 32 * 1024, 'server memory stays flat (VmHWM grows < 32 MiB for a 100 MiB answer)')
     rc, st, ver, h, b = curl('--http2-prior-knowledge', '--limit-rate', '40M', '-o', '/dev/null', s.url('/big?mb=100'))
     after2 = s.pid_hwm_kb()
     print(f'memory: 100 MiB over h2c at 40 MB/s: VmHWM {after2} kB (+{after2 - before} kB from the start)', flush=True)
-    check(rc == 0 and after2 - before < 32 * 1024, 'h2c: memory stays flat too')
+    check(rc == 0 and (sanitized or after2 - before < 32 * 1024), 'h2c: memory stays flat too')
     s.stop()
 
 
@@ -957,13 +962,25 @@ def main():
     if len(sys.argv) != 3 or sys.argv[2] not in CASES:
         sys.exit(f'usage: srv_test.py SRV_TEST {{{"|".join(CASES)}}}')
     BIN = sys.argv[1]
+    # The same LeakSanitizer suppressions as under meson, when run by hand.
+    supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'server', 'lsan.supp')
+    os.environ.setdefault('LSAN_OPTIONS', 'suppressions=' + os.path.normpath(supp))
     if subprocess.run(['curl', '--version'], capture_output=True).returncode != 0:
         print('curl missing: skipped')
         sys.exit(77)
     with tempfile.TemporaryDirectory(prefix='srv-test-') as d:
         TMP = d
         make_cert()
-        CASES[sys.argv[2]]()
+        try:
+            CASES[sys.argv[2]]()
+        except Exception:
+            FAILS.append('exception')
+            raise
+        finally:
+            if FAILS:
+                for srv in SERVERS:
+                    print(f'--- server log ({" ".join(srv.proc.args[1:])}):')
+                    print(srv.output()[-6000:])
     if FAILS:
         print(f'{len(FAILS)} failed checks:')
         for f in FAILS:
