@@ -150,6 +150,34 @@ static void on_accept(uv_stream_t *listener, int status)
 	h2o_accept(&srv->accept_ctx, c->sock);
 }
 
+/* Works around h2o 2.2.5 on libuv: when a read fails (e.g. ECONNRESET) libuv clears
+ * the handle's writable flag, and a write h2o starts afterwards (the TLS close_notify
+ * of h2o_socket_close, an HTTP/2 GOAWAY) gets UV_EPIPE from uv_write at once, which h2o
+ * ignores: it then waits forever for a write callback, and the connection (fd, memory,
+ * a max_connections slot) is never freed.  A write h2o waits for while libuv has none
+ * queued and the handle is not writable, seen by two sweeps in a row, cannot complete;
+ * this completes it with an error the way h2o's own write callback would, which makes
+ * h2o close and free the connection (for TLS possibly after one more round). */
+static void rescue_stuck_write(struct srv_conn *c)
+{
+	h2o_socket_t *sock = c->sock;
+	bool stuck = sock->_cb.write != NULL && !uv_is_writable((uv_stream_t *)&c->tcp) &&
+		     c->tcp.write_queue_size == 0;
+
+	if (!stuck) {
+		c->write_stuck = false;
+		return;
+	}
+	if (!c->write_stuck) {
+		c->write_stuck = true;
+		return;
+	}
+	c->write_stuck = false;
+	h2o_socket_cb cb = sock->_cb.write;
+	sock->_cb.write = NULL;
+	cb(sock, h2o_socket_error_io);
+}
+
 /* Every SRV_SWEEP_MS: connections idle past request_timeout_ms (no request in
  * progress: slowloris, idle keep-alive, a TLS handshake that never ends) are closed,
  * and so are those of answers whose client has read nothing for write_timeout_ms. */
@@ -163,6 +191,9 @@ static void on_sweep(uv_timer_t *t)
 			SRV_COUNT(srv, timeouts_request);
 			srv_conn_shut(c);
 		}
+		/* h2o frees a connection through uv_close, whose callback (on_conn_close)
+		 * unlinks it later: c stays valid for the rest of this walk. */
+		rescue_stuck_write(c);
 	}
 	for (struct srv_req *r = srv->active; r != NULL; r = r->anext) {
 		if (r->busy && r->conn != NULL && !r->conn->shut &&

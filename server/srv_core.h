@@ -54,6 +54,7 @@ struct srv_conn {
 	unsigned inflight;              /* requests admitted and not yet disposed */
 	uint64_t deadline;              /* uv_now() ms to close by when idle; 0 = none */
 	bool shut;                      /* shutdown(2) already called */
+	bool write_stuck;               /* seen by the last sweep: see rescue_stuck_write */
 };
 
 struct srv_chunk {

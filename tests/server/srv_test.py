@@ -519,6 +519,23 @@ def case_tls():
     data = raw(s.port, os.urandom(3000))
     st, h, b = s.get('/inline')
     check(st == 200, 'the TLS server answers after garbage handshakes')
+    # Clients that reset their TLS connections (RST, no close_notify), idle and
+    # mid-answer: h2o 2.2.5 on libuv would wait forever to write its close_notify on
+    # them; the server must still free every one.
+    ctx = ssl.create_default_context(cafile=cert)
+    before = s.stats()['connections_active']
+    for i in range(20):
+        raw_sock = socket.create_connection(('127.0.0.1', s.port), timeout=10)
+        c = ctx.wrap_socket(raw_sock, server_hostname='127.0.0.1')
+        if i % 2:
+            c.sendall(b'GET /big?mb=50 HTTP/1.1\r\nHost: x\r\n\r\n')
+            c.recv(1000)
+        else:
+            c.sendall(b'GET /inline HTTP/1.1\r\nHost: x\r\n\r\n')
+            c.recv(1000)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\x01\x00\x00\x00\x00\x00\x00\x00')
+        c.close()
+    s.wait_stat(lambda st: st['connections_active'] <= before, f'20 reset TLS connections all freed (active back to {before})')
     s.stop()
     # Bad TLS files are refused by srv_open with a message.
     bad = Server('--tls-cert', cert, '--tls-key', cert, expect_fail=True)
