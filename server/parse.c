@@ -10,7 +10,8 @@
 
 #include "srv_internal.h"
 
-int srv_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, char *err, size_t errlen)
+int srv_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sslen,
+		     char *err, size_t errlen)
 {
 	char host[INET6_ADDRSTRLEN + 1];
 	const char *port_s;
@@ -120,7 +121,8 @@ static int hexval(unsigned char c)
 	return -1;
 }
 
-long srv_pct_decode(const char *src, size_t len, char *dst, bool plus_is_space, bool nul_ok, size_t *bad_at)
+long srv_pct_decode(const char *src, size_t len, char *dst, bool plus_is_space, bool nul_ok,
+		    size_t *bad_at)
 {
 	size_t i = 0, o = 0;
 
@@ -243,7 +245,8 @@ bad:
 	return -EINVAL;
 }
 
-int srv_path_split(const char *raw, size_t len, char *buf, size_t buflen, struct srv_path *out, size_t *bad_at)
+int srv_path_split(const char *raw, size_t len, char *buf, size_t buflen, struct srv_path *out,
+		   size_t *bad_at)
 {
 	size_t used = 0;
 
@@ -332,7 +335,8 @@ size_t srv_query_pieces(const char *q, size_t len)
 	return n;
 }
 
-long srv_query_parse(const char *q, size_t len, struct srv_kv *out, size_t max, char *buf, size_t buflen, size_t *bad_at)
+long srv_query_parse(const char *q, size_t len, struct srv_kv *out, size_t max,
+		     char *buf, size_t buflen, size_t *bad_at)
 {
 	size_t i = 0, used = 0, n = 0;
 

@@ -332,7 +332,8 @@ static bool start_response(struct srv_req *r)
 		size_t nlen = strlen(h->name);
 		h2o_iovec_t name = h2o_strdup(&req->pool, h->name, nlen);
 		h2o_iovec_t value = h2o_strdup(&req->pool, h->value, strlen(h->value));
-		h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 1, NULL, value.base, value.len);
+		h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 1, NULL,
+				      value.base, value.len);
 		if (strcmp(h->name, "cache-control") == 0)
 			has_cache_control = true;
 	}
@@ -554,7 +555,8 @@ size_t srv_req_query_count(const struct srv_req *r)
 	return r->nquery;
 }
 
-int srv_req_query_at(const struct srv_req *r, size_t i, const char **name, const char **value, size_t *len)
+int srv_req_query_at(const struct srv_req *r, size_t i, const char **name, const char **value,
+		     size_t *len)
 {
 	if (i >= r->nquery)
 		return -ERANGE;
@@ -629,7 +631,8 @@ int srv_add_header(struct srv_req *r, const char *name, const char *value)
 	return 0;
 }
 
-static int respond_common(struct srv_req *r, int status, const char *ctype, void *body, size_t len, bool is_static)
+static int respond_common(struct srv_req *r, int status, const char *ctype, void *body, size_t len,
+			  bool is_static)
 {
 	char *ct = NULL;
 
@@ -767,6 +770,13 @@ static int stream_write(struct srv_req *r, const void *buf, size_t len, bool may
 	int rc = 0;
 
 	pthread_mutex_lock(&r->mu);
+	if (r->mode == SRV_MODE_STREAM && r->closed_err != 0) {
+		/* The client is gone (or this is HEAD): say so, whatever else happened. */
+		rc = r->closed_err;
+		r->write_failed = true;
+		pthread_mutex_unlock(&r->mu);
+		return rc;
+	}
 	if (r->mode != SRV_MODE_STREAM || r->ended || r->aborted) {
 		pthread_mutex_unlock(&r->mu);
 		return -EINVAL;
@@ -897,17 +907,19 @@ static void finish_locked(struct srv_req *r)
 void srv_req_handler_done(struct srv_req *r, bool direct)
 {
 	pthread_mutex_lock(&r->mu);
-	if (r->detached) {
-		pthread_mutex_unlock(&r->mu);
-		return; /* the handler's reference now belongs to whoever detached */
-	}
-	finish_locked(r);
+	bool detached = r->detached;
+	if (!detached)
+		finish_locked(r);
 	pthread_mutex_unlock(&r->mu);
+	/* An inline handler's answer (even of a request it detached) has not been pumped
+	 * yet: kick() skipped it while the handler ran. */
 	if (direct)
 		srv_req_pump(r);
-	else
+	else if (!detached)
 		kick(r);
-	srv_req_unref(r);
+	/* A detached request's reference now belongs to whoever detached it. */
+	if (!detached)
+		srv_req_unref(r);
 }
 
 void srv_req_detach(struct srv_req *r)

@@ -218,7 +218,8 @@ static void send_json_error(h2o_req_t *req, int status, const char *msg,
 	req->res.status = status;
 	req->res.reason = srv_reason(status);
 	req->res.content_length = (size_t)n;
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+		       H2O_STRLIT("application/json"));
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
 	if (hname != NULL) {
 		h2o_iovec_t v = h2o_strdup(&req->pool, hvalue, SIZE_MAX);
@@ -288,7 +289,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 		hbytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
 	if (hbytes > cfg->max_header_bytes) {
 		SRV_COUNT(srv, rejected_header);
-		snprintf(msg, sizeof(msg), "request headers too large: %zu bytes (limit %zu)", hbytes, cfg->max_header_bytes);
+		snprintf(msg, sizeof(msg), "request headers too large: %zu bytes (limit %zu)", hbytes,
+			 cfg->max_header_bytes);
 		send_json_error(req, 431, msg, NULL, NULL);
 		return 0;
 	}
@@ -369,8 +371,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	if (srv->has_token && !(best != NULL && (best->flags & SRV_PUBLIC)) && !token_ok(srv, req)) {
 		SRV_COUNT(srv, rejected_auth);
 		bool sent = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) >= 0;
-		send_json_error(req, 401, sent ? "wrong bearer token" : "a bearer token is required (Authorization: Bearer <token>)",
-				"www-authenticate", sent ? "Bearer realm=\"podcap\", error=\"invalid_token\"" : "Bearer realm=\"podcap\"");
+		send_json_error(req, 401,
+				sent ? "wrong bearer token"
+				     : "a bearer token is required (Authorization: Bearer <token>)",
+				"www-authenticate",
+				sent ? "Bearer realm=\"podcap\", error=\"invalid_token\"" : "Bearer realm=\"podcap\"");
 		return 0;
 	}
 	if (best == NULL) {
@@ -390,7 +395,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 			char ra[16];
 			SRV_COUNT(srv, rejected_busy);
 			snprintf(ra, sizeof(ra), "%u", cl->retry_after_s);
-			snprintf(msg, sizeof(msg), "too many concurrent %s requests (limit %u); retry later", cl->name, cl->max);
+			snprintf(msg, sizeof(msg), "too many concurrent %s requests (limit %u); retry later",
+				 cl->name, cl->max);
 			send_json_error(req, 429, msg, "retry-after", ra);
 			return 0;
 		}
@@ -457,7 +463,8 @@ struct json_err_ostream {
 	h2o_iovec_t body;
 };
 
-static void json_err_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t n, h2o_send_state_t state)
+static void json_err_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t n,
+			  h2o_send_state_t state)
 {
 	struct json_err_ostream *o = (struct json_err_ostream *)self;
 	if (h2o_send_state_is_in_progress(state)) {
@@ -477,7 +484,8 @@ static void json_errors_filter(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t
 		const char *what;
 		if (req->res.status == 413) {
 			SRV_COUNT(srv, rejected_body);
-			snprintf(body, sizeof(body), "{\"error\": \"request body too large (limit %zu bytes)\", \"status\": 413}\n",
+			snprintf(body, sizeof(body),
+				 "{\"error\": \"request body too large (limit %zu bytes)\", \"status\": 413}\n",
 				 srv->cfg.max_body_bytes);
 		} else {
 			what = req->res.status == 400 ? "malformed request" : srv_reason(req->res.status);

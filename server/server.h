@@ -22,24 +22,28 @@
  * Lifetimes and ownership
  *   - A struct srv_req is created by the loop thread when a request is admitted and is
  *     reference counted.  The handler owns one reference for the duration of its call;
- *     when it returns, that reference is dropped and the request is finished the way
- *     srv_req_release describes.  Everything a handler reads (method, path, params,
- *     query, headers, body) is a copy owned by the srv_req, valid as long as the caller
- *     holds a reference, on any thread.
+ *     when it returns, that reference is dropped and the request is finished: no answer
+ *     yet gives a JSON 500; a stream not ended is ended, or cut (srv_stream_abort) if
+ *     one of its writes had failed, so a truncated body never looks complete.
+ *     Everything a handler reads (method, path, params, query, headers, body) is a copy
+ *     owned by the srv_req, valid on any thread as long as the caller holds a reference.
  *   - srv_req_detach (inside the handler only) moves the handler's reference to the
  *     caller: returning from the handler then neither finishes nor frees the request.
  *     The new owner must call srv_req_release exactly once, from any thread, when it
- *     is done (typically after srv_stream_end).  Long-lived streams (live packets,
- *     server-sent events) use this so that they do not hold a worker thread.
+ *     is done (typically after srv_stream_end); release finishes the request like a
+ *     handler return.  Long-lived streams (live packets, server-sent events) use this
+ *     so that they do not hold a worker thread.
  *   - Other threads that only write (a capture thread feeding a live stream) take
  *     their own reference with srv_req_ref and drop it with srv_req_unref; those
  *     neither end nor finish the response.  srv_req_ref may only be called by a
  *     thread that already holds a reference (or under the lock that protects the
  *     owner's reference).
- *   - The client side may vanish at any time (disconnect, HTTP/2 RST_STREAM, stall,
- *     srv_stop); the srv_req stays valid for its holders, writes start failing and
- *     srv_req_closed turns true.  srv_req_on_close registers a callback for that
- *     moment, so the owner of an idle long-lived stream learns it without writing.
+ *   - The client side may vanish at any time (disconnect, HTTP/2 RST_STREAM, write
+ *     timeout, srv_stop); the srv_req stays valid for its holders, writes start
+ *     failing and srv_req_closed turns true.  srv_req_on_close registers a callback for
+ *     that moment.  Over HTTP/1.1 h2o does not read a connection while it answers on
+ *     it, so a client that leaves an idle stream is noticed at the next write only:
+ *     long-lived streams should write something (e.g. an SSE comment) every few seconds.
  *   - All bodies and strings passed in are copied before the call returns, except
  *     srv_respond_take (takes a malloc()ed body) and srv_static (keeps pointers to
  *     the asset table, which must outlive the server — embed.py makes them static).
@@ -155,9 +159,10 @@ int srv_class(struct srv *srv, const char *name, unsigned max_concurrent, unsign
  * segments, "{name}" segments (one non-empty segment; srv_req_param gives it decoded),
  * and a last segment "*" matching the rest (srv_req_param(req, "*")).  A GET route
  * also answers HEAD (without a body).  When several routes match, the one with the
- * most literal segments wins, and on a tie the one without "*".  A path no route matches: 404; a path that matches with
- * another method: 405 with Allow.  opts may be NULL (worker thread, token needed, no
- * class).  -EINVAL for a bad pattern, -EBUSY after srv_start. */
+ * most literal segments wins, and on a tie the one without "*".  A path no route
+ * matches: 404; a path that matches with another method: 405 with Allow.  opts may be
+ * NULL (worker thread, token needed, no class).  -EINVAL for a bad pattern, -EBUSY
+ * after srv_start. */
 int srv_route(struct srv *srv, const char *method, const char *pattern,
 	      srv_handler_fn fn, void *arg, const struct srv_route_opts *opts);
 
@@ -169,10 +174,12 @@ int srv_static(struct srv *srv, const char *url_prefix, const struct srv_asset *
 /* Starts the worker threads and the loop thread; returns at once. */
 int srv_start(struct srv *srv);
 
-/* Graceful stop, blocking: stops accepting, closes idle connections, makes writes
- * fail with -ESHUTDOWN (streams should then end), lets answers in progress finish for
- * up to stop_grace_ms, closes what is left, joins the loop and worker threads.  Not
- * from the loop or a worker thread (-EDEADLK).  Idempotent. */
+/* Graceful stop, blocking: stops accepting (HTTP/2: GOAWAY), closes idle connections,
+ * makes stream writes fail with -ESHUTDOWN (handlers then return and their streams are
+ * cut), ends detached streams cleanly after what they have queued, lets whole answers
+ * in progress (and handlers still running) finish for up to stop_grace_ms, closes what
+ * is left, joins the loop and worker threads.  Requests still waiting for a worker get
+ * 503.  Not from the loop or a worker thread (-EDEADLK).  Idempotent. */
 int srv_stop(struct srv *srv);
 
 /* Stops if needed, waits for detached requests to be released, frees everything. */
@@ -195,10 +202,12 @@ const char *srv_req_param(const struct srv_req *req, const char *name);
  * NUL bytes (%00): *len (may be NULL) gives the full length. */
 const char *srv_req_query(const struct srv_req *req, const char *name, size_t *len);
 /* All values of a repeated parameter, in order: fills up to max, returns the count. */
-size_t srv_req_query_all(const struct srv_req *req, const char *name, const char **values, size_t max);
+size_t srv_req_query_all(const struct srv_req *req, const char *name,
+			 const char **values, size_t max);
 /* Iterates all parameters: 0 <= i < srv_req_query_count. */
 size_t srv_req_query_count(const struct srv_req *req);
-int srv_req_query_at(const struct srv_req *req, size_t i, const char **name, const char **value, size_t *len);
+int srv_req_query_at(const struct srv_req *req, size_t i, const char **name,
+		     const char **value, size_t *len);
 /* Request header by name (case-insensitive), first occurrence; "host" is included. */
 const char *srv_req_header(const struct srv_req *req, const char *name);
 const void *srv_req_body(const struct srv_req *req, size_t *len);
@@ -206,13 +215,18 @@ const void *srv_req_body(const struct srv_req *req, size_t *len);
 /* --- answering (any thread holding a reference, once per request) --- */
 
 /* Adds a response header (before srv_respond* / srv_stream_begin).  -EINVAL for a name
- * that is not a token or a value with CR, LF or NUL; -EALREADY after the answer began. */
+ * that is not a token or a value with CR or LF; -EALREADY after the answer began.  A
+ * Cache-Control header replaces the default "no-store". */
 int srv_add_header(struct srv_req *req, const char *name, const char *value);
-/* Whole answer; body is copied.  -EALREADY if already answered.  Returns 0 even when
- * the client has gone (the answer is dropped). */
-int srv_respond(struct srv_req *req, int status, const char *content_type, const void *body, size_t len);
+/* Whole answer with Content-Length; body is copied.  status 200-599 (else -EINVAL);
+ * content_type NULL sends none.  -EALREADY if already answered.  Returns 0 even when
+ * the client has gone (the answer is dropped).  Every answer also carries
+ * "Cache-Control: no-store" (unless set) and "X-Content-Type-Options: nosniff". */
+int srv_respond(struct srv_req *req, int status, const char *content_type,
+		const void *body, size_t len);
 /* Same, taking ownership of a malloc()ed body (freed with free(), also on error). */
-int srv_respond_take(struct srv_req *req, int status, const char *content_type, void *body, size_t len);
+int srv_respond_take(struct srv_req *req, int status, const char *content_type,
+		     void *body, size_t len);
 /* JSON error answer {"error": "<message>", "status": N}. */
 int srv_respond_error(struct srv_req *req, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -230,7 +244,9 @@ int srv_respond_verror(struct srv_req *req, int status, const char *fmt, va_list
  * srv_stream_end sends what is queued, then ends the answer normally;
  * srv_stream_abort discards what is queued and cuts the answer so the client can tell
  * it is incomplete (HTTP/1.1: connection closed without the last chunk; HTTP/2:
- * RST_STREAM).  For HEAD requests the body is not sent and writes return -EPIPE. */
+ * RST_STREAM).  For HEAD requests the head goes out at srv_stream_begin and writes
+ * return -EPIPE.  A write after the client left returns the reason (-EPIPE, ...) even
+ * if the stream was ended meanwhile. */
 int srv_stream_begin(struct srv_req *req, int status, const char *content_type);
 int srv_stream_write(struct srv_req *req, const void *buf, size_t len);
 int srv_stream_try_write(struct srv_req *req, const void *buf, size_t len);
@@ -239,11 +255,13 @@ int srv_stream_abort(struct srv_req *req);
 
 /* True once the client went away or the answer was cut (stall, srv_stop). */
 bool srv_req_closed(const struct srv_req *req);
-/* cb(req, arg) runs once on the loop thread when the request's client side is gone for
- * good (answer finished or cut), or at once if that already happened.  It must not
- * block; it may call srv_req_release / srv_req_unref.  Register once, before the
- * handler returns or from the owner of a detached request. */
-void srv_req_on_close(struct srv_req *req, void (*cb)(struct srv_req *req, void *arg), void *arg);
+/* cb(req, arg) runs once, on the loop thread, when h2o is done with the request: the
+ * answer was sent, or the client side is gone for good.  If that already happened, cb
+ * runs at once on the calling thread.  It must not block; it may call srv_req_release
+ * or srv_req_unref.  Register once: before the handler returns, or from the owner of a
+ * detached request. */
+void srv_req_on_close(struct srv_req *req, void (*cb)(struct srv_req *req, void *arg),
+		      void *arg);
 
 /* See "Lifetimes" above. */
 void srv_req_detach(struct srv_req *req);

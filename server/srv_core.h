@@ -138,8 +138,10 @@ struct srv_counters {
 };
 
 #define SRV_COUNT(srv, field) atomic_fetch_add_explicit(&(srv)->counters.field, 1, memory_order_relaxed)
-#define SRV_ADD(srv, field, n) atomic_fetch_add_explicit(&(srv)->counters.field, (n), memory_order_relaxed)
-#define SRV_SUB(srv, field, n) atomic_fetch_sub_explicit(&(srv)->counters.field, (n), memory_order_relaxed)
+#define SRV_ADD(srv, field, n) \
+	atomic_fetch_add_explicit(&(srv)->counters.field, (n), memory_order_relaxed)
+#define SRV_SUB(srv, field, n) \
+	atomic_fetch_sub_explicit(&(srv)->counters.field, (n), memory_order_relaxed)
 
 struct srv {
 	struct srv_config cfg;          /* defaults filled in */

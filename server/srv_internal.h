@@ -17,7 +17,8 @@
 
 /* Parses "A.B.C.D:PORT", "[V6]:PORT" or "localhost:PORT" (no name resolution).
  * Returns 0 or -EINVAL with a reason in err. */
-int srv_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, char *err, size_t errlen);
+int srv_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sslen,
+		     char *err, size_t errlen);
 bool srv_addr_is_loopback(const struct sockaddr *sa);
 
 /* --- percent-decoding --- */
@@ -26,7 +27,8 @@ bool srv_addr_is_loopback(const struct sockaddr *sa);
  * decoded length, or -1 for a malformed escape ('%' not followed by two hex digits)
  * with *bad_at set to its offset in src.  plus_is_space: '+' decodes to ' ' (query
  * strings); nul_ok: otherwise a decoded NUL byte is an error too. */
-long srv_pct_decode(const char *src, size_t len, char *dst, bool plus_is_space, bool nul_ok, size_t *bad_at);
+long srv_pct_decode(const char *src, size_t len, char *dst, bool plus_is_space, bool nul_ok,
+		    size_t *bad_at);
 
 /* --- route patterns --- */
 
@@ -69,7 +71,8 @@ enum srv_path_err {
 
 /* Splits raw[0..len) (no query) into decoded segments ("/" has zero segments; an empty
  * segment, e.g. "/a//b" or "/a/", is kept as empty). */
-int srv_path_split(const char *raw, size_t len, char *buf, size_t buflen, struct srv_path *out, size_t *bad_at);
+int srv_path_split(const char *raw, size_t len, char *buf, size_t buflen, struct srv_path *out,
+		   size_t *bad_at);
 
 /* Matches a split path against a pattern.  On a match fills values[i]/vlen[i] for the
  * pattern's i-th parameter (in pattern order; for "*": the decoded rest with '/'
@@ -92,7 +95,8 @@ size_t srv_query_pieces(const char *q, size_t len);
  * buf (at least len + 2 * (pieces) bytes).  Empty pieces ("a=1&&b=2") are skipped.
  * Returns the count, or -1 for a malformed escape (or a NUL in a name) with *bad_at,
  * or -2 when there are more than max parameters. */
-long srv_query_parse(const char *q, size_t len, struct srv_kv *out, size_t max, char *buf, size_t buflen, size_t *bad_at);
+long srv_query_parse(const char *q, size_t len, struct srv_kv *out, size_t max,
+		     char *buf, size_t buflen, size_t *bad_at);
 
 /* --- small helpers --- */
 

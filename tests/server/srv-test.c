@@ -21,6 +21,7 @@
  *   GET  /live?n=N&ms=M&size=S&burst=B  detached stream fed by the producer thread with
  *                             non-blocking writes (B events of S bytes every M ms; drops
  *                             counted), ended after N events (0: until the client goes)
+ *   GET  /live-inline?...     the same, detached by an inline handler (loop thread)
  *   GET  /sleep?ms=N          a slow handler
  *   GET  /abort               streams 1000 bytes, then srv_stream_abort
  *   GET  /noanswer            returns without answering (the server sends 500)
@@ -511,6 +512,7 @@ int main(int argc, char **argv)
 	    srv_route(the_srv, "GET", "/whole", h_whole, NULL, NULL) < 0 ||
 	    srv_route(the_srv, "GET", "/slow", h_slow, NULL, NULL) < 0 ||
 	    srv_route(the_srv, "GET", "/live", h_live, NULL, NULL) < 0 ||
+	    srv_route(the_srv, "GET", "/live-inline", h_live, NULL, &inl) < 0 ||
 	    srv_route(the_srv, "GET", "/sleep", h_sleep, NULL, NULL) < 0 ||
 	    srv_route(the_srv, "GET", "/abort", h_abort, NULL, NULL) < 0 ||
 	    srv_route(the_srv, "GET", "/noanswer", h_noanswer, NULL, NULL) < 0 ||

@@ -349,6 +349,9 @@ def case_basic():
 
     st, h, b = s.get('/echo/1', method='HEAD')
     check(st == 200 and b == b'' and int(h.get('content-length', '0')) > 0, 'HEAD: headers with length, no body')
+    st, h, b = s.get('/big?mb=5', method='HEAD')
+    check(st == 200 and b == b'' and 'transfer-encoding' not in h, 'HEAD on a streamed route: head only')
+    s.wait_stat(lambda st: st['big_failed'] == 1 and st['big_last_err'] == -32, 'HEAD: the stream writer got -EPIPE at once')
 
     st, h, b = s.get('/body', method='POST', body=b'x' * 1000)
     check(st == 200 and json_body(b) == {'len': 1000}, 'POST body of 1000 bytes read')
@@ -859,6 +862,8 @@ def case_live():
     check(rc == 0 and len(lines) == 20 and lines[19].startswith(b'event 19 '), 'detached stream: 20 events then a clean end')
     rc, st, ver, h, b = curl('--http2-prior-knowledge', '-N', s.url('/live?n=10&ms=5'))
     check(rc == 0 and b.count(b'\n') == 10, 'detached stream over h2c')
+    rc, st, ver, h, b = curl('-N', s.url('/live-inline?n=7&ms=5'))
+    check(rc == 0 and b.count(b'\n') == 7, 'stream detached by an inline handler')
     # A client that reads nothing while the producer bursts: drops, and no worker held.
     c = socket.create_connection(('127.0.0.1', s.port), timeout=10)
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -867,9 +872,9 @@ def case_live():
     st, _, _ = s.get('/worker')
     check(st == 200, 'the single worker is free while the live stream runs')
     c.close()
-    s.wait_stat(lambda st: st['live_gone'] >= 1 and st['live_closed_cb'] >= 3, 'producer learns the client left; on_close ran')
+    s.wait_stat(lambda st: st['live_gone'] >= 1 and st['live_closed_cb'] >= 4, 'producer learns the client left; on_close ran')
     stats = s.stats()
-    check(stats['live_started'] == 3 and stats['live_ended'] == 2, f'live streams accounted {stats["live_started"]}/{stats["live_ended"]}')
+    check(stats['live_started'] == 4 and stats['live_ended'] == 3, f'live streams accounted {stats["live_started"]}/{stats["live_ended"]}')
     s.stop()
 
 
@@ -994,6 +999,10 @@ def main():
             FAILS.append('exception')
             raise
         finally:
+            for srv in SERVERS:
+                if srv.proc.poll() is None:
+                    srv.proc.kill()
+                    srv.proc.wait()
             if FAILS:
                 for srv in SERVERS:
                     print(f'--- server log ({" ".join(srv.proc.args[1:])}):')
