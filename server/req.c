@@ -21,8 +21,10 @@
 
 #include "srv_core.h"
 
-/* The server whose loop runs on this thread (NULL on other threads). */
+/* The server whose loop runs on this thread (NULL on other threads), and the server
+ * this thread is a worker of. */
 __thread struct srv *srv_tls_loop;
+__thread struct srv *srv_tls_worker;
 
 static bool on_loop(const struct srv *srv)
 {
@@ -957,6 +959,7 @@ static void *worker_main(void *arg)
 {
 	struct srv *srv = arg;
 
+	srv_tls_worker = srv;
 	for (;;) {
 		pthread_mutex_lock(&srv->work_mu);
 		while (srv->work_head == NULL && !srv->work_quit)

@@ -28,6 +28,7 @@
 #include "srv_core.h"
 
 extern __thread struct srv *srv_tls_loop;
+extern __thread struct srv *srv_tls_worker;
 
 #define DEF(field, value) do { if (cfg.field == 0) cfg.field = (value); } while (0)
 
@@ -68,7 +69,7 @@ static struct srv_conn *conn_find(struct srv *srv, h2o_socket_t *sock)
  * Closing the socket behind h2o's back instead would leave it with a dangling one. */
 void srv_conn_shut(struct srv_conn *c)
 {
-	if (c->shut)
+	if (c->shut || uv_is_closing((uv_handle_t *)&c->tcp))
 		return;
 	c->shut = true;
 	int fd = h2o_socket_get_fd(c->sock);
@@ -161,6 +162,8 @@ static void on_accept(uv_stream_t *listener, int status)
 static void rescue_stuck_write(struct srv_conn *c)
 {
 	h2o_socket_t *sock = c->sock;
+	if (uv_is_closing((uv_handle_t *)&c->tcp))
+		return; /* h2o is already freeing it */
 	bool stuck = sock->_cb.write != NULL && !uv_is_writable((uv_stream_t *)&c->tcp) &&
 		     c->tcp.write_queue_size == 0;
 
@@ -310,9 +313,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 		return 0;
 	}
 
-	/* Routing: the matching route with the most literal segments wins (without a "*"
-	 * segment, on a tie); the methods of
-	 * routes that match the path with another method make the Allow header. */
+	/* Routing: the matching route with the most literal segments wins (on a tie, the
+	 * one without "*"); the methods of routes that match the path with another method
+	 * make the Allow header. */
 	const struct srv_route_def *best = NULL;
 	const char *pvals[SRV_MAX_PARAMS + 1];
 	size_t pvlen[SRV_MAX_PARAMS + 1];
@@ -337,7 +340,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 			}
 		}
 		/* A later candidate may have reused restbuf: redo the winner's "*" value. */
-		if (best != NULL && best->pat.nsegs > 0 && best->pat.segs[best->pat.nsegs - 1].kind == SRV_SEG_REST)
+		if (best != NULL && best->pat.nsegs > 0 &&
+		    best->pat.segs[best->pat.nsegs - 1].kind == SRV_SEG_REST)
 			srv_pattern_match(&best->pat, &path, pvals, pvlen, restbuf, restlen);
 		if (best == NULL) {
 			for (size_t i = 0; i < srv->nroutes; i++) {
@@ -829,6 +833,7 @@ int srv_open(const struct srv_config *user_cfg, struct srv **out, char *err, siz
 	srv->cfg = cfg;
 	snprintf(srv->listen_str, sizeof(srv->listen_str), "%s", cfg.listen);
 	srv->cfg.listen = srv->listen_str;
+	pthread_mutex_init(&srv->ctl_mu, NULL);
 	pthread_mutex_init(&srv->pend_mu, NULL);
 	pthread_mutex_init(&srv->work_mu, NULL);
 	pthread_cond_init(&srv->work_cv, NULL);
@@ -975,13 +980,14 @@ int srv_start(struct srv *srv)
 
 int srv_stop(struct srv *srv)
 {
-	if (srv_tls_loop == srv)
+	if (srv_tls_loop == srv || srv_tls_worker == srv)
 		return -EDEADLK;
-	for (unsigned i = 0; i < srv->nworkers; i++)
-		if (pthread_equal(pthread_self(), srv->workers[i]))
-			return -EDEADLK;
-	if (!srv->started || srv->stopped)
+	/* Serialised: two threads stopping at once must not both join the threads. */
+	pthread_mutex_lock(&srv->ctl_mu);
+	if (!srv->started || srv->stopped) {
+		pthread_mutex_unlock(&srv->ctl_mu);
 		return 0;
+	}
 	atomic_store(&srv->stop_flag, true);
 	pthread_mutex_lock(&srv->pend_mu);
 	srv->stop_requested = true;
@@ -991,6 +997,7 @@ int srv_stop(struct srv *srv)
 	pthread_join(srv->loop_tid, NULL);
 	srv_workers_stop(srv);
 	srv->stopped = true;
+	pthread_mutex_unlock(&srv->ctl_mu);
 	return 0;
 }
 
@@ -1018,6 +1025,7 @@ void srv_close(struct srv *srv)
 	srv_static_free(srv);
 	free(srv->chash);
 	free(srv->scratch);
+	pthread_mutex_destroy(&srv->ctl_mu);
 	pthread_mutex_destroy(&srv->pend_mu);
 	pthread_mutex_destroy(&srv->work_mu);
 	pthread_cond_destroy(&srv->work_cv);

@@ -169,6 +169,7 @@ struct srv {
 	h2o_accept_ctx_t accept_ctx;
 	bool h2o_inited;
 	pthread_t loop_tid;
+	pthread_mutex_t ctl_mu;         /* serialises srv_stop */
 	bool started, stopped;
 
 	/* Loop thread only. */
