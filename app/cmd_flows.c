@@ -194,7 +194,7 @@ int cmd_flows(int argc, char **argv)
 	 * database names one; a database without one shows its own column. */
 	if (fmt >= 0 && q_open_store(st, NULL, NULL, NULL, &store, &qe) < 0)
 		store = NULL;
-	long n = q_list_flows(st, store, &q, fmt < 0 ? Q_FMT_TABLE : (enum q_format)fmt, q_write_file, stdout, &qe);
+	long n = q_list_flows(st, store, &q, fmt < 0 ? Q_FMT_TABLE : (enum q_format)fmt, q_write_file, stdout, NULL, &qe);
 	if (n >= 0 && (fflush(stdout) == EOF || ferror(stdout))) {
 		n = -EIO;
 		snprintf(qe.msg, sizeof(qe.msg), "writing output: %s", strerror(errno));

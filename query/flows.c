@@ -90,7 +90,38 @@ static void sqlbuf_free(struct sqlbuf *q)
  * allocated copy (filters may compile to a few kB of SQL). */
 static const char *sql_text(struct sqlbuf *q) { return q->heap ? q->heap : q->text; }
 
-/* Appends " FROM flows f WHERE <filter> ORDER BY ... LIMIT ?" for sel. */
+static const struct {
+	const char *name, *key;  /* the sort key's SQL over `flows f` */
+	int desc;
+} orders[Q_ORDER__COUNT] = {
+	[Q_ORDER_LAST_DESC] = {"-last", "f.last_us", 1},
+	[Q_ORDER_FIRST_ASC] = {"first", "f.first_us", 0},
+	[Q_ORDER_LAST_ASC] = {"last", "f.last_us", 0},
+	[Q_ORDER_FIRST_DESC] = {"-first", "f.first_us", 1},
+	[Q_ORDER_ID_DESC] = {"-id", "f.id", 1},
+	[Q_ORDER_ID_ASC] = {"id", "f.id", 0},
+	[Q_ORDER_BYTES_DESC] = {"-bytes", "(f.c2s_bytes + f.s2c_bytes)", 1},
+	[Q_ORDER_PACKETS_DESC] = {"-packets", "(f.c2s_pkts + f.s2c_pkts)", 1},
+};
+
+int q_order_parse(const char *name, enum q_order *out)
+{
+	for (int i = 0; i < Q_ORDER__COUNT; i++)
+		if (!strcmp(orders[i].name, name)) {
+			*out = (enum q_order)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *q_order_name(enum q_order order)
+{
+	return order < Q_ORDER__COUNT ? orders[order].name : "?";
+}
+
+/* Appends " FROM flows f WHERE <filter> [AND <after the cursor>] ORDER BY ...
+ * LIMIT ?" for sel, with one row more than the limit: whether another page
+ * follows. */
 static int where(struct sqlbuf *q, const struct q_select *sel, struct q_error *err)
 {
 	struct q_compile_opts opts;
@@ -110,11 +141,24 @@ static int where(struct sqlbuf *q, const struct q_select *sel, struct q_error *e
 	}
 	q_sql_params(q->filter, q->param);
 	q->nparam = q->filter->nparams;
-	/* The filter's parameters are ?1..?n (first_param 1); ours follow. */
-	char tail[160];
-	int lim = param_int(q, sel->limit < 0 ? -1 : sel->limit);
-	snprintf(tail, sizeof(tail), " ORDER BY %s LIMIT ?%d",
-		 sel->order == Q_ORDER_FIRST_ASC ? "f.first_us, f.id" : "f.last_us DESC, f.id DESC", lim);
+	/* The filter's parameters are ?1..?n (first_param 1); ours follow.  The
+	 * filter comes first in the WHERE (its SQL is sized for that). */
+	enum q_order o = sel->order < Q_ORDER__COUNT ? sel->order : Q_ORDER_LAST_DESC;
+	const char *key = orders[o].key, *dir = orders[o].desc ? "DESC" : "";
+	char tail[512] = "";
+	size_t t = 0;
+	if (sel->after.set) {
+		/* rows after (value, id) in this order: keyset pagination */
+		const char *cmp = orders[o].desc ? "<" : ">";
+		int v = param_int(q, sel->after.value), id = param_int(q, sel->after.id);
+		if (o == Q_ORDER_ID_DESC || o == Q_ORDER_ID_ASC)
+			t = (size_t)snprintf(tail, sizeof(tail), " AND f.id %s ?%d", cmp, id);
+		else
+			t = (size_t)snprintf(tail, sizeof(tail), " AND (%s %s ?%d OR (%s = ?%d AND f.id %s ?%d))",
+					     key, cmp, v, key, v, cmp, id);
+	}
+	int lim = param_int(q, sel->limit < 0 ? -1 : sel->limit < INT64_MAX ? sel->limit + 1 : sel->limit);
+	snprintf(tail + t, sizeof(tail) - t, " ORDER BY %s %s, f.id %s LIMIT ?%d", key, dir, dir, lim);
 	size_t need = q->off + strlen(" FROM flows f WHERE ") + q->filter->where_len + strlen(tail) + 1;
 	if (need > sizeof(q->text)) {
 		if (!(q->heap = malloc(need))) {
@@ -145,9 +189,20 @@ static const char *const out_cols[] = {
 	"c2s_retrans", "s2c_retrans", "c2s_ooo", "s2c_ooo", "frags", "community_id",
 	"master_id", "app_id", "proto_name", "master_name", "app_name", "category", "risk",
 	"risk_names", "host", "url", "http_status", "dns_rcode", "ja3c", "ja3s", "dpi_done",
-	"packets_state",
+	"iface", "packets_state",
 };
 #define N_OUT_COLS ((int)(sizeof(out_cols) / sizeof(out_cols[0])))
+
+/* The SQL of an output column: the column itself, but for what is computed. */
+static void out_expr(struct sqlbuf *q, int i)
+{
+	if (!strcmp(out_cols[i], "id"))
+		sql_add(q, "u64text(f.id)");
+	else if (!strcmp(out_cols[i], "iface"))
+		sql_add(q, "(SELECT iface FROM observation_points o WHERE o.id = f.obs_id)");
+	else
+		sql_add(q, "f.%s", out_cols[i]);
+}
 
 /* Output through the caller's writer, with the first error kept. */
 struct out {
@@ -340,7 +395,7 @@ static void free_rows(struct table_row *rows, size_t n)
 }
 
 long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel, enum q_format fmt,
-		  q_write_fn write, void *arg, struct q_error *err)
+		  q_write_fn write, void *arg, struct q_page *page, struct q_error *err)
 {
 	struct sqlbuf *q = calloc(1, sizeof(*q));
 	struct out *o = calloc(1, sizeof(*o));
@@ -360,21 +415,28 @@ long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel,
 	if (fmt == Q_FMT_TABLE) {
 		sql_add(q, TABLE_SELECT);
 	} else if (fmt == Q_FMT_JSON || fmt == Q_FMT_NDJSON) {
-		sql_add(q, "id, packets_state, json_object(");
-		for (int i = 0; i < N_OUT_COLS - 1; i++)
-			sql_add(q, "%s'%s',%s%s%s", i ? "," : "", out_cols[i], i == 0 ? "u64text(" : "",
-				out_cols[i], i == 0 ? ")" : "");
+		sql_add(q, "f.id, f.packets_state, json_object(");
+		for (int i = 0; i < N_OUT_COLS - 1; i++) {
+			sql_add(q, "%s'%s',", i ? "," : "", out_cols[i]);
+			out_expr(q, i);
+		}
 		sql_add(q, ")");
 	} else if (fmt == Q_FMT_CSV) {
-		sql_add(q, "id, packets_state");
-		for (int i = 0; i < N_OUT_COLS - 1; i++)
-			sql_add(q, ",%s%s%s", i == 0 ? "u64text(" : "", out_cols[i], i == 0 ? ")" : "");
+		sql_add(q, "f.id, f.packets_state");
+		for (int i = 0; i < N_OUT_COLS - 1; i++) {
+			sql_add(q, ",");
+			out_expr(q, i);
+		}
 	} else {
 		rc = q_err(err, -EINVAL, 0, "unknown output format %d", (int)fmt);
 		goto out;
 	}
+	/* the last two columns: the row's id and sort key, for the next page */
+	sql_add(q, ", f.id, %s", orders[sel->order < Q_ORDER__COUNT ? sel->order : 0].key);
 	if ((rc = where(q, sel, err)) < 0)
 		goto out;
+	if (page)
+		memset(page, 0, sizeof(*page));
 	if ((rc = fdb_cursor_open(db, sql_text(q), q->param, q->nparam, &c)) < 0) {
 		q_err(err, rc, 0, "%s", fdb_errmsg(db));
 		goto out;
@@ -397,10 +459,22 @@ long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel,
 		}
 		out_str(o, "\n");
 	}
+	int ncols = fdb_cursor_columns(c);
 	while ((rc = fdb_cursor_next(c)) == 1 && !o->err) {
 		if (count == LONG_MAX)
 			break;
+		if (sel->limit >= 0 && count == sel->limit) {
+			/* the one row more than asked: another page follows */
+			if (page)
+				page->more = 1;
+			break;
+		}
 		count++;
+		if (page) {
+			page->next.set = 1;
+			page->next.id = fdb_cursor_int(c, ncols - 2);
+			page->next.value = fdb_cursor_int(c, ncols - 1);
+		}
 		if (fmt == Q_FMT_JSON || fmt == Q_FMT_NDJSON) {
 			const char *obj = fdb_cursor_text(c, 2);
 			size_t len = obj ? strlen(obj) : 0;
@@ -459,6 +533,8 @@ long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel,
 		q_err(err, rc, 0, "%s", fdb_errmsg(db));
 		goto out;
 	}
+	if (page && !page->more)
+		page->next.set = 0;
 	if (fmt == Q_FMT_JSON) {
 		out_str(o, count ? "\n]\n" : "]\n");
 	} else if (fmt == Q_FMT_TABLE && !widths_fixed) {
@@ -619,4 +695,234 @@ out:
 	pks_export_close(x);
 	sqlbuf_free(q);
 	return rc < 0 ? rc : 0;
+}
+
+/* ---- top talkers and charts ------------------------------------------------ */
+
+static const struct {
+	const char *name, *key;
+} top_by[Q_BY__COUNT] = {
+	[Q_BY_APP] = {"app", "coalesce(f.proto_name, '')"},
+	[Q_BY_POD] = {"pod", "coalesce(f.pod, '')"},
+	[Q_BY_SRC] = {"src", "coalesce(f.src, '')"},
+	[Q_BY_DST] = {"dst", "coalesce(f.dst, '')"},
+	[Q_BY_DPORT] = {"dport", "CAST(f.dport AS TEXT)"},
+	[Q_BY_IFACE] = {"iface", "coalesce((SELECT iface FROM observation_points o WHERE o.id = f.obs_id), '')"},
+	[Q_BY_CATEGORY] = {"category", "coalesce(f.category, '')"},
+	[Q_BY_HOST] = {"host", "coalesce(f.host, '')"},
+};
+static const struct {
+	const char *name, *sum;
+} metrics[Q_METRIC__COUNT] = {
+	[Q_METRIC_BYTES] = {"bytes", "sum(f.c2s_bytes + f.s2c_bytes)"},
+	[Q_METRIC_PACKETS] = {"packets", "sum(f.c2s_pkts + f.s2c_pkts)"},
+	[Q_METRIC_FLOWS] = {"flows", "count(*)"},
+};
+
+int q_top_by_parse(const char *name, enum q_top_by *out)
+{
+	for (int i = 0; i < Q_BY__COUNT; i++)
+		if (!strcmp(top_by[i].name, name)) {
+			*out = (enum q_top_by)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+int q_metric_parse(const char *name, enum q_metric *out)
+{
+	for (int i = 0; i < Q_METRIC__COUNT; i++)
+		if (!strcmp(metrics[i].name, name)) {
+			*out = (enum q_metric)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *q_top_by_name(enum q_top_by by) { return by < Q_BY__COUNT ? top_by[by].name : "?"; }
+const char *q_metric_name(enum q_metric m) { return m < Q_METRIC__COUNT ? metrics[m].name : "?"; }
+
+void q_top_free(struct q_top_result *r)
+{
+	for (size_t i = 0; i < r->nrows; i++)
+		free(r->rows[i].key);
+	free(r->rows);
+	free(r->buckets);
+	memset(r, 0, sizeof(*r));
+}
+
+/* "SELECT <head> FROM flows f WHERE <filter> <tail>" with the filter's parameters
+ * first and extra ones after. */
+static int top_sql(struct sqlbuf *q, const struct q_top *req, const char *head, struct q_error *err)
+{
+	struct q_compile_opts opts;
+	q_compile_opts_default(&opts);
+	opts.range = req->range;
+	int rc = q_compile(req->filter, &opts, &q->filter, err);
+	if (rc < 0)
+		return rc;
+	q->cap = q->filter->nparams + (size_t)req->limit + 4;
+	if (!(q->param = calloc(q->cap, sizeof(*q->param))))
+		return q_err(err, -ENOMEM, 0, "out of memory");
+	q_sql_params(q->filter, q->param);
+	q->nparam = q->filter->nparams;
+	size_t need = strlen(head) + q->filter->where_len + 64;
+	if (!(q->heap = malloc(need)))
+		return q_err(err, -ENOMEM, 0, "out of memory");
+	snprintf(q->heap, need, "SELECT %s FROM flows f WHERE %s", head, q->filter->where);
+	return 0;
+}
+
+static int top_append(struct sqlbuf *q, const char *more, struct q_error *err)
+{
+	size_t n = strlen(q->heap), m = strlen(more);
+	char *h = realloc(q->heap, n + m + 1);
+	if (!h)
+		return q_err(err, -ENOMEM, 0, "out of memory");
+	memcpy(h + n, more, m + 1);
+	q->heap = h;
+	return 0;
+}
+
+int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err)
+{
+	struct sqlbuf *q = NULL;
+	struct fdb_cursor *c = NULL;
+	char head[512], tail[128];
+	int rc;
+	memset(out, 0, sizeof(*out));
+	if (req->by >= Q_BY__COUNT || req->metric >= Q_METRIC__COUNT || req->limit < 1 || req->limit > 1000)
+		return q_err(err, -EINVAL, 0, "bad top request");
+	if (req->bucket_us > 0 && req->range.has_from && req->max_buckets > 0) {
+		int64_t to = req->range.has_to ? req->range.to_us : INT64_MAX / 2;
+		if (to > req->range.from_us && (to - req->range.from_us) / req->bucket_us > req->max_buckets)
+			return q_err(err, -E2BIG, 0, "more than %lld buckets: choose a larger bucket or a shorter range",
+				     (long long)req->max_buckets);
+	}
+	/* 1. the keys with the largest sums, and the total */
+	if (!(q = calloc(1, sizeof(*q))))
+		return q_err(err, -ENOMEM, 0, "out of memory");
+	snprintf(head, sizeof(head), "%s AS k, %s AS v", top_by[req->by].key, metrics[req->metric].sum);
+	if ((rc = top_sql(q, req, head, err)) < 0)
+		goto out;
+	int lim = param_int(q, req->limit);
+	snprintf(tail, sizeof(tail), " GROUP BY k ORDER BY v DESC, k LIMIT ?%d", lim);
+	if ((rc = top_append(q, tail, err)) < 0)
+		goto out;
+	if ((rc = fdb_cursor_open(db, q->heap, q->param, q->nparam, &c)) < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	if (!(out->rows = calloc((size_t)req->limit, sizeof(*out->rows)))) {
+		rc = q_err(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	while ((rc = fdb_cursor_next(c)) == 1 && out->nrows < (size_t)req->limit) {
+		const char *k = fdb_cursor_text(c, 0);
+		if (!(out->rows[out->nrows].key = strdup(k ? k : ""))) {
+			rc = q_err(err, -ENOMEM, 0, "out of memory");
+			goto out;
+		}
+		out->rows[out->nrows++].value = fdb_cursor_int(c, 1);
+	}
+	if (rc < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	fdb_cursor_close(c);
+	c = NULL;
+	sqlbuf_free(q);
+	if (!(q = calloc(1, sizeof(*q)))) {
+		rc = q_err(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	snprintf(head, sizeof(head), "coalesce(%s, 0)", metrics[req->metric].sum);
+	if ((rc = top_sql(q, req, head, err)) < 0 ||
+	    (rc = fdb_cursor_open(db, q->heap, q->param, q->nparam, &c)) < 0) {
+		if (rc != -ENOMEM && !err->msg[0])
+			q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	if ((rc = fdb_cursor_next(c)) == 1)
+		out->total = fdb_cursor_int(c, 0);
+	if (rc < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	int64_t top = 0;
+	for (size_t i = 0; i < out->nrows; i++)
+		top += out->rows[i].value;
+	out->other = out->total - top;
+	fdb_cursor_close(c);
+	c = NULL;
+	rc = 0;
+	if (req->bucket_us <= 0 || !out->nrows)
+		goto out;
+	/* 2. those keys per time bucket (of the flows' last packets) */
+	sqlbuf_free(q);
+	if (!(q = calloc(1, sizeof(*q)))) {
+		rc = q_err(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	snprintf(head, sizeof(head), "(f.last_us / %lld) * %lld AS t, %s AS k, %s AS v", (long long)req->bucket_us,
+		 (long long)req->bucket_us, top_by[req->by].key, metrics[req->metric].sum);
+	if ((rc = top_sql(q, req, head, err)) < 0)
+		goto out;
+	if ((rc = top_append(q, " AND k IN (", err)) < 0)
+		goto out;
+	for (size_t i = 0; i < out->nrows; i++) {
+		char ph[24];
+		q->param[q->nparam] = (struct fdb_param){.type = FDB_TEXT, .s = out->rows[i].key};
+		snprintf(ph, sizeof(ph), "%s?%zu", i ? "," : "", ++q->nparam);
+		if ((rc = top_append(q, ph, err)) < 0)
+			goto out;
+	}
+	if ((rc = top_append(q, ") GROUP BY t, k ORDER BY t, v DESC", err)) < 0 ||
+	    (rc = fdb_cursor_open(db, q->heap, q->param, q->nparam, &c)) < 0) {
+		if (rc != -ENOMEM)
+			q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	size_t cap = 0;
+	while ((rc = fdb_cursor_next(c)) == 1) {
+		if (out->nbuckets == cap) {
+			cap = cap ? 2 * cap : 256;
+			struct q_top_bucket *nb = realloc(out->buckets, cap * sizeof(*nb));
+			if (!nb) {
+				rc = q_err(err, -ENOMEM, 0, "out of memory");
+				goto out;
+			}
+			out->buckets = nb;
+		}
+		const char *k = fdb_cursor_text(c, 1);
+		size_t r = 0;
+		while (r < out->nrows && strcmp(out->rows[r].key, k ? k : ""))
+			r++;
+		if (r == out->nrows)
+			continue;
+		out->buckets[out->nbuckets++] = (struct q_top_bucket){fdb_cursor_int(c, 0), r, fdb_cursor_int(c, 2)};
+	}
+	if (rc < 0)
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+	else
+		rc = 0;
+out:
+	fdb_cursor_close(c);
+	sqlbuf_free(q);
+	if (rc < 0)
+		q_top_free(out);
+	return rc;
+}
+
+int q_retained_until(struct fdb *db, int64_t *out_us)
+{
+	char v[32];
+	*out_us = 0;
+	int rc = fdb_meta_get(db, "retained_until_us", v, sizeof(v));
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	*out_us = strtoll(v, NULL, 10);
+	return 0;
 }

@@ -182,8 +182,25 @@ char *q_shorthand(const char *filter, const char *app, const char *ip, int port)
 /* --- listing flows (flows.c) --- */
 
 enum q_order {
-	Q_ORDER_LAST_DESC = 0, /* newest last packet first (listings) */
-	Q_ORDER_FIRST_ASC,     /* oldest first packet first (exports) */
+	Q_ORDER_LAST_DESC = 0, /* -last: newest last packet first (the CLI's listing) */
+	Q_ORDER_FIRST_ASC,     /* first: oldest first packet first (exports) */
+	Q_ORDER_LAST_ASC,      /* last */
+	Q_ORDER_FIRST_DESC,    /* -first */
+	Q_ORDER_ID_DESC,       /* -id: newest flows first (stable while flows arrive) */
+	Q_ORDER_ID_ASC,        /* id */
+	Q_ORDER_BYTES_DESC,    /* -bytes (scans: no index) */
+	Q_ORDER_PACKETS_DESC,  /* -packets (scans: no index) */
+	Q_ORDER__COUNT
+};
+/* "-id", "last", ...: 0, or -EINVAL for an unknown name. */
+int q_order_parse(const char *name, enum q_order *out);
+const char *q_order_name(enum q_order order);
+
+/* Keyset pagination: the order's value and the id of the last row of the
+ * previous page; the next page starts after it. */
+struct q_cursor {
+	int set;
+	int64_t value, id;
 };
 
 struct q_select {
@@ -191,6 +208,13 @@ struct q_select {
 	struct q_range range;          /* active in [from, to] */
 	enum q_order order;
 	int64_t limit;                 /* -1 = no limit */
+	struct q_cursor after;         /* rows after this one, in order */
+};
+
+/* What a listing found out beside its rows. */
+struct q_page {
+	int more;                      /* rows beyond the limit exist */
+	struct q_cursor next;          /* after the last row written (set when more) */
 };
 
 enum q_format { Q_FMT_TABLE, Q_FMT_JSON, Q_FMT_NDJSON, Q_FMT_CSV };
@@ -202,10 +226,53 @@ int q_write_file(void *arg, const void *buf, size_t len);
 
 /* Writes the matching flows in fmt through write.  store (may be NULL) says what
  * it holds of each flow (packets_state); without it the database's own column is
- * shown.  Returns the number of rows, or -errno with err filled in.  Runs on the
- * calling thread with db's and store's handles. */
+ * shown.  JSON objects carry every column, the id as a string, and the
+ * observation point's interface (iface).  Returns the number of rows, or -errno
+ * with err filled in; page (may be NULL) says whether more rows follow and where
+ * the next page starts.  Runs on the calling thread with db's and store's
+ * handles. */
 long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel, enum q_format fmt,
-		  q_write_fn write, void *arg, struct q_error *err);
+		  q_write_fn write, void *arg, struct q_page *page, struct q_error *err);
+
+/* --- top talkers and charts (flows.c) --- */
+
+enum q_top_by { Q_BY_APP, Q_BY_POD, Q_BY_SRC, Q_BY_DST, Q_BY_DPORT, Q_BY_IFACE, Q_BY_CATEGORY,
+		Q_BY_HOST, Q_BY__COUNT };
+enum q_metric { Q_METRIC_BYTES, Q_METRIC_PACKETS, Q_METRIC_FLOWS, Q_METRIC__COUNT };
+/* "app", "pod", ... / "bytes", "packets", "flows": 0 or -EINVAL. */
+int q_top_by_parse(const char *name, enum q_top_by *out);
+int q_metric_parse(const char *name, enum q_metric *out);
+const char *q_top_by_name(enum q_top_by by);
+const char *q_metric_name(enum q_metric m);
+
+struct q_top {
+	const struct q_filter *filter; /* NULL = all flows */
+	struct q_range range;
+	enum q_top_by by;
+	enum q_metric metric;
+	int limit;                     /* keys (1..1000) */
+	int64_t bucket_us;             /* > 0: per-bucket values of those keys, by last packet */
+	int64_t max_buckets;           /* refuse more buckets than this (-E2BIG) */
+};
+struct q_top_row { char *key; int64_t value; };        /* key "" for none (no app, no pod) */
+struct q_top_bucket { int64_t t; size_t row; int64_t value; };
+struct q_top_result {
+	struct q_top_row *rows;        /* largest first */
+	size_t nrows;
+	int64_t total, other;          /* all keys; the keys not in rows */
+	struct q_top_bucket *buckets;  /* by time, then by row */
+	size_t nbuckets;
+};
+/* Groups the matching flows by a key and sums a metric over the whole range (one
+ * scan); with bucket_us also per time bucket for the keys found.  0 or -errno with
+ * err filled; free the result with q_top_free. */
+int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err);
+void q_top_free(struct q_top_result *r);
+
+/* The oldest time the database still holds every flow for: 0 when retention has
+ * never deleted any, else the newest last packet it deleted.  An answer about an
+ * earlier time is not complete. */
+int q_retained_until(struct fdb *db, int64_t *out_us);
 
 /* The packet store of a flow database: dir when given, else the database's meta
  * packet_store_dir (a relative one is taken from the current directory if it

@@ -1452,19 +1452,34 @@ static int64_t delete_chunk(struct fdb *st, int64_t n, uint64_t before_us)
 	int err = tx_begin(st);
 	if (err)
 		return err;
-	int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
-	if (rc != SQLITE_OK) {
-		err = sql_err(st, rc, "retention");
-		goto rollback;
-	}
-	sqlite3_bind_int64(s, 1, n);
-	if (before_us)
-		sqlite3_bind_int64(s, 2, (int64_t)before_us);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		err = sql_err(st, rc, "retention delete");
-		goto rollback;
+	/* What retention took is remembered (meta retained_until_us: the newest
+	 * last_us deleted), so answers about older times can say they are not
+	 * complete.  In the same transaction as the delete. */
+	const char *upto = before_us ?
+		"INSERT INTO meta(key, value) SELECT 'retained_until_us', max(coalesce((SELECT CAST(value AS INTEGER)"
+		" FROM meta WHERE key = 'retained_until_us'), 0), coalesce(max(last_us), 0)) FROM"
+		" (SELECT last_us FROM flows WHERE last_us < ?2 ORDER BY last_us LIMIT ?1) WHERE true"
+		" ON CONFLICT(key) DO UPDATE SET value = excluded.value" :
+		"INSERT INTO meta(key, value) SELECT 'retained_until_us', max(coalesce((SELECT CAST(value AS INTEGER)"
+		" FROM meta WHERE key = 'retained_until_us'), 0), coalesce(max(last_us), 0)) FROM"
+		" (SELECT last_us FROM flows ORDER BY last_us LIMIT ?1) WHERE true"
+		" ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+	int rc;
+	for (int step = 0; step < 2; step++) {
+		rc = sqlite3_prepare_v2(st->db, step ? sql : upto, -1, &s, NULL);
+		if (rc != SQLITE_OK) {
+			err = sql_err(st, rc, "retention");
+			goto rollback;
+		}
+		sqlite3_bind_int64(s, 1, n);
+		if (before_us)
+			sqlite3_bind_int64(s, 2, (int64_t)before_us);
+		rc = sqlite3_step(s);
+		sqlite3_finalize(s);
+		if (rc != SQLITE_DONE) {
+			err = sql_err(st, rc, "retention delete");
+			goto rollback;
+		}
 	}
 	int64_t deleted = sqlite3_changes64(st->db);
 	if ((err = fdb_commit(st)))

@@ -157,7 +157,7 @@ static int list_flows(struct fdb *st, const struct listq *q, enum q_format fmt, 
 			sel.range.has_from = 1;
 			sel.range.from_us = (int64_t)q->since_us;
 		}
-		n = q_list_flows(st, NULL, &sel, fmt, q_write_file, f, &err);
+		n = q_list_flows(st, NULL, &sel, fmt, q_write_file, f, NULL, &err);
 	}
 	if (n < 0)
 		snprintf(list_err, sizeof(list_err), "%s", err.msg);
