@@ -28,6 +28,12 @@
 
 #include "decode.h"
 
+/* The layers every packet goes through (link, VLAN, IP, TCP/UDP, VXLAN, Geneve) are
+ * forced inline so that dc_decode() stays one function; the rarer tunnels are kept
+ * out of line so that they do not grow it (and its instruction cache footprint). */
+#define HOT static inline __attribute__((always_inline))
+#define COLD static __attribute__((noinline))
+
 /* Length fields seen by the walk, for dc_resize_enclosing(). */
 enum trace_kind { T_IPV4, T_IPV6, T_JUMBO, T_UDP, T_GTP, T_PPPOE, T_PPTP };
 #define TRACE_MAX 64
@@ -50,24 +56,24 @@ struct walk {
 };
 
 /* Does [off, off+n) fit before end?  Written so that it cannot overflow. */
-static inline int fits(uint32_t off, uint32_t n, uint32_t end)
+HOT int fits(uint32_t off, uint32_t n, uint32_t end)
 {
 	return off <= end && n <= end - off;
 }
 
-static inline uint8_t rd_u8(const struct walk *w, uint32_t off)
+HOT uint8_t rd_u8(const struct walk *w, uint32_t off)
 {
 	return off < w->caplen ? w->p[off] : 0;
 }
 
-static inline uint16_t rd_be16(const struct walk *w, uint32_t off)
+HOT uint16_t rd_be16(const struct walk *w, uint32_t off)
 {
 	if (!fits(off, 2, w->caplen))
 		return 0;
 	return (uint16_t)(w->p[off] << 8 | w->p[off + 1]);
 }
 
-static inline uint32_t rd_be32(const struct walk *w, uint32_t off)
+HOT uint32_t rd_be32(const struct walk *w, uint32_t off)
 {
 	if (!fits(off, 4, w->caplen))
 		return 0;
@@ -76,7 +82,7 @@ static inline uint32_t rd_be32(const struct walk *w, uint32_t off)
 }
 
 /* Little-endian: PPI's and radiotap's headers and 802.11's sequence control. */
-static inline uint32_t rd_le32(const struct walk *w, uint32_t off)
+HOT uint32_t rd_le32(const struct walk *w, uint32_t off)
 {
 	if (!fits(off, 4, w->caplen))
 		return 0;
@@ -84,24 +90,24 @@ static inline uint32_t rd_le32(const struct walk *w, uint32_t off)
 	       (uint32_t)w->p[off + 1] << 8 | w->p[off];
 }
 
-static inline uint16_t rd_le16(const struct walk *w, uint32_t off)
+HOT uint16_t rd_le16(const struct walk *w, uint32_t off)
 {
 	if (!fits(off, 2, w->caplen))
 		return 0;
 	return (uint16_t)(w->p[off + 1] << 8 | w->p[off]);
 }
 
-static inline void rd_bytes(const struct walk *w, uint32_t off, uint8_t *dst, uint32_t n)
+HOT void rd_bytes(const struct walk *w, uint32_t off, uint8_t *dst, uint32_t n)
 {
 	if (fits(off, n, w->caplen))
 		memcpy(dst, w->p + off, n);
 }
 
-static inline uint32_t min32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+HOT uint32_t min32(uint32_t a, uint32_t b) { return a < b ? a : b; }
 
 /* A header of n bytes at off: a lie (len_reason) when the region on the wire cannot
  * hold it, a truncation (trunc_reason) when only the capture was cut, else 0. */
-static inline int need(uint32_t off, uint32_t n, uint32_t end, uint32_t wire_end,
+HOT int need(uint32_t off, uint32_t n, uint32_t end, uint32_t wire_end,
 		       int trunc_reason, int len_reason)
 {
 	if (!fits(off, n, wire_end))
@@ -111,7 +117,7 @@ static inline int need(uint32_t off, uint32_t n, uint32_t end, uint32_t wire_end
 	return 0;
 }
 
-static inline void trace_len(struct walk *w, uint32_t off, enum trace_kind k)
+HOT void trace_len(struct walk *w, uint32_t off, enum trace_kind k)
 {
 	struct trace *t = w->trace;
 	if (t && t->n < TRACE_MAX) {
@@ -156,7 +162,7 @@ struct region {
 /* Maps an ethertype (or an ethertype-like protocol field) to the next layer,
  * walking VLAN tags, Cisco MetaData and a PPPoE session header on the way.  VLAN
  * IDs are recorded only for the outermost link (`record`). */
-static inline int walk_ethertype(struct walk *w, uint16_t type, struct region *rg,
+HOT int walk_ethertype(struct walk *w, uint16_t type, struct region *rg,
 				 int record, enum next *next)
 {
 	struct dc_packet *out = w->out;
@@ -218,7 +224,7 @@ static inline int walk_ethertype(struct walk *w, uint16_t type, struct region *r
 	}
 }
 
-static inline int walk_ethernet(struct walk *w, struct region *rg, int record, enum next *next)
+HOT int walk_ethernet(struct walk *w, struct region *rg, int record, enum next *next)
 {
 	if (!fits(rg->off, 14, rg->end))
 		return DC_R_TRUNC_LINK;
@@ -237,7 +243,7 @@ static inline int walk_ethernet(struct walk *w, struct region *rg, int record, e
  * `swapped`: Cisco's CAPWAP sends the frame control bytes swapped (Wireshark's
  * default reading of CAPWAP too); the other order is taken when only it makes a
  * version 0 data frame. */
-static inline int walk_wlan(struct walk *w, struct region *rg, int record, int swapped,
+COLD int walk_wlan(struct walk *w, struct region *rg, int record, int swapped,
 			    enum next *next)
 {
 	uint32_t off = rg->off;
@@ -296,7 +302,7 @@ static inline int walk_wlan(struct walk *w, struct region *rg, int record, int s
 
 /* BSD loopback families that mean IP; the value depends on the OS that wrote the
  * capture (IPv6 is 24 on NetBSD/OpenBSD, 28 on FreeBSD, 30 on macOS, 10 on Linux). */
-static inline int null_family(uint32_t af, enum next *next)
+HOT int null_family(uint32_t af, enum next *next)
 {
 	switch (af) {
 	case 2:
@@ -341,7 +347,7 @@ static inline int walk_ppp(struct walk *w, struct region *rg, int trunc, enum ne
 	return DC_OK;
 }
 
-static int walk_link(struct walk *w, int linktype, struct region *rg, enum next *next)
+HOT int walk_link(struct walk *w, int linktype, struct region *rg, enum next *next)
 {
 	switch (linktype) {
 	case DC_LINK_ETHERNET:
@@ -441,7 +447,7 @@ static int walk_link(struct walk *w, int linktype, struct region *rg, enum next 
 
 /* Enters a tunnel whose header has been checked: counts it, remembers the outermost
  * one, refuses past the configured depth. */
-static inline int enter_tunnel(struct walk *w, enum dc_tunnel type, int has_id, uint32_t id)
+HOT int enter_tunnel(struct walk *w, enum dc_tunnel type, int has_id, uint32_t id)
 {
 	struct dc_packet *out = w->out;
 	if (out->tunnel_depth >= w->cfg->max_tunnel_depth)
@@ -471,7 +477,7 @@ static inline int common_ethertype(uint16_t t)
  * anything else an Ethernet pseudowire, with a control word when the first nibble is
  * 0 and the frame's ethertype is where a control word would put it.  `carrier`: the
  * stack is itself the tunnel (MPLS in UDP or in IP). */
-static inline int walk_mpls(struct walk *w, struct region *rg, int carrier, enum next *next)
+COLD int walk_mpls(struct walk *w, struct region *rg, int carrier, enum next *next)
 {
 	struct dc_packet *out = w->out;
 	uint32_t top = 0, label = 0;
@@ -554,7 +560,7 @@ static inline int gpe_next(uint8_t np, enum next *next)
 /* NSH (RFC 8300): ver(2) O U TTL(6) length(6) | U(4) MD type(4) | next protocol(8) |
  * SPI(24) SI(8) | context headers; length counts 4-byte words of the whole header
  * (6 for MD type 1, at least 2 otherwise). */
-static inline int walk_nsh(struct walk *w, struct region *rg, enum next *next)
+COLD int walk_nsh(struct walk *w, struct region *rg, enum next *next)
 {
 	struct dc_packet *out = w->out;
 	uint32_t off = rg->off;
@@ -580,7 +586,7 @@ static inline int walk_nsh(struct walk *w, struct region *rg, enum next *next)
 	return DC_OK;
 }
 
-static inline int vxlan_port(const struct dc_config *cfg, uint16_t port)
+HOT int vxlan_port(const struct dc_config *cfg, uint16_t port)
 {
 	for (unsigned i = 0; i < DC_MAX_VXLAN_PORTS; i++)
 		if (cfg->vxlan_ports[i] == port && port)
@@ -589,7 +595,7 @@ static inline int vxlan_port(const struct dc_config *cfg, uint16_t port)
 }
 
 /* VXLAN (RFC 7348): flags(1) reserved(3) VNI(3) reserved(1), then Ethernet. */
-static inline int walk_vxlan(struct walk *w, struct region *rg, enum next *next)
+HOT int walk_vxlan(struct walk *w, struct region *rg, enum next *next)
 {
 	if (!fits(rg->off, 8, rg->end))
 		return DC_R_TRUNC_VXLAN;
@@ -606,7 +612,7 @@ static inline int walk_vxlan(struct walk *w, struct region *rg, enum next *next)
 
 /* Geneve (RFC 8926): ver(2) optlen(6) | O C rsvd(6) | protocol(16) | VNI(24) rsvd(8),
  * then optlen*4 bytes of TLV options. */
-static inline int walk_geneve(struct walk *w, struct region *rg, enum next *next)
+HOT int walk_geneve(struct walk *w, struct region *rg, enum next *next)
 {
 	if (!fits(rg->off, 8, rg->end))
 		return DC_R_TRUNC_GENEVE;
@@ -652,7 +658,7 @@ static inline int walk_geneve(struct walk *w, struct region *rg, enum next *next
 /* VXLAN-GPE (draft-ietf-nvo3-vxlan-gpe): flags R R Ver(2) I P B O | reserved(16) |
  * next protocol(8) | VNI(24) reserved(8).  Without the P bit the payload is
  * Ethernet, as in VXLAN. */
-static inline int walk_vxlan_gpe(struct walk *w, struct region *rg, enum next *next)
+COLD int walk_vxlan_gpe(struct walk *w, struct region *rg, enum next *next)
 {
 	if (!fits(rg->off, 8, rg->end))
 		return DC_R_TRUNC_VXLAN_GPE;
@@ -701,7 +707,7 @@ static inline int gtp_tpdu(struct walk *w, struct region *rg, enum next *next)
  * TEID(32), then, if any of E/S/PN, sequence(16) N-PDU(8) next-extension(8) and,
  * with E, a chain of extension headers: length(8, 4-byte units) contents next(8).
  * Length counts the bytes after the first 8.  Only G-PDUs (type 255) carry a packet. */
-static inline int walk_gtpu(struct walk *w, struct region *rg, enum next *next)
+COLD int walk_gtpu(struct walk *w, struct region *rg, enum next *next)
 {
 	uint32_t off = rg->off;
 	if (!fits(off, 8, rg->end))
@@ -759,7 +765,7 @@ static inline int gtp_prime_type(uint8_t t)
  * standard's only user of the port, so a datagram is taken for one of them only when
  * its header fits it exactly (version, type, a length that fills the datagram); any
  * other datagram stays plain UDP rather than being called malformed. */
-static inline int walk_gtp3386(struct walk *w, struct region *rg, enum next *next)
+COLD int walk_gtp3386(struct walk *w, struct region *rg, enum next *next)
 {
 	uint32_t off = rg->off;
 	int r = need(off, 4, rg->end, rg->wire_end, DC_R_TRUNC_GTP, -1);
@@ -794,7 +800,7 @@ static inline int walk_gtp3386(struct walk *w, struct region *rg, enum next *nex
  * authentication length, id, value, nonce(8), confirmation(1)), an optional origin
  * indication (00 00, port, address: 8 bytes), then an IPv6 packet (a bubble is one
  * with no payload).  A datagram that is not IPv6 after them is left as UDP. */
-static inline int walk_teredo(struct walk *w, struct region *rg, enum next *next)
+COLD int walk_teredo(struct walk *w, struct region *rg, enum next *next)
 {
 	uint32_t off = rg->off;
 	if (!fits(off, 2, rg->wire_end))
@@ -831,7 +837,7 @@ static inline int walk_teredo(struct walk *w, struct region *rg, enum next *next
 /* AYIYA (draft-massar-v6ops-ayiya): id length(4, log2) id type(4) | signature
  * length(4, words) hash(4) | auth(4) opcode(4) | next header | epoch(32) | id |
  * signature | payload.  Only "forward" (opcode 1) carries IPv4 or IPv6. */
-static inline int walk_ayiya(struct walk *w, struct region *rg, enum next *next)
+COLD int walk_ayiya(struct walk *w, struct region *rg, enum next *next)
 {
 	uint32_t off = rg->off;
 	if (!fits(off, 8, rg->wire_end))
@@ -857,7 +863,7 @@ static inline int walk_ayiya(struct walk *w, struct region *rg, enum next *next)
  * offset(13) rsvd(3) | radio MAC, wireless info (within HLEN).  T: a native frame of
  * binding WBID (1 = 802.11) follows, else an 802.3 frame.  Fragments and
  * keep-alives are not opened. */
-static inline int walk_capwap(struct walk *w, struct region *rg, enum next *next)
+COLD int walk_capwap(struct walk *w, struct region *rg, enum next *next)
 {
 	uint32_t off = rg->off;
 	if (!fits(off, 8, rg->wire_end))
@@ -932,7 +938,7 @@ static inline int aruba_proto(uint16_t proto)
 /* GRE (RFC 2784/2890): C R K S flags, version 0, protocol; optional checksum+reserved,
  * key, sequence number.  Version 1 is PPTP's enhanced GRE, handled above.  `udp`:
  * the GRE header is the payload of GRE-in-UDP (RFC 8086). */
-static inline int walk_gre(struct walk *w, struct region *rg, int udp, enum next *next)
+COLD int walk_gre(struct walk *w, struct region *rg, int udp, enum next *next)
 {
 	if (!fits(rg->off, 4, rg->end))
 		return DC_R_TRUNC_GRE;
@@ -1057,7 +1063,7 @@ static inline int walk_gre(struct walk *w, struct region *rg, int udp, enum next
 /* UDP ports with a tunnel behind them besides the configured VXLAN/Geneve ones.
  * Destination ports first; the protocols whose servers answer from their
  * well-known port are also matched by source port. */
-static inline int walk_udp_tunnel(struct walk *w, struct region *in, uint16_t sport,
+COLD int walk_udp_tunnel(struct walk *w, struct region *in, uint16_t sport,
 				  uint16_t dport, enum next *next)
 {
 	switch (dport) {
@@ -1082,7 +1088,7 @@ static inline int walk_udp_tunnel(struct walk *w, struct region *in, uint16_t sp
 
 /* The L4 header of an IP datagram whose payload is `rg` (bounded by the IP length).
  * Fills ports/flags/payload of the innermost tuple; may enter a tunnel and set *next. */
-static inline int walk_l4(struct walk *w, uint8_t proto, struct region *rg, int family,
+HOT int walk_l4(struct walk *w, uint8_t proto, struct region *rg, int family,
 			  int later_fragment, enum next *next)
 {
 	struct dc_packet *out = w->out;
@@ -1209,7 +1215,7 @@ static inline int walk_l4(struct walk *w, uint8_t proto, struct region *rg, int 
 /* Called when an IP header has passed its checks: the tuple filled so far (the
  * carrier) becomes the outer one the first time, and per-packet innermost state
  * starts afresh. */
-static inline void begin_ip(struct walk *w, uint32_t off)
+HOT void begin_ip(struct walk *w, uint32_t off)
 {
 	struct dc_packet *out = w->out;
 	if (++w->ip_layers == 2)
@@ -1223,7 +1229,7 @@ static inline void begin_ip(struct walk *w, uint32_t off)
 		w->trace->ip_off[w->trace->nip++] = off;
 }
 
-static inline int walk_ipv4(struct walk *w, struct region *rg, enum next *next)
+HOT int walk_ipv4(struct walk *w, struct region *rg, enum next *next)
 {
 	struct dc_packet *out = w->out;
 	uint32_t off = rg->off;
@@ -1278,7 +1284,7 @@ static inline int walk_ipv4(struct walk *w, struct region *rg, enum next *next)
 	return r;
 }
 
-static inline int ipv6_is_ext(uint8_t nh)
+HOT int ipv6_is_ext(uint8_t nh)
 {
 	switch (nh) {
 	case 0:   /* hop-by-hop */
@@ -1300,7 +1306,7 @@ static inline int ipv6_is_ext(uint8_t nh)
  * the options are not all captured: the extension walk then reports the cut), or a
  * reason when the option is wrong: not 4 bytes, at most 65535 (it must not be used
  * then), or longer than the wire.  Linux refuses the same. */
-static inline int ipv6_jumbo(struct walk *w, uint32_t p, uint32_t end, uint32_t wire_left,
+COLD int ipv6_jumbo(struct walk *w, uint32_t p, uint32_t end, uint32_t wire_left,
 			     uint32_t *jumbo)
 {
 	*jumbo = 0;
@@ -1337,7 +1343,7 @@ static inline int ipv6_jumbo(struct walk *w, uint32_t p, uint32_t end, uint32_t 
 	return DC_OK;
 }
 
-static inline int walk_ipv6(struct walk *w, struct region *rg, enum next *next)
+HOT int walk_ipv6(struct walk *w, struct region *rg, enum next *next)
 {
 	struct dc_packet *out = w->out;
 	uint32_t off = rg->off;

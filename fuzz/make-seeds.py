@@ -11,7 +11,8 @@ import struct
 import sys
 
 # pcap LINKTYPE -> index in fuzz_decode.c's link_types[]
-LINK_INDEX = {1: 0, 0: 4, 9: 5, 12: 6, 101: 7, 104: 8, 108: 9, 113: 10, 228: 11, 229: 12, 276: 13, 192: 14}
+LINK_INDEX = {1: 0, 0: 4, 9: 5, 12: 6, 101: 7, 104: 8, 108: 9, 113: 10, 228: 11, 229: 12, 276: 13, 192: 14,
+              105: 16, 127: 17}
 
 
 def packets(path):
