@@ -1528,12 +1528,13 @@ static void ipv4_checksum(uint8_t *h, uint32_t hlen)
 }
 
 int dc_resize_enclosing(const struct dc_config *cfg, int linktype, const uint8_t *orig,
-			uint32_t orig_caplen, uint8_t *dst, uint32_t l3_off, int32_t delta)
+			uint32_t orig_caplen, uint32_t orig_wirelen, uint8_t *dst,
+			uint32_t l3_off, int32_t delta)
 {
 	struct trace t;
 	struct dc_packet p;
 	t.n = t.nip = 0;
-	decode_walk(cfg, linktype, orig, orig_caplen, orig_caplen, &p, &t);
+	decode_walk(cfg, linktype, orig, orig_caplen, orig_wirelen, &p, &t);
 	/* The walk must have reached an IP header at l3_off: then every length field
 	 * recorded before it belongs to a header that encloses it. */
 	unsigned i;

@@ -253,16 +253,17 @@ int dc_decode(const struct dc_config *cfg, int linktype, const uint8_t *frame,
 	      uint32_t caplen, uint32_t wirelen, struct dc_packet *out);
 
 /* For IP reassembly (cold path).  The frame `dst` is a copy of `orig` (a frame that
- * dc_decode() decoded with the same cfg and linktype) up to l3_off, the offset of
- * the innermost IP header (dc_packet.l3_off), followed by a datagram `delta` bytes
- * longer (or shorter) than orig's.  Adds delta to every length field of the headers
+ * dc_decode() decoded with the same cfg, linktype and lengths) up to l3_off, the
+ * offset of the innermost IP header (dc_packet.l3_off), followed by a datagram `delta`
+ * bytes longer (or shorter) than orig's.  Adds delta to every length field of the headers
  * that enclose that IP header (IPv4 total length with its header checksum, IPv6
  * payload length or jumbo length, UDP length with the checksum cleared, GTP and
  * PPPoE lengths, PPTP's payload length), in dst.  Reads orig[0..orig_caplen), writes
  * dst[0..l3_off).  Returns 0, -EINVAL when l3_off is not an IP header orig's walk
  * reaches, -EOVERFLOW when a field cannot hold its new value. */
 int dc_resize_enclosing(const struct dc_config *cfg, int linktype, const uint8_t *orig,
-			uint32_t orig_caplen, uint8_t *dst, uint32_t l3_off, int32_t delta);
+			uint32_t orig_caplen, uint32_t orig_wirelen, uint8_t *dst,
+			uint32_t l3_off, int32_t delta);
 
 /* Stable names: "ok", "not-ip", "unsupported", "truncated-ipv4", "bad-ihl", ... */
 const char *dc_reason_name(int reason);

@@ -451,8 +451,9 @@ static enum fr_why rebuild(struct fr_table *t, struct dg *d, struct fr_datagram 
 		ip[5] = (uint8_t)plen;
 		b[first->nh_off] = first->frag_nh; /* the fragment header is gone */
 	}
-	int rc = dc_resize_enclosing(&t->cfg.dc, first->f.linktype, ff, first->f.caplen, b,
-				     first->l3_off, (int32_t)new_total - (int32_t)first->ip_total);
+	int rc = dc_resize_enclosing(&t->cfg.dc, first->f.linktype, ff, first->f.caplen,
+				     first->f.wirelen, b, first->l3_off,
+				     (int32_t)new_total - (int32_t)first->ip_total);
 	if (rc == -EOVERFLOW)
 		return FR_WHY_TOO_BIG;
 	if (rc < 0)
@@ -463,6 +464,9 @@ static enum fr_why rebuild(struct fr_table *t, struct dg *d, struct fr_datagram 
 		t->fragv[i++] = n->f;
 	out->frame = b;
 	out->len = (uint32_t)len;
+	/* bytes of the first fragment's frame the capture did not keep (a trailer) */
+	out->wirelen = out->len + (first->f.wirelen > first->f.caplen ?
+				   first->f.wirelen - first->f.caplen : 0);
 	out->linktype = first->f.linktype;
 	out->obs = d->k.obs;
 	out->frags = t->fragv;

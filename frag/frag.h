@@ -97,7 +97,9 @@ enum { FR_HELD = 0, FR_COMPLETE = 1, FR_PASS = 2 };
 /* A completed datagram (FR_COMPLETE), or why a frame was passed (FR_PASS). */
 struct fr_datagram {
 	const uint8_t *frame;  /* the rebuilt frame; decode it with dc_decode() */
-	uint32_t len;          /* its length (captured == on the wire) */
+	uint32_t len;          /* its captured length */
+	uint32_t wirelen;      /* its length on the wire: more than len when the capture
+	                        * cut the first fragment's frame after its datagram */
 	uint16_t linktype;
 	uint32_t obs;
 	uint64_t ts_us;        /* time of the fragment that completed it */

@@ -71,7 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		memcpy(copy, frame, size);
 		int32_t delta = (int32_t)(cut & 0xff) - 128;
-		int rc = dc_resize_enclosing(&cfg, link, frame, (uint32_t)size, copy, p.l3_off, delta);
+		int rc = dc_resize_enclosing(&cfg, link, frame, (uint32_t)size, (uint32_t)size + cut,
+					     copy, p.l3_off, delta);
 		if (rc != 0 && rc != -EINVAL && rc != -EOVERFLOW)
 			abort();
 		dc_decode(&cfg, link, copy, (uint32_t)size, (uint32_t)size, &p);

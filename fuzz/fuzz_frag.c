@@ -89,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					abort();
 				memcpy(copy, dg.frame, dg.len);
 				struct dc_packet q;
-				dc_decode(&cfg.dc, dg.linktype, copy, dg.len, dg.len, &q);
+				dc_decode(&cfg.dc, dg.linktype, copy, dg.len, dg.wirelen, &q);
 				free(copy);
 			} else if (r != FR_HELD) {
 				abort();

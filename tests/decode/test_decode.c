@@ -1616,8 +1616,8 @@ static void test_resize_enclosing(void)
 	 * 100 bytes: outer IPv4 total length and UDP length follow, checksums fixed */
 	uint8_t v[sizeof vxlan_frame];
 	memcpy(v, vxlan_frame, sizeof v);
-	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, vxlan_frame, sizeof vxlan_frame, v,
-				     VXLAN_OFF + 8 + 14, 100), 0);
+	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, vxlan_frame, sizeof vxlan_frame,
+				     sizeof vxlan_frame, v, VXLAN_OFF + 8 + 14, 100), 0);
 	CHECK_EQ(v[18 + 2] << 8 | v[18 + 3], 190);
 	CHECK(ipv4_sum_ok(v + 18));
 	CHECK_EQ(v[38 + 4] << 8 | v[38 + 5], 170);
@@ -1625,21 +1625,21 @@ static void test_resize_enclosing(void)
 	/* the inner header itself is left alone */
 	CHECK(memcmp(v + VXLAN_OFF, vxlan_frame + VXLAN_OFF, sizeof v - VXLAN_OFF) == 0);
 	/* not an IP header the walk reaches */
-	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, vxlan_frame, sizeof vxlan_frame, v,
-				     VXLAN_OFF + 8, 100), -EINVAL);
+	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, vxlan_frame, sizeof vxlan_frame,
+				     sizeof vxlan_frame, v, VXLAN_OFF + 8, 100), -EINVAL);
 	/* a total length that would not fit in 16 bits */
-	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, vxlan_frame, sizeof vxlan_frame, v,
-				     VXLAN_OFF + 8 + 14, 65500), -EOVERFLOW);
+	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, vxlan_frame, sizeof vxlan_frame,
+				     sizeof vxlan_frame, v, VXLAN_OFF + 8 + 14, 65500), -EOVERFLOW);
 	/* GTP-U: its length follows too */
 	memcpy(f, gtpu_frame, sizeof f);
-	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, gtpu_frame, sizeof gtpu_frame, f,
-				     GTP_OFF + 8, 1000), 0);
+	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, gtpu_frame, sizeof gtpu_frame,
+				     sizeof gtpu_frame, f, GTP_OFF + 8, 1000), 0);
 	CHECK_EQ(f[GTP_OFF + 2] << 8 | f[GTP_OFF + 3], 1040);
 	CHECK_EQ(f[14 + 2] << 8 | f[14 + 3], 1076);
 	/* the outermost header: nothing encloses it */
 	memcpy(f, gtpu_frame, sizeof f);
-	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, gtpu_frame, sizeof gtpu_frame, f,
-				     14, 1000), 0);
+	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, gtpu_frame, sizeof gtpu_frame,
+				     sizeof gtpu_frame, f, 14, 1000), 0);
 	CHECK(memcmp(f, gtpu_frame, sizeof f) == 0);
 	(void)p;
 }

@@ -41,7 +41,7 @@ static void print_decoded(const struct dc_config *cfg, const struct fr_datagram 
 {
 	struct dc_packet p;
 	char a[DC_TUPLE_STRLEN], b[DC_TUPLE_STRLEN];
-	dc_decode(cfg, dg->linktype, dg->frame, dg->len, dg->len, &p);
+	dc_decode(cfg, dg->linktype, dg->frame, dg->len, dg->wirelen, &p);
 	printf(" %s", dc_tuple_format(&p.outer, a, sizeof a));
 	if (p.tunnel != DC_TUN_NONE) {
 		printf(" | %s", dc_tunnel_name(p.tunnel));
