@@ -5,7 +5,7 @@
  *
  * Input: byte 0 picks the link type (as fuzz_decode.c), byte 1 configuration bits;
  * then records: length (2 bytes, big-endian), time step in ms (1 byte), observation
- * point (1 byte), the frame.  Each frame is copied into a buffer of exactly its
+ * point (7 bits; the top bit: the capture cut 64 bytes off the frame), the frame.  Each frame is copied into a buffer of exactly its
  * length so AddressSanitizer sees any overread.  make-seeds.py --frag writes seeds. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -62,7 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (off + 4 <= size) {
 		uint32_t len = (uint32_t)data[off] << 8 | data[off + 1];
 		ts += (uint64_t)data[off + 2] * 1000;
-		uint32_t obs = data[off + 3];
+		uint32_t obs = data[off + 3] & 0x7f;
+		uint32_t cut = (data[off + 3] & 0x80) ? 64 : 0;
 		off += 4;
 		if (len > size - off)
 			len = (uint32_t)(size - off);
@@ -72,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(frame, data + off, len);
 		off += len;
 		struct dc_packet p;
-		dc_decode(&cfg.dc, link, frame, len, len, &p);
+		dc_decode(&cfg.dc, link, frame, len, len + cut, &p);
 		if (p.frag != DC_FRAG_NONE) {
 			struct fr_datagram dg;
 			offered++;
