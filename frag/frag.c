@@ -565,11 +565,6 @@ int fr_add(struct fr_table *t, uint32_t obs, const struct dc_packet *p, const ui
 		} else if (d->last_in && fi.end > d->len) {
 			return pass(t, out, FR_WHY_BAD);
 		}
-		if (d->nfrags + 1 > t->cfg.max_fragments ||
-		    d->bytes + cost > t->cfg.max_datagram_bytes) {
-			give_up(t, d, FR_WHY_TOO_BIG);
-			return pass_given_up(out, FR_WHY_TOO_BIG);
-		}
 	}
 	struct node *after = NULL;
 	if (d) {
@@ -579,6 +574,11 @@ int fr_add(struct fr_table *t, uint32_t obs, const struct dc_packet *p, const ui
 		if (why == FR_WHY_OVERLAP) {
 			give_up(t, d, FR_WHY_OVERLAP);
 			return pass_given_up(out, FR_WHY_OVERLAP);
+		}
+		if (d->nfrags + 1 > t->cfg.max_fragments ||
+		    d->bytes + cost > t->cfg.max_datagram_bytes) {
+			give_up(t, d, FR_WHY_TOO_BIG);
+			return pass_given_up(out, FR_WHY_TOO_BIG);
 		}
 	}
 	/* Room: the oldest datagrams go first (never the one this fragment joins). */
