@@ -13,7 +13,9 @@
  * Malformed input never aborts decoding silently: dc_packet.reason names the first
  * problem (dc_reason_name() gives the stable text, e.g. "truncated-ipv4"), and the
  * fields decoded before it stay filled in so callers can still attribute the packet.
- * Callers count reasons (dc_counters) and skip malformed packets.
+ * Callers count reasons (dc_counters) and skip malformed packets -- except
+ * fragments (frag != DC_FRAG_NONE), which go to reassembly first: a first fragment
+ * too short for its L4 header is malformed alone but fine once reassembled.
  *
  * Tunnels (UDP ports are destination ports unless "either" is said):
  *   VXLAN (4789, 8472, configurable), Geneve (6081), VXLAN-GPE (4790; IPv4, IPv6,
@@ -68,9 +70,9 @@ enum dc_linktype {
 	DC_LINK_RAW = 101,      /* LINKTYPE_RAW */
 	DC_LINK_C_HDLC = 104,   /* Cisco HDLC: address, control, ethertype */
 	DC_LINK_IEEE802_11 = 105, /* 802.11 frames (data frames are decoded) */
-	DC_LINK_RADIOTAP = 127, /* radiotap header, then an 802.11 frame */
 	DC_LINK_LOOP = 108,     /* OpenBSD loopback: AF_ in network byte order */
 	DC_LINK_LINUX_SLL = 113,
+	DC_LINK_RADIOTAP = 127, /* radiotap header, then an 802.11 frame */
 	DC_LINK_PPI = 192,      /* Per-Packet Information header, Ethernet or 802.11 behind it */
 	DC_LINK_IPV4 = 228,
 	DC_LINK_IPV6 = 229,
