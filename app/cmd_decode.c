@@ -2,8 +2,13 @@
  *
  * This is the golden format of the decode tests, so it is stable and plain:
  *
- *   N CAPLEN/WIRELEN [vlan A[,B]] OUTER [| TUNNEL [vni K] [depth D] | INNER]
+ *   N CAPLEN/WIRELEN [vlan A[,B]] [mpls TOP[,+N][,BOTTOM]] [nsh spi S si I]
+ *       OUTER [| TUNNEL [ID K] [depth D] | INNER]
  *       [flags [S.]] [frag first|later] len PAYLOAD[ cap CAPTURED] [malformed REASON]
+ *
+ * ID names the tunnel's identifier (dc_tunnel_id_name(): vni, teid, label, ...);
+ * a GTP TEID is shown in hex, as 3GPP tools do.  mpls is the outermost label stack
+ * (first label, how many between, last), nsh the first service path.
  *
  * OUTER/INNER are dc_tuple_format() tuples; for an untunnelled packet only OUTER is
  * shown.  Non-IP frames print "not-ip", unknown link types "unsupported".  A summary
@@ -48,6 +53,15 @@ static void print_packet(FILE *f, uint64_t n, const struct dc_packet *p)
 		if (p->vlan_depth > DC_MAX_VLANS)
 			fprintf(f, ",+%u", p->vlan_depth - DC_MAX_VLANS);
 	}
+	if (p->mpls_depth) {
+		fprintf(f, " mpls %u", p->mpls_top);
+		if (p->mpls_depth > 2)
+			fprintf(f, ",+%u", p->mpls_depth - 2);
+		if (p->mpls_depth > 1)
+			fprintf(f, ",%u", p->mpls_bottom);
+	}
+	if (p->has_nsh)
+		fprintf(f, " nsh spi %u si %u", p->nsh_path >> 8, p->nsh_path & 0xff);
 	if (p->outer.family == 0) {
 		/* Nothing at IP level: the reason is the whole story. */
 		if (dc_is_malformed(p->reason))
@@ -59,8 +73,10 @@ static void print_packet(FILE *f, uint64_t n, const struct dc_packet *p)
 	fprintf(f, " %s", dc_tuple_format(&p->outer, a, sizeof a));
 	if (p->tunnel != DC_TUN_NONE) {
 		fprintf(f, " | %s", dc_tunnel_name(p->tunnel));
-		if (p->has_vni)
-			fprintf(f, " vni %u", p->vni);
+		if (p->has_vni && (p->tunnel == DC_TUN_GTPU))
+			fprintf(f, " %s 0x%08x", dc_tunnel_id_name(p->tunnel), p->vni);
+		else if (p->has_vni)
+			fprintf(f, " %s %u", dc_tunnel_id_name(p->tunnel), p->vni);
 		if (p->tunnel_depth > 1)
 			fprintf(f, " depth %u", p->tunnel_depth);
 		fprintf(f, " | %s", memcmp(&p->inner, &p->outer, sizeof p->inner) ?

@@ -12,10 +12,37 @@
  * that points past `wire_end` is a lie in the packet.  All reads go through the rd_*
  * readers, which re-check against caplen, so even a mistake in a layer's own check
  * can never read outside the frame.
+ *
+ * Termination: every loop that packet data drives has a cap (VLAN tags, MPLS labels,
+ * IPv6 extension headers, GTP extension headers; Geneve options and Hop-by-Hop options
+ * by their bounded length), every tunnel counts against max_tunnel_depth, and the main
+ * loop walks at most DC_LAYER_CAP headers, so no frame, however crafted, makes the
+ * walk long.
+ *
+ * The same walk also serves dc_resize_enclosing() (IP reassembly, cold): it then
+ * carries a trace that records where the length fields are.  dc_decode() passes no
+ * trace; everything is inlined into it, so the compiler drops the recording there.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "decode.h"
+
+/* The layers every packet goes through (link, VLAN, IP, TCP/UDP, VXLAN, Geneve) are
+ * forced inline so that dc_decode() stays one function; the rarer tunnels are kept
+ * out of line so that they do not grow it (and its instruction cache footprint). */
+#define HOT static inline __attribute__((always_inline))
+#define COLD static __attribute__((noinline))
+
+/* Length fields seen by the walk, for dc_resize_enclosing(). */
+enum trace_kind { T_IPV4, T_IPV6, T_JUMBO, T_UDP, T_GTP, T_PPPOE, T_PPTP };
+#define TRACE_MAX 64
+struct trace {
+	unsigned n, nip;
+	uint32_t off[TRACE_MAX];
+	uint8_t kind[TRACE_MAX];
+	uint32_t ip_off[TRACE_MAX]; /* every IP header accepted */
+};
 
 /* ---- bounds-checked big-endian readers (one family, like tcpdump's GET_BE_U_2) ---- */
 
@@ -24,28 +51,29 @@ struct walk {
 	const uint8_t *p;
 	uint32_t caplen;
 	struct dc_packet *out;
-	unsigned ip_layers; /* IP headers accepted so far */
+	unsigned ip_layers;  /* IP headers accepted so far */
+	struct trace *trace; /* NULL on the hot path */
 };
 
 /* Does [off, off+n) fit before end?  Written so that it cannot overflow. */
-static inline int fits(uint32_t off, uint32_t n, uint32_t end)
+HOT int fits(uint32_t off, uint32_t n, uint32_t end)
 {
 	return off <= end && n <= end - off;
 }
 
-static inline uint8_t rd_u8(const struct walk *w, uint32_t off)
+HOT uint8_t rd_u8(const struct walk *w, uint32_t off)
 {
 	return off < w->caplen ? w->p[off] : 0;
 }
 
-static inline uint16_t rd_be16(const struct walk *w, uint32_t off)
+HOT uint16_t rd_be16(const struct walk *w, uint32_t off)
 {
 	if (!fits(off, 2, w->caplen))
 		return 0;
 	return (uint16_t)(w->p[off] << 8 | w->p[off + 1]);
 }
 
-static inline uint32_t rd_be32(const struct walk *w, uint32_t off)
+HOT uint32_t rd_be32(const struct walk *w, uint32_t off)
 {
 	if (!fits(off, 4, w->caplen))
 		return 0;
@@ -53,8 +81,8 @@ static inline uint32_t rd_be32(const struct walk *w, uint32_t off)
 	       (uint32_t)w->p[off + 2] << 8 | w->p[off + 3];
 }
 
-/* Little-endian: only PPI's header uses it. */
-static inline uint32_t rd_le32(const struct walk *w, uint32_t off)
+/* Little-endian: PPI's and radiotap's headers and 802.11's sequence control. */
+HOT uint32_t rd_le32(const struct walk *w, uint32_t off)
 {
 	if (!fits(off, 4, w->caplen))
 		return 0;
@@ -62,24 +90,52 @@ static inline uint32_t rd_le32(const struct walk *w, uint32_t off)
 	       (uint32_t)w->p[off + 1] << 8 | w->p[off];
 }
 
-static inline uint16_t rd_le16(const struct walk *w, uint32_t off)
+HOT uint16_t rd_le16(const struct walk *w, uint32_t off)
 {
 	if (!fits(off, 2, w->caplen))
 		return 0;
 	return (uint16_t)(w->p[off + 1] << 8 | w->p[off]);
 }
 
-static inline void rd_bytes(const struct walk *w, uint32_t off, uint8_t *dst, uint32_t n)
+HOT void rd_bytes(const struct walk *w, uint32_t off, uint8_t *dst, uint32_t n)
 {
 	if (fits(off, n, w->caplen))
 		memcpy(dst, w->p + off, n);
 }
 
-static inline uint32_t min32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+HOT uint32_t min32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+/* A header of n bytes at off: a lie (len_reason) when the region on the wire cannot
+ * hold it, a truncation (trunc_reason) when only the capture was cut, else 0. */
+HOT int need(uint32_t off, uint32_t n, uint32_t end, uint32_t wire_end,
+		       int trunc_reason, int len_reason)
+{
+	if (!fits(off, n, wire_end))
+		return len_reason;
+	if (!fits(off, n, end))
+		return trunc_reason;
+	return 0;
+}
+
+HOT void trace_len(struct walk *w, uint32_t off, enum trace_kind k)
+{
+	struct trace *t = w->trace;
+	if (t && t->n < TRACE_MAX) {
+		t->off[t->n] = off;
+		t->kind[t->n++] = (uint8_t)k;
+	}
+}
 
 /* ---- the walk ---- */
 
-enum next { N_DONE, N_ETH, N_IP4, N_IP6, N_IPANY };
+enum next {
+	N_DONE, N_ETH, N_IP4, N_IP6, N_IPANY,
+	N_MPLS,     /* a label stack after an ethertype-like field */
+	N_MPLS_TUN, /* a label stack that is itself the tunnel (MPLS in UDP / in IP) */
+	N_NSH,      /* a Network Service Header */
+	N_WLAN,     /* an 802.11 frame inside a tunnel */
+	N_WLAN_SWAPPED, /* the same from CAPWAP: frame control bytes may be swapped */
+};
 
 struct region {
 	uint32_t off;      /* start of the next header */
@@ -89,6 +145,7 @@ struct region {
 
 #define ETH_IPV4 0x0800
 #define ETH_IPV6 0x86DD
+#define ETH_ARP 0x0806
 #define ETH_VLAN 0x8100
 #define ETH_QINQ 0x88A8
 #define ETH_QINQ_OLD 0x9100
@@ -98,21 +155,30 @@ struct region {
 #define ETH_TEB 0x6558
 #define ETH_ERSPAN2 0x88BE
 #define ETH_ERSPAN3 0x22EB
-
-#define MPLS_DEPTH_CAP 5 /* as DPDK's rte_net_get_ptype */
+#define ETH_CMD 0x8909   /* Cisco MetaData */
+#define ETH_NSH 0x894F
+#define ETH_WCCP 0x883E  /* GRE protocol of a WCCP redirect */
 
 /* Maps an ethertype (or an ethertype-like protocol field) to the next layer,
- * walking VLAN tags, MPLS labels and a PPPoE session header on the way.  VLAN IDs
- * are recorded only for the outermost link (`record`). */
-static inline int walk_ethertype(struct walk *w, uint16_t type, struct region *rg,
+ * walking VLAN tags, Cisco MetaData and a PPPoE session header on the way.  VLAN
+ * IDs are recorded only for the outermost link (`record`). */
+HOT int walk_ethertype(struct walk *w, uint16_t type, struct region *rg,
 				 int record, enum next *next)
 {
 	struct dc_packet *out = w->out;
 	unsigned depth = 0;
 
-	while (type == ETH_VLAN || type == ETH_QINQ || type == ETH_QINQ_OLD) {
+	while (type == ETH_VLAN || type == ETH_QINQ || type == ETH_QINQ_OLD || type == ETH_CMD) {
 		if (++depth > DC_VLAN_DEPTH_CAP)
 			return DC_R_VLAN_DEPTH;
+		if (type == ETH_CMD) {
+			/* version(1) length(1) option(2) SGT(2) ethertype(2): a tag, like VLAN */
+			if (!fits(rg->off, 8, rg->end))
+				return DC_R_TRUNC_CMD;
+			type = rd_be16(w, rg->off + 6);
+			rg->off += 8;
+			continue;
+		}
 		if (!fits(rg->off, 4, rg->end))
 			return DC_R_TRUNC_VLAN;
 		if (record) {
@@ -132,24 +198,16 @@ static inline int walk_ethertype(struct walk *w, uint16_t type, struct region *r
 		return DC_OK;
 	case ETH_MPLS:
 	case ETH_MPLS_MC:
-		/* MPLS does not say what it carries; after the bottom-of-stack label the
-		 * IP version nibble does (what every MPLS decoder does). */
-		for (unsigned n = 0;; n++) {
-			if (n == MPLS_DEPTH_CAP)
-				return DC_UNSUPPORTED;
-			if (!fits(rg->off, 4, rg->end))
-				return DC_R_TRUNC_LINK;
-			uint32_t label = rd_be32(w, rg->off);
-			rg->off += 4;
-			if (label & 0x100)
-				break;
-		}
-		*next = N_IPANY;
+		*next = N_MPLS;
+		return DC_OK;
+	case ETH_NSH:
+		*next = N_NSH;
 		return DC_OK;
 	case ETH_PPPOE:
-		/* 6-byte PPPoE session header, then a 2-byte PPP protocol. */
+		/* 6-byte PPPoE session header (its length at +4), then a 2-byte PPP protocol. */
 		if (!fits(rg->off, 8, rg->end))
 			return DC_R_TRUNC_LINK;
+		trace_len(w, rg->off, T_PPPOE);
 		type = rd_be16(w, rg->off + 6);
 		rg->off += 8;
 		if (type == 0x0021) {
@@ -166,7 +224,7 @@ static inline int walk_ethertype(struct walk *w, uint16_t type, struct region *r
 	}
 }
 
-static inline int walk_ethernet(struct walk *w, struct region *rg, int record, enum next *next)
+HOT int walk_ethernet(struct walk *w, struct region *rg, int record, enum next *next)
 {
 	if (!fits(rg->off, 14, rg->end))
 		return DC_R_TRUNC_LINK;
@@ -178,9 +236,73 @@ static inline int walk_ethernet(struct walk *w, struct region *rg, int record, e
 	return walk_ethertype(w, type, rg, record, next);
 }
 
+/* An 802.11 frame: only data frames that carry LLC/SNAP are decoded further.
+ * Frame control (2, version/type/subtype | flags), duration (2), three addresses,
+ * sequence control (2), a fourth address when both DS bits are set, QoS control (2)
+ * in QoS data subtypes and HT control (4) when such a frame has the order bit.
+ * `swapped`: Cisco's CAPWAP sends the frame control bytes swapped (Wireshark's
+ * default reading of CAPWAP too); the other order is taken when only it makes a
+ * version 0 data frame. */
+COLD int walk_wlan(struct walk *w, struct region *rg, int record, int swapped,
+			    enum next *next)
+{
+	uint32_t off = rg->off;
+	if (!fits(off, 2, rg->end))
+		return DC_R_TRUNC_WLAN;
+	uint8_t fc0 = rd_u8(w, off), fc1 = rd_u8(w, off + 1);
+	if (swapped && (fc0 & 0x0f) != 0x08 && (fc1 & 0x0f) == 0x08) {
+		uint8_t t = fc0;
+		fc0 = fc1;
+		fc1 = t;
+	}
+	if ((fc0 & 3) != 0)
+		return DC_UNSUPPORTED; /* a protocol version 802.11 has not defined */
+	if (((fc0 >> 2) & 3) != 2)
+		return DC_NOT_IP; /* management and control frames */
+	unsigned subtype = fc0 >> 4;
+	/* Null-function frames have no body; protected bodies are encrypted; a
+	 * fragment holds only part of an MSDU (the first one's IP header would promise
+	 * more than it carries). */
+	if ((subtype & 4) || (fc1 & 0x40) || (fc1 & 0x04))
+		return DC_NOT_IP;
+	uint32_t hlen = 24;
+	if ((fc1 & 3) == 3)
+		hlen += 6;
+	uint32_t qos_off = off + hlen;
+	int qos = (subtype & 8) != 0;
+	if (qos) {
+		hlen += 2;
+		if (fc1 & 0x80)
+			hlen += 4;
+	}
+	if (!fits(off, hlen, rg->end))
+		return DC_R_TRUNC_WLAN;
+	if (rd_le16(w, off + 22) & 0x000f) /* fragment number: a later fragment */
+		return DC_NOT_IP;
+	off += hlen;
+	if (qos && (rd_u8(w, qos_off) & 0x80)) {
+		/* A-MSDU: the first subframe (DA, SA, length) is decoded. */
+		if (!fits(off, 14, rg->end))
+			return DC_R_TRUNC_WLAN;
+		off += 14;
+	}
+	/* LLC/SNAP: AA AA 03, OUI 00-00-00 (RFC 1042) or 00-00-F8 (bridge tunnel), type */
+	int r = need(off, 8, rg->end, rg->wire_end, DC_R_TRUNC_WLAN, DC_NOT_IP);
+	if (r)
+		return r;
+	if (rd_be16(w, off) != 0xaaaa || rd_u8(w, off + 2) != 0x03)
+		return DC_NOT_IP;
+	uint32_t oui = rd_be32(w, off + 2) & 0xffffff;
+	if (oui != 0 && oui != 0xf8)
+		return DC_NOT_IP;
+	uint16_t type = rd_be16(w, off + 6);
+	rg->off = off + 8;
+	return walk_ethertype(w, type, rg, record, next);
+}
+
 /* BSD loopback families that mean IP; the value depends on the OS that wrote the
  * capture (IPv6 is 24 on NetBSD/OpenBSD, 28 on FreeBSD, 30 on macOS, 10 on Linux). */
-static inline int null_family(uint32_t af, enum next *next)
+HOT int null_family(uint32_t af, enum next *next)
 {
 	switch (af) {
 	case 2:
@@ -225,7 +347,7 @@ static inline int walk_ppp(struct walk *w, struct region *rg, int trunc, enum ne
 	return DC_OK;
 }
 
-static int walk_link(struct walk *w, int linktype, struct region *rg, enum next *next)
+HOT int walk_link(struct walk *w, int linktype, struct region *rg, enum next *next)
 {
 	switch (linktype) {
 	case DC_LINK_ETHERNET:
@@ -262,7 +384,7 @@ static int walk_link(struct walk *w, int linktype, struct region *rg, enum next 
 		return walk_ppp(w, rg, DC_R_TRUNC_LINK, next);
 	case DC_LINK_PPI: {
 		/* Per-Packet Information: version(1) flags(1) length(2 LE) dlt(4 LE), then
-		 * length-8 bytes of fields; only an Ethernet frame behind it is decoded. */
+		 * length-8 bytes of fields; an Ethernet or 802.11 frame behind it is decoded. */
 		if (!fits(rg->off, 8, rg->end))
 			return DC_R_TRUNC_LINK;
 		uint32_t len = rd_le16(w, rg->off + 2);
@@ -270,9 +392,26 @@ static int walk_link(struct walk *w, int linktype, struct region *rg, enum next 
 		if (len < 8 || !fits(rg->off, len, rg->end))
 			return DC_R_TRUNC_LINK;
 		rg->off += len;
+		if (dlt == DC_LINK_IEEE802_11)
+			return walk_wlan(w, rg, 1, 0, next);
 		if (dlt != DC_LINK_ETHERNET)
 			return DC_UNSUPPORTED;
 		return walk_ethernet(w, rg, 1, next);
+	}
+	case DC_LINK_IEEE802_11:
+		return walk_wlan(w, rg, 1, 0, next);
+	case DC_LINK_RADIOTAP: {
+		/* version(1)=0 pad(1) length(2 LE) present(4 LE)...: skipped by its length.
+		 * A trailing FCS, if the radiotap flags say so, lies beyond the IP length. */
+		if (!fits(rg->off, 8, rg->end))
+			return DC_R_TRUNC_LINK;
+		uint32_t len = rd_le16(w, rg->off + 2);
+		if (rd_u8(w, rg->off) != 0)
+			return DC_UNSUPPORTED;
+		if (len < 8 || !fits(rg->off, len, rg->end))
+			return DC_R_TRUNC_LINK;
+		rg->off += len;
+		return walk_wlan(w, rg, 1, 0, next);
 	}
 	case DC_LINK_C_HDLC: {
 		if (!fits(rg->off, 4, rg->end))
@@ -308,7 +447,7 @@ static int walk_link(struct walk *w, int linktype, struct region *rg, enum next 
 
 /* Enters a tunnel whose header has been checked: counts it, remembers the outermost
  * one, refuses past the configured depth. */
-static inline int enter_tunnel(struct walk *w, enum dc_tunnel type, int has_id, uint32_t id)
+HOT int enter_tunnel(struct walk *w, enum dc_tunnel type, int has_id, uint32_t id)
 {
 	struct dc_packet *out = w->out;
 	if (out->tunnel_depth >= w->cfg->max_tunnel_depth)
@@ -324,7 +463,130 @@ static inline int enter_tunnel(struct walk *w, enum dc_tunnel type, int has_id, 
 	return DC_OK;
 }
 
-static inline int vxlan_port(const struct dc_config *cfg, uint16_t port)
+/* Ethertypes that say "this really is an Ethernet frame" for the pseudowire guess. */
+static inline int common_ethertype(uint16_t t)
+{
+	return t == ETH_IPV4 || t == ETH_IPV6 || t == ETH_ARP || t == ETH_VLAN ||
+	       t == ETH_QINQ || t == ETH_MPLS || t == ETH_MPLS_MC || t == ETH_PPPOE;
+}
+
+/* An MPLS label stack (RFC 3032): label(20) TC(3) S(1) TTL(8) until S, at most
+ * DC_MPLS_DEPTH_CAP labels.  MPLS does not say what it carries, so the first nibble
+ * after the stack does (RFC 4385 / BCP 128, as Wireshark and every MPLS decoder do):
+ * 4 or 6 with a plausible IP length is IP, 1 an associated channel (OAM, not IP),
+ * anything else an Ethernet pseudowire, with a control word when the first nibble is
+ * 0 and the frame's ethertype is where a control word would put it.  `carrier`: the
+ * stack is itself the tunnel (MPLS in UDP or in IP). */
+COLD int walk_mpls(struct walk *w, struct region *rg, int carrier, enum next *next)
+{
+	struct dc_packet *out = w->out;
+	uint32_t top = 0, label = 0;
+	unsigned n = 0;
+	for (;;) {
+		if (n == DC_MPLS_DEPTH_CAP)
+			return DC_R_MPLS_DEPTH;
+		if (!fits(rg->off, 4, rg->end))
+			return DC_R_TRUNC_MPLS;
+		uint32_t e = rd_be32(w, rg->off);
+		label = e >> 12;
+		if (n++ == 0)
+			top = label;
+		rg->off += 4;
+		if (e & 0x100)
+			break;
+	}
+	if (!out->mpls_depth) {
+		out->mpls_depth = (uint8_t)n;
+		out->mpls_top = top;
+		out->mpls_bottom = label;
+	}
+	if (carrier) {
+		int r = enter_tunnel(w, DC_TUN_MPLS, 1, top);
+		if (r)
+			return r;
+	}
+	uint32_t off = rg->off;
+	if (!fits(off, 1, rg->end))
+		return DC_R_TRUNC_MPLS;
+	unsigned nib = rd_u8(w, off) >> 4;
+	uint32_t left = rg->wire_end - off;
+	if (nib == 4) {
+		/* IPv4 unless its header says otherwise (a MAC address starting with 4). */
+		if (!fits(off, 4, rg->end) ||
+		    ((rd_u8(w, off) & 0x0f) >= 5 && rd_be16(w, off + 2) <= left)) {
+			*next = N_IP4;
+			return DC_OK;
+		}
+	} else if (nib == 6) {
+		if (!fits(off, 6, rg->end) || (uint32_t)rd_be16(w, off + 4) + 40 <= left) {
+			*next = N_IP6;
+			return DC_OK;
+		}
+	} else if (nib == 1) {
+		return DC_NOT_IP; /* pseudowire / generic associated channel */
+	}
+	/* An Ethernet pseudowire (RFC 4448).  The guess needs the ethertype of both
+	 * readings: a capture cut before them is a truncation. */
+	if (!fits(off, 18, rg->end))
+		return DC_R_TRUNC_MPLS;
+	if (nib == 0 && (common_ethertype(rd_be16(w, off + 16)) ||
+			 !common_ethertype(rd_be16(w, off + 12))))
+		off += 4; /* control word: 0000 flags frg length sequence */
+	else if (!common_ethertype(rd_be16(w, off + 12)))
+		return DC_NOT_IP;
+	if (!carrier) {
+		int r = enter_tunnel(w, DC_TUN_MPLS, 1, top);
+		if (r)
+			return r;
+	}
+	rg->off = off;
+	*next = N_ETH;
+	return DC_OK;
+}
+
+/* The protocol numbers VXLAN-GPE and NSH share for what follows them. */
+static inline int gpe_next(uint8_t np, enum next *next)
+{
+	switch (np) {
+	case 1: *next = N_IP4; return DC_OK;
+	case 2: *next = N_IP6; return DC_OK;
+	case 3: *next = N_ETH; return DC_OK;
+	case 4: *next = N_NSH; return DC_OK;
+	case 5: *next = N_MPLS; return DC_OK;
+	default: return DC_UNSUPPORTED;
+	}
+}
+
+/* NSH (RFC 8300): ver(2) O U TTL(6) length(6) | U(4) MD type(4) | next protocol(8) |
+ * SPI(24) SI(8) | context headers; length counts 4-byte words of the whole header
+ * (6 for MD type 1, at least 2 otherwise). */
+COLD int walk_nsh(struct walk *w, struct region *rg, enum next *next)
+{
+	struct dc_packet *out = w->out;
+	uint32_t off = rg->off;
+	if (!fits(off, 8, rg->end))
+		return DC_R_TRUNC_NSH;
+	if (rd_u8(w, off) >> 6 != 0)
+		return DC_R_NSH_VERSION;
+	uint32_t len = (uint32_t)(rd_u8(w, off + 1) & 0x3f) * 4;
+	unsigned md = rd_u8(w, off + 2) & 0x0f;
+	if (len < 8 || (md == 1 && len != 24))
+		return DC_R_NSH_LEN;
+	int r = need(off, len, rg->end, rg->wire_end, DC_R_TRUNC_NSH, DC_R_NSH_LEN);
+	if (r)
+		return r;
+	if (!out->has_nsh) {
+		out->has_nsh = 1;
+		out->nsh_path = rd_be32(w, off + 4);
+	}
+	r = gpe_next(rd_u8(w, off + 3), next);
+	if (r)
+		return r;
+	rg->off = off + len;
+	return DC_OK;
+}
+
+HOT int vxlan_port(const struct dc_config *cfg, uint16_t port)
 {
 	for (unsigned i = 0; i < DC_MAX_VXLAN_PORTS; i++)
 		if (cfg->vxlan_ports[i] == port && port)
@@ -333,7 +595,7 @@ static inline int vxlan_port(const struct dc_config *cfg, uint16_t port)
 }
 
 /* VXLAN (RFC 7348): flags(1) reserved(3) VNI(3) reserved(1), then Ethernet. */
-static inline int walk_vxlan(struct walk *w, struct region *rg, enum next *next)
+HOT int walk_vxlan(struct walk *w, struct region *rg, enum next *next)
 {
 	if (!fits(rg->off, 8, rg->end))
 		return DC_R_TRUNC_VXLAN;
@@ -350,7 +612,7 @@ static inline int walk_vxlan(struct walk *w, struct region *rg, enum next *next)
 
 /* Geneve (RFC 8926): ver(2) optlen(6) | O C rsvd(6) | protocol(16) | VNI(24) rsvd(8),
  * then optlen*4 bytes of TLV options. */
-static inline int walk_geneve(struct walk *w, struct region *rg, enum next *next)
+HOT int walk_geneve(struct walk *w, struct region *rg, enum next *next)
 {
 	if (!fits(rg->off, 8, rg->end))
 		return DC_R_TRUNC_GENEVE;
@@ -393,6 +655,246 @@ static inline int walk_geneve(struct walk *w, struct region *rg, enum next *next
 	return DC_OK;
 }
 
+/* VXLAN-GPE (draft-ietf-nvo3-vxlan-gpe): flags R R Ver(2) I P B O | reserved(16) |
+ * next protocol(8) | VNI(24) reserved(8).  Without the P bit the payload is
+ * Ethernet, as in VXLAN. */
+COLD int walk_vxlan_gpe(struct walk *w, struct region *rg, enum next *next)
+{
+	if (!fits(rg->off, 8, rg->end))
+		return DC_R_TRUNC_VXLAN_GPE;
+	uint8_t f = rd_u8(w, rg->off);
+	if ((f & 0x30) != 0 || !(f & 0x08)) /* version 0, I flag set */
+		return DC_R_VXLAN_GPE_FLAGS;
+	enum next n;
+	int r = gpe_next((f & 0x04) ? rd_u8(w, rg->off + 3) : 3, &n);
+	if (r)
+		return r;
+	r = enter_tunnel(w, DC_TUN_VXLAN_GPE, 1, rd_be32(w, rg->off + 4) >> 8);
+	if (r)
+		return r;
+	rg->off += 8;
+	*next = n;
+	return DC_OK;
+}
+
+/* A GTP T-PDU starts at rg->off.  Which kind of PDU session it belongs to is
+ * signalled on the control plane, not here, so it is guessed as Wireshark does: IP
+ * by its version nibble, an Ethernet frame (5G Ethernet PDU sessions) by a common
+ * ethertype where Ethernet has its type; anything else (unstructured, PPP) is not IP. */
+static inline int gtp_tpdu(struct walk *w, struct region *rg, enum next *next)
+{
+	if (!fits(rg->off, 1, rg->end))
+		return rg->off < rg->wire_end ? DC_R_TRUNC_GTP : DC_NOT_IP;
+	unsigned v = rd_u8(w, rg->off) >> 4;
+	if (v == 4) {
+		*next = N_IP4;
+		return DC_OK;
+	}
+	if (v == 6) {
+		*next = N_IP6;
+		return DC_OK;
+	}
+	int r = need(rg->off, 14, rg->end, rg->wire_end, DC_R_TRUNC_GTP, DC_NOT_IP);
+	if (r)
+		return r;
+	if (!common_ethertype(rd_be16(w, rg->off + 12)))
+		return DC_NOT_IP;
+	*next = N_ETH;
+	return DC_OK;
+}
+
+/* GTP-U (3GPP TS 29.281): version(3)=1 PT(1)=1 spare E S PN | type | length(16) |
+ * TEID(32), then, if any of E/S/PN, sequence(16) N-PDU(8) next-extension(8) and,
+ * with E, a chain of extension headers: length(8, 4-byte units) contents next(8).
+ * Length counts the bytes after the first 8.  Only G-PDUs (type 255) carry a packet. */
+COLD int walk_gtpu(struct walk *w, struct region *rg, enum next *next)
+{
+	uint32_t off = rg->off;
+	if (!fits(off, 8, rg->end))
+		return DC_R_TRUNC_GTP;
+	uint8_t f = rd_u8(w, off);
+	if (f >> 5 != 1 || !(f & 0x10))
+		return DC_R_GTP_VERSION;
+	uint32_t len = rd_be16(w, off + 2);
+	if (!fits(off + 8, len, rg->wire_end))
+		return DC_R_GTP_LEN;
+	trace_len(w, off, T_GTP);
+	if (rd_u8(w, off + 1) != 0xff)
+		return DC_OK; /* echo, error indication, end marker: GTP's own traffic */
+	uint32_t wire_end = off + 8 + len;
+	uint32_t end = min32(rg->end, wire_end);
+	uint32_t p = off + 8;
+	if (f & 0x07) {
+		int r = need(p, 4, end, wire_end, DC_R_TRUNC_GTP, DC_R_GTP_LEN);
+		if (r)
+			return r;
+		uint8_t nx = (f & 0x04) ? rd_u8(w, p + 3) : 0;
+		p += 4;
+		for (unsigned n = 0; nx; n++) {
+			if (n == DC_GTP_EXT_CAP)
+				return DC_R_GTP_EXT;
+			if ((r = need(p, 1, end, wire_end, DC_R_TRUNC_GTP, DC_R_GTP_EXT)))
+				return r;
+			uint32_t el = (uint32_t)rd_u8(w, p) * 4;
+			if (el == 0)
+				return DC_R_GTP_EXT;
+			if ((r = need(p, el, end, wire_end, DC_R_TRUNC_GTP, DC_R_GTP_EXT)))
+				return r;
+			nx = rd_u8(w, p + el - 1);
+			p += el;
+		}
+	}
+	int r = enter_tunnel(w, DC_TUN_GTPU, 1, rd_be32(w, off + 4));
+	if (r)
+		return r;
+	*rg = (struct region){ p, end, wire_end };
+	return gtp_tpdu(w, rg, next);
+}
+
+/* GTP' message types (3GPP TS 32.295): echo, version not supported, node alive,
+ * redirection, data record transfer. */
+static inline int gtp_prime_type(uint8_t t)
+{
+	return (t >= 1 && t <= 7) || t == 240 || t == 241;
+}
+
+/* UDP 3386 carries two protocols told apart by the PT bit: GTP' (PT 0; charging
+ * records, a 6-byte header when the low bit of the flags is set, else 20 bytes) and
+ * GTP version 0 (PT 1): flags type length(16) sequence(16) flow label(16) SNDCP(8)
+ * spare(24) TID(64), 20 bytes, then a T-PDU in G-PDUs (type 255).  Neither is a
+ * standard's only user of the port, so a datagram is taken for one of them only when
+ * its header fits it exactly (version, type, a length that fills the datagram); any
+ * other datagram stays plain UDP rather than being called malformed. */
+COLD int walk_gtp3386(struct walk *w, struct region *rg, enum next *next)
+{
+	uint32_t off = rg->off;
+	int r = need(off, 4, rg->end, rg->wire_end, DC_R_TRUNC_GTP, -1);
+	if (r)
+		return r < 0 ? DC_OK : r;
+	uint8_t f = rd_u8(w, off), type = rd_u8(w, off + 1);
+	uint32_t len = rd_be16(w, off + 2);
+	uint32_t hlen = (!(f & 0x10) && (f & 0x01)) ? 6 : 20;
+	if (rg->wire_end - off != hlen + len)
+		return DC_OK;
+	if (!(f & 0x10)) {
+		if (f >> 5 > 2 || !gtp_prime_type(type))
+			return DC_OK;
+		/* GTP': recognised; the UDP packet stays what it is (no inner packet). */
+		*next = N_DONE;
+		return enter_tunnel(w, DC_TUN_GTP_PRIME, 0, 0);
+	}
+	if (f >> 5 != 0 || type != 0xff)
+		return DC_OK;
+	if (!fits(off, hlen, rg->end))
+		return DC_R_TRUNC_GTP;
+	trace_len(w, off, T_GTP);
+	r = enter_tunnel(w, DC_TUN_GTPV0, 1, rd_be16(w, off + 6));
+	if (r)
+		return r;
+	uint32_t wire_end = off + hlen + len;
+	*rg = (struct region){ off + hlen, min32(rg->end, wire_end), wire_end };
+	return gtp_tpdu(w, rg, next);
+}
+
+/* Teredo (RFC 4380): an optional authentication indicator (00 01, client id length,
+ * authentication length, id, value, nonce(8), confirmation(1)), an optional origin
+ * indication (00 00, port, address: 8 bytes), then an IPv6 packet (a bubble is one
+ * with no payload).  A datagram that is not IPv6 after them is left as UDP. */
+COLD int walk_teredo(struct walk *w, struct region *rg, enum next *next)
+{
+	uint32_t off = rg->off;
+	if (!fits(off, 2, rg->wire_end))
+		return DC_OK;
+	if (!fits(off, 2, rg->end))
+		return DC_R_TRUNC_TEREDO;
+	uint16_t ind = rd_be16(w, off);
+	if (ind == 1) {
+		if (!fits(off, 4, rg->end))
+			return DC_R_TRUNC_TEREDO;
+		uint32_t alen = 13 + (uint32_t)rd_u8(w, off + 2) + rd_u8(w, off + 3);
+		if (!fits(off, alen + 2, rg->end))
+			return DC_R_TRUNC_TEREDO;
+		off += alen;
+		ind = rd_be16(w, off);
+	}
+	if (ind == 0) {
+		if (!fits(off, 8, rg->end))
+			return DC_R_TRUNC_TEREDO;
+		off += 8;
+	}
+	if (!fits(off, 1, rg->end))
+		return DC_R_TRUNC_TEREDO;
+	if (rd_u8(w, off) >> 4 != 6)
+		return DC_OK;
+	int r = enter_tunnel(w, DC_TUN_TEREDO, 0, 0);
+	if (r)
+		return r;
+	rg->off = off;
+	*next = N_IP6;
+	return DC_OK;
+}
+
+/* AYIYA (draft-massar-v6ops-ayiya): id length(4, log2) id type(4) | signature
+ * length(4, words) hash(4) | auth(4) opcode(4) | next header | epoch(32) | id |
+ * signature | payload.  Only "forward" (opcode 1) carries IPv4 or IPv6. */
+COLD int walk_ayiya(struct walk *w, struct region *rg, enum next *next)
+{
+	uint32_t off = rg->off;
+	if (!fits(off, 8, rg->wire_end))
+		return DC_OK;
+	if (!fits(off, 8, rg->end))
+		return DC_R_TRUNC_AYIYA;
+	uint32_t hlen = 8 + (1u << (rd_u8(w, off) >> 4)) + (uint32_t)(rd_u8(w, off + 1) >> 4) * 4;
+	uint8_t nh = rd_u8(w, off + 3);
+	if ((rd_u8(w, off + 2) & 0x0f) != 1 || (nh != 4 && nh != 41))
+		return DC_OK;
+	if (!fits(off, hlen, rg->end))
+		return DC_R_TRUNC_AYIYA;
+	int r = enter_tunnel(w, DC_TUN_AYIYA, 0, 0);
+	if (r)
+		return r;
+	rg->off = off + hlen;
+	*next = nh == 4 ? N_IP4 : N_IP6;
+	return DC_OK;
+}
+
+/* CAPWAP data channel (RFC 5415): preamble version(4)=0 type(4) (1 = DTLS: not
+ * opened) | HLEN(5, words) RID(5) WBID(5) T F L W M K flags(3) | fragment id(16) |
+ * offset(13) rsvd(3) | radio MAC, wireless info (within HLEN).  T: a native frame of
+ * binding WBID (1 = 802.11) follows, else an 802.3 frame.  Fragments and
+ * keep-alives are not opened. */
+COLD int walk_capwap(struct walk *w, struct region *rg, enum next *next)
+{
+	uint32_t off = rg->off;
+	if (!fits(off, 8, rg->wire_end))
+		return DC_OK;
+	if (!fits(off, 8, rg->end))
+		return DC_R_TRUNC_CAPWAP;
+	uint32_t h = rd_be32(w, off);
+	if (h >> 24 != 0)
+		return DC_OK;
+	uint32_t hlen = ((h >> 19) & 0x1f) * 4;
+	if (hlen < 8)
+		return DC_R_CAPWAP_HLEN;
+	int r = need(off, hlen, rg->end, rg->wire_end, DC_R_TRUNC_CAPWAP, DC_R_CAPWAP_HLEN);
+	if (r)
+		return r;
+	if (h & (0x80 | 0x08)) /* F, K */
+		return DC_OK;
+	enum next n = N_ETH;
+	if (h & 0x100) {
+		if (((h >> 9) & 0x1f) != 1)
+			return DC_UNSUPPORTED;
+		n = N_WLAN_SWAPPED;
+	}
+	r = enter_tunnel(w, DC_TUN_CAPWAP, 0, 0);
+	if (r)
+		return r;
+	rg->off = off + hlen;
+	*next = n;
+	return DC_OK;
+}
+
 /* PPTP's enhanced GRE (RFC 2637): version 1, key always present (payload length +
  * call id), optional sequence and acknowledgment numbers, PPP inside.  A packet
  * with only an acknowledgment carries no payload. */
@@ -408,6 +910,7 @@ static inline int walk_pptp_gre(struct walk *w, struct region *rg, uint16_t flag
 	uint16_t plen = rd_be16(w, rg->off + 4);
 	if (plen == 0)
 		return DC_OK;
+	trace_len(w, rg->off, T_PPTP);
 	struct region in = { rg->off + hlen, rg->end, rg->wire_end };
 	enum next n = N_DONE;
 	/* The PPP frame is checked before counting the tunnel: LCP/CCP control frames
@@ -425,9 +928,17 @@ static inline int walk_pptp_gre(struct walk *w, struct region *rg, uint16_t flag
 	return DC_OK;
 }
 
+/* Aruba's GRE protocols for 802.11 frames: 0x8200..0x8370 in steps of 0x10 (those
+ * Wireshark hands to its 802.11 dissector). */
+static inline int aruba_proto(uint16_t proto)
+{
+	return proto >= 0x8200 && proto <= 0x8370 && !(proto & 0x0f);
+}
+
 /* GRE (RFC 2784/2890): C R K S flags, version 0, protocol; optional checksum+reserved,
- * key, sequence number.  Version 1 is PPTP's enhanced GRE, handled above. */
-static inline int walk_gre(struct walk *w, struct region *rg, enum next *next)
+ * key, sequence number.  Version 1 is PPTP's enhanced GRE, handled above.  `udp`:
+ * the GRE header is the payload of GRE-in-UDP (RFC 8086). */
+COLD int walk_gre(struct walk *w, struct region *rg, int udp, enum next *next)
 {
 	if (!fits(rg->off, 4, rg->end))
 		return DC_R_TRUNC_GRE;
@@ -459,11 +970,14 @@ static inline int walk_gre(struct walk *w, struct region *rg, enum next *next)
 		key = rd_be32(w, rg->off + ((flags & 0x8000) ? 8 : 4));
 	uint32_t off = rg->off + hlen;
 	enum next n;
-	enum dc_tunnel type = DC_TUN_GRE;
+	enum dc_tunnel type = udp ? DC_TUN_GRE_UDP : DC_TUN_GRE;
 	switch (proto) {
 	case ETH_IPV4: n = N_IP4; break;
 	case ETH_IPV6: n = N_IP6; break;
 	case ETH_TEB: n = N_ETH; break;
+	case ETH_MPLS:
+	case ETH_MPLS_MC: n = N_MPLS; break;
+	case ETH_NSH: n = N_NSH; break;
 	case ETH_ERSPAN2:
 		type = DC_TUN_ERSPAN;
 		n = N_ETH;
@@ -506,9 +1020,37 @@ static inline int walk_gre(struct walk *w, struct region *rg, enum next *next)
 			return DC_UNSUPPORTED;
 		break;
 	}
+	case ETH_WCCP:
+		/* WCCP v1 puts the IPv4 packet right after GRE; v2 a 4-byte redirect
+		 * header first: flags(1) service id(1) alternative and primary bucket.
+		 * Told apart as Wireshark does: by the first nibble. */
+		type = DC_TUN_WCCP;
+		if (!fits(off, 1, rg->end))
+			return DC_R_TRUNC_WCCP;
+		if (rd_u8(w, off) >> 4 == 4) {
+			n = N_IP4;
+			break;
+		}
+		if (!fits(off, 4, rg->end))
+			return DC_R_TRUNC_WCCP;
+		has_key = 1;
+		key = rd_u8(w, off + 1);
+		off += 4;
+		n = N_IPANY;
+		break;
+	case ETH_CMD: {
+		struct region in = { off, rg->end, rg->wire_end };
+		int r = walk_ethertype(w, proto, &in, 0, &n);
+		if (r)
+			return r;
+		off = in.off;
+		break;
+	}
 	default:
-		/* MPLS, PPP, NSH, ...: a GRE packet we count but do not open. */
-		return DC_OK;
+		if (!aruba_proto(proto))
+			return DC_OK; /* PPP, NHRP, keepalives, ...: a GRE packet not opened */
+		n = N_WLAN;
+		break;
 	}
 	int r = enter_tunnel(w, type, has_key, key);
 	if (r)
@@ -518,9 +1060,35 @@ static inline int walk_gre(struct walk *w, struct region *rg, enum next *next)
 	return DC_OK;
 }
 
+/* UDP ports with a tunnel behind them besides the configured VXLAN/Geneve ones.
+ * Destination ports first; the protocols whose servers answer from their
+ * well-known port are also matched by source port. */
+COLD int walk_udp_tunnel(struct walk *w, struct region *in, uint16_t sport,
+				  uint16_t dport, enum next *next)
+{
+	switch (dport) {
+	case 2152: return walk_gtpu(w, in, next);
+	case 4790: return walk_vxlan_gpe(w, in, next);
+	case 4754: return walk_gre(w, in, 1, next);
+	case 6635: *next = N_MPLS_TUN; return DC_OK;
+	case 3386: return walk_gtp3386(w, in, next);
+	case 3544: return walk_teredo(w, in, next);
+	case 5072: return walk_ayiya(w, in, next);
+	case 5247: return walk_capwap(w, in, next);
+	default: break;
+	}
+	switch (sport) {
+	case 3386: return walk_gtp3386(w, in, next);
+	case 3544: return walk_teredo(w, in, next);
+	case 5072: return walk_ayiya(w, in, next);
+	case 5247: return walk_capwap(w, in, next);
+	default: return DC_OK;
+	}
+}
+
 /* The L4 header of an IP datagram whose payload is `rg` (bounded by the IP length).
  * Fills ports/flags/payload of the innermost tuple; may enter a tunnel and set *next. */
-static inline int walk_l4(struct walk *w, uint8_t proto, struct region *rg, int family,
+HOT int walk_l4(struct walk *w, uint8_t proto, struct region *rg, int family,
 			  int later_fragment, enum next *next)
 {
 	struct dc_packet *out = w->out;
@@ -569,6 +1137,7 @@ static inline int walk_l4(struct walk *w, uint8_t proto, struct region *rg, int 
 		if (out->frag == DC_FRAG_NONE) {
 			if (ulen < 8 || ulen > wire_len)
 				return DC_R_UDP_LEN;
+			trace_len(w, off, T_UDP);
 			payload_wire = ulen - 8;
 			rg->wire_end = off + ulen;
 			rg->end = min32(rg->end, rg->wire_end);
@@ -617,10 +1186,10 @@ static inline int walk_l4(struct walk *w, uint8_t proto, struct region *rg, int 
 		else if (w->cfg->geneve_port && t->dport == w->cfg->geneve_port)
 			r = walk_geneve(w, &in, next);
 		else
-			return DC_OK;
+			r = walk_udp_tunnel(w, &in, t->sport, t->dport, next);
 		break;
 	case 47:
-		r = walk_gre(w, &in, next);
+		r = walk_gre(w, &in, 0, next);
 		break;
 	case 4:
 		r = enter_tunnel(w, family == 4 ? DC_TUN_IPIP : DC_TUN_4IN6, 0, 0);
@@ -629,6 +1198,10 @@ static inline int walk_l4(struct walk *w, uint8_t proto, struct region *rg, int 
 	case 41:
 		r = enter_tunnel(w, family == 4 ? DC_TUN_6IN4 : DC_TUN_6IN6, 0, 0);
 		*next = r ? N_DONE : N_IP6;
+		break;
+	case 137: /* MPLS in IP (RFC 4023) */
+		*next = N_MPLS_TUN;
+		r = DC_OK;
 		break;
 	default:
 		return DC_OK;
@@ -642,7 +1215,7 @@ static inline int walk_l4(struct walk *w, uint8_t proto, struct region *rg, int 
 /* Called when an IP header has passed its checks: the tuple filled so far (the
  * carrier) becomes the outer one the first time, and per-packet innermost state
  * starts afresh. */
-static inline void begin_ip(struct walk *w)
+HOT void begin_ip(struct walk *w, uint32_t off)
 {
 	struct dc_packet *out = w->out;
 	if (++w->ip_layers == 2)
@@ -652,9 +1225,11 @@ static inline void begin_ip(struct walk *w)
 	out->l4_off = 0;
 	out->payload_off = out->payload_len = out->payload_wire = 0;
 	out->inner.sport = out->inner.dport = 0;
+	if (w->trace && w->trace->nip < TRACE_MAX)
+		w->trace->ip_off[w->trace->nip++] = off;
 }
 
-static inline int walk_ipv4(struct walk *w, struct region *rg, enum next *next)
+HOT int walk_ipv4(struct walk *w, struct region *rg, enum next *next)
 {
 	struct dc_packet *out = w->out;
 	uint32_t off = rg->off;
@@ -673,14 +1248,17 @@ static inline int walk_ipv4(struct walk *w, struct region *rg, enum next *next)
 		return DC_R_TRUNC_IPV4;
 	uint32_t tl = rd_be16(w, off + 2);
 	uint32_t wire_left = rg->wire_end - off;
-	/* Segmentation offload hands captures large "packets" with total length 0;
-	 * take the frame's length then, as Wireshark does. */
+	/* Segmentation offload (BIG TCP, GSO on veths) hands captures packets longer
+	 * than 64 KiB with total length 0; Linux then takes the length from the
+	 * packet (iph_totlen()), and so do we (Wireshark too). */
 	if (tl == 0)
 		tl = wire_left;
+	else
+		trace_len(w, off, T_IPV4);
 	if (tl < hlen || tl > wire_left)
 		return DC_R_IPV4_LEN;
 
-	begin_ip(w);
+	begin_ip(w, off);
 	struct dc_tuple *t = &out->inner;
 	uint16_t fragw = rd_be16(w, off + 6);
 	t->family = 4;
@@ -706,7 +1284,7 @@ static inline int walk_ipv4(struct walk *w, struct region *rg, enum next *next)
 	return r;
 }
 
-static inline int ipv6_is_ext(uint8_t nh)
+HOT int ipv6_is_ext(uint8_t nh)
 {
 	switch (nh) {
 	case 0:   /* hop-by-hop */
@@ -723,7 +1301,49 @@ static inline int ipv6_is_ext(uint8_t nh)
 	}
 }
 
-static inline int walk_ipv6(struct walk *w, struct region *rg, enum next *next)
+/* Payload length 0 with a Hop-by-Hop header at p: looks for the jumbo payload option
+ * (type 0xC2, 4 bytes; RFC 2675).  Returns 0 and *jumbo = 0 when there is none (or
+ * the options are not all captured: the extension walk then reports the cut), or a
+ * reason when the option is wrong: not 4 bytes, at most 65535 (it must not be used
+ * then), or longer than the wire.  Linux refuses the same. */
+COLD int ipv6_jumbo(struct walk *w, uint32_t p, uint32_t end, uint32_t wire_left,
+			     uint32_t *jumbo)
+{
+	*jumbo = 0;
+	if (!fits(p, 2, end))
+		return DC_OK;
+	uint32_t hend = p + ((uint32_t)rd_u8(w, p + 1) + 1) * 8;
+	if (hend > end)
+		return DC_OK;
+	/* TLVs: Pad1 is one byte, every other option type(1) length(1) data.  Each
+	 * step moves on, and hend - p <= 2048: bounded. */
+	for (uint32_t o = p + 2; o < hend;) {
+		uint8_t type = rd_u8(w, o);
+		if (type == 0) {
+			o++;
+			continue;
+		}
+		if (!fits(o, 2, hend))
+			return DC_OK;
+		uint32_t l = rd_u8(w, o + 1);
+		if (!fits(o + 2, l, hend))
+			return DC_OK;
+		if (type == 0xc2) {
+			if (l != 4)
+				return DC_R_IPV6_JUMBO;
+			uint32_t v = rd_be32(w, o + 2);
+			if (v <= 65535 || v > wire_left)
+				return DC_R_IPV6_JUMBO;
+			trace_len(w, o + 2, T_JUMBO);
+			*jumbo = v;
+			return DC_OK;
+		}
+		o += 2 + l;
+	}
+	return DC_OK;
+}
+
+HOT int walk_ipv6(struct walk *w, struct region *rg, enum next *next)
 {
 	struct dc_packet *out = w->out;
 	uint32_t off = rg->off;
@@ -736,16 +1356,26 @@ static inline int walk_ipv6(struct walk *w, struct region *rg, enum next *next)
 		return DC_R_TRUNC_IPV6;
 	uint32_t plen = rd_be16(w, off + 4);
 	uint32_t wire_left = rg->wire_end - off - 40; /* end <= wire_end: no wrap */
-	/* Payload length 0 is a jumbogram or a segmentation-offload capture: use
-	 * what the frame holds (unless nothing follows: "no next header"). */
-	if (plen == 0 && rd_u8(w, off + 6) != 59)
-		plen = wire_left;
+	uint8_t nh = rd_u8(w, off + 6);
+	if (plen != 0) {
+		trace_len(w, off, T_IPV6);
+	} else if (nh != 59) {
+		/* Payload length 0: a jumbogram (RFC 2675) when a Hop-by-Hop jumbo option
+		 * says how long; otherwise a segmentation-offload capture (BIG TCP
+		 * without the option): the frame says how long. */
+		uint32_t jumbo = 0;
+		if (nh == 0) {
+			int r = ipv6_jumbo(w, off + 40, rg->end, wire_left, &jumbo);
+			if (r)
+				return r;
+		}
+		plen = jumbo ? jumbo : wire_left;
+	}
 	if (plen > wire_left)
 		return DC_R_TRUNC_IPV6;
 
-	begin_ip(w);
+	begin_ip(w, off);
 	struct dc_tuple *t = &out->inner;
-	uint8_t nh = rd_u8(w, off + 6);
 	t->family = 6;
 	t->proto = nh;
 	rd_bytes(w, off + 8, t->src, 16);
@@ -794,8 +1424,11 @@ static inline int walk_ipv6(struct walk *w, struct region *rg, enum next *next)
 	return r;
 }
 
-int dc_decode(const struct dc_config *cfg, int linktype, const uint8_t *frame,
-	      uint32_t caplen, uint32_t wirelen, struct dc_packet *out)
+/* The whole walk.  Always inlined into its two callers so that dc_decode()'s copy
+ * is compiled with trace == NULL and keeps none of the recording. */
+static inline __attribute__((always_inline)) int
+decode_walk(const struct dc_config *cfg, int linktype, const uint8_t *frame,
+	    uint32_t caplen, uint32_t wirelen, struct dc_packet *out, struct trace *trace)
 {
 	/* A copy from a zero struct: GCC turns a plain memset of this size into
 	 * `rep stos`, whose start-up cost was a third of the whole decode. */
@@ -805,13 +1438,17 @@ int dc_decode(const struct dc_config *cfg, int linktype, const uint8_t *frame,
 	out->wirelen = wirelen;
 	out->linktype = (uint16_t)linktype;
 
-	struct walk w = { cfg, frame, caplen, out, 0 };
+	struct walk w = { cfg, frame, caplen, out, 0, trace };
 	/* A wire length below the captured length is a broken file; trust caplen. */
 	struct region rg = { 0, caplen, wirelen > caplen ? wirelen : caplen };
 	enum next next = N_DONE;
 	int r = walk_link(&w, linktype, &rg, &next);
 
-	while (r == DC_OK && next != N_DONE) {
+	for (unsigned layers = 0; r == DC_OK && next != N_DONE; layers++) {
+		if (layers == DC_LAYER_CAP) {
+			r = DC_R_LAYER_DEPTH;
+			break;
+		}
 		enum next cur = next;
 		next = N_DONE;
 		if (cur == N_IPANY) {
@@ -838,6 +1475,17 @@ int dc_decode(const struct dc_config *cfg, int linktype, const uint8_t *frame,
 		case N_IP6:
 			r = walk_ipv6(&w, &rg, &next);
 			break;
+		case N_MPLS:
+		case N_MPLS_TUN:
+			r = walk_mpls(&w, &rg, cur == N_MPLS_TUN, &next);
+			break;
+		case N_NSH:
+			r = walk_nsh(&w, &rg, &next);
+			break;
+		case N_WLAN:
+		case N_WLAN_SWAPPED:
+			r = walk_wlan(&w, &rg, 0, cur == N_WLAN_SWAPPED, &next);
+			break;
 		default:
 			break;
 		}
@@ -846,4 +1494,102 @@ int dc_decode(const struct dc_config *cfg, int linktype, const uint8_t *frame,
 		out->outer = out->inner;
 	out->reason = (uint8_t)r;
 	return r;
+}
+
+int dc_decode(const struct dc_config *cfg, int linktype, const uint8_t *frame,
+	      uint32_t caplen, uint32_t wirelen, struct dc_packet *out)
+{
+	return decode_walk(cfg, linktype, frame, caplen, wirelen, out, NULL);
+}
+
+/* ---- reassembly support (cold) ---- */
+
+static int add16(uint8_t *f, uint32_t off, int32_t delta)
+{
+	int64_t v = (int64_t)((uint32_t)f[off] << 8 | f[off + 1]) + delta;
+	if (v < 0 || v > 0xffff)
+		return -EOVERFLOW;
+	f[off] = (uint8_t)(v >> 8);
+	f[off + 1] = (uint8_t)v;
+	return 0;
+}
+
+static void ipv4_checksum(uint8_t *h, uint32_t hlen)
+{
+	uint32_t sum = 0;
+	h[10] = h[11] = 0;
+	for (uint32_t i = 0; i + 1 < hlen; i += 2)
+		sum += (uint32_t)h[i] << 8 | h[i + 1];
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	sum = ~sum & 0xffff;
+	h[10] = (uint8_t)(sum >> 8);
+	h[11] = (uint8_t)sum;
+}
+
+int dc_resize_enclosing(const struct dc_config *cfg, int linktype, const uint8_t *orig,
+			uint32_t orig_caplen, uint32_t orig_wirelen, uint8_t *dst,
+			uint32_t l3_off, int32_t delta)
+{
+	struct trace t;
+	struct dc_packet p;
+	t.n = t.nip = 0;
+	decode_walk(cfg, linktype, orig, orig_caplen, orig_wirelen, &p, &t);
+	/* The walk must have reached an IP header at l3_off: then every length field
+	 * recorded before it belongs to a header that encloses it. */
+	unsigned i;
+	for (i = 0; i < t.nip && t.ip_off[i] != l3_off; i++)
+		;
+	if (i == t.nip)
+		return -EINVAL;
+	for (i = 0; i < t.n; i++) {
+		uint32_t off = t.off[i];
+		if (off >= l3_off)
+			continue;
+		int rc = 0;
+		switch (t.kind[i]) {
+		case T_IPV4: {
+			/* fields at off+2 (length) and off+10 (checksum) are inside the
+			 * header, which the walk checked lies before l3_off */
+			uint32_t hlen = (uint32_t)(dst[off] & 0x0f) * 4;
+			if ((rc = add16(dst, off + 2, delta)) == 0)
+				ipv4_checksum(dst + off, hlen);
+			break;
+		}
+		case T_IPV6:
+			rc = add16(dst, off + 4, delta);
+			break;
+		case T_JUMBO: {
+			int64_t v = (int64_t)((uint32_t)dst[off] << 24 | (uint32_t)dst[off + 1] << 16 |
+					      (uint32_t)dst[off + 2] << 8 | dst[off + 3]) + delta;
+			if (v <= 0xffff || v > 0xffffffffLL) {
+				rc = -EOVERFLOW;
+				break;
+			}
+			dst[off] = (uint8_t)(v >> 24);
+			dst[off + 1] = (uint8_t)(v >> 16);
+			dst[off + 2] = (uint8_t)(v >> 8);
+			dst[off + 3] = (uint8_t)v;
+			break;
+		}
+		case T_UDP:
+			/* The checksum would need the whole datagram; 0 says "none" (for
+			 * IPv6 tunnels RFC 6935 allows it too). */
+			if ((rc = add16(dst, off + 4, delta)) == 0)
+				dst[off + 6] = dst[off + 7] = 0;
+			break;
+		case T_GTP:
+		case T_PPTP:
+			rc = add16(dst, off + 2 + (t.kind[i] == T_PPTP ? 2 : 0), delta);
+			break;
+		case T_PPPOE:
+			rc = add16(dst, off + 4, delta);
+			break;
+		default:
+			break;
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
 }

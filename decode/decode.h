@@ -13,22 +13,46 @@
  * Malformed input never aborts decoding silently: dc_packet.reason names the first
  * problem (dc_reason_name() gives the stable text, e.g. "truncated-ipv4"), and the
  * fields decoded before it stay filled in so callers can still attribute the packet.
- * Callers count reasons (dc_counters) and skip malformed packets.
+ * Callers count reasons (dc_counters) and skip malformed packets -- except
+ * fragments (frag != DC_FRAG_NONE), which go to reassembly first: a first fragment
+ * too short for its L4 header is malformed alone but fine once reassembled.
  *
+ * Tunnels (UDP ports are destination ports unless "either" is said):
+ *   VXLAN (4789, 8472, configurable), Geneve (6081), VXLAN-GPE (4790; IPv4, IPv6,
+ *   Ethernet, NSH or MPLS inside), GTP-U (2152, G-PDUs), GTP v0 / GTP' (3386, either),
+ *   GRE in UDP (4754), MPLS in UDP (6635), Teredo (3544, either), AYIYA (5072,
+ *   either), CAPWAP data (5247, either); GRE (IP, TEB, ERSPAN, MPLS, NSH, WCCP,
+ *   Aruba 802.11, PPTP), IPIP / 6in4 / 4in6 / 6in6, MPLS in IP (137).
  * Tunnel details:
  *  - a tunnel whose header is well formed but whose inner frame carries no IP (ARP
  *    inside VXLAN) gives DC_NOT_IP with tunnel/vni and outer == inner == the carrier;
  *  - GRE version 1 is PPTP (PPP inside; the call id is the vni); GRE with the
- *    routing bit and GRE/Geneve payloads other than IP / Ethernet / ERSPAN / PPP-IP
- *    are not opened: the packet is a plain GRE/UDP packet;
+ *    routing bit and GRE/Geneve payloads other than the above are not opened: the
+ *    packet is a plain GRE/UDP packet.  So are GTP-U messages other than G-PDUs
+ *    (echo, error indication, end marker), AYIYA messages other than "forward",
+ *    keep-alive, fragmented or DTLS CAPWAP packets;
+ *  - GTP' (charging) carries records, not packets: it is recognised (tunnel
+ *    DC_TUN_GTP_PRIME, depth 1) and the packet stays the UDP packet it is
+ *    (inner == outer);
  *  - fragmented carriers are not opened (the inner packet is incomplete);
- *  - vni is the outermost tunnel identifier present (VXLAN/Geneve VNI, GRE key,
- *    ERSPAN session id);
+ *  - vni is the outermost tunnel identifier present (VXLAN/Geneve/VXLAN-GPE VNI,
+ *    GRE key, ERSPAN session id, GTP TEID, MPLS top label, WCCP service id);
+ *  - mpls_* describe the outermost MPLS label stack wherever it is (on the link, in
+ *    a tunnel); has_nsh/nsh_path the first NSH header.  An MPLS stack on the link
+ *    followed by IP is not a tunnel (as VLAN tags are not); one followed by an
+ *    Ethernet pseudowire (with or without control word) is DC_TUN_MPLS;
  *  - when an inner header is malformed, or a tunnel would go past max_tunnel_depth
  *    (DC_R_TUNNEL_DEPTH), inner is the last IP tuple that decoded (the carrier),
- *    tunnel/tunnel_depth count the tunnels actually opened.
+ *    tunnel/tunnel_depth count the tunnels actually opened.  Whatever the nesting,
+ *    a frame is at most DC_LAYER_CAP headers deep (DC_R_LAYER_DEPTH).
  * Besides the link types below, Ethernet frames may carry 802.1Q/802.1ad tags
- * (0x8100, 0x88A8, 0x9100), MPLS label stacks and PPPoE sessions before the IP.
+ * (0x8100, 0x88A8, 0x9100), Cisco MetaData (0x8909), MPLS label stacks, NSH (0x894F)
+ * and PPPoE sessions before the IP; 802.11 data frames carry LLC/SNAP.
+ *
+ * Segmentation offload ("BIG TCP") captures: an IPv4 total length of 0 takes the
+ * length from the frame (as Linux does for GSO packets); an IPv6 payload length of
+ * 0 takes it from a Hop-by-Hop jumbo option (RFC 2675) when there is one, else from
+ * the frame.
  */
 #ifndef PODCAP_DECODE_H
 #define PODCAP_DECODE_H
@@ -45,9 +69,11 @@ enum dc_linktype {
 	DC_LINK_RAW_DLT = 12,   /* DLT_RAW on Linux */
 	DC_LINK_RAW = 101,      /* LINKTYPE_RAW */
 	DC_LINK_C_HDLC = 104,   /* Cisco HDLC: address, control, ethertype */
+	DC_LINK_IEEE802_11 = 105, /* 802.11 frames (data frames are decoded) */
 	DC_LINK_LOOP = 108,     /* OpenBSD loopback: AF_ in network byte order */
 	DC_LINK_LINUX_SLL = 113,
-	DC_LINK_PPI = 192,      /* Per-Packet Information header, Ethernet behind it */
+	DC_LINK_RADIOTAP = 127, /* radiotap header, then an 802.11 frame */
+	DC_LINK_PPI = 192,      /* Per-Packet Information header, Ethernet or 802.11 behind it */
 	DC_LINK_IPV4 = 228,
 	DC_LINK_IPV6 = 229,
 	DC_LINK_LINUX_SLL2 = 276,
@@ -57,12 +83,23 @@ enum dc_tunnel {
 	DC_TUN_NONE = 0,
 	DC_TUN_VXLAN,
 	DC_TUN_GENEVE,
-	DC_TUN_GRE,       /* GRE carrying IP or Ethernet (TEB) */
+	DC_TUN_GRE,       /* GRE carrying IP, Ethernet (TEB), MPLS, NSH or 802.11 (Aruba) */
 	DC_TUN_ERSPAN,    /* GRE carrying ERSPAN I/II/III */
 	DC_TUN_IPIP,      /* IPv4 in IPv4 */
 	DC_TUN_6IN4,      /* IPv6 in IPv4 */
 	DC_TUN_4IN6,
 	DC_TUN_6IN6,
+	/* Values below were added later; the numbers above never change. */
+	DC_TUN_GTPU,      /* GTP-U v1 G-PDU (UDP 2152); vni = TEID */
+	DC_TUN_GTPV0,     /* GTP v0 G-PDU (UDP 3386); vni = flow label */
+	DC_TUN_GTP_PRIME, /* GTP' charging (UDP 3386): recognised, carries no packet */
+	DC_TUN_GRE_UDP,   /* GRE in UDP (RFC 8086, UDP 4754); vni = GRE key */
+	DC_TUN_MPLS,      /* MPLS in UDP (6635) or IP (137), or an MPLS pseudowire; vni = top label */
+	DC_TUN_VXLAN_GPE, /* VXLAN-GPE (UDP 4790); vni = VNI */
+	DC_TUN_TEREDO,    /* Teredo (UDP 3544): IPv6 in UDP/IPv4 */
+	DC_TUN_AYIYA,     /* AYIYA (UDP 5072) */
+	DC_TUN_WCCP,      /* GRE carrying a WCCP redirect; vni = WCCP service id */
+	DC_TUN_CAPWAP,    /* CAPWAP data (UDP 5247): 802.11 or 802.3 frames */
 	DC_TUN__COUNT
 };
 
@@ -102,6 +139,27 @@ enum dc_reason {
 	DC_R_TRUNC_ERSPAN,
 	DC_R_ERSPAN_VERSION,
 	DC_R_TUNNEL_DEPTH,
+	/* Reasons below were added later; the numbers above never change. */
+	DC_R_TRUNC_GTP,
+	DC_R_GTP_VERSION,
+	DC_R_GTP_LEN,
+	DC_R_GTP_EXT,
+	DC_R_TRUNC_MPLS,
+	DC_R_MPLS_DEPTH,
+	DC_R_TRUNC_VXLAN_GPE,
+	DC_R_VXLAN_GPE_FLAGS,
+	DC_R_TRUNC_NSH,
+	DC_R_NSH_VERSION,
+	DC_R_NSH_LEN,
+	DC_R_TRUNC_TEREDO,
+	DC_R_TRUNC_AYIYA,
+	DC_R_TRUNC_WCCP,
+	DC_R_TRUNC_CMD,
+	DC_R_TRUNC_WLAN,
+	DC_R_TRUNC_CAPWAP,
+	DC_R_CAPWAP_HLEN,
+	DC_R_IPV6_JUMBO,
+	DC_R_LAYER_DEPTH,
 	DC_R__COUNT
 };
 
@@ -135,6 +193,9 @@ struct dc_tuple {
 #define DC_VLAN_DEPTH_CAP 4
 #define DC_IPV6_EXT_CAP 8
 #define DC_MAX_VXLAN_PORTS 8
+#define DC_MPLS_DEPTH_CAP 8   /* labels in one stack (DC_R_MPLS_DEPTH beyond) */
+#define DC_GTP_EXT_CAP 8      /* GTP-U extension headers (DC_R_GTP_EXT beyond) */
+#define DC_LAYER_CAP 64       /* headers walked in one frame (DC_R_LAYER_DEPTH beyond) */
 
 struct dc_config {
 	uint16_t vxlan_ports[DC_MAX_VXLAN_PORTS]; /* 0 = unused slot */
@@ -179,9 +240,13 @@ struct dc_packet {
 	uint32_t tcp_seq, tcp_ack;
 	uint8_t tcp_optlen;    /* bytes of TCP options */
 	uint8_t ip_optlen;     /* bytes of IPv4 options / IPv6 extension headers */
+	uint8_t mpls_depth;    /* labels in the outermost MPLS stack; 0: none */
+	uint8_t has_nsh;       /* nsh_path is set */
 	uint32_t ip_id;        /* innermost IPv4 identification, or the IPv6 fragment
 	                        * header's identification (0 without one): with the
 	                        * addresses it ties fragments of one datagram together */
+	uint32_t mpls_top, mpls_bottom; /* first and last label (20 bits) of that stack */
+	uint32_t nsh_path;     /* first NSH service path: SPI (24 bits) << 8 | SI */
 };
 
 /* Decodes frame[0..caplen) of the given link type.  wirelen is the original length
@@ -189,9 +254,24 @@ struct dc_packet {
 int dc_decode(const struct dc_config *cfg, int linktype, const uint8_t *frame,
 	      uint32_t caplen, uint32_t wirelen, struct dc_packet *out);
 
+/* For IP reassembly (cold path).  The frame `dst` is a copy of `orig` (a frame that
+ * dc_decode() decoded with the same cfg, linktype and lengths) up to l3_off, the
+ * offset of the innermost IP header (dc_packet.l3_off), followed by a datagram `delta`
+ * bytes longer (or shorter) than orig's.  Adds delta to every length field of the headers
+ * that enclose that IP header (IPv4 total length with its header checksum, IPv6
+ * payload length or jumbo length, UDP length with the checksum cleared, GTP and
+ * PPPoE lengths, PPTP's payload length), in dst.  Reads orig[0..orig_caplen), writes
+ * dst[0..l3_off).  Returns 0, -EINVAL when l3_off is not an IP header orig's walk
+ * reaches, -EOVERFLOW when a field cannot hold its new value. */
+int dc_resize_enclosing(const struct dc_config *cfg, int linktype, const uint8_t *orig,
+			uint32_t orig_caplen, uint32_t orig_wirelen, uint8_t *dst,
+			uint32_t l3_off, int32_t delta);
+
 /* Stable names: "ok", "not-ip", "unsupported", "truncated-ipv4", "bad-ihl", ... */
 const char *dc_reason_name(int reason);
 const char *dc_tunnel_name(int tunnel); /* "none", "vxlan", "geneve", "gre", ... */
+/* What a tunnel calls its identifier (dc_packet.vni): "vni", "teid", "label", ... */
+const char *dc_tunnel_id_name(int tunnel);
 /* 1 for reasons that mean malformed input. */
 static inline int dc_is_malformed(int reason) { return reason >= DC_FIRST_MALFORMED; }
 

@@ -64,6 +64,26 @@ static const char *const reason_names[DC_R__COUNT] = {
 	[DC_R_TRUNC_ERSPAN] = "truncated-erspan",
 	[DC_R_ERSPAN_VERSION] = "erspan-version",
 	[DC_R_TUNNEL_DEPTH] = "tunnel-depth",
+	[DC_R_TRUNC_GTP] = "truncated-gtp",
+	[DC_R_GTP_VERSION] = "gtp-version",
+	[DC_R_GTP_LEN] = "gtp-len",
+	[DC_R_GTP_EXT] = "gtp-ext",
+	[DC_R_TRUNC_MPLS] = "truncated-mpls",
+	[DC_R_MPLS_DEPTH] = "mpls-depth",
+	[DC_R_TRUNC_VXLAN_GPE] = "truncated-vxlan-gpe",
+	[DC_R_VXLAN_GPE_FLAGS] = "vxlan-gpe-flags",
+	[DC_R_TRUNC_NSH] = "truncated-nsh",
+	[DC_R_NSH_VERSION] = "nsh-version",
+	[DC_R_NSH_LEN] = "nsh-len",
+	[DC_R_TRUNC_TEREDO] = "truncated-teredo",
+	[DC_R_TRUNC_AYIYA] = "truncated-ayiya",
+	[DC_R_TRUNC_WCCP] = "truncated-wccp",
+	[DC_R_TRUNC_CMD] = "truncated-cmd",
+	[DC_R_TRUNC_WLAN] = "truncated-wlan",
+	[DC_R_TRUNC_CAPWAP] = "truncated-capwap",
+	[DC_R_CAPWAP_HLEN] = "capwap-hlen",
+	[DC_R_IPV6_JUMBO] = "bad-ipv6-jumbo",
+	[DC_R_LAYER_DEPTH] = "layer-depth",
 };
 
 const char *dc_reason_name(int reason)
@@ -83,6 +103,16 @@ static const char *const tunnel_names[DC_TUN__COUNT] = {
 	[DC_TUN_6IN4] = "6in4",
 	[DC_TUN_4IN6] = "4in6",
 	[DC_TUN_6IN6] = "6in6",
+	[DC_TUN_GTPU] = "gtp-u",
+	[DC_TUN_GTPV0] = "gtp-v0",
+	[DC_TUN_GTP_PRIME] = "gtp-prime",
+	[DC_TUN_GRE_UDP] = "gre-udp",
+	[DC_TUN_MPLS] = "mpls",
+	[DC_TUN_VXLAN_GPE] = "vxlan-gpe",
+	[DC_TUN_TEREDO] = "teredo",
+	[DC_TUN_AYIYA] = "ayiya",
+	[DC_TUN_WCCP] = "wccp",
+	[DC_TUN_CAPWAP] = "capwap",
 };
 
 const char *dc_tunnel_name(int tunnel)
@@ -90,6 +120,19 @@ const char *dc_tunnel_name(int tunnel)
 	if (tunnel < 0 || tunnel >= DC_TUN__COUNT || !tunnel_names[tunnel])
 		return "unknown";
 	return tunnel_names[tunnel];
+}
+
+const char *dc_tunnel_id_name(int tunnel)
+{
+	/* The tunnels that existed first print "vni" for all their identifiers (the
+	 * golden format); the later ones say what theirs is. */
+	switch (tunnel) {
+	case DC_TUN_GTPU: return "teid";
+	case DC_TUN_GTPV0: return "flow";
+	case DC_TUN_MPLS: return "label";
+	case DC_TUN_WCCP: return "service";
+	default: return "vni";
+	}
 }
 
 void dc_count(struct dc_counters *c, const struct dc_packet *p)
@@ -119,6 +162,7 @@ const char *dc_proto_name(int proto, int family)
 	case 103: return "PIM";
 	case 112: return "VRRP";
 	case 132: return "SCTP";
+	case 137: return "MPLS";
 	default: return NULL;
 	}
 }

@@ -4,10 +4,12 @@
  * configuration (decap on/off, tunnel depth, an extra VXLAN port), byte 2..3 how
  * much shorter than the wire length the capture is (a snaplen cut); the rest is
  * the frame.  The frame is copied into a buffer of exactly its length so
- * AddressSanitizer catches any read past caplen.
+ * AddressSanitizer catches any read past caplen.  A decoded IP header is then used
+ * for dc_resize_enclosing() (what reassembly does) and the result decoded again.
  *
  * Also built without libFuzzer (FUZZ_NO_MAIN undefined → see regress.c), so the
  * regression inputs in tests/decode/regress/ replay through the same function. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@ static const int link_types[] = {
 	DC_LINK_LOOP, DC_LINK_LINUX_SLL, DC_LINK_IPV4, DC_LINK_IPV6, DC_LINK_LINUX_SLL2,
 	DC_LINK_PPI,
 	147, /* unsupported */
+	DC_LINK_IEEE802_11, DC_LINK_RADIOTAP,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -57,8 +60,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (p.outer.family != 0 && p.outer.family != 4 && p.outer.family != 6)
 		abort();
+	if (p.mpls_depth > DC_MPLS_DEPTH_CAP || (p.tunnel != DC_TUN_NONE) != (p.tunnel_depth > 0))
+		abort();
 	char buf[DC_TUPLE_STRLEN];
 	dc_tuple_format(&p.inner, buf, sizeof buf);
+	/* Reassembly's use: grow or shrink the datagram at l3_off by a few bytes. */
+	if (p.l3_len && size) {
+		uint8_t *copy = malloc(size);
+		if (!copy)
+			abort();
+		memcpy(copy, frame, size);
+		int32_t delta = (int32_t)(cut & 0xff) - 128;
+		int rc = dc_resize_enclosing(&cfg, link, frame, (uint32_t)size, (uint32_t)size + cut,
+					     copy, p.l3_off, delta);
+		if (rc != 0 && rc != -EINVAL && rc != -EOVERFLOW)
+			abort();
+		dc_decode(&cfg, link, copy, (uint32_t)size, (uint32_t)size, &p);
+		free(copy);
+	}
 	free(frame);
 	return 0;
 }

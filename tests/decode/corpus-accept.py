@@ -54,7 +54,7 @@ def podcap_flows(podcap, pcap):
         if line.startswith("summary:"):
             continue
         tup = line.split(" | ")[-1]
-        m = re.match(r"^(?:\d+ \d+/\d+ (?:vlan \S+ )?)?(\S+) -> (\S+) (\S+)", tup)
+        m = re.match(r"^(?:\d+ \d+/\d+ (?:vlan \S+ )?(?:mpls \S+ )?(?:nsh spi \d+ si \d+ )?)?(\S+) -> (\S+) (\S+)", tup)
         if not m:
             continue
         flows.add(key(m.group(3), endpoint(m.group(1)), endpoint(m.group(2))))

@@ -54,6 +54,6 @@ int main(int argc, char **argv)
 		}
 		closedir(d);
 	}
-	printf("decode regress: %d inputs replayed, no crash\n", files);
+	printf("regress: %d inputs replayed, no crash\n", files);
 	return 0;
 }

@@ -820,10 +820,10 @@ static void test_gre(void)
 	CHECK_REASON(&p, DC_R_TRUNC_GRE);
 	dc_decode(&cfg, DC_LINK_ETHERNET, pptp, 34 + 13, sizeof pptp, &p);
 	CHECK_REASON(&p, DC_R_TRUNC_GRE);
-	/* an unknown GRE protocol (MPLS) is a GRE packet, not a tunnel */
+	/* an unknown GRE protocol (NHRP) is a GRE packet, not a tunnel */
 	memcpy(f, plain, sizeof plain);
-	f[36] = 0x88;
-	f[37] = 0x47;
+	f[36] = 0x20;
+	f[37] = 0x01;
 	CHECK_EQ(dec(DC_LINK_ETHERNET, f, sizeof plain, &p), DC_OK);
 	CHECK_EQ(p.tunnel, DC_TUN_NONE);
 	CHECK_EQ(p.inner.proto, 47);
@@ -957,6 +957,693 @@ static void test_nested_and_depth(void)
 	CHECK_EQ(p.outer.proto, 4);
 }
 
+/* ---------------- the tunnels added for issue 15 ---------------- */
+
+#define Z4 0, 0, 0, 0
+#define Z8 Z4, Z4
+/* 802.11 data frame to the AP (to-DS): frame control 08 01, duration, BSSID, source,
+ * destination, sequence control (fragment 0, sequence 1), then LLC/SNAP for IPv4 */
+#define WLAN_HDR 0x08, 0x01, 0x00, 0x00, 0x02, 0, 0, 0, 0, 0x0b, 0x02, 0, 0, 0, 0, 0x0a, \
+	0x02, 0, 0, 0, 0, 0x0c, 0x10, 0x00
+#define LLC_SNAP_V4 0xaa, 0xaa, 0x03, 0x00, 0x00, 0x00, 0x08, 0x00
+
+static const uint8_t gtpu_frame[] = {
+	ETH_V4,
+	/* IPv4, total length 76 (20 + 8 + 8 + 40), UDP */
+	IP4C(76, 17),
+	/* UDP 2152 -> 2152, length 56 */
+	0x08, 0x68, 0x08, 0x68, 0x00, 56, 0x00, 0x00,
+	/* GTP-U: version 1, PT 1, no E/S/PN; G-PDU (255); length 40; TEID 0x11223344 */
+	0x30, 0xff, 0x00, 40, 0x11, 0x22, 0x33, 0x44,
+	IN_IP4, IN_TCP,
+};
+#define GTP_OFF (14 + 20 + 8)
+
+static const uint8_t gtpu_ext_frame[] = {
+	ETH_V4,
+	IP4C(84, 17),
+	/* UDP 40000 -> 2152, length 64 */
+	0x9c, 0x40, 0x08, 0x68, 0x00, 64, 0x00, 0x00,
+	/* GTP-U: E set; G-PDU; length 48 (4 + 4 + 40); TEID 0x55667788 */
+	0x34, 0xff, 0x00, 48, 0x55, 0x66, 0x77, 0x88,
+	/* sequence 0, N-PDU 0, next extension 0x85 (PDU session container) */
+	0x00, 0x00, 0x00, 0x85,
+	/* extension: length 1 word, PDU type 0 / QFI 9, next extension 0 (none) */
+	0x01, 0x00, 0x09, 0x00,
+	IN_IP4, IN_TCP,
+};
+
+static void test_gtp(void)
+{
+	uint8_t f[sizeof gtpu_ext_frame];
+	struct dc_packet p;
+
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, gtpu_frame, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_GTPU);
+	CHECK_EQ(p.has_vni, 1);
+	CHECK_EQ(p.vni, 0x11223344);
+	CHECK_EQ(p.outer.dport, 2152);
+	check_inner_tcp(&p);
+	CHECK_EQ(p.l3_off, GTP_OFF + 8);
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, gtpu_ext_frame, &p), DC_OK);
+	CHECK_EQ(p.vni, 0x55667788);
+	check_inner_tcp(&p);
+	CHECK_EQ(p.l3_off, GTP_OFF + 16);
+
+	/* header cut by the capture */
+	dc_decode(&cfg, DC_LINK_ETHERNET, gtpu_frame, GTP_OFF + 5, sizeof gtpu_frame, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_GTP);
+	/* optional fields and extension cut */
+	dc_decode(&cfg, DC_LINK_ETHERNET, gtpu_ext_frame, GTP_OFF + 10, sizeof gtpu_ext_frame, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_GTP);
+	dc_decode(&cfg, DC_LINK_ETHERNET, gtpu_ext_frame, GTP_OFF + 14, sizeof gtpu_ext_frame, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_GTP);
+	/* version 2 on the user-plane port */
+	memcpy(f, gtpu_frame, sizeof gtpu_frame);
+	f[GTP_OFF] = 0x50;
+	dec(DC_LINK_ETHERNET, f, sizeof gtpu_frame, &p);
+	CHECK_REASON(&p, DC_R_GTP_VERSION);
+	/* PT 0 (GTP') on 2152 */
+	f[GTP_OFF] = 0x20;
+	dec(DC_LINK_ETHERNET, f, sizeof gtpu_frame, &p);
+	CHECK_REASON(&p, DC_R_GTP_VERSION);
+	/* length 41: one byte more than the datagram holds */
+	memcpy(f, gtpu_frame, sizeof gtpu_frame);
+	f[GTP_OFF + 3] = 41;
+	dec(DC_LINK_ETHERNET, f, sizeof gtpu_frame, &p);
+	CHECK_REASON(&p, DC_R_GTP_LEN);
+	/* S set but length 2: the optional fields do not fit in it */
+	f[GTP_OFF] = 0x32;
+	f[GTP_OFF + 3] = 2;
+	dec(DC_LINK_ETHERNET, f, sizeof gtpu_frame, &p);
+	CHECK_REASON(&p, DC_R_GTP_LEN);
+	/* extension header of length 0 */
+	memcpy(f, gtpu_ext_frame, sizeof f);
+	f[GTP_OFF + 12] = 0;
+	DEC(DC_LINK_ETHERNET, f, &p);
+	CHECK_REASON(&p, DC_R_GTP_EXT);
+	/* extension of 2 words running past the GTP length (8 bytes after the header) */
+	memcpy(f, gtpu_ext_frame, sizeof f);
+	f[GTP_OFF + 3] = 8;
+	f[GTP_OFF + 12] = 2;
+	DEC(DC_LINK_ETHERNET, f, &p);
+	CHECK_REASON(&p, DC_R_GTP_EXT);
+	/* extensions chained forever: each one says another follows */
+	memcpy(f, gtpu_ext_frame, sizeof f);
+	{
+		uint8_t chain[sizeof gtpu_ext_frame];
+		memcpy(chain, gtpu_ext_frame, sizeof chain);
+		/* the 40 bytes of the inner packet become 10 one-word extensions */
+		for (unsigned i = 0; i < 11; i++) {
+			chain[GTP_OFF + 12 + 4 * i] = 1;
+			chain[GTP_OFF + 15 + 4 * i] = 0x85;
+		}
+		DEC(DC_LINK_ETHERNET, chain, &p);
+		CHECK_REASON(&p, DC_R_GTP_EXT);
+	}
+	/* an echo request (type 1): GTP's own traffic, a plain UDP packet */
+	memcpy(f, gtpu_frame, sizeof gtpu_frame);
+	f[GTP_OFF + 1] = 1;
+	CHECK_EQ(dec(DC_LINK_ETHERNET, f, sizeof gtpu_frame, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_NONE);
+	/* a T-PDU that is neither IP nor Ethernet */
+	memcpy(f, gtpu_frame, sizeof gtpu_frame);
+	f[GTP_OFF + 8] = 0x01;
+	CHECK_EQ(dec(DC_LINK_ETHERNET, f, sizeof gtpu_frame, &p), DC_NOT_IP);
+	CHECK_EQ(p.tunnel, DC_TUN_GTPU);
+
+	static const uint8_t gtpv0[] = {
+		ETH_V4, IP4C(88, 17),
+		/* UDP 3386 -> 3386, length 68 */
+		0x0d, 0x3a, 0x0d, 0x3a, 0x00, 68, 0x00, 0x00,
+		/* GTP v0: version 0, PT 1, spare 111, SNN 0; G-PDU; length 40; sequence 1;
+		 * flow label 0x42; SNDCP N-PDU 0xff; spare; TID */
+		0x1e, 0xff, 0x00, 40, 0x00, 0x01, 0x00, 0x42, 0xff, 0xff, 0xff, 0xff,
+		0x21, 0x43, 0x65, 0x87, 0x09, 0x21, 0x43, 0xf5,
+		IN_IP4, IN_TCP,
+	};
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, gtpv0, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_GTPV0);
+	CHECK_EQ(p.vni, 0x42);
+	check_inner_tcp(&p);
+	static const uint8_t gtp_prime[] = {
+		ETH_V4, IP4C(40, 17),
+		/* UDP 40001 -> 3386, length 20 */
+		0x9c, 0x41, 0x0d, 0x3a, 0x00, 20, 0x00, 0x00,
+		/* GTP': version 1, PT 0, 6-byte header; data record transfer (240);
+		 * length 6; sequence 9; then 6 bytes of records */
+		0x2f, 240, 0x00, 6, 0x00, 0x09, 'C', 'D', 'R', '.', '.', '.',
+	};
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, gtp_prime, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_GTP_PRIME);
+	CHECK_EQ(p.has_vni, 0);
+	CHECK(memcmp(&p.inner, &p.outer, sizeof p.inner) == 0);
+	CHECK_EQ(p.payload_len, 12);
+	/* a length that does not fill the datagram: not GTP', plain UDP */
+	uint8_t g2[sizeof gtp_prime];
+	memcpy(g2, gtp_prime, sizeof g2);
+	g2[GTP_OFF + 3] = 5;
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, g2, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_NONE);
+	dc_decode(&cfg, DC_LINK_ETHERNET, gtpv0, GTP_OFF + 3, sizeof gtpv0, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_GTP);
+	dc_decode(&cfg, DC_LINK_ETHERNET, gtpv0, GTP_OFF + 12, sizeof gtpv0, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_GTP);
+}
+
+static void test_mpls(void)
+{
+	static const uint8_t pw[] = {
+		ETH_MACS, 0x88, 0x47,
+		/* label 200, bottom of stack, TTL 64 */
+		0x00, 0x0c, 0x81, 0x40,
+		/* pseudowire control word: flags 0, sequence 1 */
+		0x00, 0x00, 0x00, 0x01,
+		IN_FRAME,
+	};
+	static const uint8_t deep[] = {
+		ETH_MACS, 0x88, 0x47,
+		/* nine labels, none at the bottom of the stack */
+		0x00, 0x01, 0x00, 0x40, 0x00, 0x01, 0x00, 0x40, 0x00, 0x01, 0x00, 0x40,
+		0x00, 0x01, 0x00, 0x40, 0x00, 0x01, 0x00, 0x40, 0x00, 0x01, 0x00, 0x40,
+		0x00, 0x01, 0x00, 0x40, 0x00, 0x01, 0x00, 0x40, 0x00, 0x01, 0x00, 0x40,
+		IN_IP4, IN_TCP,
+	};
+	static const uint8_t udp[] = {
+		ETH_V4, IP4C(72, 17),
+		/* UDP 49152 -> 6635, length 52 */
+		0xc0, 0x00, 0x19, 0xeb, 0x00, 52, 0x00, 0x00,
+		/* label 1000, bottom of stack */
+		0x00, 0x3e, 0x81, 0x40,
+		IN_IP4, IN_TCP,
+	};
+	static const uint8_t ach[] = {
+		ETH_MACS, 0x88, 0x47,
+		/* label 13 (GAL), bottom; then an associated channel header 1 0 0007 */
+		0x00, 0x00, 0xd1, 0x01, 0x10, 0x00, 0x00, 0x07, Z8,
+	};
+	struct dc_packet p;
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, pw, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_MPLS);
+	CHECK_EQ(p.vni, 200);
+	CHECK_EQ(p.mpls_depth, 1);
+	CHECK_EQ(p.mpls_top, 200);
+	CHECK_EQ(p.mpls_bottom, 200);
+	check_inner_tcp(&p);
+	CHECK_EQ(p.l3_off, 14 + 4 + 4 + 14);
+	DEC(DC_LINK_ETHERNET, deep, &p);
+	CHECK_REASON(&p, DC_R_MPLS_DEPTH);
+	/* cut inside the label stack, and right after it */
+	dc_decode(&cfg, DC_LINK_ETHERNET, pw, 14 + 3, sizeof pw, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_MPLS);
+	dc_decode(&cfg, DC_LINK_ETHERNET, pw, 14 + 4, sizeof pw, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_MPLS);
+	/* a pseudowire guess needs the ethertype: cut before it */
+	dc_decode(&cfg, DC_LINK_ETHERNET, pw, 14 + 4 + 10, sizeof pw, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_MPLS);
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, udp, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_MPLS);
+	CHECK_EQ(p.vni, 1000);
+	CHECK_EQ(p.outer.dport, 6635);
+	check_inner_tcp(&p);
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, ach, &p), DC_NOT_IP);
+	CHECK_EQ(p.mpls_top, 13);
+}
+
+static const uint8_t gpe_nsh_frame[] = {
+	ETH_V4,
+	/* IPv4 total length 100 (20 + 8 + 8 + 24 + 40), UDP */
+	IP4C(100, 17),
+	/* UDP 51000 -> 4790, length 80 */
+	0xc7, 0x38, 0x12, 0xb6, 0x00, 80, 0x00, 0x00,
+	/* VXLAN-GPE: flags I P, reserved, next protocol 4 (NSH), VNI 14 */
+	0x0c, 0x00, 0x00, 0x04, 0x00, 0x00, 0x0e, 0x00,
+	/* NSH: version 0, TTL 63, length 6 words; MD type 1; next protocol 1 (IPv4);
+	 * SPI 0x123, SI 254; 16 bytes of fixed context */
+	0x0f, 0xc6, 0x01, 0x01, 0x00, 0x01, 0x23, 0xfe, Z8, Z8,
+	IN_IP4, IN_TCP,
+};
+#define GPE_OFF (14 + 20 + 8)
+
+static void test_vxlan_gpe_nsh(void)
+{
+	uint8_t f[sizeof gpe_nsh_frame];
+	struct dc_packet p;
+
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, gpe_nsh_frame, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_VXLAN_GPE);
+	CHECK_EQ(p.vni, 14);
+	CHECK_EQ(p.has_nsh, 1);
+	CHECK_EQ(p.nsh_path >> 8, 0x123);
+	CHECK_EQ(p.nsh_path & 0xff, 254);
+	check_inner_tcp(&p);
+	CHECK_EQ(p.l3_off, GPE_OFF + 8 + 24);
+	dc_decode(&cfg, DC_LINK_ETHERNET, gpe_nsh_frame, GPE_OFF + 7, sizeof gpe_nsh_frame, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_VXLAN_GPE);
+	dc_decode(&cfg, DC_LINK_ETHERNET, gpe_nsh_frame, GPE_OFF + 8 + 7, sizeof gpe_nsh_frame, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_NSH);
+	dc_decode(&cfg, DC_LINK_ETHERNET, gpe_nsh_frame, GPE_OFF + 8 + 20, sizeof gpe_nsh_frame, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_NSH);
+	/* VXLAN-GPE version 1; then the I flag cleared */
+	memcpy(f, gpe_nsh_frame, sizeof f);
+	f[GPE_OFF] = 0x1c;
+	DEC(DC_LINK_ETHERNET, f, &p);
+	CHECK_REASON(&p, DC_R_VXLAN_GPE_FLAGS);
+	f[GPE_OFF] = 0x04;
+	DEC(DC_LINK_ETHERNET, f, &p);
+	CHECK_REASON(&p, DC_R_VXLAN_GPE_FLAGS);
+	/* next protocol 0x80: not one we know */
+	memcpy(f, gpe_nsh_frame, sizeof f);
+	f[GPE_OFF + 3] = 0x80;
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, f, &p), DC_UNSUPPORTED);
+	/* NSH version 1 */
+	memcpy(f, gpe_nsh_frame, sizeof f);
+	f[GPE_OFF + 8] = 0x4f;
+	DEC(DC_LINK_ETHERNET, f, &p);
+	CHECK_REASON(&p, DC_R_NSH_VERSION);
+	/* MD type 1 with length 5 words; length 1 word; MD type 2 longer than the datagram */
+	memcpy(f, gpe_nsh_frame, sizeof f);
+	f[GPE_OFF + 9] = 0xc5;
+	DEC(DC_LINK_ETHERNET, f, &p);
+	CHECK_REASON(&p, DC_R_NSH_LEN);
+	f[GPE_OFF + 9] = 0xc1;
+	f[GPE_OFF + 10] = 0x02;
+	DEC(DC_LINK_ETHERNET, f, &p);
+	CHECK_REASON(&p, DC_R_NSH_LEN);
+	f[GPE_OFF + 9] = 0xff; /* 63 words */
+	DEC(DC_LINK_ETHERNET, f, &p);
+	CHECK_REASON(&p, DC_R_NSH_LEN);
+	/* the P bit cleared: Ethernet follows (here: the NSH bytes, read as Ethernet) */
+	memcpy(f, gpe_nsh_frame, sizeof f);
+	f[GPE_OFF] = 0x08;
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, f, &p), DC_NOT_IP);
+	CHECK_EQ(p.tunnel, DC_TUN_VXLAN_GPE);
+
+	/* NSH on Ethernet, chained with Ethernet again and again: the layer cap */
+	size_t n = 14 + 40 * (8 + 14) + 20;
+	uint8_t *bomb = calloc(1, n);
+	if (!bomb)
+		abort();
+	for (size_t i = 0; i < 40; i++) {
+		/* Ethernet, type NSH */
+		bomb[i * 22 + 12] = 0x89;
+		bomb[i * 22 + 13] = 0x4f;
+		/* NSH MD type 2, length 2 words, next protocol 3 (Ethernet), SPI 1, SI 1 */
+		bomb[i * 22 + 14] = 0x0f;
+		bomb[i * 22 + 15] = 0xc2;
+		bomb[i * 22 + 16] = 0x02;
+		bomb[i * 22 + 17] = 0x03;
+		bomb[i * 22 + 20] = 0x01;
+		bomb[i * 22 + 21] = 0x01;
+	}
+	dc_decode(&cfg, DC_LINK_ETHERNET, bomb, (uint32_t)n, (uint32_t)n, &p);
+	CHECK_REASON(&p, DC_R_LAYER_DEPTH);
+	free(bomb);
+}
+
+static void test_teredo_ayiya(void)
+{
+	static const uint8_t teredo[] = {
+		ETH_V4, IP4C(109, 17),
+		/* UDP 40000 -> 3544, length 89 */
+		0x9c, 0x40, 0x0d, 0xd8, 0x00, 89, 0x00, 0x00,
+		/* authentication: 00 01, id length 0, value length 0, nonce, confirmation */
+		0x00, 0x01, 0x00, 0x00, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x00,
+		/* origin indication: 00 00, port ~40000, address ~192.0.2.10 */
+		0x00, 0x00, 0x63, 0xbf, 0x3f, 0xff, 0xfd, 0xf5,
+		IP6(20, 6), TCP_SYN,
+	};
+	static const uint8_t bubble[] = {
+		ETH_V4, IP4C(68, 17),
+		0x9c, 0x40, 0x0d, 0xd8, 0x00, 48, 0x00, 0x00,
+		/* IPv6 with payload length 0 and no next header */
+		IP6(0, 59),
+	};
+	static const uint8_t ayiya[] = {
+		ETH_V4, IP4C(120, 17),
+		/* UDP 5072 -> 5072, length 100 */
+		0x13, 0xd0, 0x13, 0xd0, 0x00, 100, 0x00, 0x00,
+		/* AYIYA: id 2^4 bytes, type 1; signature 5 words, SHA1; auth 1, opcode 1
+		 * (forward); next header 41 (IPv6); epoch */
+		0x41, 0x52, 0x11, 0x29, 0x65, 0x53, 0xf1, 0x00,
+		/* identity (16) and signature (20) */
+		0x20, 0x01, 0x0d, 0xb8, Z4, Z8, Z8, Z8, Z4,
+		IP6(8, 17), UDP(8),
+	};
+	struct dc_packet p;
+	uint8_t f[sizeof teredo];
+
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, teredo, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_TEREDO);
+	CHECK_EQ(p.has_vni, 0);
+	CHECK_EQ(p.inner.family, 6);
+	CHECK_EQ(p.inner.dport, 80);
+	CHECK_EQ(p.outer.dport, 3544);
+	CHECK_EQ(p.l3_off, 14 + 20 + 8 + 13 + 8);
+	for (uint32_t cutat = 14 + 20 + 8 + 1; cutat < 14 + 20 + 8 + 13 + 8 + 1; cutat += 3) {
+		dc_decode(&cfg, DC_LINK_ETHERNET, teredo, cutat, sizeof teredo, &p);
+		CHECK_REASON(&p, DC_R_TRUNC_TEREDO);
+	}
+	/* the server's answer comes from 3544 */
+	memcpy(f, teredo, sizeof f);
+	f[34] = 0x0d; f[35] = 0xd8; f[36] = 0x9c; f[37] = 0x40;
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, f, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_TEREDO);
+	/* not IPv6 after the indicators: plain UDP */
+	memcpy(f, teredo, sizeof f);
+	f[14 + 20 + 8 + 21] = 0x45;
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, f, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_NONE);
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, bubble, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_TEREDO);
+	CHECK_EQ(p.inner.proto, 59);
+	CHECK_EQ(p.payload_wire, 0);
+
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, ayiya, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_AYIYA);
+	CHECK_EQ(p.inner.family, 6);
+	CHECK_EQ(p.inner.dport, 53);
+	dc_decode(&cfg, DC_LINK_ETHERNET, ayiya, 14 + 20 + 8 + 5, sizeof ayiya, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_AYIYA);
+	dc_decode(&cfg, DC_LINK_ETHERNET, ayiya, 14 + 20 + 8 + 30, sizeof ayiya, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_AYIYA);
+	/* opcode 0 (heartbeat): plain UDP */
+	uint8_t a2[sizeof ayiya];
+	memcpy(a2, ayiya, sizeof a2);
+	a2[14 + 20 + 8 + 2] = 0x10;
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, a2, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_NONE);
+}
+
+static void test_gre_carriers(void)
+{
+	static const uint8_t gre_udp[] = {
+		ETH_V4, IP4C(72, 17),
+		/* UDP 50000 -> 4754, length 52 */
+		0xc3, 0x50, 0x12, 0x92, 0x00, 52, 0x00, 0x00,
+		/* GRE: no flags, protocol IPv4 */
+		0x00, 0x00, 0x08, 0x00,
+		IN_IP4, IN_TCP,
+	};
+	static const uint8_t wccp2[] = {
+		ETH_V4, IP4C(68, 47),
+		/* GRE, protocol 0x883E (WCCP) */
+		0x00, 0x00, 0x88, 0x3e,
+		/* WCCP v2 redirect header: flags 0, service 0x5a, buckets 0 and 3 */
+		0x00, 0x5a, 0x00, 0x03,
+		IN_IP4, IN_TCP,
+	};
+	static const uint8_t wccp1[] = {
+		ETH_V4, IP4C(64, 47),
+		0x00, 0x00, 0x88, 0x3e,
+		/* WCCP v1: the IPv4 packet right away */
+		IN_IP4, IN_TCP,
+	};
+	static const uint8_t cmd[] = {
+		ETH_MACS, 0x89, 0x09,
+		/* Cisco MetaData: version 1, length 1, option 0x0001 (SGT), SGT 16, IPv4 */
+		0x01, 0x01, 0x00, 0x01, 0x00, 0x10, 0x08, 0x00,
+		IP4(28, 17), UDP(8),
+	};
+	static const uint8_t aruba[] = {
+		ETH_V4, IP4C(96, 47),
+		/* GRE, protocol 0x8200 (Aruba: an 802.11 frame) */
+		0x00, 0x00, 0x82, 0x00,
+		WLAN_HDR, LLC_SNAP_V4,
+		IN_IP4, IN_TCP,
+	};
+	static const uint8_t gre_mpls[] = {
+		ETH_V4, IP4C(72, 47),
+		/* GRE with key 9, protocol MPLS */
+		0x20, 0x00, 0x88, 0x47, 0x00, 0x00, 0x00, 0x09,
+		/* label 2000, bottom */
+		0x00, 0x7d, 0x01, 0x40,
+		IN_IP4, IN_TCP,
+	};
+	struct dc_packet p;
+
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, gre_udp, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_GRE_UDP);
+	CHECK_EQ(p.outer.dport, 4754);
+	check_inner_tcp(&p);
+	dc_decode(&cfg, DC_LINK_ETHERNET, gre_udp, 14 + 20 + 8 + 3, sizeof gre_udp, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_GRE);
+
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, wccp2, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_WCCP);
+	CHECK_EQ(p.vni, 0x5a);
+	check_inner_tcp(&p);
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, wccp1, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_WCCP);
+	CHECK_EQ(p.has_vni, 0);
+	check_inner_tcp(&p);
+	dc_decode(&cfg, DC_LINK_ETHERNET, wccp2, 14 + 20 + 4 + 2, sizeof wccp2, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_WCCP);
+	dc_decode(&cfg, DC_LINK_ETHERNET, wccp2, 14 + 20 + 4, sizeof wccp2, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_WCCP);
+
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, cmd, &p), DC_OK);
+	CHECK_EQ(p.l3_off, 14 + 8);
+	CHECK_EQ(p.tunnel, DC_TUN_NONE);
+	dc_decode(&cfg, DC_LINK_ETHERNET, cmd, 14 + 5, sizeof cmd, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_CMD);
+
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, aruba, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_GRE);
+	check_inner_tcp(&p);
+	dc_decode(&cfg, DC_LINK_ETHERNET, aruba, 14 + 20 + 4 + 1, sizeof aruba, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_WLAN);
+	dc_decode(&cfg, DC_LINK_ETHERNET, aruba, 14 + 20 + 4 + 20, sizeof aruba, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_WLAN);
+	dc_decode(&cfg, DC_LINK_ETHERNET, aruba, 14 + 20 + 4 + 24 + 5, sizeof aruba, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_WLAN);
+
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, gre_mpls, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_GRE);
+	CHECK_EQ(p.vni, 9);
+	CHECK_EQ(p.mpls_top, 2000);
+	check_inner_tcp(&p);
+}
+
+static void test_wlan(void)
+{
+	static const uint8_t data[] = { WLAN_HDR, LLC_SNAP_V4, IN_IP4, IN_TCP };
+	static const uint8_t radiotap[] = {
+		/* radiotap: version 0, pad, length 8, no fields present */
+		0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
+		WLAN_HDR, LLC_SNAP_V4, IN_IP4, IN_TCP,
+	};
+	static const uint8_t ppi[] = {
+		/* PPI: version 0, flags 0, length 8, DLT 105 (802.11) */
+		0x00, 0x00, 0x08, 0x00, 0x69, 0x00, 0x00, 0x00,
+		WLAN_HDR, LLC_SNAP_V4, IN_IP4, IN_TCP,
+	};
+	static const uint8_t qos4[] = {
+		/* QoS data (subtype 8), to-DS and from-DS: four addresses, QoS control */
+		0x88, 0x03, 0x00, 0x00, 0x02, 0, 0, 0, 0, 0x0b, 0x02, 0, 0, 0, 0, 0x0a,
+		0x02, 0, 0, 0, 0, 0x0c, 0x10, 0x00, 0x02, 0, 0, 0, 0, 0x0d, 0x00, 0x00,
+		LLC_SNAP_V4, IN_IP4, IN_TCP,
+	};
+	static const uint8_t nullfn[] = {
+		/* null function (subtype 4): no body */
+		0x48, 0x01, 0x00, 0x00, 0x02, 0, 0, 0, 0, 0x0b, 0x02, 0, 0, 0, 0, 0x0a,
+		0x02, 0, 0, 0, 0, 0x0c, 0x10, 0x00,
+	};
+	static const uint8_t beacon[] = {
+		/* management frame (type 0, subtype 8) */
+		0x80, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x0b,
+		0x02, 0, 0, 0, 0, 0x0b, 0x10, 0x00,
+	};
+	static const uint8_t capwap_eth[] = {
+		ETH_V4, IP4C(90, 17),
+		/* UDP 45001 -> 5247, length 70 */
+		0xaf, 0xc9, 0x14, 0x7f, 0x00, 70, 0x00, 0x00,
+		/* CAPWAP: preamble 0; HLEN 2 words, RID 0, WBID 0, T 0 (802.3); fragment id,
+		 * offset 0 */
+		0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		IN_FRAME,
+	};
+	static const uint8_t capwap_wlan[] = {
+		ETH_V4, IP4C(108, 17),
+		/* UDP 5247 -> 45000, length 88 */
+		0x14, 0x7f, 0xaf, 0xc8, 0x00, 88, 0x00, 0x00,
+		/* CAPWAP: HLEN 2, WBID 1 (802.11), T 1 (native frame) */
+		0x00, 0x10, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00,
+		/* 802.11 with the frame control bytes swapped (Cisco) */
+		0x01, 0x08, 0x00, 0x00, 0x02, 0, 0, 0, 0, 0x0b, 0x02, 0, 0, 0, 0, 0x0a,
+		0x02, 0, 0, 0, 0, 0x0c, 0x10, 0x00,
+		LLC_SNAP_V4, IN_IP4, IN_TCP,
+	};
+	struct dc_packet p;
+	uint8_t f[sizeof capwap_wlan];
+
+	CHECK_EQ(DEC(DC_LINK_IEEE802_11, data, &p), DC_OK);
+	check_inner_tcp(&p);
+	CHECK_EQ(p.l3_off, 24 + 8);
+	CHECK_EQ(DEC(DC_LINK_RADIOTAP, radiotap, &p), DC_OK);
+	check_inner_tcp(&p);
+	CHECK_EQ(DEC(DC_LINK_PPI, ppi, &p), DC_OK);
+	check_inner_tcp(&p);
+	CHECK_EQ(DEC(DC_LINK_IEEE802_11, qos4, &p), DC_OK);
+	check_inner_tcp(&p);
+	CHECK_EQ(p.l3_off, 32 + 8);
+	CHECK_EQ(DEC(DC_LINK_IEEE802_11, nullfn, &p), DC_NOT_IP);
+	CHECK_EQ(DEC(DC_LINK_IEEE802_11, beacon, &p), DC_NOT_IP);
+	dec(DC_LINK_IEEE802_11, data, 10, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_WLAN);
+	dec(DC_LINK_RADIOTAP, radiotap, 6, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_LINK);
+
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, capwap_eth, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_CAPWAP);
+	check_inner_tcp(&p);
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, capwap_wlan, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_CAPWAP);
+	check_inner_tcp(&p);
+	/* the standard byte order works as well */
+	memcpy(f, capwap_wlan, sizeof f);
+	f[50] = 0x08;
+	f[51] = 0x01;
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, f, &p), DC_OK);
+	check_inner_tcp(&p);
+	dc_decode(&cfg, DC_LINK_ETHERNET, capwap_eth, 14 + 20 + 8 + 6, sizeof capwap_eth, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_CAPWAP);
+	/* HLEN 1 word: shorter than the fixed header; HLEN 31 words: past the datagram */
+	memcpy(f, capwap_eth, sizeof capwap_eth);
+	f[43] = 0x08;
+	dec(DC_LINK_ETHERNET, f, sizeof capwap_eth, &p);
+	CHECK_REASON(&p, DC_R_CAPWAP_HLEN);
+	f[43] = 0xf8;
+	dec(DC_LINK_ETHERNET, f, sizeof capwap_eth, &p);
+	CHECK_REASON(&p, DC_R_CAPWAP_HLEN);
+	/* keep-alive (K) and DTLS (preamble type 1): not opened */
+	memcpy(f, capwap_eth, sizeof capwap_eth);
+	f[45] = 0x08;
+	CHECK_EQ(dec(DC_LINK_ETHERNET, f, sizeof capwap_eth, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_NONE);
+	memcpy(f, capwap_eth, sizeof capwap_eth);
+	f[42] = 0x01;
+	CHECK_EQ(dec(DC_LINK_ETHERNET, f, sizeof capwap_eth, &p), DC_OK);
+	CHECK_EQ(p.tunnel, DC_TUN_NONE);
+}
+
+/* A BIG TCP capture: Ethernet, IPv6 with payload length 0 and a Hop-by-Hop jumbo
+ * option, TCP, `payload` bytes.  Returns a heap buffer of *n bytes. */
+static uint8_t *jumbo_frame(uint32_t payload, uint32_t jumbo, size_t *n)
+{
+	static const uint8_t head[] = {
+		ETH_V6,
+		/* IPv6, payload length 0, next header 0 (hop-by-hop) */
+		IP6(0, 0),
+		/* hop-by-hop: next header TCP, length 0 (8 bytes), jumbo option C2 04 + value */
+		6, 0, 0xc2, 0x04, 0, 0, 0, 0,
+		TCP_SYN,
+	};
+	*n = sizeof head + payload;
+	uint8_t *f = calloc(1, *n);
+	if (!f)
+		abort();
+	memcpy(f, head, sizeof head);
+	f[14 + 44] = (uint8_t)(jumbo >> 24);
+	f[14 + 45] = (uint8_t)(jumbo >> 16);
+	f[14 + 46] = (uint8_t)(jumbo >> 8);
+	f[14 + 47] = (uint8_t)jumbo;
+	return f;
+}
+
+static void test_bigtcp(void)
+{
+	struct dc_packet p;
+	size_t n;
+	uint8_t *f = jumbo_frame(70000, 8 + 20 + 70000, &n);
+	CHECK_EQ(dc_decode(&cfg, DC_LINK_ETHERNET, f, (uint32_t)n, (uint32_t)n, &p), DC_OK);
+	CHECK_EQ(p.inner.proto, 6);
+	CHECK_EQ(p.payload_wire, 70000);
+	CHECK_EQ(p.l3_len, 40 + 8 + 20 + 70000);
+	/* captured with a small snaplen: still whole headers, the jumbo length counts */
+	CHECK_EQ(dc_decode(&cfg, DC_LINK_ETHERNET, f, 200, (uint32_t)n, &p), DC_OK);
+	CHECK_EQ(p.payload_wire, 70000);
+	/* trailing bytes after the jumbogram (padding): the jumbo length wins */
+	CHECK_EQ(dc_decode(&cfg, DC_LINK_ETHERNET, f, (uint32_t)n, (uint32_t)n + 10, &p), DC_OK);
+	CHECK_EQ(p.payload_wire, 70000);
+	free(f);
+	/* a jumbo length below 65536 is not allowed; one longer than the wire is a lie;
+	 * a jumbo option must be 4 bytes */
+	f = jumbo_frame(100, 8 + 20 + 100, &n);
+	dc_decode(&cfg, DC_LINK_ETHERNET, f, (uint32_t)n, (uint32_t)n, &p);
+	CHECK_REASON(&p, DC_R_IPV6_JUMBO);
+	free(f);
+	f = jumbo_frame(70000, 8 + 20 + 70001, &n);
+	dc_decode(&cfg, DC_LINK_ETHERNET, f, (uint32_t)n, (uint32_t)n, &p);
+	CHECK_REASON(&p, DC_R_IPV6_JUMBO);
+	f[14 + 43] = 3;
+	dc_decode(&cfg, DC_LINK_ETHERNET, f, (uint32_t)n, (uint32_t)n, &p);
+	CHECK_REASON(&p, DC_R_IPV6_JUMBO);
+	/* hop-by-hop cut by the capture: a truncation */
+	dc_decode(&cfg, DC_LINK_ETHERNET, f, 14 + 40 + 4, (uint32_t)n, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_IPV6_EXT);
+	free(f);
+
+	/* IPv4 total length 0 with 70000 bytes of TCP payload */
+	static const uint8_t h4[] = { ETH_V4, IP4(0, 6), TCP_SYN };
+	n = sizeof h4 + 70000;
+	f = calloc(1, n);
+	if (!f)
+		abort();
+	memcpy(f, h4, sizeof h4);
+	CHECK_EQ(dc_decode(&cfg, DC_LINK_ETHERNET, f, (uint32_t)n, (uint32_t)n, &p), DC_OK);
+	CHECK_EQ(p.payload_wire, 70000);
+	CHECK_EQ(p.l3_len, 20 + 20 + 70000);
+	free(f);
+}
+
+static unsigned ipv4_sum_ok(const uint8_t *h)
+{
+	uint32_t sum = 0;
+	for (unsigned i = 0; i < 20; i += 2)
+		sum += (uint32_t)h[i] << 8 | h[i + 1];
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
+static void test_resize_enclosing(void)
+{
+	uint8_t f[sizeof gtpu_frame];
+	struct dc_packet p;
+
+	/* VXLAN (with a VLAN tag): the inner IP header at VXLAN_OFF + 8 + 14 grows by
+	 * 100 bytes: outer IPv4 total length and UDP length follow, checksums fixed */
+	uint8_t v[sizeof vxlan_frame];
+	memcpy(v, vxlan_frame, sizeof v);
+	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, vxlan_frame, sizeof vxlan_frame,
+				     sizeof vxlan_frame, v, VXLAN_OFF + 8 + 14, 100), 0);
+	CHECK_EQ(v[18 + 2] << 8 | v[18 + 3], 190);
+	CHECK(ipv4_sum_ok(v + 18));
+	CHECK_EQ(v[38 + 4] << 8 | v[38 + 5], 170);
+	CHECK_EQ(v[38 + 6] | v[38 + 7], 0);
+	/* the inner header itself is left alone */
+	CHECK(memcmp(v + VXLAN_OFF, vxlan_frame + VXLAN_OFF, sizeof v - VXLAN_OFF) == 0);
+	/* not an IP header the walk reaches */
+	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, vxlan_frame, sizeof vxlan_frame,
+				     sizeof vxlan_frame, v, VXLAN_OFF + 8, 100), -EINVAL);
+	/* a total length that would not fit in 16 bits */
+	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, vxlan_frame, sizeof vxlan_frame,
+				     sizeof vxlan_frame, v, VXLAN_OFF + 8 + 14, 65500), -EOVERFLOW);
+	/* GTP-U: its length follows too */
+	memcpy(f, gtpu_frame, sizeof f);
+	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, gtpu_frame, sizeof gtpu_frame,
+				     sizeof gtpu_frame, f, GTP_OFF + 8, 1000), 0);
+	CHECK_EQ(f[GTP_OFF + 2] << 8 | f[GTP_OFF + 3], 1040);
+	CHECK_EQ(f[14 + 2] << 8 | f[14 + 3], 1076);
+	/* the outermost header: nothing encloses it */
+	memcpy(f, gtpu_frame, sizeof f);
+	CHECK_EQ(dc_resize_enclosing(&cfg, DC_LINK_ETHERNET, gtpu_frame, sizeof gtpu_frame,
+				     sizeof gtpu_frame, f, 14, 1000), 0);
+	CHECK(memcmp(f, gtpu_frame, sizeof f) == 0);
+	(void)p;
+}
+
 /* ---------------- names, counters, formatting ---------------- */
 
 static void test_names_and_format(void)
@@ -969,6 +1656,11 @@ static void test_names_and_format(void)
 		"truncated-sctp", "truncated-vxlan", "vxlan-flags", "truncated-geneve",
 		"geneve-version", "geneve-optlen", "truncated-gre", "gre-version",
 		"truncated-erspan", "erspan-version", "tunnel-depth",
+		"truncated-gtp", "gtp-version", "gtp-len", "gtp-ext", "truncated-mpls",
+		"mpls-depth", "truncated-vxlan-gpe", "vxlan-gpe-flags", "truncated-nsh",
+		"nsh-version", "nsh-len", "truncated-teredo", "truncated-ayiya",
+		"truncated-wccp", "truncated-cmd", "truncated-wlan", "truncated-capwap",
+		"capwap-hlen", "bad-ipv6-jumbo", "layer-depth",
 	};
 	CHECK_EQ(sizeof want / sizeof want[0], DC_R__COUNT);
 	for (int r = 0; r < DC_R__COUNT; r++)
@@ -1031,6 +1723,9 @@ static void test_all_prefixes(void)
 	static const struct { const uint8_t *f; size_t n; } frames[] = {
 		{ vxlan_frame, sizeof vxlan_frame },
 		{ geneve_frame, sizeof geneve_frame },
+		{ gtpu_frame, sizeof gtpu_frame },
+		{ gtpu_ext_frame, sizeof gtpu_ext_frame },
+		{ gpe_nsh_frame, sizeof gpe_nsh_frame },
 	};
 	for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
 		for (size_t n = 0; n <= frames[i].n; n++) {
@@ -1068,6 +1763,14 @@ int main(void)
 	test_erspan();
 	test_ip_in_ip();
 	test_nested_and_depth();
+	test_gtp();
+	test_mpls();
+	test_vxlan_gpe_nsh();
+	test_teredo_ayiya();
+	test_gre_carriers();
+	test_wlan();
+	test_bigtcp();
+	test_resize_enclosing();
 	test_names_and_format();
 	test_all_prefixes();
 	/* every malformed reason has a test that produces it */
