@@ -19,6 +19,31 @@ int cmd_flows(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_store(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+
+/* ---- the query API's client (remote.c): `flows|export --server URL` ---- */
+
+struct app_get {
+	const char *cmd;              /* "flows", for messages */
+	const char *server;           /* "http://127.0.0.1:7070" */
+	const char *path;             /* "/api/v1/flows" */
+	struct { const char *name, *value; } params[12]; /* value NULL = left out; escaped here */
+	size_t nparams;
+	const char *token_file;       /* bearer token (first line), or NULL */
+	const char *cacert;           /* CA file for https, or NULL for the system's */
+	const char *filter_text;      /* to show a filter error's position */
+	/* the 2xx body, as it arrives; < 0 stops the transfer */
+	int (*write)(void *arg, const void *buf, size_t len);
+	void *arg;
+	char *next_cursor;            /* X-Next-Cursor of the answer ("" if none), when not NULL */
+	size_t next_cursor_len;
+	int *incomplete;              /* set from X-Complete: false, when not NULL */
+	void *curl;                   /* reused between calls; free with app_get_done */
+};
+/* 0 after a 2xx answer, the HTTP status (> 0) of an error answer after printing
+ * its message, -1 after a message for anything else (connection, output). */
+int app_get(struct app_get *g);
+void app_get_done(struct app_get *g);
 
 /* Prints "usage: podcap <usage>" and a hint to stderr; returns 2. */
 int app_usage(const char *usage);
@@ -53,6 +78,8 @@ struct app_opts {
 	int n_ifaces;
 	uint64_t duration_s, stats_s;
 	int all_ifaces, inventory_given;
+	/* the query API inside the agent (--listen); off when listen is NULL */
+	const char *listen, *token_file, *tls_cert, *tls_key;
 };
 
 /* Defaults of a command (worker counts, bulk-load flags, ...). */
@@ -68,7 +95,7 @@ const char *app_opts_usage(enum app_cmd cmd);
  * sinks[0..*n); the stats handles stay valid until eng_close.  0, or 1 after a
  * message on stderr. */
 struct app_sinks {
-	struct eng_sink sink[2];
+	struct eng_sink sink[3];
 	size_t n;
 	struct fdb_sink *fdb;
 	struct pks_sink *pks;

@@ -29,8 +29,8 @@
 #include "pktstore.h"
 #include "query.h"
 
-#define EXPORT_USAGE "export --db PATH (--flow ID ... | --filter FILTER | --app NAME | --ip ADDR | " \
-	"--port N) -w FILE|- [-F pcapng|pcap] [--store DIR] [--limit N]"
+#define EXPORT_USAGE "export (--db PATH [--store DIR] | --server URL [--token-file FILE] [--cacert FILE]) " \
+	"(--flow ID ... | --filter FILTER | --app NAME | --ip ADDR | --port N) -w FILE|- [-F pcapng|pcap] [--limit N]"
 #define EXPORT_DEFAULT_LIMIT 10000
 #define EXPORT_MAX_FLOWS 1000000
 
@@ -50,7 +50,10 @@ static void export_help(void)
 	       "  -w FILE|-      output file, '-' for stdout (e.g. | wireshark -k -i -)\n"
 	       "  -F FORMAT      pcapng (default) or pcap; pcap keeps neither interface names\n"
 	       "                 nor comments and cannot mix link types\n"
-	       "  --store DIR    packet store directory (default: from the database)\n\n"
+	       "  --store DIR    packet store directory (default: from the database)\n"
+	       "  --server URL   download from an agent or 'podcap serve' (http://HOST:PORT)\n"
+	       "                 instead of reading a database\n"
+	       "  --token-file FILE  its bearer token;  --cacert FILE  its CA for https\n\n"
 	       "Exit status: 0 when packets were written, 1 when none could be (flows\n"
 	       "unknown, packets expired) or on errors, 2 on bad usage.\n",
 	       EXPORT_DEFAULT_LIMIT);
@@ -79,6 +82,7 @@ static void report(void *arg, const struct pks_flow *x)
 
 struct export_opts {
 	const char *db_path, *out_path, *store_dir;
+	const char *server, *token_file, *cacert;
 	const char *filter_expr, *app, *ip;
 	int port;
 	int use_filter;
@@ -91,7 +95,8 @@ struct export_opts {
 /* Parses the options; 0, or the exit status after --help (0) or a usage error (2). */
 static int export_parse(int argc, char **argv, struct export_opts *o)
 {
-	enum { O_DB = 256, O_FLOW, O_FILTER, O_APP, O_IP, O_PORT, O_STORE, O_LIMIT, O_HELP };
+	enum { O_DB = 256, O_FLOW, O_FILTER, O_APP, O_IP, O_PORT, O_STORE, O_LIMIT, O_SERVER, O_TOKEN, O_CACERT,
+	       O_HELP };
 	static const struct option opts[] = {
 		{"db", required_argument, NULL, O_DB},
 		{"flow", required_argument, NULL, O_FLOW},
@@ -101,6 +106,9 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 		{"port", required_argument, NULL, O_PORT},
 		{"store", required_argument, NULL, O_STORE},
 		{"limit", required_argument, NULL, O_LIMIT},
+		{"server", required_argument, NULL, O_SERVER},
+		{"token-file", required_argument, NULL, O_TOKEN},
+		{"cacert", required_argument, NULL, O_CACERT},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -150,6 +158,9 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 			o->port = (int)v;
 			break;
 		case O_STORE: o->store_dir = optarg; break;
+		case O_SERVER: o->server = optarg; break;
+		case O_TOKEN: o->token_file = optarg; break;
+		case O_CACERT: o->cacert = optarg; break;
 		case O_LIMIT:
 			if (app_parse_uint(optarg, 1, EXPORT_MAX_FLOWS, &o->limit) < 0) {
 				fprintf(stderr, "podcap export: bad --limit '%s' (1..%d)\n", optarg, EXPORT_MAX_FLOWS);
@@ -179,8 +190,16 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 		fprintf(stderr, "podcap export: unexpected argument '%s'\n", argv[optind]);
 		return app_usage(EXPORT_USAGE);
 	}
-	if (!o->db_path || !o->out_path || (!o->nids && !o->use_filter) || (o->nids && o->use_filter)) {
-		fprintf(stderr, "podcap export: %s\n", !o->db_path ? "--db is required" :
+	if (o->server && (o->db_path || o->store_dir)) {
+		fprintf(stderr, "podcap export: --server reads no local database: leave out --db and --store\n");
+		return app_usage(EXPORT_USAGE);
+	}
+	if (!o->server && (o->token_file || o->cacert)) {
+		fprintf(stderr, "podcap export: --token-file and --cacert go with --server\n");
+		return app_usage(EXPORT_USAGE);
+	}
+	if ((!o->db_path && !o->server) || !o->out_path || (!o->nids && !o->use_filter) || (o->nids && o->use_filter)) {
+		fprintf(stderr, "podcap export: %s\n", !o->db_path && !o->server ? "--db (or --server) is required" :
 			!o->out_path ? "-w FILE (or -) is required" :
 			o->nids ? "give --flow or a filter, not both" : "give --flow ID or a filter");
 		return app_usage(EXPORT_USAGE);
@@ -190,6 +209,74 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 		return app_usage(EXPORT_USAGE);
 	}
 	return -1; /* go on */
+}
+
+/* ---- --server: the same bytes from the query API ---- */
+
+struct fd_out {
+	int fd;
+	uint64_t bytes;
+};
+
+static int fd_write(void *arg, const void *buf, size_t len)
+{
+	struct fd_out *o = arg;
+	const char *p = buf;
+	while (len) {
+		ssize_t n = write(o->fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+		o->bytes += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int export_remote(const struct export_opts *o, const char *filter_text, int fd)
+{
+	struct fd_out out = {.fd = fd};
+	struct app_get g = {.cmd = "export", .server = o->server, .token_file = o->token_file, .cacert = o->cacert,
+			    .write = fd_write, .arg = &out};
+	char path[64], limit[24], *ids = NULL;
+	if (o->nids == 1) {
+		snprintf(path, sizeof(path), "/api/v1/flows/%" PRIu64 "/pcap", o->ids[0]);
+		g.path = path;
+	} else {
+		g.path = "/api/v1/pcap";
+		if (o->nids > 1) {
+			/* several ids: "id in [a, b, ...]" */
+			size_t cap = o->nids * 22 + 16, off = 0;
+			if (!(ids = malloc(cap))) {
+				fprintf(stderr, "podcap export: out of memory\n");
+				return 1;
+			}
+			off += (size_t)snprintf(ids + off, cap - off, "id in [");
+			for (size_t i = 0; i < o->nids; i++)
+				off += (size_t)snprintf(ids + off, cap - off, "%s%" PRIu64, i ? "," : "", o->ids[i]);
+			snprintf(ids + off, cap - off, "]");
+			filter_text = ids;
+		}
+		snprintf(limit, sizeof(limit), "%llu", o->nids > 1 ? (unsigned long long)o->nids : o->limit);
+		g.params[g.nparams].name = "filter";
+		g.params[g.nparams++].value = filter_text;
+		g.params[g.nparams].name = "limit";
+		g.params[g.nparams++].value = limit;
+		g.filter_text = filter_text;
+	}
+	g.params[g.nparams].name = "format";
+	g.params[g.nparams++].value = o->fmt == PN_FORMAT_PCAP ? "pcap" : "pcapng";
+	int rc = app_get(&g);
+	app_get_done(&g);
+	free(ids);
+	if (rc != 0)
+		return rc == 400 ? 2 : 1;
+	fprintf(stderr, "podcap export: %" PRIu64 " bytes from %s written to %s\n", out.bytes, o->server,
+		strcmp(o->out_path, "-") ? o->out_path : "stdout");
+	return 0;
 }
 
 int cmd_export(int argc, char **argv)
@@ -217,6 +304,21 @@ int cmd_export(int argc, char **argv)
 			status = app_usage(EXPORT_USAGE);
 			goto out;
 		}
+	}
+	if (o.server) {
+		if (!strcmp(o.out_path, "-")) {
+			fd = STDOUT_FILENO;
+		} else if ((fd = open(o.out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+			fprintf(stderr, "podcap export: %s: %s\n", o.out_path, strerror(errno));
+			goto out;
+		}
+		signal(SIGPIPE, SIG_IGN);
+		status = export_remote(&o, text, fd);
+		if (fd != STDOUT_FILENO && close(fd) < 0 && status == 0) {
+			fprintf(stderr, "podcap export: %s: %s\n", o.out_path, strerror(errno));
+			status = 1;
+		}
+		goto out;
 	}
 	/* Read-only: exporting never locks or migrates a database an agent writes. */
 	struct fdb_config dcfg;

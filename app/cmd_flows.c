@@ -4,6 +4,7 @@
  * The database is opened read-only: listing never creates, migrates or locks a
  * database out from under a running writer (WAL lets both run at once). */
 #include <errno.h>
+#include <jansson.h>
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,8 +16,8 @@
 #include "pktstore.h"
 #include "query.h"
 
-#define FLOWS_USAGE "flows --db PATH [FILTER] [--json|--ndjson|--csv] [--limit N] [--since T] [--until T] " \
-	"[--app NAME] [--ip ADDR] [--port N]"
+#define FLOWS_USAGE "flows (--db PATH | --server URL [--token-file FILE] [--cacert FILE]) [FILTER] " \
+	"[--json|--ndjson|--csv] [--limit N] [--since T] [--until T] [--app NAME] [--ip ADDR] [--port N]"
 #define FLOWS_DEFAULT_LIMIT 100
 
 static void flows_help(void)
@@ -27,6 +28,8 @@ static void flows_help(void)
 	       "  podcap flows --db flows.db 'src in 10.244.1.0/24 and bytes > 1M'\n"
 	       "(the filter language: docs/filters.md; several words are joined by spaces)\n\n"
 	       "  --db PATH      flow database written by 'podcap read' or 'podcap run'\n"
+	       "  --server URL   ask an agent or 'podcap serve' instead (http://HOST:PORT)\n"
+	       "  --token-file FILE  its bearer token;  --cacert FILE  its CA for https\n"
 	       "  --json         a JSON array of objects (all columns; ids as strings)\n"
 	       "  --ndjson       one JSON object per line\n"
 	       "  --csv          CSV with a header line (all columns)\n"
@@ -53,6 +56,156 @@ void app_filter_error(const char *cmd, const char *text, const struct q_error *e
 	}
 }
 
+/* ---- --server: the same listing from the query API ---- */
+
+#define REMOTE_PAGE 10000
+
+struct remote_out {
+	int fmt;                /* Q_FMT_* wanted */
+	int page;               /* 0-based page number */
+	long rows;              /* rows written so far */
+	char *line;             /* a partial NDJSON line */
+	size_t len, cap;
+	char cursor[128];
+	int incomplete;
+	char why[512];
+};
+
+/* A whole NDJSON line: a flow (written out) or the page's last line. */
+static int remote_line(struct remote_out *r, const char *l, size_t n)
+{
+	static const char meta[] = "{\"next_cursor\"";
+	if (n >= sizeof(meta) - 1 && !memcmp(l, meta, sizeof(meta) - 1)) {
+		json_error_t je;
+		json_t *j = json_loadb(l, n, 0, &je);
+		const char *cur = j ? json_string_value(json_object_get(j, "next_cursor")) : NULL;
+		snprintf(r->cursor, sizeof(r->cursor), "%s", cur ? cur : "");
+		if (j && json_is_false(json_object_get(j, "complete"))) {
+			r->incomplete = 1;
+			json_t *why = json_array_get(json_object_get(j, "incomplete_because"), 0);
+			if (json_string_value(why))
+				snprintf(r->why, sizeof(r->why), "%s", json_string_value(why));
+		}
+		json_decref(j);
+		return 0;
+	}
+	if (r->fmt == Q_FMT_JSON && fputs(r->rows ? ",\n" : "\n", stdout) == EOF)
+		return -EIO;
+	r->rows++;
+	if (fwrite(l, 1, n, stdout) != n || (r->fmt == Q_FMT_NDJSON && putchar('\n') == EOF))
+		return -EIO;
+	return 0;
+}
+
+static int remote_write(void *arg, const void *buf, size_t len)
+{
+	struct remote_out *r = arg;
+	const char *p = buf;
+	if (r->fmt == Q_FMT_TABLE)
+		return fwrite(p, 1, len, stdout) == len ? 0 : -EIO;
+	if (r->fmt == Q_FMT_CSV) {
+		/* the header line once, on the first page */
+		if (r->page > 0 && !r->rows) {
+			const char *nl = memchr(p, '\n', len);
+			if (!nl)
+				return 0;
+			r->rows = 1;
+			len -= (size_t)(nl + 1 - p);
+			p = nl + 1;
+		}
+		r->rows = 1;
+		return fwrite(p, 1, len, stdout) == len ? 0 : -EIO;
+	}
+	while (len) {
+		const char *nl = memchr(p, '\n', len);
+		size_t take = nl ? (size_t)(nl - p) : len;
+		if (r->len + take > r->cap) {
+			size_t cap = (r->len + take) * 2 + 256;
+			if (cap > (16u << 20))
+				return -E2BIG;
+			char *n = realloc(r->line, cap);
+			if (!n)
+				return -ENOMEM;
+			r->line = n;
+			r->cap = cap;
+		}
+		memcpy(r->line + r->len, p, take);
+		r->len += take;
+		if (!nl)
+			break;
+		int rc = remote_line(r, r->line, r->len);
+		r->len = 0;
+		if (rc < 0)
+			return rc;
+		len -= take + 1;
+		p = nl + 1;
+	}
+	return 0;
+}
+
+static int flows_remote(const char *server, const char *token_file, const char *cacert, const char *filter,
+			const struct q_select *q, int fmt)
+{
+	struct remote_out r = {.fmt = fmt};
+	struct app_get g = {.cmd = "flows", .server = server, .path = "/api/v1/flows", .token_file = token_file,
+			    .cacert = cacert, .filter_text = filter, .write = remote_write, .arg = &r,
+			    .next_cursor = r.cursor, .next_cursor_len = sizeof(r.cursor), .incomplete = &r.incomplete};
+	char from[40], to[40], limit[24];
+	int64_t left = q->limit; /* -1: all */
+	int status = 1;
+	if (q->range.has_from)
+		snprintf(from, sizeof(from), "%lld.%06lld", (long long)(q->range.from_us / 1000000),
+			 (long long)(q->range.from_us % 1000000));
+	if (q->range.has_to)
+		snprintf(to, sizeof(to), "%lld.%06lld", (long long)(q->range.to_us / 1000000),
+			 (long long)(q->range.to_us % 1000000));
+	if (fmt == Q_FMT_JSON && fputs("[", stdout) == EOF)
+		goto out;
+	for (;;) {
+		int64_t n = left < 0 || left > REMOTE_PAGE ? REMOTE_PAGE : left;
+		snprintf(limit, sizeof(limit), "%lld", (long long)n);
+		char cursor[128];
+		snprintf(cursor, sizeof(cursor), "%s", r.cursor);
+		g.nparams = 0;
+#define PARAM(k, v) do { g.params[g.nparams].name = (k); g.params[g.nparams++].value = (v); } while (0)
+		PARAM("filter", filter && *filter ? filter : NULL);
+		PARAM("from", q->range.has_from ? from : NULL);
+		PARAM("to", q->range.has_to ? to : NULL);
+		PARAM("order", "-last");
+		PARAM("limit", limit);
+		PARAM("cursor", cursor[0] ? cursor : NULL);
+		PARAM("format", fmt == Q_FMT_JSON || fmt == Q_FMT_NDJSON ? "ndjson" : fmt == Q_FMT_CSV ? "csv" : "table");
+#undef PARAM
+		int rc = app_get(&g);
+		if (rc != 0) {
+			status = rc == 400 ? 2 : 1;
+			goto out;
+		}
+		if (left > 0)
+			left -= n;
+		r.page++;
+		/* the table is one page: its columns are aligned over the rows it has */
+		if (!r.cursor[0] || left == 0 || fmt == Q_FMT_TABLE)
+			break;
+	}
+	if (fmt == Q_FMT_JSON && fputs(r.rows ? "\n]\n" : "]\n", stdout) == EOF)
+		goto out;
+	if (fflush(stdout) == EOF) {
+		fprintf(stderr, "podcap flows: writing output: %s\n", strerror(errno));
+		goto out;
+	}
+	if (fmt == Q_FMT_TABLE && r.cursor[0] && (q->limit < 0 || q->limit > REMOTE_PAGE))
+		fprintf(stderr, "podcap flows: the table shows %d rows from a server; use --ndjson or --csv for more\n",
+			REMOTE_PAGE);
+	if (r.incomplete)
+		fprintf(stderr, "podcap flows: the answer is not complete%s%s\n", r.why[0] ? ": " : "", r.why);
+	status = 0;
+out:
+	app_get_done(&g);
+	free(r.line);
+	return status;
+}
+
 int cmd_flows(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -66,10 +219,13 @@ int cmd_flows(int argc, char **argv)
 		{"port", required_argument, NULL, 'p'},
 		{"since", required_argument, NULL, 's'},
 		{"until", required_argument, NULL, 'u'},
+		{"server", required_argument, NULL, 'S'},
+		{"token-file", required_argument, NULL, 'T'},
+		{"cacert", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *db = NULL, *app = NULL, *ip = NULL;
+	const char *db = NULL, *app = NULL, *ip = NULL, *server = NULL, *token_file = NULL, *cacert = NULL;
 	int fmt = -1, port = -1;
 	struct q_select q = {.order = Q_ORDER_LAST_DESC, .limit = FLOWS_DEFAULT_LIMIT};
 	struct q_error qe;
@@ -101,6 +257,15 @@ int cmd_flows(int argc, char **argv)
 			break;
 		case 'd':
 			db = optarg;
+			break;
+		case 'S':
+			server = optarg;
+			break;
+		case 'T':
+			token_file = optarg;
+			break;
+		case 'C':
+			cacert = optarg;
 			break;
 		case 'j':
 		case 'N':
@@ -164,8 +329,12 @@ int cmd_flows(int argc, char **argv)
 	}
 	for (; optind < argc; optind++) /* after "--" */
 		WORD(argv[optind]);
-	if (!db) {
-		fprintf(stderr, "podcap flows: --db PATH is required\n");
+	if (!db == !server) {
+		fprintf(stderr, "podcap flows: %s\n", db ? "give --db or --server, not both" : "--db PATH (or --server URL) is required");
+		USAGE();
+	}
+	if (!server && (token_file || cacert)) {
+		fprintf(stderr, "podcap flows: --token-file and --cacert go with --server\n");
 		USAGE();
 	}
 	/* The filter: the positional words and the shorthands. */
@@ -179,6 +348,10 @@ int cmd_flows(int argc, char **argv)
 		USAGE();
 	}
 	q.filter = filter;
+	if (server) {
+		status = flows_remote(server, token_file, cacert, text, &q, fmt < 0 ? Q_FMT_TABLE : fmt);
+		goto out;
+	}
 
 	struct fdb_config cfg;
 	fdb_config_default(&cfg);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "app.h"
 
 #define RUN_MAX_IFACES 256
@@ -55,6 +56,8 @@ struct run_ctx {
 	struct run_if ifs[RUN_MAX_IFACES];
 	size_t n_ifs;
 	int fatal;
+	struct api *api;            /* --listen: the query API, else NULL */
+	int sinks_given;            /* eng_open was called: it closes the sinks */
 };
 
 static uint64_t wall_us(void)
@@ -299,6 +302,66 @@ static void print_stats(struct run_ctx *c, uint64_t elapsed_ms, const char *when
 	fflush(stdout);
 }
 
+/* The API may not read the capture backend (only this thread may), so it gets a
+ * copy of the counters about once a second. */
+static void publish_capture(struct run_ctx *c)
+{
+	struct cap_live_stats ls;
+	struct cap_live_iface_stats is[RUN_MAX_IFACES];
+	static struct api_iface ai[RUN_MAX_IFACES];
+	cap_live_stats(c->live, &ls);
+	size_t n = cap_live_iface_stats(c->live, is, RUN_MAX_IFACES);
+	for (size_t i = 0; i < n; i++) {
+		struct run_if *ri = find_run_if(c, is[i].ifindex);
+		memset(&ai[i], 0, sizeof(ai[i]));
+		ai[i].obs_id = ri ? ri->obs : 0;
+		snprintf(ai[i].iface, sizeof(ai[i].iface), "%.*s", IF_NAMESIZE - 1, is[i].name);
+		if (ri)
+			snprintf(ai[i].pod, sizeof(ai[i].pod), "%.*s", (int)sizeof(ai[i].pod) - 1, ri->pod);
+		ai[i].received = is[i].received;
+		ai[i].kernel_drops = is[i].kernel_drops;
+		uint64_t kp, kb;
+		if (cap_live_counted(c->live, is[i].ifindex, CAP_DIR_UNKNOWN, &kp, &kb) == 0) {
+			ai[i].kernel_counted = kp;
+			ai[i].kernel_bytes = kb;
+		}
+	}
+	struct api_capture ac = {
+		.backend = cap_backend_name(cap_live_backend(c->live)),
+		.received = ls.received, .kernel_drops = ls.kernel_drops, .ring_drops = ls.ring_drops,
+		.bad_records = ls.bad_records, .ifaces = ai, .nifaces = n,
+	};
+	api_publish_capture(c->api, &ac);
+}
+
+/* --listen: the API opens before the engine (its metrics sink goes in with the
+ * others), so a port in use stops the agent before it captures anything. */
+static int open_api(struct run_ctx *c)
+{
+	struct api_config cfg;
+	char err[1024];
+	api_config_default(&cfg);
+	cfg.mode = "agent";
+	cfg.db_path = c->o->db_path;
+	cfg.store_dir = c->o->store_dir;
+	cfg.http.listen = c->o->listen;
+	cfg.http.token_file = c->o->token_file;
+	cfg.http.tls_cert_file = c->o->tls_cert;
+	cfg.http.tls_key_file = c->o->tls_key;
+	if (api_open(&cfg, &c->api, err, sizeof(err)) < 0) {
+		fprintf(stderr, "podcap run: --listen: %s\n", err);
+		return -1;
+	}
+	api_metrics_sink(c->api, &c->sinks.sink[c->sinks.n++]);
+	const char *colon = strrchr(c->o->listen, ':');
+	int hostlen = colon ? (int)(colon - c->o->listen) : (int)strlen(c->o->listen);
+	if (!c->o->quiet)
+		printf("podcap run: API and web page on %s://%.*s:%d/\n", c->o->tls_cert ? "https" : "http", hostlen,
+		       c->o->listen, api_port(c->api));
+	fflush(stdout);
+	return 0;
+}
+
 static int enter_netns(const char *name)
 {
 	char path[256];
@@ -328,8 +391,16 @@ static int run_start(struct run_ctx *c)
 {
 	char err[1024];
 	int rc;
-	/* Enter the node's namespace before any socket, BPF object or thread exists:
-	 * setns() moves only this thread, and everything made later inherits it. */
+	/* The stores, and the API with its threads and listening socket, in the
+	 * namespace podcap was started in: a user reaches the API there (the node's
+	 * host network, or the lab's host), not inside the captured namespace. */
+	if (app_open_sinks("run", c->o, &c->sinks))
+		return -1;
+	if (c->o->listen && open_api(c) < 0)
+		return -1;
+	/* Then the node's namespace, before any capture socket, BPF object or engine
+	 * thread exists: setns() moves only this thread, and what it makes later
+	 * inherits it. */
 	if (c->o->netns && enter_netns(c->o->netns) < 0)
 		return -1;
 	if (cap_inventory_load(c->o->inventory, &c->inv, err, sizeof(err)) < 0) {
@@ -354,12 +425,14 @@ static int run_start(struct run_ctx *c)
 		c->o->eng.record_hook = kernel_counts;
 		c->o->eng.record_hook_arg = c;
 	}
-	if (app_open_sinks("run", c->o, &c->sinks))
-		return -1;
+	/* The engine owns the sinks from here on, also when it fails to open. */
+	c->sinks_given = 1;
 	if (eng_open(&c->o->eng, c->sinks.sink, c->sinks.n, &c->e, err, sizeof(err)) < 0) {
 		fprintf(stderr, "podcap run: %s\n", err);
 		return -1;
 	}
+	if (c->api)
+		api_attach(c->api, c->e, c->sinks.fdb, c->sinks.pks);
 	if ((rc = cap_disc_monitor_open(c->inv, c->o->netns, &c->mon)) < 0) {
 		fprintf(stderr, "podcap run: cannot watch links: %s\n", strerror(-rc));
 		return -1;
@@ -408,7 +481,7 @@ static void run_loop(struct run_ctx *c)
 		printf("podcap run: backend %s, %zu interface(s), db %s\n",
 		       cap_backend_name(cap_live_backend(c->live)), count_active(c), c->o->db_path);
 	fflush(stdout);
-	uint64_t t0 = mono_ms(), last_tick = t0, last_stats = t0;
+	uint64_t t0 = mono_ms(), last_tick = t0, last_stats = t0, last_publish = 0;
 	while (!stop_requested && !c->fatal) {
 		uint64_t now = mono_ms();
 		if (c->o->duration_s && now - t0 >= c->o->duration_s * 1000u)
@@ -432,6 +505,10 @@ static void run_loop(struct run_ctx *c)
 			if (eng_tick(c->e, wall_us()) < 0)
 				c->fatal = 1;
 			last_tick = now;
+		}
+		if (c->api && now - last_publish >= 1000) {
+			publish_capture(c);
+			last_publish = now;
 		}
 		if (c->o->stats_s && now - last_stats >= c->o->stats_s * 1000u && !c->o->quiet) {
 			print_stats(c, now - t0, "stats");
@@ -487,7 +564,11 @@ int cmd_run(int argc, char **argv)
 	cap_disc_monitor_close(c->mon);
 	/* The engine first: ending its flows may still read the eBPF flow map
 	 * (record hook); then the tc programs are detached. */
+	api_stop(c->api);
 	eng_close(c->e);
+	for (size_t i = 0; !c->sinks_given && i < c->sinks.n; i++)
+		c->sinks.sink[i].ops->close(c->sinks.sink[i].ctx);
+	api_close(c->api);
 	if (c->live)
 		cap_live_close(c->live);
 	cap_inventory_free(c->inv);

@@ -19,6 +19,7 @@ static const struct command commands[] = {
 	{"export", cmd_export, "write the packets of a flow or of a filter's flows as pcapng or pcap"},
 	{"run", cmd_run, "the node agent: live capture -> flows -> store"},
 	{"store", cmd_store, "check a packet store: what can and cannot be exported"},
+	{"serve", cmd_serve, "the query API and the web page over an existing flow database"},
 };
 
 static void help(FILE *f)

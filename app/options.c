@@ -17,7 +17,8 @@ enum opt_id {
 	O_DB = 1, O_STORE, O_STORE_SNAPLEN, O_STORE_FIRST, O_STORE_CAP, O_DB_CAP, O_DB_MAX_AGE,
 	O_VXLAN_PORT, O_NO_DECAP, O_IDLE, O_ACTIVE, O_MAX_FLOWS, O_DPI_PACKETS, O_NO_DPI,
 	O_WORKERS, O_QUIET, O_CONFIG, O_BACKEND, O_NETNS, O_IFACE, O_ALL_IFACES, O_INVENTORY,
-	O_DURATION, O_STATS, O_FILTER, O_SNAPLEN, O_FLOW_PACKETS, O_BUFFER, O_HELP,
+	O_DURATION, O_STATS, O_FILTER, O_SNAPLEN, O_FLOW_PACKETS, O_BUFFER, O_LISTEN, O_TOKEN_FILE,
+	O_TLS_CERT, O_TLS_KEY, O_HELP,
 };
 
 struct app_option {
@@ -46,6 +47,12 @@ static const struct app_option options[] = {
 	 "counts, tunnelled ones count what reached user space"},
 	{"buffer", O_BUFFER, "SIZE", APP_RUN, "kernel buffer: libpcap ring per interface, or the eBPF ring buffer\n"
 	 "(default 8M; 1M..1G)"},
+	{"listen", O_LISTEN, "ADDR:PORT", APP_RUN, "serve the query API and the web page there, e.g. 127.0.0.1:7070\n"
+	 "(off by default; docs/api.md)"},
+	{"token-file", O_TOKEN_FILE, "FILE", APP_RUN, "bearer token for the API (first line, >= 16 characters); needed\n"
+	 "when --listen is not a loopback address"},
+	{"tls-cert", O_TLS_CERT, "FILE", APP_RUN, "serve the API over HTTPS with this PEM certificate (and --tls-key)"},
+	{"tls-key", O_TLS_KEY, "FILE", APP_RUN, "the certificate's PEM private key"},
 	{"store", O_STORE, "DIR", APP_READ | APP_RUN, "also keep the packets in rolling pcapng segments under DIR (eBPF: the\n"
 	 "packets that reach user space, the first --flow-packets of a flow)"},
 	{"store-snaplen", O_STORE_SNAPLEN, "N", APP_READ | APP_RUN, "keep at most N bytes of each stored packet (default: whole packets)"},
@@ -74,7 +81,8 @@ static const struct app_option options[] = {
 #define RUN_USAGE "run --db PATH [--config FILE] [--backend ebpf|pcap] [--netns NAME] [--iface IF]... " \
 	"[--inventory FILE] [--duration S] [--stats-interval S] [--filter BPF] [--snaplen N] " \
 	"[--flow-packets N] [--buffer SIZE] [--workers N] [--all-ifaces] [--store DIR] [--store-cap SIZE] " \
-	"[--store-first N] [--db-cap SIZE] [--db-max-age S] [--no-dpi] [--quiet]"
+	"[--store-first N] [--db-cap SIZE] [--db-max-age S] [--no-dpi] [--listen ADDR:PORT] " \
+	"[--token-file FILE] [--tls-cert FILE --tls-key FILE] [--quiet]"
 
 const char *app_opts_usage(enum app_cmd cmd)
 {
@@ -217,6 +225,10 @@ static int apply(enum app_cmd cmd, struct app_opts *o, const struct app_option *
 			o->stats_s = v;
 		break;
 	case O_FILTER: o->live.filter = val; break;
+	case O_LISTEN: o->listen = val; break;
+	case O_TOKEN_FILE: o->token_file = val; break;
+	case O_TLS_CERT: o->tls_cert = val; break;
+	case O_TLS_KEY: o->tls_key = val; break;
 	case O_SNAPLEN:
 		if (app_parse_uint(val, 64, 262144, &v) < 0)
 			return bad(cmd, n, val, "64..262144");
@@ -357,6 +369,14 @@ int app_opts_parse(enum app_cmd cmd, int argc, char **argv, struct app_opts *o, 
 	}
 	if (!o->db_path) {
 		fprintf(stderr, "podcap %s: --db PATH is required\n", cmd_name(cmd));
+		return app_usage(app_opts_usage(cmd));
+	}
+	if (!o->tls_cert != !o->tls_key) {
+		fprintf(stderr, "podcap %s: --tls-cert and --tls-key go together\n", cmd_name(cmd));
+		return app_usage(app_opts_usage(cmd));
+	}
+	if (!o->listen && (o->token_file || o->tls_cert)) {
+		fprintf(stderr, "podcap %s: --token-file and --tls-cert need --listen\n", cmd_name(cmd));
 		return app_usage(app_opts_usage(cmd));
 	}
 	*first_arg = optind;

@@ -48,7 +48,7 @@ static const char schema[] =
 	" proto_name TEXT, master_name TEXT, app_name TEXT, category TEXT, risk INTEGER, risk_names TEXT,"
 	" host TEXT, url TEXT, http_status INTEGER, dns_rcode INTEGER, ja3c TEXT, ja3s TEXT,"
 	" dpi_done INTEGER, packets_state TEXT NOT NULL DEFAULT 'none');"
-	"CREATE INDEX flows_src ON flows(src); CREATE INDEX flows_dst ON flows(dst);"
+	"CREATE INDEX flows_src_dport ON flows(src, dport); CREATE INDEX flows_dst_dport ON flows(dst, dport);"
 	"CREATE INDEX flows_app ON flows(app_name COLLATE NOCASE);"
 	"CREATE INDEX flows_pod ON flows(pod) WHERE pod IS NOT NULL;"
 	"INSERT INTO observation_points VALUES (1, 'eth0', 'both', 'default/web-1', 1, 0);"

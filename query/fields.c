@@ -44,10 +44,10 @@ const struct q_field_def q_field_defs[] = {
 	FIELD("id", T_ID, 0, 0, "PRIMARY KEY", "flow id (as in the API and `podcap export --flow`)",
 	      .col = {"f.id"}),
 	/* addresses and ports of the (inner) flow: src is the client, dst the server */
-	FIELD("src", T_ADDR, RG, 0, "flows_src", "client address (the flow's initiator); CIDR allowed",
+	FIELD("src", T_ADDR, RG, 0, "flows_src_dport", "client address (the flow's initiator); CIDR allowed",
 	      .col = {"f.src"}),
-	FIELD("dst", T_ADDR, RG, 0, "flows_dst", "server address; CIDR allowed", .col = {"f.dst"}),
-	FIELD("ip", T_ADDR, RG, 0, "flows_src, flows_dst", "either address, src or dst",
+	FIELD("dst", T_ADDR, RG, 0, "flows_dst_dport", "server address; CIDR allowed", .col = {"f.dst"}),
+	FIELD("ip", T_ADDR, RG, 0, "flows_src_dport, flows_dst_dport", "either address, src or dst",
 	      .col = {"f.src", "f.dst"}),
 	FIELD("sport", T_PORT, 0, 0, NULL, "client port", .col = {"f.sport"}),
 	FIELD("dport", T_PORT, 0, 0, "flows_dport", "server port", .col = {"f.dport"}),

@@ -652,6 +652,8 @@ int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, c
 			goto out;
 		}
 		while ((rc = fdb_cursor_next(c)) == 1) {
+			if (sel->limit >= 0 && (int64_t)nsel == sel->limit)
+				break; /* the row where() adds to tell whether more follow */
 			uint64_t id = (uint64_t)fdb_cursor_int(c, 0);
 			const char *t = fdb_cursor_text(c, 1);
 			char cid[64];
@@ -784,6 +786,133 @@ static int top_append(struct sqlbuf *q, const char *more, struct q_error *err)
 	return 0;
 }
 
+/* The writer's per-minute rollup (flowdb.c) answers top-N without a filter for
+ * the keys it keeps, reading about (minutes x keys) rows instead of every flow:
+ * 24 hours of 40 applications is 57,600 rows, where the flows of those hours may
+ * be millions.  Its time resolution is the minute of each flow's last packet.
+ * Returns 1 when it answered, 0 when it cannot (a filter, another key, a bucket
+ * that is not whole minutes, or a database whose rollup is not current), or a
+ * negative errno. */
+#define ROLLUP_US 60000000LL
+static int top_rollup(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err)
+{
+	static const struct { int dim; const char *key; } keys[Q_BY__COUNT] = {
+		[Q_BY_APP] = {0, "r.key"},
+		[Q_BY_CATEGORY] = {1, "r.key"},
+		[Q_BY_IFACE] = {2, "coalesce((SELECT iface FROM observation_points o WHERE o.id = CAST(r.key AS INTEGER)), '')"},
+		[Q_BY_POD] = {2, "coalesce((SELECT pod FROM observation_points o WHERE o.id = CAST(r.key AS INTEGER)), '')"},
+	};
+	static const char *const sums[Q_METRIC__COUNT] = {
+		[Q_METRIC_BYTES] = "sum(r.bytes)", [Q_METRIC_PACKETS] = "sum(r.packets)", [Q_METRIC_FLOWS] = "sum(r.flows)",
+	};
+	char v[16], sql[1024], range[96] = "";
+	struct fdb_cursor *c = NULL;
+	struct fdb_param p[8 + 1000];
+	int np = 0, rc;
+	if (req->filter || !keys[req->by].key || (req->bucket_us > 0 && req->bucket_us % ROLLUP_US))
+		return 0;
+	if (fdb_meta_get(db, "rollup", v, sizeof(v)) < 0 || strcmp(v, "1"))
+		return 0;
+	p[np++] = (struct fdb_param){.type = FDB_INT, .i = keys[req->by].dim};
+	if (req->range.has_from) {
+		p[np++] = (struct fdb_param){.type = FDB_INT, .i = req->range.from_us / ROLLUP_US * ROLLUP_US};
+		snprintf(range, sizeof(range), " AND r.bucket_us >= ?%d", np);
+	}
+	if (req->range.has_to) {
+		size_t l = strlen(range);
+		p[np++] = (struct fdb_param){.type = FDB_INT, .i = req->range.to_us};
+		snprintf(range + l, sizeof(range) - l, " AND r.bucket_us <= ?%d", np);
+	}
+	const char *key = keys[req->by].key, *sum = sums[req->metric];
+	int base = np;
+	/* 1. every key's sum, largest first: the first `limit` are the rows, the
+	 * total is all of them (keys are few, so no second pass) */
+	snprintf(sql, sizeof(sql), "SELECT %s AS k, %s AS v FROM rollup r WHERE r.dim = ?1%s GROUP BY k"
+		 " ORDER BY v DESC, k", key, sum, range);
+	if ((rc = fdb_cursor_open(db, sql, p, (size_t)np, &c)) < 0)
+		return q_err(err, rc, 0, "%s", fdb_errmsg(db));
+	if (!(out->rows = calloc((size_t)req->limit, sizeof(*out->rows)))) {
+		rc = q_err(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	while ((rc = fdb_cursor_next(c)) == 1) {
+		int64_t val = fdb_cursor_int(c, 1);
+		out->total += val;
+		if (val == 0 || out->nrows == (size_t)req->limit)
+			continue;
+		const char *k = fdb_cursor_text(c, 0);
+		if (!(out->rows[out->nrows].key = strdup(k ? k : ""))) {
+			rc = q_err(err, -ENOMEM, 0, "out of memory");
+			goto out;
+		}
+		out->rows[out->nrows++].value = val;
+	}
+	if (rc < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	fdb_cursor_close(c);
+	c = NULL;
+	int64_t top = 0;
+	for (size_t i = 0; i < out->nrows; i++)
+		top += out->rows[i].value;
+	out->other = out->total - top;
+	out->from_rollup = 1;
+	out->resolution_us = ROLLUP_US;
+	if (fdb_meta_get(db, "rollup_untracked", v, sizeof(v)) == 0)
+		out->untracked = strtoll(v, NULL, 10);
+	rc = 1;
+	if (req->bucket_us <= 0 || !out->nrows)
+		goto out;
+	/* 2. those keys per bucket */
+	size_t l = (size_t)snprintf(sql, sizeof(sql), "SELECT (r.bucket_us / %lld) * %lld AS t, %s AS k, %s AS v"
+				    " FROM rollup r WHERE r.dim = ?1%s GROUP BY t, k HAVING k IN (",
+				    (long long)req->bucket_us, (long long)req->bucket_us, key, sum, range);
+	for (size_t i = 0; i < out->nrows && l < sizeof(sql) - 16; i++) {
+		p[np++] = (struct fdb_param){.type = FDB_TEXT, .s = out->rows[i].key};
+		l += (size_t)snprintf(sql + l, sizeof(sql) - l, "%s?%d", i ? "," : "", np);
+	}
+	(void)base;
+	if (l >= sizeof(sql) - 40) {
+		/* too many keys for one statement here: the scan answers */
+		q_top_free(out);
+		return 0;
+	}
+	snprintf(sql + l, sizeof(sql) - l, ") ORDER BY t, v DESC");
+	if ((rc = fdb_cursor_open(db, sql, p, (size_t)np, &c)) < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	size_t cap = 0;
+	while ((rc = fdb_cursor_next(c)) == 1) {
+		if (out->nbuckets == cap) {
+			cap = cap ? 2 * cap : 256;
+			struct q_top_bucket *nb = realloc(out->buckets, cap * sizeof(*nb));
+			if (!nb) {
+				rc = q_err(err, -ENOMEM, 0, "out of memory");
+				goto out;
+			}
+			out->buckets = nb;
+		}
+		const char *k = fdb_cursor_text(c, 1);
+		size_t r = 0;
+		while (r < out->nrows && strcmp(out->rows[r].key, k ? k : ""))
+			r++;
+		if (r == out->nrows)
+			continue;
+		out->buckets[out->nbuckets++] = (struct q_top_bucket){fdb_cursor_int(c, 0), r, fdb_cursor_int(c, 2)};
+	}
+	if (rc < 0)
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+	else
+		rc = 1;
+out:
+	fdb_cursor_close(c);
+	if (rc < 0)
+		q_top_free(out);
+	return rc;
+}
+
 int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err)
 {
 	struct sqlbuf *q = NULL;
@@ -794,11 +923,15 @@ int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, str
 	if (req->by >= Q_BY__COUNT || req->metric >= Q_METRIC__COUNT || req->limit < 1 || req->limit > 1000)
 		return q_err(err, -EINVAL, 0, "bad top request");
 	if (req->bucket_us > 0 && req->range.has_from && req->max_buckets > 0) {
-		int64_t to = req->range.has_to ? req->range.to_us : INT64_MAX / 2;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t to = req->range.has_to ? req->range.to_us : (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 		if (to > req->range.from_us && (to - req->range.from_us) / req->bucket_us > req->max_buckets)
 			return q_err(err, -E2BIG, 0, "more than %lld buckets: choose a larger bucket or a shorter range",
 				     (long long)req->max_buckets);
 	}
+	if ((rc = top_rollup(db, req, out, err)) != 0)
+		return rc < 0 ? rc : 0;
 	/* 1. the keys with the largest sums, and the total */
 	if (!(q = calloc(1, sizeof(*q))))
 		return q_err(err, -ENOMEM, 0, "out of memory");
@@ -924,5 +1057,26 @@ int q_retained_until(struct fdb *db, int64_t *out_us)
 	if (rc < 0)
 		return rc;
 	*out_us = strtoll(v, NULL, 10);
+	return 0;
+}
+
+int q_time_span(struct fdb *db, int64_t *oldest_us, int64_t *newest_us)
+{
+	struct fdb_cursor *c = NULL;
+	*oldest_us = *newest_us = 0;
+	/* Two separate aggregates: each is one probe at an end of the last_us index
+	 * (a combined min()/max() would scan). */
+	static const char *const sql[2] = {"SELECT min(last_us) FROM flows", "SELECT max(last_us) FROM flows"};
+	for (int i = 0; i < 2; i++) {
+		int rc = fdb_cursor_open(db, sql[i], NULL, 0, &c);
+		if (rc < 0)
+			return rc;
+		rc = fdb_cursor_next(c);
+		if (rc == 1 && fdb_cursor_type(c, 0) == FDB_INT)
+			*(i ? newest_us : oldest_us) = fdb_cursor_int(c, 0);
+		fdb_cursor_close(c);
+		if (rc < 0)
+			return rc;
+	}
 	return 0;
 }

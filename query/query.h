@@ -262,9 +262,17 @@ struct q_top_result {
 	int64_t total, other;          /* all keys; the keys not in rows */
 	struct q_top_bucket *buckets;  /* by time, then by row */
 	size_t nbuckets;
+	/* Answered from the flow database's per-minute rollup (no filter, key app,
+	 * category, iface or pod): flows count in the minute of their last packet,
+	 * so the range is exact to resolution_us.  untracked > 0: the writer could
+	 * not follow that many flows' updates and the rollup over-counts them. */
+	int from_rollup;
+	int64_t resolution_us;
+	int64_t untracked;
 };
 /* Groups the matching flows by a key and sums a metric over the whole range (one
- * scan); with bucket_us also per time bucket for the keys found.  0 or -errno with
+ * scan, or the rollup: see q_top_result); with bucket_us also per time bucket
+ * for the keys found.  0 or -errno with
  * err filled; free the result with q_top_free. */
 int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err);
 void q_top_free(struct q_top_result *r);
@@ -273,6 +281,9 @@ void q_top_free(struct q_top_result *r);
  * never deleted any, else the newest last packet it deleted.  An answer about an
  * earlier time is not complete. */
 int q_retained_until(struct fdb *db, int64_t *out_us);
+/* The last packet times of the oldest and newest flows held (0, 0 when empty):
+ * two index probes. */
+int q_time_span(struct fdb *db, int64_t *oldest_us, int64_t *newest_us);
 
 /* The packet store of a flow database: dir when given, else the database's meta
  * packet_store_dir (a relative one is taken from the current directory if it

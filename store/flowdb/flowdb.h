@@ -177,7 +177,7 @@ struct sqlite3;
 int fdb_sql_functions(struct sqlite3 *conn);
 
 /* The query plan SQLite would use for sql, one line per step ("SEARCH f USING
- * INDEX flows_src (src=?)"), into buf; for tests that filters use the indexes. */
+ * INDEX flows_src_dport (src=?)"), into buf; for tests that filters use the indexes. */
 int fdb_explain(struct fdb *db, const char *sql, const struct fdb_param *params, size_t nparams,
 		char *buf, size_t len);
 

@@ -23,8 +23,8 @@ CREATE TABLE flows (
  packets_state TEXT NOT NULL DEFAULT 'none');
 -- the production indexes (store/store.c flow_indexes)
 CREATE INDEX flows_last ON flows(last_us);
-CREATE INDEX flows_src ON flows(src);
-CREATE INDEX flows_dst ON flows(dst);
+CREATE INDEX flows_src_dport ON flows(src, dport);
+CREATE INDEX flows_dst_dport ON flows(dst, dport);
 CREATE INDEX flows_dport ON flows(dport);
 CREATE INDEX flows_app ON flows(app_name COLLATE NOCASE);
 CREATE INDEX flows_pod ON flows(pod) WHERE pod IS NOT NULL;

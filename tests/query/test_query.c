@@ -714,6 +714,8 @@ static int mode_hostile(const char *fixture)
 				for (k = 1; k <= 120; k++) {
 					char *b = malloc(16384);
 					size_t o = 0;
+					if (!b)
+						abort();
 					for (int i = 0; i < k; i++)
 						o += (size_t)sprintf(b + o, shapes[sh], i, i % 2 ? "and" : "or");
 					o += (size_t)sprintf(b + o, "%s", leaves[li]);

@@ -203,7 +203,7 @@ static void test_create(void)
 		      "('flows','observation_points','meta')") == 3);
 	/* The secondary indexes the queries use (see flow_indexes in store.c). */
 	CHECK(sql_i64(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
-		      "tbl_name = 'flows' AND name IN ('flows_last', 'flows_src', 'flows_dst',"
+		      "tbl_name = 'flows' AND name IN ('flows_last', 'flows_src_dport', 'flows_dst_dport',"
 		      " 'flows_dport', 'flows_app', 'flows_pod', 'flows_outer_src',"
 		      " 'flows_outer_dst')") == 8);
 	/* and nothing more: every index costs each insert */
@@ -1310,6 +1310,134 @@ static void test_defer(void)
 	check_integrity(db2);
 }
 
+/* The rollup equals a GROUP BY over the flows: after inserts, periodic records
+ * that move flows to later minutes and other keys, final records, retention,
+ * a deferred load and a killed deferred load. */
+static void rollup_matches(const char *db, const char *what)
+{
+	static const char *const keys[3] = {"coalesce(proto_name, '')", "coalesce(category, '')",
+					    "coalesce(CAST(obs_id AS TEXT), '')"};
+	for (int d = 0; d < 3; d++) {
+		char sql[1024];
+		/* rows of one side not equal in the other, both ways */
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM (SELECT (last_us / 60000000) * 60000000 AS b, %s AS k, count(*) AS f,"
+			 " sum(c2s_pkts + s2c_pkts) AS p, sum(c2s_bytes + s2c_bytes) AS y FROM flows GROUP BY b, k"
+			 " EXCEPT SELECT bucket_us, key, flows, packets, bytes FROM rollup WHERE dim = %d AND flows != 0)",
+			 keys[d], d);
+		int64_t a = sql_i64(db, sql);
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM (SELECT bucket_us, key, flows, packets, bytes FROM rollup WHERE dim = %d"
+			 " AND (flows != 0 OR packets != 0 OR bytes != 0) EXCEPT SELECT (last_us / 60000000) * 60000000 AS b,"
+			 " %s AS k, count(*), sum(c2s_pkts + s2c_pkts), sum(c2s_bytes + s2c_bytes) FROM flows GROUP BY b, k)",
+			 d, keys[d]);
+		int64_t b = sql_i64(db, sql);
+		if (a || b)
+			fprintf(stderr, "rollup %s, dim %d: %lld flow groups missing, %lld rollup rows extra\n", what, d,
+				(long long)a, (long long)b);
+		CHECK(a == 0 && b == 0);
+	}
+}
+
+static void test_rollup(void)
+{
+	char db[300];
+	path_in(db, sizeof(db), "rollup.db");
+	struct fdb_config cfg;
+	struct fdb *st;
+	char err[512];
+	fdb_config_default(&cfg);
+	cfg.batch = 97;
+	cfg.auto_retain = 0;
+	cfg.retain_age_s = 3600;
+	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
+	uint32_t obs[3];
+	CHECK_OK(fdb_obs_point(st, "veth-a", "both", "default/a", 1, &obs[0]));
+	CHECK_OK(fdb_obs_point(st, "veth-b", "both", NULL, 1, &obs[1]));
+	CHECK_OK(fdb_obs_point(st, "eth0", "both", NULL, 1, &obs[2]));
+	static const char *const apps[] = {"TLS.Google", "DNS", "", "HTTP"};
+	struct fl_record r;
+	uint64_t seed = 12345;
+	/* 3000 flows; a third get periodic records before their final one, each
+	 * moving to a later minute and sometimes to another app (nDPI decided). */
+	for (uint64_t i = 0; i < 3000; i++) {
+		fx_synthetic(&r, i, obs[i % 3]);
+		r.last_us = FX_T0_US + i * 2000000;
+		r.first_us = r.last_us - 1000;
+		int periodic = i % 3 == 0 ? 1 + (int)(i % 4) : 0;
+		for (int k = 0; k <= periodic; k++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			r.end = k < periodic ? FL_END_ACTIVE : FL_END_IDLE;
+			r.last_us += (seed >> 40) % 200000000;
+			r.pkts[0] += 3;
+			r.bytes[1] += 1000;
+			snprintf(r.proto, sizeof(r.proto), "%s", apps[(seed >> 20) % 4]);
+			snprintf(r.category, sizeof(r.category), "%s", (seed >> 30) % 2 ? "Web" : "");
+			r.obs_id = k == 2 && i % 2 ? 0 : obs[i % 3];
+			CHECK_OK(fdb_put_flow(st, &r));
+		}
+	}
+	/* some flows still active at the end: their last record was periodic */
+	for (uint64_t i = 3000; i < 3050; i++) {
+		fx_synthetic(&r, i, obs[0]);
+		r.end = FL_END_ACTIVE;
+		CHECK_OK(fdb_put_flow(st, &r));
+	}
+	CHECK_OK(fdb_commit(st));
+	rollup_matches(db, "after writing");
+	/* retention deletes the oldest flows, some while they are active */
+	uint64_t deleted = 0;
+	CHECK_OK(fdb_retain(st, FX_T0_US / 1000000 + 3600 + 3000, &deleted));
+	CHECK(deleted > 0);
+	rollup_matches(db, "after retention");
+	/* a deleted active flow that comes back with its final record */
+	fx_synthetic(&r, 3000, obs[0]);
+	r.end = FL_END_IDLE;
+	r.last_us = FX_T0_US + 4000000000ull;
+	CHECK_OK(fdb_put_flow(st, &r));
+	CHECK_OK(fdb_close(st));
+	rollup_matches(db, "after close");
+	check_integrity(db);
+
+	/* a deferred load: no rollup rows while loading, made with the indexes */
+	char db2[300];
+	path_in(db2, sizeof(db2), "rollup2.db");
+	cfg.defer_indexes = 1;
+	CHECK_OK(fdb_open(db2, &cfg, &st, err, sizeof(err)));
+	CHECK_OK(fdb_obs_point(st, "veth-a", "both", NULL, 1, &obs[0]));
+	for (uint64_t i = 0; i < 500; i++) {
+		fx_synthetic(&r, i, obs[0]);
+		CHECK_OK(fdb_put_flow(st, &r));
+	}
+	CHECK_OK(fdb_commit(st));
+	CHECK(sql_i64(db2, "SELECT count(*) FROM rollup") == 0);
+	CHECK_OK(fdb_close(st));
+	rollup_matches(db2, "after a deferred load");
+
+	/* a deferred load killed after a commit: the next open rebuilds it */
+	char db3[300];
+	path_in(db3, sizeof(db3), "rollup3.db");
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		if (fdb_open(db3, &cfg, &st, err, sizeof(err)))
+			_exit(2);
+		for (uint64_t i = 0; i < 150; i++) {
+			fx_synthetic(&r, i, 0);
+			if (fdb_put_flow(st, &r))
+				_exit(3);
+		}
+		_exit(fdb_commit(st) ? 4 : 0);
+	}
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	st = open_ok(db3, 0);
+	CHECK_OK(fdb_close(st));
+	CHECK(sql_i64(db3, "SELECT count(*) FROM rollup") > 0);
+	rollup_matches(db3, "after a killed deferred load");
+	check_integrity(db3);
+}
+
 struct test {
 	const char *name;
 	void (*fn)(void);
@@ -1321,6 +1449,7 @@ static const struct test tests[] = {
 	{"upsert", test_upsert},
 	{"batch", test_batch},
 	{"defer", test_defer},
+	{"rollup", test_rollup},
 	{"query", test_query},
 	{"retain_age", test_retain_age},
 	{"retain_size", test_retain_size},

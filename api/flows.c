@@ -1,0 +1,576 @@
+/* The flow endpoints: listings with keyset pages, one flow with the records of
+ * the same connection elsewhere, pcapng exports streamed from the packet store,
+ * and top-N with time buckets.  Every query runs on the worker thread with its
+ * own read-only handles, under the database's query deadline. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_internal.h"
+#include "flowdb.h"
+#include "pcapng.h"
+#include "pktstore.h"
+
+#define FLOWS_DEFAULT_LIMIT 100
+#define FLOWS_MAX_LIMIT 10000
+#define PCAP_DEFAULT_FLOWS 10000
+#define PCAP_MAX_FLOWS 1000000
+#define TOP_DEFAULT_LIMIT 20
+#define TOP_MAX_LIMIT 1000
+#define TOP_MAX_BUCKETS 1000
+#define RELATED_WINDOW_US (120ull * 1000000u)
+#define RELATED_MAX 100
+
+/* A non-negative decimal integer with nothing around it, at most max. */
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (!s || !*s || strlen(s) > 20)
+		return -EINVAL;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	if (v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+/* limit=N in 1..max, default def; answers 400 and returns -1 on a bad one. */
+static int limit_param(struct srv_req *req, const char *name, uint64_t def, uint64_t max, uint64_t *out)
+{
+	const char *v = srv_req_query(req, name, NULL);
+	*out = def;
+	if (!v)
+		return 0;
+	if (parse_u64(v, max, out) < 0 || *out == 0) {
+		srv_respond_error(req, 400, "%s must be a whole number from 1 to %" PRIu64, name, max);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- cursors: "ORDER:VALUE:ID", e.g. "-id:0:42" or "-last:1732870000000000:42" ---- */
+
+static void cursor_text(char *buf, size_t len, enum q_order order, const struct q_cursor *c)
+{
+	snprintf(buf, len, "%s:%" PRId64 ":%" PRId64, q_order_name(order), c->value, c->id);
+}
+
+static int cursor_parse(const char *s, enum q_order order, struct q_cursor *out)
+{
+	const char *name = q_order_name(order);
+	size_t n = strlen(name);
+	char *end;
+	if (strncmp(s, name, n) || s[n] != ':')
+		return -EINVAL;
+	s += n + 1;
+	if (!*s || (*s != '-' && (*s < '0' || *s > '9')))
+		return -EINVAL;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end != ':')
+		return -EINVAL;
+	s = end + 1;
+	if (!*s || (*s != '-' && (*s < '0' || *s > '9')))
+		return -EINVAL;
+	long long id = strtoll(s, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	out->set = 1;
+	out->value = v;
+	out->id = id;
+	return 0;
+}
+
+/* ---- GET /api/v1/flows ---- */
+
+static const struct {
+	const char *name;
+	enum q_format fmt;
+	const char *type;
+} formats[] = {
+	{"json", Q_FMT_JSON, "application/json"},
+	{"ndjson", Q_FMT_NDJSON, "application/x-ndjson"},
+	{"csv", Q_FMT_CSV, "text/csv; charset=utf-8"},
+	{"table", Q_FMT_TABLE, "text/plain; charset=utf-8"},
+};
+
+void api_h_flows(struct srv_req *req, void *arg)
+{
+	struct api *a = arg;
+	struct q_filter *filter = NULL;
+	struct q_select sel = {0};
+	struct q_page page;
+	struct q_error qe = {0};
+	struct jbuf b = {0};
+	char *norm = NULL;
+	uint64_t limit;
+	size_t fi = 0;
+	const char *v;
+
+	if (api_common_params(req, &filter, &sel.range) < 0)
+		return;
+	if (limit_param(req, "limit", FLOWS_DEFAULT_LIMIT, FLOWS_MAX_LIMIT, &limit) < 0)
+		goto out;
+	sel.filter = filter;
+	sel.limit = (int64_t)limit;
+	sel.order = Q_ORDER_ID_DESC;
+	if ((v = srv_req_query(req, "order", NULL)) && q_order_parse(v, &sel.order) < 0) {
+		srv_respond_error(req, 400, "unknown order '%.40s' (-id, id, -last, last, -first, first, -bytes, -packets)", v);
+		goto out;
+	}
+	if ((v = srv_req_query(req, "cursor", NULL)) && *v && cursor_parse(v, sel.order, &sel.after) < 0) {
+		srv_respond_error(req, 400, "bad cursor (it must come from next_cursor of a page in order %s)",
+				  q_order_name(sel.order));
+		goto out;
+	}
+	if ((v = srv_req_query(req, "format", NULL))) {
+		while (fi < sizeof(formats) / sizeof(formats[0]) && strcmp(formats[fi].name, v))
+			fi++;
+		if (fi == sizeof(formats) / sizeof(formats[0])) {
+			srv_respond_error(req, 400, "unknown format '%.40s' (json, ndjson, csv, table)", v);
+			goto out;
+		}
+	}
+	struct fdb *db = api_db(a, req);
+	if (!db)
+		goto out;
+	/* The packet store only says what it holds of each flow; without one the
+	 * database's own column is shown. */
+	struct pks *store = api_store_quiet(a, db);
+	enum q_format fmt = formats[fi].fmt;
+	if (fmt == Q_FMT_JSON)
+		jb_str(&b, "{\"flows\":");
+	long n = q_list_flows(db, store, &sel, fmt, jb_write, &b, &page, &qe);
+	if (n < 0) {
+		if (b.err == -E2BIG)
+			srv_respond_error(req, 413, "the answer is too large: ask for fewer rows (limit)");
+		else
+			api_query_error(req, &qe, NULL);
+		goto out;
+	}
+	char cur[96] = "";
+	if (page.more)
+		cursor_text(cur, sizeof(cur), sel.order, &page.next);
+	int first = 0;
+	bool complete = true;
+	if (fmt == Q_FMT_JSON) {
+		if (b.len && b.p[b.len - 1] == '\n')
+			b.len--; /* the array's newline */
+		jb_key(&b, &first, "next_cursor");
+		jb_jstr(&b, page.more ? cur : NULL);
+		jb_kv_str(&b, &first, "order", q_order_name(sel.order));
+		jb_kv_i64(&b, &first, "count", n);
+		norm = filter ? q_filter_text(filter) : NULL;
+		jb_kv_str(&b, &first, "filter", norm ? norm : "");
+		api_completeness(a, db, &sel.range, &b, &first, &complete);
+		jb_str(&b, "}\n");
+	} else if (fmt == Q_FMT_NDJSON) {
+		/* the last line says where the next page starts and how complete this is */
+		first = 1;
+		jb_str(&b, "{");
+		jb_key(&b, &first, "next_cursor");
+		jb_jstr(&b, page.more ? cur : NULL);
+		jb_kv_i64(&b, &first, "count", n);
+		api_completeness(a, db, &sel.range, &b, &first, &complete);
+		jb_str(&b, "}\n");
+	} else {
+		/* CSV and text: the same in headers */
+		struct jbuf tmp = {0};
+		first = 1;
+		jb_str(&tmp, "{");
+		api_completeness(a, db, &sel.range, &tmp, &first, &complete);
+		jb_free(&tmp);
+		if (page.more)
+			srv_add_header(req, "X-Next-Cursor", cur);
+		srv_add_header(req, "X-Complete", complete ? "true" : "false");
+	}
+	if (b.err) {
+		srv_respond_error(req, b.err == -E2BIG ? 413 : 503, "%s",
+				  b.err == -E2BIG ? "the answer is too large: ask for fewer rows (limit)" : "out of memory");
+		goto out;
+	}
+	srv_respond_take(req, 200, formats[fi].type, b.p, b.len);
+	b.p = NULL;
+out:
+	jb_free(&b);
+	free(norm);
+	q_filter_free(filter);
+}
+
+/* ---- GET /api/v1/flows/{id} ---- */
+
+/* An address or Community ID as stored, checked to hold only the characters such
+ * values have, so that quoting it into a filter cannot change the filter. */
+static bool plain_value(const char *s)
+{
+	if (!s || !*s || strlen(s) > 64)
+		return false;
+	for (; *s; s++)
+		if (!strchr("0123456789abcdefABCDEF.:/+=ghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ", *s))
+			return false;
+	return true;
+}
+
+void api_h_flow(struct srv_req *req, void *arg)
+{
+	struct api *a = arg;
+	struct q_error qe = {0};
+	struct q_filter *f = NULL;
+	struct jbuf one = {0}, rel = {0}, b = {0};
+	struct fdb_cursor *c = NULL;
+	char text[512];
+	uint64_t id;
+
+	if (parse_u64(srv_req_param(req, "id"), UINT64_MAX, &id) < 0) {
+		srv_respond_error(req, 400, "a flow id is a decimal number");
+		return;
+	}
+	struct fdb *db = api_db(a, req);
+	if (!db)
+		return;
+	snprintf(text, sizeof(text), "id == %" PRIu64, id);
+	struct q_select sel = {.limit = 1, .order = Q_ORDER_ID_ASC};
+	if (q_parse(text, strlen(text), NULL, &f, &qe) < 0) {
+		api_query_error(req, &qe, NULL);
+		goto out;
+	}
+	sel.filter = f;
+	struct pks *store = api_store_quiet(a, db);
+	long n = q_list_flows(db, store, &sel, Q_FMT_NDJSON, jb_write, &one, NULL, &qe);
+	if (n < 0) {
+		api_query_error(req, &qe, NULL);
+		goto out;
+	}
+	if (n == 0) {
+		srv_respond_error(req, 404, "no flow %" PRIu64, id);
+		goto out;
+	}
+	q_filter_free(f);
+	f = NULL;
+	/* The same connection elsewhere: same Community ID and addresses (either
+	 * way round: a reply seen first makes the server the client), near in time. */
+	struct fdb_param p = {.type = FDB_INT, .i = (int64_t)id};
+	int rc = fdb_cursor_open(db, "SELECT community_id, src, dst, first_us, last_us FROM flows WHERE id = ?1",
+				 &p, 1, &c);
+	if (rc < 0 || (rc = fdb_cursor_next(c)) < 0) {
+		srv_respond_error(req, rc == -ETIMEDOUT ? 503 : 500, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	const char *cid = rc == 1 ? fdb_cursor_text(c, 0) : NULL;
+	const char *src = rc == 1 ? fdb_cursor_text(c, 1) : NULL;
+	const char *dst = rc == 1 ? fdb_cursor_text(c, 2) : NULL;
+	jb_str(&rel, "[]");
+	if (plain_value(cid) && plain_value(src) && plain_value(dst)) {
+		int64_t t0 = fdb_cursor_int(c, 3), t1 = fdb_cursor_int(c, 4);
+		snprintf(text, sizeof(text),
+			 "community_id == \"%s\" and ((src == %s and dst == %s) or (src == %s and dst == %s)) and id != %" PRIu64,
+			 cid, src, dst, dst, src, id);
+		struct q_select rs = {.limit = RELATED_MAX, .order = Q_ORDER_FIRST_ASC};
+		rs.range = (struct q_range){1, 1, t0 - (int64_t)RELATED_WINDOW_US, t1 + (int64_t)RELATED_WINDOW_US};
+		if (q_parse(text, strlen(text), NULL, &f, &qe) == 0) {
+			rs.filter = f;
+			rel.len = 0;
+			n = q_list_flows(db, store, &rs, Q_FMT_JSON, jb_write, &rel, NULL, &qe);
+			if (n < 0) {
+				api_query_error(req, &qe, "related flows");
+				goto out;
+			}
+		}
+	}
+	while (one.len && one.p[one.len - 1] == '\n')
+		one.len--;
+	while (rel.len && rel.p[rel.len - 1] == '\n')
+		rel.len--;
+	jb_str(&b, "{\"flow\":");
+	jb_raw(&b, one.p, one.len);
+	jb_str(&b, ",\"related\":");
+	jb_raw(&b, rel.p, rel.len);
+	jb_str(&b, "}\n");
+	if (b.err || one.err || rel.err) {
+		srv_respond_error(req, 503, "out of memory");
+		goto out;
+	}
+	srv_respond_take(req, 200, "application/json", b.p, b.len);
+	b.p = NULL;
+out:
+	fdb_cursor_close(c);
+	q_filter_free(f);
+	jb_free(&one);
+	jb_free(&rel);
+	jb_free(&b);
+}
+
+/* ---- pcapng exports ---- */
+
+struct export_ctx {
+	struct srv_req *req;
+	int err;
+};
+
+static int export_sink(void *arg, const uint8_t *buf, size_t len)
+{
+	struct export_ctx *x = arg;
+	int rc = srv_stream_write(x->req, buf, len);
+	if (rc < 0)
+		x->err = rc;
+	return rc;
+}
+
+static void export_log(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "podcap: api: export: %s\n", msg);
+}
+
+/* format=pcapng (default) or pcap; answers 400 and returns -1 on another. */
+static int format_param(struct srv_req *req, enum pn_format *out, const char **type, const char **ext)
+{
+	const char *v = srv_req_query(req, "format", NULL);
+	*out = PN_FORMAT_PCAPNG;
+	*type = "application/x-pcapng";
+	*ext = "pcapng";
+	if (!v || !strcmp(v, "pcapng"))
+		return 0;
+	if (!strcmp(v, "pcap")) {
+		*out = PN_FORMAT_PCAP;
+		*type = "application/vnd.tcpdump.pcap";
+		*ext = "pcap";
+		return 0;
+	}
+	srv_respond_error(req, 400, "unknown format '%.40s' (pcapng or pcap)", v);
+	return -1;
+}
+
+/* Streams the packets of ids (or of sel) as pcapng; the answer has begun when
+ * this is called. */
+static void export_stream(struct srv_req *req, struct fdb *db, struct pks *store, const uint64_t *ids, size_t n,
+			  const struct q_select *sel, enum pn_format format)
+{
+	struct export_ctx x = {.req = req};
+	struct q_error qe = {0};
+	struct pn_config pc;
+	pn_config_default(&pc);
+	pc.format = format;
+	struct pn_writer *w = pn_open_sink(export_sink, &x, &pc);
+	if (!w) {
+		srv_stream_abort(req);
+		return;
+	}
+	uint64_t selected = 0, written = 0;
+	int rc = q_export(db, store, ids, n, sel, w, NULL, NULL, export_log, NULL, &selected, &written, &qe);
+	if (rc == -ENOENT && !selected)
+		rc = 0; /* no flow matched: a valid capture without packets */
+	int crc = pn_close(w);
+	if (rc < 0 || crc < 0 || x.err < 0) {
+		/* Cut, so the client sees an incomplete body and not a short capture. */
+		if (rc < 0 && x.err == 0)
+			fprintf(stderr, "podcap: api: export stopped: %s\n", qe.msg);
+		srv_stream_abort(req);
+		return;
+	}
+	srv_stream_end(req);
+}
+
+void api_h_flow_pcap(struct srv_req *req, void *arg)
+{
+	struct api *a = arg;
+	struct fdb_cursor *c = NULL;
+	uint64_t id;
+	char hdr[128];
+
+	if (parse_u64(srv_req_param(req, "id"), UINT64_MAX, &id) < 0) {
+		srv_respond_error(req, 400, "a flow id is a decimal number");
+		return;
+	}
+	struct fdb *db = api_db(a, req);
+	if (!db)
+		return;
+	struct fdb_param p = {.type = FDB_INT, .i = (int64_t)id};
+	int rc = fdb_cursor_open(db, "SELECT 1 FROM flows WHERE id = ?1", &p, 1, &c);
+	if (rc >= 0)
+		rc = fdb_cursor_next(c);
+	fdb_cursor_close(c);
+	if (rc < 0) {
+		srv_respond_error(req, rc == -ETIMEDOUT ? 503 : 500, "%s", fdb_errmsg(db));
+		return;
+	}
+	if (rc == 0) {
+		srv_respond_error(req, 404, "no flow %" PRIu64, id);
+		return;
+	}
+	struct pks *store = api_store(a, req);
+	if (!store)
+		return;
+	enum pn_format format;
+	const char *type, *ext;
+	if (format_param(req, &format, &type, &ext) < 0)
+		return;
+	snprintf(hdr, sizeof(hdr), "attachment; filename=\"podcap-flow-%" PRIu64 ".%s\"", id, ext);
+	srv_add_header(req, "Content-Disposition", hdr);
+	if (srv_stream_begin(req, 200, type) < 0)
+		return;
+	export_stream(req, db, store, &id, 1, NULL, format);
+}
+
+void api_h_pcap(struct srv_req *req, void *arg)
+{
+	struct api *a = arg;
+	struct q_filter *filter = NULL;
+	struct q_select sel = {.order = Q_ORDER_FIRST_ASC};
+	uint64_t limit;
+
+	if (api_common_params(req, &filter, &sel.range) < 0)
+		return;
+	if (limit_param(req, "limit", PCAP_DEFAULT_FLOWS, PCAP_MAX_FLOWS, &limit) < 0)
+		goto out;
+	sel.filter = filter;
+	sel.limit = (int64_t)limit;
+	struct fdb *db = api_db(a, req);
+	if (!db)
+		goto out;
+	enum pn_format format;
+	const char *type, *ext;
+	if (format_param(req, &format, &type, &ext) < 0)
+		goto out;
+	struct pks *store = api_store(a, req);
+	if (!store)
+		goto out;
+	char hdr[96];
+	snprintf(hdr, sizeof(hdr), "attachment; filename=\"podcap-export.%s\"", ext);
+	srv_add_header(req, "Content-Disposition", hdr);
+	if (srv_stream_begin(req, 200, type) < 0)
+		goto out;
+	export_stream(req, db, store, NULL, 0, &sel, format);
+out:
+	q_filter_free(filter);
+}
+
+/* ---- GET /api/v1/top ---- */
+
+/* "60s", "5m", "1h", "1d", "500ms": a bucket width in µs. */
+static int parse_bucket(const char *s, int64_t *out)
+{
+	char *end;
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || v == 0 || v > 1000000000ull)
+		return -EINVAL;
+	static const struct { const char *u; int64_t us; } units[] = {
+		{"ms", 1000}, {"s", 1000000}, {"m", 60000000}, {"h", 3600000000ll}, {"d", 86400000000ll},
+	};
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (!strcmp(end, units[i].u)) {
+			if (v > (unsigned long long)(INT64_MAX / units[i].us))
+				return -EINVAL;
+			*out = (int64_t)v * units[i].us;
+			return *out >= 1000000 ? 0 : -EINVAL; /* at least a second */
+		}
+	return -EINVAL;
+}
+
+void api_h_top(struct srv_req *req, void *arg)
+{
+	struct api *a = arg;
+	struct q_filter *filter = NULL;
+	struct q_top t = {.by = Q_BY_APP, .metric = Q_METRIC_BYTES, .max_buckets = TOP_MAX_BUCKETS};
+	struct q_top_result r = {0};
+	struct q_error qe = {0};
+	struct jbuf b = {0};
+	uint64_t limit;
+	const char *v;
+	int have_result = 0;
+
+	if (api_common_params(req, &filter, &t.range) < 0)
+		return;
+	if (limit_param(req, "limit", TOP_DEFAULT_LIMIT, TOP_MAX_LIMIT, &limit) < 0)
+		goto out;
+	t.filter = filter;
+	t.limit = (int)limit;
+	if ((v = srv_req_query(req, "by", NULL)) && q_top_by_parse(v, &t.by) < 0) {
+		srv_respond_error(req, 400, "unknown by '%.40s' (app, pod, src, dst, dport, iface, category, host)", v);
+		goto out;
+	}
+	if ((v = srv_req_query(req, "metric", NULL)) && q_metric_parse(v, &t.metric) < 0) {
+		srv_respond_error(req, 400, "unknown metric '%.40s' (bytes, packets, flows)", v);
+		goto out;
+	}
+	if ((v = srv_req_query(req, "bucket", NULL)) && *v) {
+		if (parse_bucket(v, &t.bucket_us) < 0) {
+			srv_respond_error(req, 400, "bad bucket '%.40s': a width of at least 1s such as 60s, 5m, 1h", v);
+			goto out;
+		}
+		if (!t.range.has_from) {
+			srv_respond_error(req, 400, "bucket needs from (the start of the chart)");
+			goto out;
+		}
+	}
+	struct fdb *db = api_db(a, req);
+	if (!db)
+		goto out;
+	if (q_top(db, &t, &r, &qe) < 0) {
+		api_query_error(req, &qe, NULL);
+		goto out;
+	}
+	have_result = 1;
+	int first = 1;
+	jb_str(&b, "{");
+	jb_kv_str(&b, &first, "by", q_top_by_name(t.by));
+	jb_kv_str(&b, &first, "metric", q_metric_name(t.metric));
+	jb_key(&b, &first, "rows");
+	jb_str(&b, "[");
+	for (size_t i = 0; i < r.nrows; i++) {
+		int f2 = 1;
+		jb_str(&b, i ? ",{" : "{");
+		jb_kv_str(&b, &f2, "key", r.rows[i].key);
+		jb_kv_i64(&b, &f2, "value", r.rows[i].value);
+		jb_str(&b, "}");
+	}
+	jb_str(&b, "]");
+	jb_kv_i64(&b, &first, "other", r.other);
+	jb_kv_i64(&b, &first, "total", r.total);
+	/* how it was counted: the per-minute rollup (fast, to the minute) or a scan */
+	jb_kv_str(&b, &first, "source", r.from_rollup ? "rollup" : "scan");
+	if (r.from_rollup) {
+		jb_kv_i64(&b, &first, "resolution_us", r.resolution_us);
+		if (r.untracked)
+			jb_kv_i64(&b, &first, "approximate_flows", r.untracked);
+	}
+	if (t.bucket_us > 0) {
+		jb_kv_i64(&b, &first, "bucket_us", t.bucket_us);
+		jb_key(&b, &first, "buckets");
+		jb_str(&b, "[");
+		for (size_t i = 0; i < r.nbuckets; i++) {
+			int f2 = 1;
+			jb_str(&b, i ? ",{" : "{");
+			jb_kv_i64(&b, &f2, "t", r.buckets[i].t);
+			jb_kv_str(&b, &f2, "key", r.rows[r.buckets[i].row].key);
+			jb_kv_i64(&b, &f2, "value", r.buckets[i].value);
+			jb_str(&b, "}");
+		}
+		jb_str(&b, "]");
+	}
+	api_completeness(a, db, &t.range, &b, &first, NULL);
+	jb_str(&b, "}\n");
+	if (b.err) {
+		srv_respond_error(req, 503, "out of memory");
+		goto out;
+	}
+	srv_respond_take(req, 200, "application/json", b.p, b.len);
+	b.p = NULL;
+out:
+	if (have_result)
+		q_top_free(&r);
+	jb_free(&b);
+	q_filter_free(filter);
+}
