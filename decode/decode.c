@@ -158,6 +158,7 @@ struct region {
 #define ETH_CMD 0x8909   /* Cisco MetaData */
 #define ETH_NSH 0x894F
 #define ETH_WCCP 0x883E  /* GRE protocol of a WCCP redirect */
+#define ETH_FABRICPATH 0x8903 /* Cisco FabricPath: FTag/TTL, then a whole Ethernet frame */
 
 /* Maps an ethertype (or an ethertype-like protocol field) to the next layer,
  * walking VLAN tags, Cisco MetaData and a PPPoE session header on the way.  VLAN
@@ -202,6 +203,14 @@ HOT int walk_ethertype(struct walk *w, uint16_t type, struct region *rg,
 		return DC_OK;
 	case ETH_NSH:
 		*next = N_NSH;
+		return DC_OK;
+	case ETH_FABRICPATH:
+		/* MAC-in-MAC inside the data centre fabric: no IP carrier, so not a tunnel;
+		 * the classic frame's tags are not recorded (they are the inner link's). */
+		if (!fits(rg->off, 2, rg->end))
+			return DC_R_TRUNC_LINK;
+		rg->off += 2;
+		*next = N_ETH;
 		return DC_OK;
 	case ETH_PPPOE:
 		/* 6-byte PPPoE session header (its length at +4), then a 2-byte PPP protocol. */
@@ -381,6 +390,16 @@ HOT int walk_link(struct walk *w, int linktype, struct region *rg, enum next *ne
 		return null_family(af, next);
 	}
 	case DC_LINK_PPP:
+		/* Cisco HDLC framing (address 0x0f unicast / 0x8f broadcast, control 0)
+		 * shows up in "PPP" captures of serial links; Wireshark reads it so too. */
+		if (fits(rg->off, 2, rg->end) && (rd_u8(w, rg->off) & 0x7f) == 0x0f &&
+		    rd_u8(w, rg->off + 1) == 0) {
+			if (!fits(rg->off, 4, rg->end))
+				return DC_R_TRUNC_LINK;
+			uint16_t proto = rd_be16(w, rg->off + 2);
+			rg->off += 4;
+			return walk_ethertype(w, proto, rg, 1, next);
+		}
 		return walk_ppp(w, rg, DC_R_TRUNC_LINK, next);
 	case DC_LINK_PPI: {
 		/* Per-Packet Information: version(1) flags(1) length(2 LE) dlt(4 LE), then

@@ -320,6 +320,10 @@ def wccp_cmd_packets():
         Ether(src=MAC_A, dst=MAC_B) / Dot1Q(vlan=7, type=0x8909) / Raw(cmd + b"\x86\xdd" + bytes(inner_udp6())),
         # GRE carrying Cisco MetaData
         outer(GRE(proto=0x8909) / Raw(cmd + b"\x08\x00" + bytes(inner_ip_tcp("A")))),
+        # Cisco FabricPath (0x8903): FTag/TTL, then the classic frame with its VLAN tag
+        Ether(src="00:50:56:00:00:01", dst="00:50:56:00:00:02", type=0x8903) /
+        Raw(b"\x40\x20" + bytes(Ether(src="00:50:56:83:8e:f3", dst="00:50:56:83:5d:58") /
+                                Dot1Q(vlan=7) / inner_ip_tcp("S"))),
     ]
 
 
@@ -521,7 +525,10 @@ def ppp_packets():
     return [HDLC() / PPP(proto=0x0021) / IP(src="10.0.0.1", dst="10.0.0.2", id=1) / UDP(sport=1, dport=2),
             HDLC() / PPP(proto=0xc021) / b"\x01\x01\x00\x04",
             # no address/control, uncompressed protocol 0x0057 (IPv6)
-            Raw(b"\x00\x57" + bytes(IPv6(src="fe80::1", dst="fe80::2") / UDP(sport=1, dport=2)))]
+            Raw(b"\x00\x57" + bytes(IPv6(src="fe80::1", dst="fe80::2") / UDP(sport=1, dport=2))),
+            # Cisco HDLC framing in a PPP capture (address 0x0f, control 0, ethertype)
+            Raw(b"\x0f\x00\x08\x00" + bytes(IP(src="100.16.1.2", dst="100.16.1.1", id=1) /
+                                          TCP(sport=179, dport=11000, flags="S")))]
 
 
 CAPTURES = {

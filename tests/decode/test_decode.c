@@ -219,6 +219,9 @@ static void test_link_types(void)
 	static const uint8_t ppp_lcp[] = { 0xff, 0x03, 0xc0, 0x21, 0x01, 0x01, 0x00, 0x04 };
 	static const uint8_t chdlc[] = { 0x0f, 0x00, 0x08, 0x00, /* Cisco HDLC unicast, IPv4 */
 		IP4(28, 17), UDP(8) };
+	static const uint8_t fabricpath[] = { ETH_MACS, 0x89, 0x03,
+		/* Cisco FabricPath: FTag 1, TTL 32; then a classic Ethernet frame */
+		0x40, 0x20, ETH_V4, IP4(28, 17), UDP(8) };
 	static const uint8_t ppi[] = {
 		/* PPI: version 0, flags 0, length 8 (LE), DLT 1 Ethernet (LE) */
 		0x00, 0x00, 0x08, 0x00, 0x01, 0x00, 0x00, 0x00,
@@ -270,6 +273,16 @@ static void test_link_types(void)
 	CHECK_EQ(p.outer.family, 6);
 	CHECK_EQ(DEC(DC_LINK_PPP, ppp_lcp, &p), DC_NOT_IP);
 	CHECK_EQ(DEC(DC_LINK_C_HDLC, chdlc, &p), DC_OK);
+	/* the same framing in a capture that says PPP */
+	CHECK_EQ(DEC(DC_LINK_PPP, chdlc, &p), DC_OK);
+	CHECK_EQ(p.l3_off, 4);
+	dec(DC_LINK_PPP, chdlc, 3, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_LINK);
+	CHECK_EQ(DEC(DC_LINK_ETHERNET, fabricpath, &p), DC_OK);
+	CHECK_EQ(p.l3_off, 14 + 2 + 14);
+	CHECK_EQ(p.tunnel, DC_TUN_NONE);
+	dec(DC_LINK_ETHERNET, fabricpath, 15, &p);
+	CHECK_REASON(&p, DC_R_TRUNC_LINK);
 	CHECK_EQ(DEC(DC_LINK_PPI, ppi, &p), DC_OK);
 	CHECK_EQ(p.l3_off, 8 + 14);
 	dec(DC_LINK_PPI, ppi, 7, &p);
