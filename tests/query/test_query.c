@@ -834,6 +834,10 @@ static int mode_eqp(const char *fixture)
 	plan(db, "pod == \"default/frontend-7d9\"", 1);
 	plan(db, "pod == \"default/front*\"", 1);
 	plan(db, "ns == default", 1);
+	plan(db, "src_pod == \"default/frontend-7d9\"", 1);
+	plan(db, "dst_pod == web-2", 0);   /* a name in any namespace: a glob, no prefix */
+	plan(db, "dst_ns == kube-system", 1);
+	plan(db, "pod == \"default/web-*\" and dport == 80", 1);
 	plan(db, "id == 7", 1);
 	plan(db, "id in [1, 2, 3]", 1);
 	plan(db, "app == TLS and host == \"*.example.com\" and dport == 443", 1);
