@@ -54,6 +54,7 @@ struct run_ctx {
 	struct timespec inv_mtime;  /* of the inventory loaded, to notice a rewrite */
 	struct run_if ifs[RUN_MAX_IFACES];
 	size_t n_ifs;
+	struct app_names *names;    /* Kubernetes names of the ends, NULL = none */
 	int fatal;
 };
 
@@ -285,6 +286,7 @@ static void print_stats(struct run_ctx *c, uint64_t elapsed_ms, const char *when
 		       (unsigned long long)ls.flow_pkts, (unsigned long long)ls.flow_bytes,
 		       (unsigned long long)ls.flow_entries);
 	printf("\n");
+	app_names_print(c->names, "podcap run:   ", stdout);
 	size_t n = cap_live_iface_stats(c->live, is, RUN_MAX_IFACES);
 	for (size_t i = 0; i < n; i++) {
 		struct run_if *ri = find_run_if(c, is[i].ifindex);
@@ -353,6 +355,17 @@ static int run_start(struct run_ctx *c)
 	if (cap_live_backend(c->live) == CAP_BACKEND_EBPF) {
 		c->o->eng.record_hook = kernel_counts;
 		c->o->eng.record_hook_arg = c;
+	}
+	/* Names after the node's namespace is entered: conntrack is read there. */
+	if (app_names_open("run", c->o, 1, &c->names))
+		return -1;
+	if (c->names) {
+		/* one hook: the kernel's counts first, then the names */
+		if (c->o->eng.record_hook)
+			app_names_chain(c->names, c->o->eng.record_hook, c->o->eng.record_hook_arg);
+		c->o->eng.record_hook = app_names_hook;
+		c->o->eng.record_hook_arg = c->names;
+		c->o->fdb.names = app_names_dict(c->names);
 	}
 	if (app_open_sinks("run", c->o, &c->sinks))
 		return -1;
@@ -488,6 +501,8 @@ int cmd_run(int argc, char **argv)
 	/* The engine first: ending its flows may still read the eBPF flow map
 	 * (record hook); then the tc programs are detached. */
 	eng_close(c->e);
+	/* after the engine: the flow database resolved names until it closed */
+	app_names_close(c->names);
 	if (c->live)
 		cap_live_close(c->live);
 	cap_inventory_free(c->inv);
