@@ -700,6 +700,8 @@ static int mode_hostile(const char *fixture)
 			"iface != eth0", "not iface ~ \"v*\"", "direction in [both, x]", "ns == \"kube-*\"",
 			"ns == default", "pod == a", "app exists", "tunnel exists", "rtt exists",
 			"not (app == TLS and not host exists)",
+			"label.app == web", "label.app in [a, b*]", "src_label.k8s-app exists",
+			"service == \"default/web\"", "confidence == guess", "workload == web",
 		};
 		const char *shapes[] = {"(dport == %d %s ", "not (dport == %d %s "};
 		int worst = 1000;
@@ -713,10 +715,14 @@ static int mode_hostile(const char *fixture)
 				int k, levels = 0;
 				for (k = 1; k <= 120; k++) {
 					char *b = malloc(16384);
+					if (!b)
+						break;
 					size_t o = 0;
 					for (int i = 0; i < k; i++)
 						o += (size_t)sprintf(b + o, shapes[sh], i, i % 2 ? "and" : "or");
-					o += (size_t)sprintf(b + o, "%s", leaves[li]);
+					size_t ll = strlen(leaves[li]);
+					memcpy(b + o, leaves[li], ll);
+					o += ll;
 					for (int i = 0; i < k; i++)
 						b[o++] = ')';
 					b[o] = 0;
