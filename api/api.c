@@ -328,6 +328,7 @@ int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_
 		return -ENOMEM;
 	}
 	a->cfg = *cfg_in;
+	a->kube = cfg_in->kube;
 	pthread_mutex_init(&a->cap_lock, NULL);
 	pthread_mutex_init(&a->db_cache_lock, NULL);
 	api_metrics_init(&a->metrics);
@@ -352,14 +353,17 @@ int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_
 	a->start_us = api_now_us();
 
 	/* Open the database once here, so a wrong path or schema is an error at
-	 * start and not a 503 on every request. */
-	struct fdb *db = NULL;
-	char e[512];
-	if ((rc = open_db(a, &db, e, sizeof(e))) < 0) {
-		snprintf(err, errlen, "%s", e);
-		goto fail;
+	 * start and not a 503 on every request.  Not the agent's: it opens the API
+	 * before its own writer creates or migrates the file. */
+	if (strcmp(a->mode, "agent")) {
+		struct fdb *db = NULL;
+		char e[512];
+		if ((rc = open_db(a, &db, e, sizeof(e))) < 0) {
+			snprintf(err, errlen, "%s", e);
+			goto fail;
+		}
+		fdb_close(db);
 	}
-	fdb_close(db);
 
 	if (pthread_key_create(&a->key, handles_free) != 0) {
 		snprintf(err, errlen, "pthread_key_create failed");
@@ -420,6 +424,11 @@ void api_attach(struct api *a, struct engine *e, struct fdb_sink *fdb, struct pk
 	__atomic_store_n(&a->fdbs, fdb, __ATOMIC_RELEASE);
 	__atomic_store_n(&a->pkss, pks, __ATOMIC_RELEASE);
 	__atomic_store_n(&a->eng, e, __ATOMIC_RELEASE);
+}
+
+void api_attach_kube(struct api *a, struct kube *k)
+{
+	__atomic_store_n(&a->kube, k, __ATOMIC_RELEASE);
 }
 
 void api_publish_capture(struct api *a, const struct api_capture *c)

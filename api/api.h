@@ -57,6 +57,9 @@ void api_metrics_sink(struct api *a, struct eng_sink *out);
  * Any may be NULL. */
 void api_attach(struct api *a, struct engine *e, struct fdb_sink *fdb, struct pks_sink *pks);
 
+/* The agent: the source of Kubernetes names, whose status /api/v1/stats shows. */
+void api_attach_kube(struct api *a, struct kube *k);
+
 /* Capture counters, from the capture thread. */
 struct api_iface {
 	uint32_t obs_id;

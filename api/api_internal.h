@@ -90,6 +90,7 @@ struct api {
 	struct engine *eng;
 	struct fdb_sink *fdbs;
 	struct pks_sink *pkss;
+	struct kube *kube;       /* names' source, for stats (api_attach_kube) */
 	pthread_mutex_t cap_lock;
 	int have_capture;
 	char backend[16];

@@ -239,9 +239,10 @@ void api_h_stats(struct srv_req *req, void *arg)
 		jb_kv_u64(&b, &f, "streams_cut", s.streams_cut);
 		jb_str(&b, "}");
 	}
-	if (a->cfg.kube) {
+	struct kube *k = __atomic_load_n(&a->kube, __ATOMIC_ACQUIRE);
+	if (k) {
 		char *kj = malloc(16384);
-		if (kj && kube_status_json(a->cfg.kube, kj, 16384) == 0) {
+		if (kj && kube_status_json(k, kj, 16384) == 0) {
 			jb_key(&b, &first, "kubernetes");
 			jb_str(&b, kj);
 		}

@@ -80,6 +80,14 @@ struct app_opts {
 	int all_ifaces, inventory_given;
 	/* the query API inside the agent (--listen); off when listen is NULL */
 	const char *listen, *token_file, *tls_cert, *tls_key;
+	/* Kubernetes names of both ends of every flow (kube_names.c) */
+	const char *kubernetes;      /* --kubernetes in-cluster */
+	const char *kubeconfig;      /* --kubeconfig FILE */
+	const char *kube_context;    /* --kube-context NAME */
+	const char *node;            /* --node NAME (default $NODE_NAME) */
+	int kube_pods;               /* --kube-pods: enum kube_pod_scope */
+	int no_conntrack;            /* --no-conntrack */
+	const char *names_inventory; /* the inventory that names ends (set by app_opts_parse) */
 };
 
 /* Defaults of a command (worker counts, bulk-load flags, ...). */
@@ -101,6 +109,29 @@ struct app_sinks {
 	struct pks_sink *pks;
 };
 int app_open_sinks(const char *cmd, const struct app_opts *o, struct app_sinks *out);
+/* ---- Kubernetes names on flow records (kube_names.c) ---- */
+
+/* Opens the names source the options ask for: the Kubernetes API (--kubernetes,
+ * --kubeconfig), else the inventory (names_inventory), and with live, the
+ * node's conntrack table (unless --no-conntrack; call it inside the node's
+ * network namespace).  *out stays NULL when no source is configured.  0, or 1
+ * after a message on stderr.  Give app_names_dict() to the flow database
+ * (fdb_config.names) and app_names_hook as the engine's record_hook with the
+ * handle as its argument; close after eng_close(). */
+struct app_names;
+int app_names_open(const char *cmd, const struct app_opts *o, int live, struct app_names **out);
+/* A hook to run before the names (e.g. the eBPF kernel counts). */
+void app_names_chain(struct app_names *n, void (*next)(void *, struct fl_record *), void *arg);
+void app_names_hook(void *arg, struct fl_record *rec);
+const struct fl_names *app_names_dict(const struct app_names *n);
+/* The Kubernetes source behind the names (for the API's stats), or NULL. */
+struct kube *app_names_kube(const struct app_names *n);
+/* kube_status_json() of the source, for /api/v1/stats; -ENOENT without one. */
+int app_names_status_json(const struct app_names *n, char *buf, size_t len);
+/* One line: source state, counters, conntrack, dictionary. */
+void app_names_print(const struct app_names *n, const char *prefix, FILE *f);
+void app_names_close(struct app_names *n);
+
 /* The summary of a run: packets, decode reasons, flows, sinks, CPU per thread. */
 void app_print_summary(struct engine *e, const struct app_sinks *s, uint64_t caller_cpu_us, FILE *f);
 

@@ -61,6 +61,7 @@ int cmd_read(int argc, char **argv)
 	struct app_opts o;
 	struct app_sinks sinks;
 	struct engine *e = NULL;
+	struct app_names *names = NULL;
 	struct cap_source **src = NULL;
 	int first, status = 0;
 	char err[1024];
@@ -86,6 +87,17 @@ int cmd_read(int argc, char **argv)
 			status = 1;
 			goto out;
 		}
+	}
+	/* Names of both ends from the inventory (--inventory), by the packets'
+	 * own times. */
+	if (app_names_open("read", &o, 0, &names)) {
+		status = 1;
+		goto out;
+	}
+	if (names) {
+		o.eng.record_hook = app_names_hook;
+		o.eng.record_hook_arg = names;
+		o.fdb.names = app_names_dict(names);
 	}
 	if (app_open_sinks("read", &o, &sinks)) {
 		status = 1;
@@ -136,10 +148,12 @@ int cmd_read(int argc, char **argv)
 		struct eng_stats s;
 		eng_stats(e, &s);
 		app_print_summary(e, &sinks, eng_thread_cpu_us(), stdout);
+		app_names_print(names, "", stdout);
 		printf("%.2f s, %.0f packets/s\n", secs, secs > 0 ? (double)s.packets / secs : 0.0);
 	}
 out:
 	eng_close(e);
+	app_names_close(names);
 	if (src)
 		for (int i = 0; i < nfiles; i++)
 			cap_close(src[i]);

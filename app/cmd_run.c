@@ -55,6 +55,7 @@ struct run_ctx {
 	struct timespec inv_mtime;  /* of the inventory loaded, to notice a rewrite */
 	struct run_if ifs[RUN_MAX_IFACES];
 	size_t n_ifs;
+	struct app_names *names;    /* Kubernetes names of the ends, NULL = none */
 	int fatal;
 	struct api *api;            /* --listen: the query API, else NULL */
 	int sinks_given;            /* eng_open was called: it closes the sinks */
@@ -288,6 +289,7 @@ static void print_stats(struct run_ctx *c, uint64_t elapsed_ms, const char *when
 		       (unsigned long long)ls.flow_pkts, (unsigned long long)ls.flow_bytes,
 		       (unsigned long long)ls.flow_entries);
 	printf("\n");
+	app_names_print(c->names, "podcap run:   ", stdout);
 	size_t n = cap_live_iface_stats(c->live, is, RUN_MAX_IFACES);
 	for (size_t i = 0; i < n; i++) {
 		struct run_if *ri = find_run_if(c, is[i].ifindex);
@@ -334,8 +336,10 @@ static void publish_capture(struct run_ctx *c)
 	api_publish_capture(c->api, &ac);
 }
 
-/* --listen: the API opens before the engine (its metrics sink goes in with the
- * others), so a port in use stops the agent before it captures anything. */
+/* --listen: the API opens first, so that a port in use stops the agent before
+ * it captures anything, and in the namespace podcap was started in (see
+ * run_start).  The flow database may not exist yet: the API opens it when
+ * asked (agent mode). */
 static int open_api(struct run_ctx *c)
 {
 	struct api_config cfg;
@@ -352,7 +356,6 @@ static int open_api(struct run_ctx *c)
 		fprintf(stderr, "podcap run: --listen: %s\n", err);
 		return -1;
 	}
-	api_metrics_sink(c->api, &c->sinks.sink[c->sinks.n++]);
 	const char *colon = strrchr(c->o->listen, ':');
 	int hostlen = colon ? (int)(colon - c->o->listen) : (int)strlen(c->o->listen);
 	if (!c->o->quiet)
@@ -391,11 +394,9 @@ static int run_start(struct run_ctx *c)
 {
 	char err[1024];
 	int rc;
-	/* The stores, and the API with its threads and listening socket, in the
-	 * namespace podcap was started in: a user reaches the API there (the node's
-	 * host network, or the lab's host), not inside the captured namespace. */
-	if (app_open_sinks("run", c->o, &c->sinks))
-		return -1;
+	/* The API, with its threads and listening socket, in the namespace podcap
+	 * was started in: a user reaches it there (the node's host network, or the
+	 * lab's host), not inside the captured namespace. */
 	if (c->o->listen && open_api(c) < 0)
 		return -1;
 	/* Then the node's namespace, before any capture socket, BPF object or engine
@@ -424,6 +425,24 @@ static int run_start(struct run_ctx *c)
 	if (cap_live_backend(c->live) == CAP_BACKEND_EBPF) {
 		c->o->eng.record_hook = kernel_counts;
 		c->o->eng.record_hook_arg = c;
+	}
+	/* Names after the node's namespace is entered: conntrack is read there. */
+	if (app_names_open("run", c->o, 1, &c->names))
+		return -1;
+	if (c->names) {
+		/* one hook: the kernel's counts first, then the names */
+		if (c->o->eng.record_hook)
+			app_names_chain(c->names, c->o->eng.record_hook, c->o->eng.record_hook_arg);
+		c->o->eng.record_hook = app_names_hook;
+		c->o->eng.record_hook_arg = c->names;
+		c->o->fdb.names = app_names_dict(c->names);
+	}
+	if (app_open_sinks("run", c->o, &c->sinks))
+		return -1;
+	if (c->api) {
+		api_metrics_sink(c->api, &c->sinks.sink[c->sinks.n++]);
+		if (c->names)
+			api_attach_kube(c->api, app_names_kube(c->names));
 	}
 	/* The engine owns the sinks from here on, also when it fails to open. */
 	c->sinks_given = 1;
@@ -569,6 +588,8 @@ int cmd_run(int argc, char **argv)
 	for (size_t i = 0; !c->sinks_given && i < c->sinks.n; i++)
 		c->sinks.sink[i].ops->close(c->sinks.sink[i].ctx);
 	api_close(c->api);
+	/* after the engine: the flow database resolved names until it closed */
+	app_names_close(c->names);
 	if (c->live)
 		cap_live_close(c->live);
 	cap_inventory_free(c->inv);

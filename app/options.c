@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "kube.h"
 
 #define DEFAULT_INVENTORY "/run/podcap/lab-pods.json"
 
@@ -19,6 +20,7 @@ enum opt_id {
 	O_WORKERS, O_QUIET, O_CONFIG, O_BACKEND, O_NETNS, O_IFACE, O_ALL_IFACES, O_INVENTORY,
 	O_DURATION, O_STATS, O_FILTER, O_SNAPLEN, O_FLOW_PACKETS, O_BUFFER, O_LISTEN, O_TOKEN_FILE,
 	O_TLS_CERT, O_TLS_KEY, O_HELP,
+	O_KUBERNETES, O_KUBECONFIG, O_KUBE_CONTEXT, O_KUBE_PODS, O_NODE, O_NO_CONNTRACK,
 };
 
 struct app_option {
@@ -37,7 +39,18 @@ static const struct app_option options[] = {
 	{"iface", O_IFACE, "IF", APP_RUN, "capture on IF (repeatable); default: every pod veth, overlay and NIC,\n"
 	 "following interfaces that appear and disappear"},
 	{"all-ifaces", O_ALL_IFACES, NULL, APP_RUN, "with the default selection, bridges too"},
-	{"inventory", O_INVENTORY, "FILE", APP_RUN, "pod inventory naming the veths (default " DEFAULT_INVENTORY " if present)"},
+	{"inventory", O_INVENTORY, "FILE", APP_READ | APP_RUN, "pod inventory (the lab's): names the veths (run) and, without\n"
+	 "--kubernetes/--kubeconfig, the pods, Services and nodes at both ends\n"
+	 "of every flow (run: default " DEFAULT_INVENTORY " if present)"},
+	{"kubernetes", O_KUBERNETES, "MODE", APP_RUN, "name both ends of every flow from the Kubernetes API: in-cluster\n"
+	 "(service-account token and CA; see docs/kubernetes.md)"},
+	{"kubeconfig", O_KUBECONFIG, "FILE", APP_RUN, "the same, with the API server and credentials of a kubeconfig file"},
+	{"kube-context", O_KUBE_CONTEXT, "NAME", APP_RUN, "kubeconfig context (default: its current-context)"},
+	{"kube-pods", O_KUBE_PODS, "SCOPE", APP_RUN, "all (default: every pod, with labels) or node (this node's pods;\n"
+	 "remote ones only as EndpointSlices name them)"},
+	{"node", O_NODE, "NAME", APP_RUN, "this node's name (default $NODE_NAME), for --kube-pods node"},
+	{"no-conntrack", O_NO_CONNTRACK, NULL, APP_RUN, "do not read the node's conntrack table (Services are then named\n"
+	 "only where the flow's destination is the VIP)"},
 	{"duration", O_DURATION, "S", APP_RUN, "stop after S seconds (default: until SIGINT/SIGTERM)"},
 	{"stats-interval", O_STATS, "S", APP_RUN, "print counters every S seconds (default 10, 0 = only at the end)"},
 	{"filter", O_FILTER, "BPF", APP_RUN, "libpcap filter expression (pcap backend)"},
@@ -75,11 +88,12 @@ static const struct app_option options[] = {
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
-#define READ_USAGE "read FILE... --db PATH [--store DIR] [--vxlan-port N]... [--no-decap] " \
+#define READ_USAGE "read FILE... --db PATH [--store DIR] [--inventory FILE] [--vxlan-port N]... [--no-decap] " \
 	"[--store-snaplen N] [--store-first N] [--store-cap SIZE] [--db-cap SIZE] [--idle-timeout S] " \
 	"[--active-timeout S] [--max-flows N] [--dpi-packets N] [--no-dpi] [--workers N] [--quiet]"
 #define RUN_USAGE "run --db PATH [--config FILE] [--backend ebpf|pcap] [--netns NAME] [--iface IF]... " \
-	"[--inventory FILE] [--duration S] [--stats-interval S] [--filter BPF] [--snaplen N] " \
+	"[--inventory FILE] [--kubernetes in-cluster | --kubeconfig FILE [--kube-context NAME]] " \
+	"[--kube-pods all|node] [--node NAME] [--no-conntrack] [--duration S] [--stats-interval S] [--filter BPF] [--snaplen N] " \
 	"[--flow-packets N] [--buffer SIZE] [--workers N] [--all-ifaces] [--store DIR] [--store-cap SIZE] " \
 	"[--store-first N] [--db-cap SIZE] [--db-max-age S] [--no-dpi] [--listen ADDR:PORT] " \
 	"[--token-file FILE] [--tls-cert FILE --tls-key FILE] [--quiet]"
@@ -215,6 +229,26 @@ static int apply(enum app_cmd cmd, struct app_opts *o, const struct app_option *
 		o->inventory = val;
 		o->inventory_given = 1;
 		break;
+	case O_KUBERNETES:
+		if (strcmp(val, "in-cluster"))
+			return bad(cmd, n, val, "in-cluster; for another cluster use --kubeconfig FILE");
+		o->kubernetes = val;
+		break;
+	case O_KUBECONFIG: o->kubeconfig = val; break;
+	case O_KUBE_CONTEXT: o->kube_context = val; break;
+	case O_KUBE_PODS: {
+		int scope = kube_pod_scope_parse(val);
+		if (scope < 0)
+			return bad(cmd, n, val, "all or node");
+		o->kube_pods = scope;
+		break;
+	}
+	case O_NODE:
+		if (!*val || strlen(val) > 253)
+			return bad(cmd, n, val, "a node name");
+		o->node = val;
+		break;
+	case O_NO_CONNTRACK: o->no_conntrack = 1; break;
 	case O_DURATION:
 	case O_STATS:
 		if (app_parse_uint(val, 0, 86400u * 365, &v) < 0)
@@ -379,6 +413,25 @@ int app_opts_parse(enum app_cmd cmd, int argc, char **argv, struct app_opts *o, 
 		fprintf(stderr, "podcap %s: --token-file and --tls-cert need --listen\n", cmd_name(cmd));
 		return app_usage(app_opts_usage(cmd));
 	}
+	if (o->kubernetes && o->kubeconfig) {
+		fprintf(stderr, "podcap %s: --kubernetes in-cluster and --kubeconfig exclude each other\n", cmd_name(cmd));
+		return app_usage(app_opts_usage(cmd));
+	}
+	if (o->kube_context && !o->kubeconfig) {
+		fprintf(stderr, "podcap %s: --kube-context needs --kubeconfig\n", cmd_name(cmd));
+		return app_usage(app_opts_usage(cmd));
+	}
+	if (!o->node && getenv("NODE_NAME") && *getenv("NODE_NAME"))
+		o->node = getenv("NODE_NAME");
+	if (o->kube_pods == KUBE_PODS_NODE && !o->node) {
+		fprintf(stderr, "podcap %s: --kube-pods node needs --node NAME (or NODE_NAME)\n", cmd_name(cmd));
+		return app_usage(app_opts_usage(cmd));
+	}
+	/* Names of the ends: the API when asked for, else the inventory (run: the
+	 * default file when it exists). */
+	if (!o->kubernetes && !o->kubeconfig && o->inventory &&
+	    (o->inventory_given || access(o->inventory, R_OK) == 0))
+		o->names_inventory = o->inventory;
 	*first_arg = optind;
 	return 0;
 }

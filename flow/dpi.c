@@ -126,6 +126,20 @@ static void collect(struct fl_table *t, struct fl_flow *f, ndpi_protocol proto)
 	f->str = s;
 }
 
+/* nDPI 4.2's ndpi_confidence_t, in the record's own terms (flow.h keeps nDPI's
+ * headers out of its users).  A value a later nDPI adds is "unknown" until
+ * mapped here. */
+static uint8_t confidence_of(ndpi_confidence_t c)
+{
+	switch (c) {
+	case NDPI_CONFIDENCE_MATCH_BY_PORT: return FL_CONF_BY_PORT;
+	case NDPI_CONFIDENCE_MATCH_BY_IP: return FL_CONF_BY_IP;
+	case NDPI_CONFIDENCE_DPI_CACHE: return FL_CONF_DPI_CACHE;
+	case NDPI_CONFIDENCE_DPI: return FL_CONF_DPI;
+	default: return FL_CONF_UNKNOWN;
+	}
+}
+
 static void finish(struct fl_table *t, struct fl_flow *f, ndpi_protocol proto, int gave_up)
 {
 	if (gave_up) {
@@ -134,6 +148,7 @@ static void finish(struct fl_table *t, struct fl_flow *f, ndpi_protocol proto, i
 		FL_STAT_ADD(t, dpi_giveup, 1);
 	}
 	collect(t, f, proto);
+	f->confidence = confidence_of(f->ndpi->confidence);
 	f->dpi_done = gave_up ? 2 : 1;
 	ndpi_free_flow(f->ndpi);
 	f->ndpi = NULL;
@@ -149,6 +164,7 @@ void fl_dpi_packet(struct fl_table *t, struct fl_flow *f, const struct dc_packet
 		if (!f->ndpi) {
 			FL_STAT_ADD(t, dpi_alloc_fail, 1);
 			f->dpi_done = 2;
+			f->confidence = FL_CONF_UNKNOWN;
 			return;
 		}
 		memset(f->ndpi, 0, SIZEOF_FLOW_STRUCT);
@@ -178,6 +194,7 @@ void fl_dpi_end(struct fl_table *t, struct fl_flow *f)
 		finish(t, f, none, 1);
 	} else if (t->ndpi) {
 		f->dpi_done = 2; /* nothing nDPI could look at (e.g. only later fragments) */
+		f->confidence = FL_CONF_UNKNOWN;
 	}
 }
 
@@ -197,6 +214,7 @@ void fl_dpi_fill(struct fl_table *t, const struct fl_flow *f, struct fl_record *
 	r->http_status = f->http_status;
 	r->dns_rcode = f->dns_rcode;
 	r->dpi_done = f->dpi_done;
+	r->confidence = f->dpi_done ? f->confidence : FL_CONF_NONE;
 	if (t->ndpi && f->dpi_done) {
 		uint32_t key = (uint32_t)f->master_proto << 16 | f->app_proto;
 		uint32_t slot = (key * 0x9e3779b1u) >> 24;

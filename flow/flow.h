@@ -32,7 +32,12 @@
  * the flow saw packets since its last record) every active_timeout_us, then one
  * final record.  Classification: dpi_done 0 while nDPI still inspects (proto
  * "Unknown"), 1 when nDPI named the protocol, 2 when it gave up (its guess by
- * port/IP counts, as in ndpiReader).
+ * port/IP counts, as in ndpiReader); confidence says which (enum fl_confidence,
+ * nDPI's own "DPI" / "Match by port" / ...).
+ *
+ * Names: a record's name[] ids refer to a struct fl_names (below) that the
+ * table never touches; the engine's record hook fills them (podcap run: the
+ * Kubernetes names of both ends) and sinks resolve them.
  *
  * Memory: ~350 bytes per flow plus nDPI's state (~700 bytes and dissector buffers)
  * only while the flow is being classified, plus one nDPI module (~5 MB) per table.
@@ -79,6 +84,32 @@ enum fl_end {
 #define FL_HOST_LEN 256
 #define FL_URL_LEN 512
 
+/* How sure nDPI is of a record's protocol: nDPI 4.2's ndpi_confidence_t, as
+ * ndpiReader prints it ("Confidence: Match by port").  A flow nDPI gave up on
+ * (ndpi_detection_giveup) carries nDPI's guess with BY_PORT or BY_IP, or
+ * UNKNOWN when it could not even guess. */
+enum fl_confidence {
+	FL_CONF_NONE = 0,   /* not classified (yet): still inspecting, or nDPI off */
+	FL_CONF_UNKNOWN,    /* nDPI gave up without a guess */
+	FL_CONF_BY_PORT,    /* guessed from the L4 ports alone */
+	FL_CONF_BY_IP,      /* guessed from the addresses alone (nDPI's IP lists) */
+	FL_CONF_DPI_CACHE,  /* from nDPI's caches: another flow of the same hosts */
+	FL_CONF_DPI,        /* deep packet inspection of this flow */
+	FL_CONF__COUNT
+};
+/* "", "unknown", "by-port", "by-ip", "dpi-cache", "dpi"; "" out of range. */
+const char *fl_confidence_name(int confidence);
+
+/* Kubernetes names of a record (see struct fl_names below): which end. */
+enum fl_name_slot {
+	FL_NAME_SRC = 0,    /* the client address: a pod, a node, ... */
+	FL_NAME_DST,        /* the server address: a pod (after DNAT: the backend), a node, a Service */
+	FL_NAME_SERVICE,    /* the Service a VIP or NodePort led to */
+	FL_NAME_OUTER_SRC,  /* a tunnel's outer source: a node */
+	FL_NAME_OUTER_DST,  /* a tunnel's outer destination: a node */
+	FL_NAME__COUNT
+};
+
 /* One flow record, client→server oriented.  Index [0] is client→server, [1] is
  * server→client. */
 struct fl_record {
@@ -111,6 +142,13 @@ struct fl_record {
 	uint8_t dns_rcode;      /* 0xff = none */
 	char ja3c[33], ja3s[33];
 	uint8_t dpi_done;       /* 1 detected, 2 gave up, 0 still inspecting */
+	uint8_t confidence;     /* enum fl_confidence (FL_CONF_NONE while dpi_done is 0) */
+
+	/* Names of the ends, as ids into a struct fl_names that the record hook
+	 * (engine.h) and the sinks share; 0 = no name.  Ids, not strings: a
+	 * record is copied into every record sink's queue, and the names of both
+	 * ends (labels included) would more than double its ~1.3 KB. */
+	uint32_t name[FL_NAME__COUNT]; /* enum fl_name_slot */
 };
 
 struct fl_stats {
@@ -156,6 +194,72 @@ uint32_t fl_hash(uint32_t obs_id, const struct dc_packet *p);
  * so that later IP fragments (no ports) reach the table holding their first
  * fragment's flow.  Shard with fl_shard_hash(obs_id, p) % workers. */
 uint32_t fl_shard_hash(uint32_t obs_id, const struct dc_packet *p);
+
+/* ---- names of the ends: an interning dictionary ------------------------- */
+
+/* A Kubernetes name for one end of a flow: a pod (namespace, name, node,
+ * workload, labels), a node (name), or a Service (namespace, name, port, and
+ * how the flow reached it).  The flow table never fills these: a record hook
+ * looks the addresses up (kube/) at the flow's time and interns the answers
+ * here, and sinks turn the record's ids back into strings. */
+enum fl_name_kind { FL_KIND_NONE = 0, FL_KIND_POD, FL_KIND_NODE, FL_KIND_SERVICE, FL_KIND__COUNT };
+const char *fl_name_kind_name(int kind); /* "", "pod", "node", "service" */
+
+#define FL_NAME_NS_LEN 64
+#define FL_NAME_NAME_LEN 254
+#define FL_NAME_WORKLOAD_LEN 320  /* "Kind/name" */
+#define FL_NAME_LABELS_LEN 512    /* compact JSON object, keys sorted */
+#define FL_NAME_VIA_LEN 16
+
+struct fl_name {
+	uint8_t kind;                         /* enum fl_name_kind */
+	uint16_t port;                        /* Service: its port */
+	char ns[FL_NAME_NS_LEN];              /* pod, Service: namespace */
+	char name[FL_NAME_NAME_LEN];          /* pod, node or Service name */
+	char node[FL_NAME_NAME_LEN];          /* pod: its node; node: its name */
+	char workload[FL_NAME_WORKLOAD_LEN];  /* pod: "Deployment/web", "" = none */
+	char labels[FL_NAME_LABELS_LEN];      /* pod: {"app":"web"}, "" = unknown */
+	char via[FL_NAME_VIA_LEN];            /* Service: "cluster-ip", "node-port",
+	                                       * "external-ip", "conntrack" */
+};
+
+/* The dictionary: equal names get equal ids, so a record carries 4-byte ids
+ * and each distinct name is stored once however many flows carry it.
+ *
+ * Bounded by generations: entries go into the current generation; when it holds
+ * gen_entries names or gen_bytes bytes it becomes the previous one and the
+ * generation before is freed.  A name of the previous generation that is
+ * interned again moves into the current one, so names in use stay.  An id is
+ * good while its generation is current or previous, i.e. for at least
+ * gen_entries further interns: far more than records wait in the engine's
+ * queues (4096 per sink, and a record interns at most FL_NAME__COUNT names), so
+ * a sink resolving a record's ids finds them.  An id too old resolves to
+ * -ENOENT (counted in expired); the id space (12 bits of generation, 20 of
+ * index) wraps after 4096 generations, long after any record is written.
+ *
+ * Threads: any number of threads may call fl_names_put and fl_names_get at once
+ * (a reader-writer lock: a name already present costs a read lock, a hash and a
+ * compare).  fl_names_free must not race with them.
+ * Memory: the dictionary copies what it is given; get copies into the caller's
+ * struct, so nothing handed out needs freeing. */
+struct fl_names;
+struct fl_names_stats {
+	uint64_t entries;    /* names held (both generations) */
+	uint64_t bytes;      /* bytes held by them */
+	uint64_t puts, hits; /* fl_names_put calls, and those that found the name */
+	uint64_t rotations;  /* generations retired */
+	uint64_t expired;    /* fl_names_get of an id whose generation is gone */
+	uint64_t failed;     /* fl_names_put that could not allocate (id 0 returned) */
+};
+/* 0 = defaults: 65536 entries, 16 MiB per generation; gen_entries at most 2^20. */
+struct fl_names *fl_names_new(uint32_t gen_entries, size_t gen_bytes);
+void fl_names_free(struct fl_names *n);
+/* The id of name (interned if new), or 0 when name->kind is FL_KIND_NONE or
+ * memory ran out.  Strings are read up to their array's size (NUL or not). */
+uint32_t fl_names_put(struct fl_names *n, const struct fl_name *name);
+/* Copies the name of id into *out: 0, -ENOENT (0 or expired id), -EINVAL. */
+int fl_names_get(const struct fl_names *n, uint32_t id, struct fl_name *out);
+void fl_names_stats(const struct fl_names *n, struct fl_names_stats *out);
 
 /* Community ID v1 (https://github.com/corelight/community-id-spec) of a tuple with
  * the given seed, written as "1:<base64>" into out (>= 32 bytes).  Returns 0, or

@@ -52,6 +52,7 @@ struct fl_flow {
 	uint8_t hs;                       /* handshake state, HS_* in flow.c */
 	uint8_t dns_rcode;
 	uint8_t dpi_done;
+	uint8_t confidence;               /* enum fl_confidence, once dpi_done */
 	struct dc_tuple key;              /* src = client */
 	struct dc_tuple outer;
 };

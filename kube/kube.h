@@ -257,4 +257,77 @@ int kube_status_json(const struct kube *k, char *buf, size_t len);
 /* Parses "all" / "node" into enum kube_pod_scope; -EINVAL otherwise. */
 int kube_pod_scope_parse(const char *s);
 
+/* ---- NAT: the Service a connection went through (conntrack) --------------- *
+ *
+ * kube-proxy DNATs a connection to a ClusterIP, external IP or NodePort to a
+ * backend pod (and SNATs NodePort and hairpin traffic).  The node's conntrack
+ * table knows both tuples of such a connection; kube_nat follows it (a dump at
+ * open, then NEW/DESTROY events over netlink, libnetfilter_conntrack) and keeps
+ * the translated connections only, findable by either view of the flow:
+ *   before DNAT (the client's veth):  client:port -> VIP:port       (orig)
+ *   after DNAT (underlay, backend):   client':port' -> backend:port (reply reversed)
+ * so a record seen at either point learns the other side: the VIP's Service and
+ * the backend pod, the real client behind an SNAT address.  Ended connections
+ * stay findable for history_us (a flow's final record comes up to its idle
+ * timeout after conntrack forgets a UDP connection).
+ *
+ * Threads: kube_nat_open starts one thread (the event reader); lookups and
+ * stats from any thread.  Opens conntrack in the calling thread's network
+ * namespace (the agent's node): call it after entering it.  Needs CAP_NET_ADMIN.
+ * Memory: a ring of max_entries (~140 bytes each) allocated at open. */
+struct kube_nat;
+
+struct kube_nat_config {
+	size_t max_entries;      /* translated connections kept, live and ended (65536) */
+	uint64_t history_us;     /* ended ones stay findable this long (10 minutes) */
+	void (*log)(void *arg, int level, const char *msg); /* NULL = stderr */
+	void *log_arg;
+};
+void kube_nat_config_default(struct kube_nat_config *cfg);
+
+struct kube_nat_tuple {
+	uint8_t family;          /* 4 or 6 */
+	uint8_t proto;           /* IPPROTO_TCP, _UDP, _SCTP */
+	uint16_t sport, dport;
+	uint8_t src[16], dst[16];/* network order, IPv4 in the first 4 bytes */
+};
+
+enum kube_nat_view {
+	KUBE_NAT_ORIGINAL = 1,   /* the tuple looked up is the original: before DNAT */
+	KUBE_NAT_REPLY,          /* it is the reply reversed: after DNAT (and SNAT) */
+};
+
+struct kube_nat_answer {
+	struct kube_nat_tuple orig;  /* as the client sent it: dst = the VIP or NodePort */
+	struct kube_nat_tuple reply; /* as the backend answered: src = the backend */
+	uint8_t seen_as;             /* enum kube_nat_view */
+	uint64_t since_us;           /* when conntrack announced it (0: found in the first dump) */
+	uint64_t until_us;           /* UINT64_MAX while the connection lives */
+};
+
+struct kube_nat *kube_nat_open(const struct kube_nat_config *cfg, char *err, size_t errlen);
+/* A table that only kube_nat_feed fills (tests; no conntrack, no thread). */
+struct kube_nat *kube_nat_new_empty(const struct kube_nat_config *cfg);
+void kube_nat_close(struct kube_nat *n);
+
+/* The translated connection that the flow tuple t (client -> server, as a flow
+ * record keys it) belongs to at ts_us (the flow's first packet; 0 = any): 0 and
+ * *out, or -ENOENT, -EINVAL. */
+int kube_nat_lookup(const struct kube_nat *n, const struct kube_nat_tuple *t, uint64_t ts_us,
+		    struct kube_nat_answer *out);
+/* Feeds a connection as conntrack would announce it (its original and reply
+ * tuples), or its end; at_us 0 = now.  For tests and kube_nat_new_empty. */
+int kube_nat_feed(struct kube_nat *n, const struct kube_nat_tuple *orig, const struct kube_nat_tuple *reply,
+		  int destroy, uint64_t at_us);
+
+struct kube_nat_stats {
+	uint64_t entries;        /* slots in use (live and ended) */
+	uint64_t added, destroyed; /* translated connections seen starting / ending */
+	uint64_t evicted;        /* live ones overwritten because the ring was full */
+	uint64_t dumps, overruns; /* table reads; event losses (each followed by a dump) */
+	uint64_t errors;
+	uint64_t lookups, hits;
+};
+void kube_nat_stats(const struct kube_nat *n, struct kube_nat_stats *out);
+
 #endif

@@ -285,11 +285,10 @@ static int ncols(const struct q_field_def *fd)
 	switch (fd->type) {
 	case Q_TYPE_APP:
 	case Q_TYPE_RISK:
-	case Q_TYPE_POD:
-	case Q_TYPE_NS:
+	case Q_TYPE_CONF:
 		return 1;
 	default:
-		return fd->col[1] ? 2 : 1;
+		return fd->col[2] ? 3 : fd->col[1] ? 2 : 1;
 	}
 }
 
@@ -618,10 +617,10 @@ static void emit_app_match(struct comp *c, const struct q_field_def *fd, const s
 static void emit_pod_match(struct comp *c, const struct q_field_def *fd, const struct q_value *vals,
 			   size_t nv)
 {
-	const char *col = fd->col[0];
 	struct terms ts = {0};
-	for (size_t i = 0; i < nv; i++) {
-		const struct q_value *v = &vals[i];
+	for (size_t i = 0; i < nv * (size_t)ncols(fd); i++) {
+		const char *col = fd->col[i % (size_t)ncols(fd)];
+		const struct q_value *v = &vals[i / (size_t)ncols(fd)];
 		int has_ns = memchr(v->text, '/', v->len) != NULL;
 		size_t mark = c->sql.len;
 		emit(c, "(");
@@ -649,10 +648,10 @@ static void emit_pod_match(struct comp *c, const struct q_field_def *fd, const s
 static void emit_ns_match(struct comp *c, const struct q_field_def *fd, const struct q_value *vals,
 			  size_t nv)
 {
-	const char *col = fd->col[0];
 	struct terms ts = {0};
-	for (size_t i = 0; i < nv; i++) {
-		const struct q_value *v = &vals[i];
+	for (size_t i = 0; i < nv * (size_t)ncols(fd); i++) {
+		const char *col = fd->col[i % (size_t)ncols(fd)];
+		const struct q_value *v = &vals[i / (size_t)ncols(fd)];
 		size_t mark = c->sql.len;
 		emit(c, "(");
 		if (v->kind == Q_V_TEXT) {
@@ -672,6 +671,97 @@ static void emit_ns_match(struct comp *c, const struct q_field_def *fd, const st
 		term_take(c, &ts, mark);
 	}
 	terms_flush(c, &ts);
+}
+
+/* service: the column holds "namespace/name:port"; a value without '/' is a
+ * name in any namespace, one without ':' any port of it.  Both given and no
+ * '*': equality; otherwise a GLOB with the missing parts as '*'. */
+static void emit_service_match(struct comp *c, const struct q_field_def *fd, const struct q_value *vals,
+			       size_t nv)
+{
+	struct terms ts = {0};
+	for (size_t i = 0; i < nv; i++) {
+		const struct q_value *v = &vals[i];
+		int has_ns = memchr(v->text, '/', v->len) != NULL;
+		int has_port = memchr(v->text, ':', v->len) != NULL;
+		size_t mark = c->sql.len;
+		emit(c, "(");
+		emit(c, fd->col[0]);
+		if (v->kind == Q_V_TEXT && has_ns && has_port) {
+			emit(c, " = ");
+			emit_p(c, param_text(c, v->text, v->len));
+		} else {
+			emit(c, " GLOB ");
+			emit_p(c, param_text3(c, has_ns ? "" : "*/", v->text, v->len, has_port ? "" : ":*", 0, 1));
+		}
+		emit(c, ")");
+		term_take(c, &ts, mark);
+	}
+	terms_flush(c, &ts);
+}
+
+/* confidence: canonical names (the parser mapped nDPI's spellings); "guess"
+ * is either guess nDPI makes. */
+static void emit_conf_match(struct comp *c, const struct q_field_def *fd, const struct q_value *vals,
+			    size_t nv)
+{
+	int *nums = malloc((2 * nv + 1) * sizeof(*nums));
+	if (!nums) {
+		c->oom = 1;
+		return;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < nv; i++) {
+		if (!strcmp(vals[i].text, "guess")) {
+			nums[n++] = param_text(c, "by-port", 7);
+			nums[n++] = param_text(c, "by-ip", 5);
+		} else {
+			nums[n++] = param_text(c, vals[i].text, vals[i].len);
+		}
+	}
+	emit_in(c, fd->col[0], "", nums, n);
+	free(nums);
+}
+
+/* label.KEY: the key's value in the pod's labels (a JSON object); the JSON path
+ * '$."KEY"' is a parameter like every value (the parser allowed only label-key
+ * characters in KEY).  `exists`: the pod has the label. */
+static void emit_label_test(struct comp *c, const struct q_node *n)
+{
+	const struct q_field_def *fd = n->field;
+	int path = param_text3(c, "$.\"", n->key, n->keylen, "\"", 0, 0);
+	int neg = n->op == Q_OP_NE || n->op == Q_OP_NOT_IN || n->op == Q_OP_NOT_MATCH;
+	struct terms ts = {0};
+	if (neg)
+		emit(c, "(");
+	for (int k = 0; k < ncols(fd); k++) {
+		if (n->op == Q_OP_EXISTS) {
+			size_t mark = c->sql.len;
+			emit(c, "(json_extract(");
+			emit(c, fd->col[k]);
+			emit(c, ", ");
+			emit_p(c, path);
+			emit(c, ") IS NOT NULL)");
+			term_take(c, &ts, mark);
+			continue;
+		}
+		for (uint32_t i = 0; i < n->nvals; i++) {
+			const struct q_value *v = &n->vals[i];
+			size_t mark = c->sql.len;
+			emit(c, "(json_extract(");
+			emit(c, fd->col[k]);
+			emit(c, ", ");
+			emit_p(c, path);
+			emit(c, v->kind == Q_V_GLOB ? ") GLOB " : ") = ");
+			emit_p(c, v->kind == Q_V_GLOB ? param_text3(c, "", v->text, v->len, "", 0, 1)
+						      : param_text(c, v->text, v->len));
+			emit(c, ")");
+			term_take(c, &ts, mark);
+		}
+	}
+	terms_flush(c, &ts);
+	if (neg)
+		emit(c, ") IS NOT 1");
 }
 
 /* risk: a number compares the bitmap (col[0]); a name is looked up in the
@@ -739,6 +829,12 @@ static void emit_match(struct comp *c, const struct q_field_def *fd, const struc
 		break;
 	case Q_TYPE_RISK:
 		emit_risk_match(c, fd, vals, nv);
+		break;
+	case Q_TYPE_SERVICE:
+		emit_service_match(c, fd, vals, nv);
+		break;
+	case Q_TYPE_CONF:
+		emit_conf_match(c, fd, vals, nv);
 		break;
 	default:
 		emit_num_match(c, fd, vals, nv);
@@ -865,6 +961,10 @@ static void emit_kids(struct comp *c, const struct q_node *n, const char *sep)
 static void emit_test(struct comp *c, const struct q_node *n)
 {
 	const struct q_field_def *fd = n->field;
+	if (fd->type == Q_TYPE_LABEL) {
+		emit_label_test(c, n);
+		return;
+	}
 	if (n->op == Q_OP_EXISTS) {
 		emit_exists(c, fd);
 		return;

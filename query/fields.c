@@ -5,8 +5,10 @@
  * an optional `exists` expression, an optional wrapper (for columns of another
  * table), the index that serves it (for documentation and GET /api/v1/fields)
  * and a one-sentence description.  Adding a column to the flow table and to the
- * language is one line, e.g. for the Kubernetes names of a later issue:
- *     FIELD("src.pod", T_POD, 0, 0, "flows_src_pod", "pod of the client", .col = {"f.src_pod"}),
+ * language is one line, e.g.
+ *     FIELD("src_pod", T_POD, RG | GL, 0, "flows_src_pod", "pod of the client", .col = {"f.src_pod"}),
+ * Several columns are OR-ed (either end).  A family field (FAM, "label.KEY")
+ * takes any "label.<key>"; the key becomes a bound parameter, never SQL text.
  * The SQL strings are constants of this file: nothing a user types gets here. */
 #include <string.h>
 #include <strings.h>
@@ -28,6 +30,10 @@
 #define T_POD Q_TYPE_POD, "pod", "== != ~ !~ in exists"
 #define T_NS Q_TYPE_NS, "namespace", "== != ~ !~ in exists"
 #define T_RISK Q_TYPE_RISK, "risk", "== != < <= > >= ~ !~ in exists"
+#define T_WORKLOAD Q_TYPE_POD, "workload", "== != ~ !~ in exists"
+#define T_LABEL Q_TYPE_LABEL, "label", "== != ~ !~ in exists"
+#define T_SERVICE Q_TYPE_SERVICE, "service", "== != ~ !~ in exists"
+#define T_CONF Q_TYPE_CONF, "confidence", "== != in exists"
 
 /* The extra level lets the T_ macros expand into three arguments. */
 #define FIELD(...) FIELD_(__VA_ARGS__)
@@ -38,6 +44,7 @@
 #define NC Q_F_NOCASE
 #define GL Q_F_GLOB
 #define RG Q_F_RANGE
+#define FAM Q_F_FAMILY
 #define OBS_WRAP "f.obs_id IN (SELECT op.id FROM observation_points op WHERE %s)"
 
 const struct q_field_def q_field_defs[] = {
@@ -78,10 +85,43 @@ const struct q_field_def q_field_defs[] = {
 	      .col = {"f.risk", "f.risk_names"}, .exists = "f.risk <> 0"),
 	FIELD("community_id", T_TEXT, 0, 0, NULL, "Community ID flow hash (\"1:...=\"; quote it)",
 	      .col = {"f.community_id"}),
+	FIELD("confidence", T_CONF, 0, 0, NULL, "how nDPI named the app: dpi, dpi-cache, by-port, by-ip, "
+	      "unknown; guess = by-port or by-ip (exists: classified or given up)", .col = {"f.confidence"}),
+	/* Kubernetes: who the ends are (by address at the flow's time) */
+	FIELD("pod", T_POD, RG | GL, 0, "flows_src_pod, flows_dst_pod, flows_pod", "a pod at either end "
+	      "(the client's, the server's, or the observation point's), \"namespace/name\", or "
+	      "\"name\" in any namespace", .col = {"f.src_pod", "f.dst_pod", "f.pod"}),
+	FIELD("src_pod", T_POD, RG | GL, 0, "flows_src_pod", "pod of the client address",
+	      .col = {"f.src_pod"}),
+	FIELD("dst_pod", T_POD, RG | GL, 0, "flows_dst_pod", "pod of the server address (after DNAT: "
+	      "the Service's backend)", .col = {"f.dst_pod"}),
+	FIELD("ns", T_NS, RG | GL, 0, "flows_src_pod, flows_dst_pod, flows_pod", "namespace of a pod at "
+	      "either end", .col = {"f.src_pod", "f.dst_pod", "f.pod"}),
+	FIELD("src_ns", T_NS, RG | GL, 0, "flows_src_pod", "namespace of the client's pod",
+	      .col = {"f.src_pod"}),
+	FIELD("dst_ns", T_NS, RG | GL, 0, "flows_dst_pod", "namespace of the server's pod",
+	      .col = {"f.dst_pod"}),
+	FIELD("workload", T_WORKLOAD, GL, 0, NULL, "owner of a pod at either end: \"Deployment/web\", "
+	      "or \"web\" of any kind", .col = {"f.src_workload", "f.dst_workload"}),
+	FIELD("label.KEY", T_LABEL, GL | FAM, 0, NULL, "label KEY of a pod at either end: label.app == web",
+	      .col = {"f.src_labels", "f.dst_labels"}),
+	FIELD("src_label.KEY", T_LABEL, GL | FAM, 0, NULL, "label KEY of the client's pod",
+	      .col = {"f.src_labels"}),
+	FIELD("dst_label.KEY", T_LABEL, GL | FAM, 0, NULL, "label KEY of the server's pod",
+	      .col = {"f.dst_labels"}),
+	FIELD("service", T_SERVICE, GL, 0, NULL, "the Service a ClusterIP, external IP or NodePort led to: "
+	      "\"namespace/name:port\", \"namespace/name\" (any port) or \"name\"",
+	      .col = {"f.service"}),
+	FIELD("node", T_GLOB, GL, 0, NULL, "node of either end: a pod's node, or the node whose address it is",
+	      .col = {"f.src_node", "f.dst_node"}),
+	FIELD("src_node", T_GLOB, GL, 0, NULL, "node of the client", .col = {"f.src_node"}),
+	FIELD("dst_node", T_GLOB, GL, 0, NULL, "node of the server", .col = {"f.dst_node"}),
+	FIELD("outer.node", T_GLOB, GL, 0, NULL, "node of either outer (tunnel) address",
+	      .col = {"f.outer_src_node", "f.outer_dst_node"}),
 	/* where the flow was seen: its observation point */
-	FIELD("pod", T_POD, RG | GL, 0, "flows_pod", "pod of the observation point, "
+	FIELD("obs.pod", T_POD, RG | GL, 0, "flows_pod", "pod of the observation point (the veth's pod), "
 	      "\"namespace/name\", or \"name\" in any namespace", .col = {"f.pod"}),
-	FIELD("ns", T_NS, RG | GL, 0, "flows_pod", "namespace of the observation point's pod",
+	FIELD("obs.ns", T_NS, RG | GL, 0, "flows_pod", "namespace of the observation point's pod",
 	      .col = {"f.pod"}),
 	FIELD("iface", T_GLOB, GL, 0, NULL, "interface (or input file) of the observation point",
 	      .col = {"op.iface"}, .wrap = OBS_WRAP, .exists = "f.obs_id IS NOT NULL"),
@@ -139,13 +179,62 @@ const struct q_field_info *q_field(size_t i)
 	return i < q_nfields ? &q_field_defs[i].info : NULL;
 }
 
-const struct q_field_def *q_field_find(const char *name, size_t len)
+const struct q_field_def *q_field_find(const char *name, size_t len, size_t *keyoff)
 {
+	if (keyoff)
+		*keyoff = 0;
 	for (size_t i = 0; i < q_nfields; i++) {
 		const char *n = q_field_defs[i].info.name;
+		if (q_field_defs[i].flags & Q_F_FAMILY) {
+			/* "label.KEY": the prefix up to and with the '.', then a key */
+			size_t pl = (size_t)(strchr(n, '.') - n) + 1;
+			if (len > pl && strncasecmp(n, name, pl) == 0) {
+				if (keyoff)
+					*keyoff = pl;
+				return &q_field_defs[i];
+			}
+			continue;
+		}
 		if (strlen(n) == len && strncasecmp(n, name, len) == 0)
 			return &q_field_defs[i];
 	}
+	return NULL;
+}
+
+int q_label_key_ok(const char *key, size_t len)
+{
+	if (!len || len > Q_LABEL_KEY_MAX)
+		return 0;
+	int slashes = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)key[i];
+		if (c == '/') {
+			if (++slashes > 1 || i == 0 || i + 1 == len)
+				return 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* nDPI 4.2's confidence names (ndpi_confidence_get_name) and ours. */
+static const struct {
+	const char *alias, *canon;
+} conf_names[] = {
+	{"dpi", "dpi"}, {"dpi-cache", "dpi-cache"}, {"by-port", "by-port"}, {"by-ip", "by-ip"},
+	{"unknown", "unknown"}, {"guess", "guess"},
+	{"DPI (cache)", "dpi-cache"}, {"cache", "dpi-cache"}, {"Match by port", "by-port"},
+	{"port", "by-port"}, {"Match by IP", "by-ip"}, {"ip", "by-ip"}, {"guessed", "guess"},
+};
+
+const char *q_confidence_canon(const char *s, size_t n)
+{
+	for (size_t i = 0; i < sizeof(conf_names) / sizeof(conf_names[0]); i++)
+		if (strlen(conf_names[i].alias) == n && strncasecmp(conf_names[i].alias, s, n) == 0)
+			return conf_names[i].canon;
 	return NULL;
 }
 
@@ -190,6 +279,8 @@ static const struct {
 	{"namespace", "ns"}, {"interface", "iface"}, {"dev", "iface"}, {"cid", "community_id"},
 	{"size", "bytes"}, {"len", "bytes"}, {"pkts", "packets"}, {"srcport", "sport"},
 	{"dstport", "dport"}, {"src_port", "sport"}, {"dst_port", "dport"},
+	{"src.pod", "src_pod"}, {"dst.pod", "dst_pod"}, {"svc", "service"}, {"k8s.pod", "pod"},
+	{"labels", "label.KEY"},
 };
 
 const char *q_field_suggest(const char *name, size_t len)
@@ -218,7 +309,8 @@ const char *q_type_name(enum q_type t)
 		[Q_TYPE_ID] = "id", [Q_TYPE_COUNT] = "count", [Q_TYPE_SIZE] = "size",
 		[Q_TYPE_DURATION] = "duration", [Q_TYPE_PROTO] = "protocol", [Q_TYPE_TEXT] = "string",
 		[Q_TYPE_APP] = "app", [Q_TYPE_POD] = "pod", [Q_TYPE_NS] = "namespace",
-		[Q_TYPE_RISK] = "risk",
+		[Q_TYPE_RISK] = "risk", [Q_TYPE_LABEL] = "label", [Q_TYPE_SERVICE] = "service",
+		[Q_TYPE_CONF] = "confidence",
 	};
 	return (unsigned)t < Q_TYPE_N ? names[t] : "?";
 }

@@ -189,11 +189,27 @@ static const char *const out_cols[] = {
 	"c2s_retrans", "s2c_retrans", "c2s_ooo", "s2c_ooo", "frags", "community_id",
 	"master_id", "app_id", "proto_name", "master_name", "app_name", "category", "risk",
 	"risk_names", "host", "url", "http_status", "dns_rcode", "ja3c", "ja3s", "dpi_done",
+	"confidence", "src_pod", "src_ns", "src_node", "src_workload", "src_labels", "dst_pod",
+	"dst_ns", "dst_node", "dst_workload", "dst_labels", "service", "service_via",
+	"outer_src_node", "outer_dst_node",
 	"iface", "packets_state",
 };
 #define N_OUT_COLS ((int)(sizeof(out_cols) / sizeof(out_cols[0])))
+#define JSON_SPLIT 40 /* out_cols[JSON_SPLIT..] go into the second json_object() */
 
-/* The SQL of an output column: the column itself, but for what is computed. */
+static void out_expr(struct sqlbuf *q, int i);
+
+/* The SQL of an output column: the column itself, but for what is computed.
+ * json: labels go into JSON output as objects, not as text holding JSON. */
+static void out_expr_fmt(struct sqlbuf *q, int i, int json)
+{
+	size_t n = strlen(out_cols[i]);
+	if (json && n > 7 && !strcmp(out_cols[i] + n - 7, "_labels"))
+		sql_add(q, "CASE WHEN json_valid(f.%s) THEN json(f.%s) END", out_cols[i], out_cols[i]);
+	else
+		out_expr(q, i);
+}
+
 static void out_expr(struct sqlbuf *q, int i)
 {
 	if (!strcmp(out_cols[i], "id"))
@@ -277,7 +293,7 @@ static const char *l4_name(int proto, char *buf, size_t len)
 	}
 }
 
-#define TABLE_COLS 10
+#define TABLE_COLS 11
 #define TABLE_WIDTH_ROWS 1000 /* rows measured for column widths before streaming */
 
 struct table_row {
@@ -288,14 +304,14 @@ struct table_row {
  * point, with the tunnel when the flow was seen encapsulated there: the same
  * connection on a pod veth and on the underlay is two rows. */
 static const char *const table_head[TABLE_COLS] = {"ID", "TIME (UTC)", "SEEN ON", "L4", "CLIENT -> SERVER",
-						   "APP", "HOST", "PKTS", "BYTES", "RTT"};
+						   "PODS", "APP", "HOST", "PKTS", "BYTES", "RTT"};
 
 static void table_print(struct out *o, struct table_row *rows, size_t n, int *w)
 {
 	for (size_t r = 0; r < n; r++) {
 		for (int c = 0; c < TABLE_COLS; c++) {
 			/* Numbers right-aligned, text left-aligned; no trailing blanks. */
-			int right = c >= 7 || c == 0;
+			int right = c >= 8 || c == 0;
 			if (c == TABLE_COLS - 1)
 				out_fmt(o, "%*s\n", w[c], rows[r].col[c]);
 			else
@@ -320,7 +336,8 @@ static void fmt_endpoint(char *buf, size_t len, const char *addr, int port, int 
 /* Columns of the table query, in this order. */
 #define TABLE_SELECT "last_us, ip_proto, family, src, sport, dst, dport, proto_name, host," \
 	" c2s_pkts + s2c_pkts, c2s_bytes + s2c_bytes, rtt_us, id," \
-	" (SELECT iface FROM observation_points o WHERE o.id = f.obs_id), tunnel, vni"
+	" (SELECT iface FROM observation_points o WHERE o.id = f.obs_id), tunnel, vni," \
+	" src_pod, src_node, dst_pod, dst_node, service, confidence"
 
 static int table_row(struct fdb_cursor *c, struct table_row *row)
 {
@@ -362,8 +379,27 @@ static int table_row(struct fdb_cursor *c, struct table_row *row)
 		snprintf(seen, sizeof(seen), "%s %s", iface ? iface : "?", tun);
 	else
 		snprintf(seen, sizeof(seen), "%s", iface ? iface : "?");
+	/* PODS: who the ends are, "client -> Service -> server" when a VIP was
+	 * involved; a node's own address as "node NAME". */
+	char pods[640], from[280], to[280], appbuf[96];
+	const char *sp = fdb_cursor_text(c, 16), *sn = fdb_cursor_text(c, 17);
+	const char *dp = fdb_cursor_text(c, 18), *dn = fdb_cursor_text(c, 19);
+	const char *svc = fdb_cursor_text(c, 20), *conf = fdb_cursor_text(c, 21);
+	snprintf(from, sizeof(from), "%s%s", sp ? "" : sn ? "node " : "?", sp ? sp : sn ? sn : "");
+	snprintf(to, sizeof(to), "%s%s", dp ? "" : dn ? "node " : "?", dp ? dp : dn ? dn : "");
+	if (!sp && !sn && !dp && !dn && !svc)
+		snprintf(pods, sizeof(pods), "-");
+	else if (svc)
+		snprintf(pods, sizeof(pods), "%s -> %s -> %s", from, svc, to);
+	else
+		snprintf(pods, sizeof(pods), "%s -> %s", from, to);
+	/* nDPI's guesses are marked as such: "POP3 (by-port)" */
+	if (conf && (!strcmp(conf, "by-port") || !strcmp(conf, "by-ip")))
+		snprintf(appbuf, sizeof(appbuf), "%s (%s)", app ? app : "-", conf);
+	else
+		snprintf(appbuf, sizeof(appbuf), "%s", app ? app : "-");
 	const char *v[TABLE_COLS] = {idbuf, tbuf, seen, l4_name(proto, l4buf, sizeof(l4buf)), ep,
-				     app ? app : "-", hostbuf, pk, by, rtt};
+				     pods, appbuf, hostbuf, pk, by, rtt};
 	for (int k = 0; k < TABLE_COLS; k++) {
 		if (!(row->col[k] = strdup(v[k])))
 			return -ENOMEM;
@@ -415,10 +451,14 @@ long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel,
 	if (fmt == Q_FMT_TABLE) {
 		sql_add(q, TABLE_SELECT);
 	} else if (fmt == Q_FMT_JSON || fmt == Q_FMT_NDJSON) {
+		/* Two objects, joined below: SQLite takes at most 100 arguments per
+		 * function call, and every column is two. */
 		sql_add(q, "f.id, f.packets_state, json_object(");
 		for (int i = 0; i < N_OUT_COLS - 1; i++) {
-			sql_add(q, "%s'%s',", i ? "," : "", out_cols[i]);
-			out_expr(q, i);
+			if (i == JSON_SPLIT)
+				sql_add(q, "), json_object(");
+			sql_add(q, "%s'%s',", i && i != JSON_SPLIT ? "," : "", out_cols[i]);
+			out_expr_fmt(q, i, 1);
 		}
 		sql_add(q, ")");
 	} else if (fmt == Q_FMT_CSV) {
@@ -476,15 +516,17 @@ long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel,
 			page->next.value = fdb_cursor_int(c, ncols - 1);
 		}
 		if (fmt == Q_FMT_JSON || fmt == Q_FMT_NDJSON) {
-			const char *obj = fdb_cursor_text(c, 2);
-			size_t len = obj ? strlen(obj) : 0;
+			const char *obj = fdb_cursor_text(c, 2), *obj2 = fdb_cursor_text(c, 3);
+			size_t len = obj ? strlen(obj) : 0, len2 = obj2 ? strlen(obj2) : 0;
 			if (fmt == Q_FMT_JSON)
 				out_str(o, count > 1 ? ",\n" : "\n");
-			if (len < 2 || obj[len - 1] != '}') {
+			if (len < 2 || obj[len - 1] != '}' || len2 < 3 || obj2[0] != '{' || obj2[len2 - 1] != '}') {
 				out_str(o, "null");
 			} else {
-				/* json_object's text without its '}', then packets_state */
+				/* both json_object texts as one object, then packets_state */
 				out_bytes(o, obj, len - 1);
+				out_str(o, ",");
+				out_bytes(o, obj2 + 1, len2 - 2);
 				out_fmt(o, ",\"packets_state\":\"%s\"}",
 					packets_state(store, fdb_cursor_int(c, 0), fdb_cursor_text(c, 1)));
 			}

@@ -46,6 +46,9 @@ enum q_type {
 	Q_TYPE_POD,      /* "namespace/name", or "name" in any namespace */
 	Q_TYPE_NS,       /* the namespace part of a "namespace/name" column */
 	Q_TYPE_RISK,     /* col[0] the bitmap, col[1] "name,name" */
+	Q_TYPE_LABEL,    /* a family (label.KEY): the key's value in JSON object column(s) */
+	Q_TYPE_SERVICE,  /* "namespace/name:port"; "ns/name" any port, "name" any namespace */
+	Q_TYPE_CONF,     /* nDPI confidence: one of a few names, "guess" = by-port or by-ip */
 	Q_TYPE_N
 };
 
@@ -53,12 +56,17 @@ enum {
 	Q_F_NOCASE = 1 << 0, /* text compares ignoring ASCII case */
 	Q_F_GLOB = 1 << 1,   /* '*' in a value is a wildcard */
 	Q_F_RANGE = 1 << 2,  /* an index on col[0] serves prefix ranges (BINARY collation) */
+	Q_F_FAMILY = 1 << 3, /* info.name is "prefix.KEY": any "prefix.<key>" is this field */
 };
+
+/* Label keys as Kubernetes allows them (an optional DNS prefix and '/', then
+ * [A-Za-z0-9._-]), at most this long. */
+#define Q_LABEL_KEY_MAX 317
 
 struct q_field_def {
 	struct q_field_info info;  /* public part (first member: q_field() returns it) */
 	enum q_type type;
-	const char *col[3];        /* SQL column expressions; ADDR/PORT/...: col[1] = other end */
+	const char *col[3];        /* SQL column expressions (OR-ed: either end); unused ones NULL */
 	const char *exists;        /* SQL for `exists`; NULL = "<col> IS NOT NULL" per column */
 	const char *wrap;          /* NULL, or SQL with one "%s" put around every test */
 	int64_t max;               /* Q_TYPE_INT: the largest value */
@@ -67,8 +75,15 @@ struct q_field_def {
 
 extern const struct q_field_def q_field_defs[];
 extern const size_t q_nfields;
-/* The field called name (len bytes, case-insensitive), or NULL. */
-const struct q_field_def *q_field_find(const char *name, size_t len);
+/* The field called name (len bytes, case-insensitive), or NULL.  For a family
+ * field ("label.app") *keyoff is the offset of the key in name (else 0); the
+ * caller checks the key with q_label_key_ok. */
+const struct q_field_def *q_field_find(const char *name, size_t len, size_t *keyoff);
+/* 1 when key (len bytes) is a valid Kubernetes label key. */
+int q_label_key_ok(const char *key, size_t len);
+/* The canonical confidence name for what a user wrote ("Match by port",
+ * "port", "BY-PORT" -> "by-port"; "guess"), or NULL. */
+const char *q_confidence_canon(const char *s, size_t n);
 /* The closest field name within edit distance 2, or NULL: for "did you mean". */
 const char *q_field_suggest(const char *name, size_t len);
 const char *q_type_name(enum q_type t);
@@ -107,6 +122,8 @@ struct q_node {
 	uint32_t nkids;
 	/* TEST */
 	const struct q_field_def *field;
+	const char *key;                 /* family fields: the key ("app" of label.app) */
+	uint32_t keylen;
 	enum q_op op;
 	struct q_value *vals;            /* none for EXISTS; one for comparisons */
 	uint32_t nvals;

@@ -409,6 +409,9 @@ static void expected_for(const struct q_field_def *fd, enum q_op op, char *buf, 
 		else
 			snprintf(buf, len, "a risk name or number for '%s'", name);
 		break;
+	case Q_TYPE_CONF:
+		snprintf(buf, len, "a confidence (dpi, dpi-cache, by-port, by-ip, unknown, guess) for '%s'", name);
+		break;
 	default:
 		snprintf(buf, len, "a value for '%s'", name);
 		break;
@@ -483,6 +486,19 @@ static int parse_value(struct parser *p, const struct q_field_def *fd, enum q_op
 			v->i = (int64_t)u;
 		break;
 	}
+	case Q_TYPE_CONF: {
+		const char *canon = q_confidence_canon(s, n);
+		if (!canon) {
+			rc = -EINVAL;
+			break;
+		}
+		v->kind = Q_V_TEXT;
+		v->len = (uint32_t)strlen(canon);
+		if (!(v->text = arena_alloc(p->arena, v->len + 1)))
+			return fail_oom(p);
+		memcpy(v->text, canon, v->len + 1);
+		break;
+	}
 	case Q_TYPE_RISK:
 		if (all_digits(s, n) || (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))) {
 			v->kind = Q_V_INT;
@@ -500,6 +516,8 @@ static int parse_value(struct parser *p, const struct q_field_def *fd, enum q_op
 	case Q_TYPE_APP:
 	case Q_TYPE_POD:
 	case Q_TYPE_NS:
+	case Q_TYPE_LABEL:
+	case Q_TYPE_SERVICE:
 		v->kind = (fd->flags & Q_F_GLOB) && has_star(s, n) ? Q_V_GLOB : Q_V_TEXT;
 		v->text = arena_alloc(p->arena, n + 1);
 		if (!v->text)
@@ -710,7 +728,29 @@ static struct q_node *parse_test(struct parser *p)
 		fail_tok(p, &ft, "a field name, 'not' or '('");
 		return NULL;
 	}
-	const struct q_field_def *fd = q_field_find(p->s + ft.pos, ft.len);
+	size_t keyoff = 0;
+	const struct q_field_def *fd = q_field_find(p->s + ft.pos, ft.len, &keyoff);
+	if (fd && keyoff && !q_label_key_ok(p->s + ft.pos + keyoff, ft.len - keyoff)) {
+		char found[64];
+		q_describe(found, sizeof(found), p->s + ft.pos + keyoff, ft.len - keyoff);
+		fail(p, -EINVAL, ft.pos + keyoff, found,
+		     "a label key ([prefix/]name of letters, digits, '.', '_', '-')");
+		return NULL;
+	}
+	if (!fd && ft.len > 1 && p->s[ft.pos + ft.len - 1] == '.') {
+		/* "label." with the key missing (or quoted: keys are bare words) */
+		for (size_t i = 0; i < q_nfields; i++) {
+			const char *fn = q_field_defs[i].info.name;
+			if ((q_field_defs[i].flags & Q_F_FAMILY) && strchr(fn, '.') &&
+			    (size_t)(strchr(fn, '.') - fn) + 1 == ft.len && !strncasecmp(fn, p->s + ft.pos, ft.len)) {
+				char exp[96];
+				snprintf(exp, sizeof(exp), "a label key after '%.*s' (a bare word: label.app)",
+					 (int)ft.len, p->s + ft.pos);
+				fail_tok(p, peek(p), exp);
+				return NULL;
+			}
+		}
+	}
 	if (!fd) {
 		char found[64], exp[120];
 		q_describe(found, sizeof(found), p->s + ft.pos, ft.len);
@@ -738,6 +778,17 @@ static struct q_node *parse_test(struct parser *p)
 	if (!nd)
 		return NULL;
 	nd->field = fd;
+	if (keyoff) {
+		char *key = arena_alloc(p->arena, ft.len - keyoff + 1);
+		if (!key) {
+			fail_oom(p);
+			return NULL;
+		}
+		memcpy(key, p->s + ft.pos + keyoff, ft.len - keyoff);
+		key[ft.len - keyoff] = 0;
+		nd->key = key;
+		nd->keylen = (uint32_t)(ft.len - keyoff);
+	}
 	const struct tok *t = peek(p);
 	if (p->rc)
 		return NULL;

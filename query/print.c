@@ -126,7 +126,14 @@ static void print_node(struct q_buf *b, const struct q_node *n, int need)
 		print_node(b, n->kids[0], 3);
 		break;
 	case Q_N_TEST:
-		q_buf_puts(b, n->field->info.name);
+		if (n->key) {
+			/* a family field: its prefix ("label.") and the key */
+			const char *dot = strchr(n->field->info.name, '.');
+			q_buf_add(b, n->field->info.name, (size_t)(dot - n->field->info.name) + 1);
+			q_buf_add(b, n->key, n->keylen);
+		} else {
+			q_buf_puts(b, n->field->info.name);
+		}
 		q_buf_puts(b, op_words[n->op]);
 		if (n->op == Q_OP_EXISTS)
 			break;

@@ -91,6 +91,39 @@ static const char *const migrations[] = {
 	" ja3c TEXT, ja3s TEXT, dpi_done INTEGER,"
 	" packets_state TEXT NOT NULL DEFAULT 'none');",
 	/* Secondary indexes are not part of a step: see flow_indexes below. */
+	/* 1 -> 2: nDPI's confidence, and the Kubernetes names of both ends (pods as
+	 * "namespace/name", like observation_points.pod, so one index serves pod,
+	 * namespace and prefix globs), the Service a VIP led to, the nodes of a
+	 * tunnel's outer addresses.  Rows written before stay NULL there. */
+	"ALTER TABLE flows ADD COLUMN confidence TEXT;"
+	"ALTER TABLE flows ADD COLUMN src_pod TEXT;"
+	"ALTER TABLE flows ADD COLUMN src_ns TEXT;"
+	"ALTER TABLE flows ADD COLUMN src_node TEXT;"
+	"ALTER TABLE flows ADD COLUMN src_workload TEXT;"
+	"ALTER TABLE flows ADD COLUMN src_labels TEXT;"
+	"ALTER TABLE flows ADD COLUMN dst_pod TEXT;"
+	"ALTER TABLE flows ADD COLUMN dst_ns TEXT;"
+	"ALTER TABLE flows ADD COLUMN dst_node TEXT;"
+	"ALTER TABLE flows ADD COLUMN dst_workload TEXT;"
+	"ALTER TABLE flows ADD COLUMN dst_labels TEXT;"
+	"ALTER TABLE flows ADD COLUMN service TEXT;"
+	"ALTER TABLE flows ADD COLUMN service_via TEXT;"
+	"ALTER TABLE flows ADD COLUMN outer_src_node TEXT;"
+	"ALTER TABLE flows ADD COLUMN outer_dst_node TEXT;",
+};
+
+/* Columns of flows added after version 1, with the version that added them: a
+ * read-only handle on an older database (it cannot migrate) shows them as NULL
+ * through a temporary view named flows (temp shadows main), so readers written
+ * for this version work on every older file. */
+static const struct {
+	const char *name;
+	int since;
+} later_cols[] = {
+	{"confidence", 2}, {"src_pod", 2}, {"src_ns", 2}, {"src_node", 2}, {"src_workload", 2},
+	{"src_labels", 2}, {"dst_pod", 2}, {"dst_ns", 2}, {"dst_node", 2}, {"dst_workload", 2},
+	{"dst_labels", 2}, {"service", 2}, {"service_via", 2}, {"outer_src_node", 2},
+	{"outer_dst_node", 2},
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(N_MIGRATIONS == FDB_SCHEMA_VERSION, "one migration step per schema version");
@@ -106,6 +139,13 @@ void fdb__test_extra_migrations(const char *const *steps, int64_t n)
 {
 	mig_extra = steps;
 	mig_count = (int64_t)N_MIGRATIONS + (steps ? n : 0);
+}
+/* The SQL of shipped step ver (ver -> ver + 1), to build files as older
+ * podcaps left them. */
+const char *fdb__test_step(int64_t ver);
+const char *fdb__test_step(int64_t ver)
+{
+	return ver >= 0 && ver < (int64_t)N_MIGRATIONS ? migrations[ver] : NULL;
 }
 #endif
 
@@ -130,6 +170,8 @@ static const char *mig_step(int64_t ver)
  *   app_name       --app; "TLS" alone (master part) scans by time
  *   pod, outer_*   partial: free for rows without a pod / tunnel; outer_* for
  *                  export --ip, which matches the underlay addresses too
+ *   src_pod,       partial: the Kubernetes names of the ends ("ns/name"), for
+ *   dst_pod        pod == x and ns == y filters (ranges on one index each)
  * Dropped: first_us, sport, master_name and community_id (no query needs them;
  * community_id was 34 ms of the 0.19 s deferred build for bench10's 51k rows). */
 static const char *const flow_indexes[] = {
@@ -141,12 +183,14 @@ static const char *const flow_indexes[] = {
 	"CREATE INDEX IF NOT EXISTS flows_pod ON flows(pod) WHERE pod IS NOT NULL",
 	"CREATE INDEX IF NOT EXISTS flows_outer_src ON flows(outer_src) WHERE outer_src IS NOT NULL",
 	"CREATE INDEX IF NOT EXISTS flows_outer_dst ON flows(outer_dst) WHERE outer_dst IS NOT NULL",
+	"CREATE INDEX IF NOT EXISTS flows_src_pod ON flows(src_pod) WHERE src_pod IS NOT NULL",
+	"CREATE INDEX IF NOT EXISTS flows_dst_pod ON flows(dst_pod) WHERE dst_pod IS NOT NULL",
 };
 /* Every index name this store ever created, for dropping (retired ones and a
  * deferred build's). */
 static const char *const flow_index_names[] = {
 	"flows_last", "flows_src_dport", "flows_dst_dport", "flows_dport", "flows_app",
-	"flows_pod", "flows_outer_src", "flows_outer_dst",
+	"flows_pod", "flows_outer_src", "flows_outer_dst", "flows_src_pod", "flows_dst_pod",
 	/* retired */
 	"flows_first", "flows_sport", "flows_master", "flows_cid", "flows_src", "flows_dst",
 };
@@ -189,9 +233,15 @@ static const char *const flow_cols[] = {
 	"s2c_retrans", "c2s_ooo", "s2c_ooo", "frags", "community_id", "master_id",
 	"app_id", "proto_name", "master_name", "app_name", "category", "risk",
 	"risk_names", "host", "url", "http_status", "dns_rcode", "ja3c", "ja3s", "dpi_done",
+	"confidence",
+	/* names: kept once found (coalesce in the upsert), see NAME_COL0 */
+	"src_pod", "src_ns", "src_node", "src_workload", "src_labels",
+	"dst_pod", "dst_ns", "dst_node", "dst_workload", "dst_labels",
+	"service", "service_via", "outer_src_node", "outer_dst_node",
 };
 #define N_FLOW_COLS ((int)(sizeof(flow_cols) / sizeof(flow_cols[0])))
 #define PUT_POD (N_FLOW_COLS + 1)   /* upsert parameter after the columns */
+#define NAME_COL0 55                /* index of src_pod in flow_cols */
 
 struct fdb {
 	sqlite3 *db;
@@ -230,6 +280,10 @@ struct fdb {
 	dev_t dev;               /* the file, while this handle has it open (see open_files) */
 	ino_t ino;
 	struct fdb_stats stats;
+	/* scratch for the names of the row being written (bound SQLITE_STATIC) */
+	struct fl_name names_buf[FL_NAME__COUNT];
+	char pod_buf[2][FL_NAME_NS_LEN + FL_NAME_NAME_LEN + 1];
+	char svc_buf[FL_NAME_NS_LEN + FL_NAME_NAME_LEN + 8];
 	char err[512];
 };
 
@@ -473,7 +527,29 @@ rollback:
 	}
 }
 
-/* A readonly handle cannot migrate: it accepts only the exact version. */
+static void sql_add(char *buf, size_t size, size_t *off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* An older file read by a handle that cannot migrate it: a temporary view
+ * called flows (the temp schema is searched before main) adds the columns of
+ * later versions as NULL.  Queries through it use main.flows's indexes (SQLite
+ * flattens the view). */
+static int compat_view(struct fdb *st, int64_t ver)
+{
+	char sql[2048];
+	size_t off = 0;
+	sql_add(sql, sizeof(sql), &off, "CREATE TEMP VIEW flows AS SELECT *");
+	for (size_t i = 0; i < sizeof(later_cols) / sizeof(later_cols[0]); i++)
+		if (later_cols[i].since > ver)
+			sql_add(sql, sizeof(sql), &off, ", NULL AS %s", later_cols[i].name);
+	sql_add(sql, sizeof(sql), &off, " FROM main.flows");
+	if (off >= sizeof(sql))
+		return set_err(st, -E2BIG, "internal: compatibility view too long");
+	return exec(st, sql, "compatibility view of an older schema");
+}
+
+/* A readonly handle cannot migrate: it reads an older version through
+ * compat_view() and refuses a newer one. */
 static int check_version_ro(struct fdb *st)
 {
 	int64_t ver, app;
@@ -487,11 +563,11 @@ static int check_version_ro(struct fdb *st)
 		return set_err(st, -ENOTSUP,
 			       "%s: database schema version %lld is newer than this podcap knows (%lld); "
 			       "use a newer podcap", st->path, (long long)ver, (long long)mig_count);
+	if (ver < 1)
+		return set_err(st, -ENOTSUP, "%s: database has no podcap schema yet; open it once "
+			       "read-write (podcap read/run)", st->path);
 	if (ver < mig_count)
-		return set_err(st, -ENOTSUP,
-			       "%s: database schema version %lld is older than %lld; open it once "
-			       "read-write (podcap read/run) to migrate", st->path, (long long)ver,
-			       (long long)mig_count);
+		return compat_view(st, ver);
 	return 0;
 }
 
@@ -606,8 +682,10 @@ static void sql_add(char *buf, size_t size, size_t *off, const char *fmt, ...)
 
 static int prepare_all(struct fdb *st)
 {
-	char sql[4096];
+	char sql[8192];
 	size_t off = 0;
+	if (strcmp(flow_cols[NAME_COL0], "src_pod"))
+		return set_err(st, -EFAULT, "internal: NAME_COL0 is not src_pod");
 	sql_add(sql, sizeof(sql), &off, "INSERT INTO flows (pod");
 	for (int i = 0; i < N_FLOW_COLS; i++)
 		sql_add(sql, sizeof(sql), &off, ",%s", flow_cols[i]);
@@ -624,6 +702,11 @@ static int prepare_all(struct fdb *st)
 		if (!strcmp(flow_cols[i], "first_us"))
 			sql_add(sql, sizeof(sql), &off,
 					",first_us=min(first_us,excluded.first_us)");
+		/* A name found once stays: a later record of the flow whose lookup
+		 * failed (the pod's history evicted, the API away) keeps it. */
+		else if (i >= NAME_COL0)
+			sql_add(sql, sizeof(sql), &off, ",%s=coalesce(excluded.%s,%s)",
+				flow_cols[i], flow_cols[i], flow_cols[i]);
 		else
 			sql_add(sql, sizeof(sql), &off, ",%s=excluded.%s",
 					flow_cols[i], flow_cols[i]);
@@ -734,6 +817,8 @@ static int planner_hints(struct fdb *st)
 		{"flows_pod", "10000000 20000"},
 		{"flows_outer_src", "10000000 5000"},
 		{"flows_outer_dst", "10000000 5000"},
+		{"flows_src_pod", "10000000 20000"},
+		{"flows_dst_pod", "10000000 20000"},
 	};
 	int err = exec(st, "ANALYZE sqlite_schema", "planner statistics"); /* creates sqlite_stat1 */
 	if (!err)
@@ -1353,6 +1438,70 @@ static int obs_load(struct fdb *st)
 	return rc == SQLITE_DONE ? 0 : sql_err(st, rc, "observation points");
 }
 
+/* The names of a record's ends, resolved through the dictionary the writer was
+ * given (fdb_config.names); strings live in the handle's scratch until the
+ * step.  Binds the columns from src_pod on and returns the next index. */
+static int bind_names(struct fdb *st, sqlite3_stmt *s, int i, const struct fl_record *r)
+{
+	struct fl_name *nm = st->names_buf;
+	int have[FL_NAME__COUNT] = {0};
+	for (int k = 0; k < FL_NAME__COUNT; k++) {
+		if (!r->name[k] || !st->cfg.names)
+			continue;
+		if (fl_names_get(st->cfg.names, r->name[k], &nm[k]) == 0)
+			have[k] = 1;
+		else
+			st->stats.names_expired++;
+	}
+	/* the two ends: a pod in full, a node by its name */
+	for (int k = FL_NAME_SRC; k <= FL_NAME_DST; k++) {
+		const struct fl_name *e = &nm[k];
+		int is_pod = have[k] && e->kind == FL_KIND_POD;
+		int is_node = have[k] && e->kind == FL_KIND_NODE;
+		if (is_pod) {
+			snprintf(st->pod_buf[k], sizeof(st->pod_buf[k]), "%s/%s", e->ns, e->name);
+			sqlite3_bind_text(s, i++, st->pod_buf[k], -1, SQLITE_STATIC);
+			bind_text_or_null(s, i++, e->ns, sizeof(e->ns));
+		} else {
+			sqlite3_bind_null(s, i++);
+			sqlite3_bind_null(s, i++);
+		}
+		if (is_pod)
+			bind_text_or_null(s, i++, e->node, sizeof(e->node));
+		else if (is_node)
+			bind_text_or_null(s, i++, e->name, sizeof(e->name));
+		else
+			sqlite3_bind_null(s, i++);
+		if (is_pod) {
+			bind_text_or_null(s, i++, e->workload, sizeof(e->workload));
+			bind_text_or_null(s, i++, e->labels, sizeof(e->labels));
+		} else {
+			sqlite3_bind_null(s, i++);
+			sqlite3_bind_null(s, i++);
+		}
+	}
+	const struct fl_name *svc = &nm[FL_NAME_SERVICE];
+	if (have[FL_NAME_SERVICE] && svc->kind == FL_KIND_SERVICE) {
+		snprintf(st->svc_buf, sizeof(st->svc_buf), "%s/%s:%u", svc->ns, svc->name, svc->port);
+		sqlite3_bind_text(s, i++, st->svc_buf, -1, SQLITE_STATIC);
+		bind_text_or_null(s, i++, svc->via, sizeof(svc->via));
+	} else {
+		sqlite3_bind_null(s, i++);
+		sqlite3_bind_null(s, i++);
+	}
+	/* a tunnel's outer ends are nodes (or, nested, a pod: its node) */
+	for (int k = FL_NAME_OUTER_SRC; k <= FL_NAME_OUTER_DST; k++) {
+		const struct fl_name *e = &nm[k];
+		if (have[k] && e->kind == FL_KIND_NODE)
+			bind_text_or_null(s, i++, e->name, sizeof(e->name));
+		else if (have[k] && e->kind == FL_KIND_POD)
+			bind_text_or_null(s, i++, e->node, sizeof(e->node));
+		else
+			sqlite3_bind_null(s, i++);
+	}
+	return i;
+}
+
 int fdb_put_flow(struct fdb *st, const struct fl_record *r)
 {
 	if (!st->put)
@@ -1453,6 +1602,11 @@ int fdb_put_flow(struct fdb *st, const struct fl_record *r)
 	bind_text_or_null(s, i++, r->ja3c, sizeof(r->ja3c));
 	bind_text_or_null(s, i++, r->ja3s, sizeof(r->ja3s));
 	sqlite3_bind_int(s, i++, r->dpi_done);
+	if (r->confidence != FL_CONF_NONE)
+		sqlite3_bind_text(s, i++, fl_confidence_name(r->confidence), -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i++);
+	i = bind_names(st, s, i, r);
 	if (i - 1 != N_FLOW_COLS) {
 		/* A programming error (column list and binds out of step): loud, not
 		 * silently shifted data. */

@@ -22,13 +22,22 @@
  *         {c2s,s2c}_{pkts,bytes,payload,tcp_flags,retrans,ooo}, syn, synack, fin,
  *         rst, frags, rtt_us (NULL = not seen), community_id, master_id, app_id,
  *         proto_name, master_name, app_name, category, risk, risk_names, host, url,
- *         http_status, dns_rcode, ja3c, ja3s, dpi_done, packets_state)
+ *         http_status, dns_rcode, ja3c, ja3s, dpi_done, packets_state,
+ *         -- version 2:
+ *         confidence ("dpi", "dpi-cache", "by-port", "by-ip", "unknown"; NULL =
+ *         not classified), {src,dst}_{pod ("namespace/name"), ns, node,
+ *         workload ("Kind/name"), labels (JSON object)}, service
+ *         ("namespace/name:port"), service_via, outer_{src,dst}_node)
+ *     Names come from the record's name[] ids through fdb_config.names; a name
+ *     once written stays on the row (a later record without it keeps it).
+ *     A read-only handle on a version-1 file shows the version-2 columns as NULL
+ *     (a temporary view), so readers need not care which version they open.
  *     packets_state is no longer written (databases of older versions have it):
  *     whether a flow's packets are kept is the packet store's to say
  *     (pks_flow_state), asked when a flow is shown.
  *   observation_points(id, iface, direction, pod, linktype, first_seen_us)
  *   indexes on flows: last_us, src, dst, dport, app_name (NOCASE), pod, outer_src,
- *   outer_dst (the last three partial: non-NULL only); no others, since each costs
+ *   outer_dst, src_pod, dst_pod (the last five partial: non-NULL only); no others, since each costs
  *   the writer ~2 us per row.  A query filtering on another column scans by time.
  *   meta(key, value)
  * Flow ids are uint64 in the API and stored as the same 64-bit pattern in SQLite's
@@ -42,7 +51,7 @@
 #include <stdint.h>
 #include "flow.h"
 
-#define FDB_SCHEMA_VERSION 1
+#define FDB_SCHEMA_VERSION 2
 
 struct fdb;
 
@@ -64,6 +73,9 @@ struct fdb_config {
 	 * build to the next read-write fdb_open().  Not for a long-running agent
 	 * (default 0). */
 	int defer_indexes;
+	/* The dictionary that flow records' name[] ids refer to (flow.h); NULL =
+	 * records carry no names.  Not owned; must outlive the handle. */
+	const struct fl_names *names;
 };
 void fdb_config_default(struct fdb_config *cfg);
 
@@ -73,7 +85,8 @@ void fdb_config_default(struct fdb_config *cfg);
  *   -ENOENT         readonly open of a missing file
  *   -EBADMSG        not a database / corrupt or truncated database
  *   -ENOTSUP        schema newer than this binary, or not a podcap database
- * A readonly open never migrates: it refuses an older schema with -ENOTSUP. */
+ * A readonly open never migrates: an older schema is read as it is, the columns
+ * it lacks showing as NULL. */
 int fdb_open(const char *path, const struct fdb_config *cfg, struct fdb **out,
 	     char *errbuf, size_t errlen);
 /* Commits what is pending and closes.  Returns the commit's error, if any; the
@@ -132,6 +145,7 @@ struct fdb_stats {
 	uint64_t commits;
 	uint64_t retained;      /* rows deleted by retention */
 	uint64_t index_us;      /* CPU time of deferred index builds */
+	uint64_t names_expired; /* name ids no longer in the dictionary (row written without them) */
 };
 void fdb_stats(const struct fdb *db, struct fdb_stats *out);
 

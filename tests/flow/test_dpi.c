@@ -99,6 +99,7 @@ static void test_dns(void)
 	CHECK(strcmp(last.host, "example.com") == 0, "dns host '%s'", last.host);
 	CHECK(last.dns_rcode == 0, "dns rcode %u", last.dns_rcode);
 	CHECK(last.dpi_done == 1, "dns detected, not guessed (%u)", last.dpi_done);
+	CHECK(last.confidence == FL_CONF_DPI, "dns confidence %s", fl_confidence_name(last.confidence));
 	CHECK(last.pkts[0] == 1 && last.pkts[1] == 1, "dns pkts");
 	CHECK(last.key.sport == 40000, "client is the querier");
 }
@@ -132,6 +133,32 @@ static void test_http(void)
 	CHECK(last.retrans[0] == 0 && last.retrans[1] == 0 && last.ooo[0] == 0, "no retransmissions");
 	CHECK(last.fin == 2 && last.syn == 1 && last.synack == 1, "flags");
 	CHECK(strcmp(last.category, "Web") == 0, "category %s", last.category);
+	CHECK(last.confidence == FL_CONF_DPI, "http confidence %s", fl_confidence_name(last.confidence));
+}
+
+/* A port scan's lone SYNs: nDPI sees no payload, gives up at flow end and
+ * guesses by port where the port is known (as ndpiReader: "POP3", "Match by
+ * port"); an unassigned port stays Unknown with confidence unknown. */
+static void test_guess(void)
+{
+	struct ep c = {"10.244.1.12", 51000}, pop3 = {"10.244.2.10", 110}, odd = {"10.244.2.10", 3391};
+	nrec = 0;
+	xmit(c, pop3, 1, 0x02, 1000, 0, "", 0, 3000000);
+	fl_table_flush(tbl);
+	CHECK(nrec == 1, "guess records %d", nrec);
+	CHECK(last.dpi_done == 2, "gave up (%u)", last.dpi_done);
+	CHECK(strcmp(last.proto, "POP3") == 0, "guessed proto %s", last.proto);
+	CHECK(last.confidence == FL_CONF_BY_PORT, "guess confidence %s", fl_confidence_name(last.confidence));
+	nrec = 0;
+	c.port = 51001;
+	xmit(c, odd, 1, 0x02, 1000, 0, "", 0, 4000000);
+	fl_table_flush(tbl);
+	CHECK(nrec == 1, "unknown records %d", nrec);
+	CHECK(strcmp(last.proto, "Unknown") == 0, "unguessable proto %s", last.proto);
+	CHECK(last.confidence == FL_CONF_UNKNOWN, "unknown confidence %s",
+	      fl_confidence_name(last.confidence));
+	CHECK(!strcmp(fl_confidence_name(FL_CONF_BY_IP), "by-ip") && !strcmp(fl_confidence_name(99), ""),
+	      "confidence names");
 }
 
 /* Tables made and used concurrently, one per worker thread: nDPI module set-up
@@ -197,12 +224,13 @@ int main(void)
 	struct fl_stats st;
 	fl_table_stats(tbl, &st);
 	CHECK(st.dpi_packets >= 2 && st.flows_created == 2 && st.records == 2, "stats");
+	test_guess();
 	fl_table_free(tbl);
 	test_threads();
 	if (failures) {
 		fprintf(stderr, "%d failure(s)\n", failures);
 		return 1;
 	}
-	printf("nDPI on built frames: DNS and HTTP ok\n");
+	printf("nDPI on built frames: DNS, HTTP and guesses by port ok\n");
 	return 0;
 }

@@ -169,3 +169,51 @@ UPDATE flows SET rst = 1, fin = 0 WHERE id = 18;
 UPDATE flows SET fin = 2 WHERE id IN (6, 7, 17);
 UPDATE flows SET c2s_ooo = 2, s2c_ooo = 1 WHERE id = 16;
 UPDATE flows SET frags = 4 WHERE id = 31;
+
+-- schema version 2 (store/flowdb migration 1 -> 2) and its two indexes; the
+-- Kubernetes names and nDPI's confidence of some flows.
+ALTER TABLE flows ADD COLUMN confidence TEXT;
+ALTER TABLE flows ADD COLUMN src_pod TEXT;
+ALTER TABLE flows ADD COLUMN src_ns TEXT;
+ALTER TABLE flows ADD COLUMN src_node TEXT;
+ALTER TABLE flows ADD COLUMN src_workload TEXT;
+ALTER TABLE flows ADD COLUMN src_labels TEXT;
+ALTER TABLE flows ADD COLUMN dst_pod TEXT;
+ALTER TABLE flows ADD COLUMN dst_ns TEXT;
+ALTER TABLE flows ADD COLUMN dst_node TEXT;
+ALTER TABLE flows ADD COLUMN dst_workload TEXT;
+ALTER TABLE flows ADD COLUMN dst_labels TEXT;
+ALTER TABLE flows ADD COLUMN service TEXT;
+ALTER TABLE flows ADD COLUMN service_via TEXT;
+ALTER TABLE flows ADD COLUMN outer_src_node TEXT;
+ALTER TABLE flows ADD COLUMN outer_dst_node TEXT;
+CREATE INDEX flows_src_pod ON flows(src_pod) WHERE src_pod IS NOT NULL;
+CREATE INDEX flows_dst_pod ON flows(dst_pod) WHERE dst_pod IS NOT NULL;
+UPDATE flows SET confidence = 'dpi' WHERE proto_name IS NOT NULL AND proto_name <> 'Unknown';
+UPDATE flows SET confidence = 'unknown' WHERE proto_name = 'Unknown';
+UPDATE flows SET confidence = 'by-port' WHERE id IN (13, 14);
+UPDATE flows SET confidence = 'by-ip' WHERE id = 31;
+UPDATE flows SET confidence = 'dpi-cache' WHERE id = 26;
+UPDATE flows SET src_pod = 'default/frontend-7d9', src_ns = 'default', src_node = 'pc-node1',
+ src_workload = 'Deployment/frontend', src_labels = '{"app":"frontend","tier":"web"}' WHERE src = '10.244.1.10';
+UPDATE flows SET dst_pod = 'default/frontend-7d9', dst_ns = 'default', dst_node = 'pc-node1',
+ dst_workload = 'Deployment/frontend', dst_labels = '{"app":"frontend","tier":"web"}' WHERE dst = '10.244.1.10';
+UPDATE flows SET src_pod = 'default/backend-1', src_ns = 'default', src_node = 'pc-node2',
+ src_workload = 'StatefulSet/backend', src_labels = '{"app":"backend"}' WHERE src = '10.244.2.20';
+UPDATE flows SET dst_pod = 'default/backend-1', dst_ns = 'default', dst_node = 'pc-node2',
+ dst_workload = 'StatefulSet/backend', dst_labels = '{"app":"backend"}' WHERE dst = '10.244.2.20';
+UPDATE flows SET src_pod = 'kube-system/coredns-5d78', src_ns = 'kube-system', src_node = 'pc-node1',
+ src_workload = 'Deployment/coredns', src_labels = '{"k8s-app":"kube-dns"}' WHERE src = '10.244.1.11';
+UPDATE flows SET dst_pod = 'kube-system/coredns-5d78', dst_ns = 'kube-system', dst_node = 'pc-node1',
+ dst_workload = 'Deployment/coredns', dst_labels = '{"k8s-app":"kube-dns"}' WHERE dst = '10.244.1.11';
+-- seen before DNAT: the ClusterIP's Service, the backend from conntrack
+UPDATE flows SET service = 'default/web:80', service_via = 'cluster-ip', dst_pod = 'default/web-2',
+ dst_ns = 'default', dst_node = 'pc-node2', dst_workload = 'Deployment/web',
+ dst_labels = '{"app":"web","pod-template-hash":"5f7c9"}' WHERE id = 6;
+UPDATE flows SET service = 'default/kubernetes:443', service_via = 'cluster-ip',
+ src_pod = 'monitoring/prometheus-0', src_ns = 'monitoring', src_node = 'pc-node2',
+ src_workload = 'StatefulSet/prometheus', src_labels = '{"app.kubernetes.io/name":"prometheus"}' WHERE id = 28;
+-- a host-network client: a node's address
+UPDATE flows SET src_node = 'pc-node2' WHERE id = 18;
+UPDATE flows SET outer_src_node = 'pc-node1', outer_dst_node = 'pc-node2' WHERE id = 2;
+UPDATE flows SET outer_src_node = 'pc-node3', outer_dst_node = 'pc-node1' WHERE id = 10;

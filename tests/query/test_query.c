@@ -700,6 +700,8 @@ static int mode_hostile(const char *fixture)
 			"iface != eth0", "not iface ~ \"v*\"", "direction in [both, x]", "ns == \"kube-*\"",
 			"ns == default", "pod == a", "app exists", "tunnel exists", "rtt exists",
 			"not (app == TLS and not host exists)",
+			"label.app == web", "label.app in [a, b*]", "src_label.k8s-app exists",
+			"service == \"default/web\"", "confidence == guess", "workload == web",
 		};
 		const char *shapes[] = {"(dport == %d %s ", "not (dport == %d %s "};
 		int worst = 1000;
@@ -713,12 +715,16 @@ static int mode_hostile(const char *fixture)
 				int k, levels = 0;
 				for (k = 1; k <= 120; k++) {
 					char *b = malloc(16384);
+					if (!b)
+						break;
 					size_t o = 0;
 					if (!b)
 						abort();
 					for (int i = 0; i < k; i++)
 						o += (size_t)sprintf(b + o, shapes[sh], i, i % 2 ? "and" : "or");
-					o += (size_t)sprintf(b + o, "%s", leaves[li]);
+					size_t ll = strlen(leaves[li]);
+					memcpy(b + o, leaves[li], ll);
+					o += ll;
 					for (int i = 0; i < k; i++)
 						b[o++] = ')';
 					b[o] = 0;
@@ -836,6 +842,10 @@ static int mode_eqp(const char *fixture)
 	plan(db, "pod == \"default/frontend-7d9\"", 1);
 	plan(db, "pod == \"default/front*\"", 1);
 	plan(db, "ns == default", 1);
+	plan(db, "src_pod == \"default/frontend-7d9\"", 1);
+	plan(db, "dst_pod == web-2", 0);   /* a name in any namespace: a glob, no prefix */
+	plan(db, "dst_ns == kube-system", 1);
+	plan(db, "pod == \"default/web-*\" and dport == 80", 1);
 	plan(db, "id == 7", 1);
 	plan(db, "id in [1, 2, 3]", 1);
 	plan(db, "app == TLS and host == \"*.example.com\" and dport == 443", 1);

@@ -205,10 +205,10 @@ static void test_create(void)
 	CHECK(sql_i64(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
 		      "tbl_name = 'flows' AND name IN ('flows_last', 'flows_src_dport', 'flows_dst_dport',"
 		      " 'flows_dport', 'flows_app', 'flows_pod', 'flows_outer_src',"
-		      " 'flows_outer_dst')") == 8);
+		      " 'flows_outer_dst', 'flows_src_pod', 'flows_dst_pod')") == 10);
 	/* and nothing more: every index costs each insert */
 	CHECK(sql_i64(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
-		      "tbl_name = 'flows' AND sql IS NOT NULL") == 8);
+		      "tbl_name = 'flows' AND sql IS NOT NULL") == 10);
 	/* Reopen: no migration runs twice, data and version unchanged. */
 	st = open_ok(db, 0);
 	CHECK_OK(fdb_close(st));
@@ -1258,17 +1258,17 @@ static void test_defer(void)
 	/* Queries work meanwhile (they scan). */
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows WHERE src = '10.244.0.5'") == 1);
 	CHECK_OK(fdb_close(st));
-	CHECK(sql_i64(db, N_FLOW_INDEXES_SQL) == 8);
+	CHECK(sql_i64(db, N_FLOW_INDEXES_SQL) == 10);
 	CHECK(sql_i64(db, "SELECT count(*) FROM flows") == 250);
 	check_integrity(db);
 
 	/* Not empty any more: the indexes stay while writing. */
 	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
-	CHECK(sql_i64(db, N_FLOW_INDEXES_SQL) == 8);
+	CHECK(sql_i64(db, N_FLOW_INDEXES_SQL) == 10);
 	fx_synthetic(&r, 300, 0);
 	CHECK_OK(fdb_put_flow(st, &r));
 	CHECK_OK(fdb_close(st));
-	CHECK(sql_i64(db, N_FLOW_INDEXES_SQL) == 8);
+	CHECK(sql_i64(db, N_FLOW_INDEXES_SQL) == 10);
 
 	/* Retention needs the last_us index: it builds the deferred ones. */
 	char db3[300];
@@ -1281,7 +1281,7 @@ static void test_defer(void)
 	uint64_t deleted;
 	CHECK_OK(fdb_retain(st, (uint64_t)time(NULL), &deleted));
 	CHECK(deleted == 0);
-	CHECK(sql_i64(db3, N_FLOW_INDEXES_SQL) == 8);
+	CHECK(sql_i64(db3, N_FLOW_INDEXES_SQL) == 10);
 	CHECK_OK(fdb_close(st));
 
 	/* A deferred writer that exits without fdb_close (as if killed after a
@@ -1304,7 +1304,7 @@ static void test_defer(void)
 	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK(sql_i64(db2, N_FLOW_INDEXES_SQL) == 0);
 	st = open_ok(db2, 0);
-	CHECK(sql_i64(db2, N_FLOW_INDEXES_SQL) == 8);
+	CHECK(sql_i64(db2, N_FLOW_INDEXES_SQL) == 10);
 	CHECK_OK(fdb_close(st));
 	CHECK(sql_i64(db2, "SELECT count(*) FROM flows") == 150);
 	check_integrity(db2);
@@ -1438,6 +1438,87 @@ static void test_rollup(void)
 	check_integrity(db3);
 }
 
+static struct fl_name fx_name(int kind, const char *ns, const char *name, const char *node)
+{
+	struct fl_name n;
+	memset(&n, 0, sizeof(n));
+	n.kind = (uint8_t)kind;
+	snprintf(n.ns, sizeof(n.ns), "%s", ns);
+	snprintf(n.name, sizeof(n.name), "%s", name);
+	snprintf(n.node, sizeof(n.node), "%s", node);
+	return n;
+}
+
+/* Kubernetes names and nDPI's confidence: written from the record's ids through
+ * the dictionary, kept by later records that lack them, NULL without names. */
+static void test_names(void)
+{
+	char db[300], txt[600];
+	path_in(db, sizeof(db), "names.db");
+	struct fl_names *dict = fl_names_new(0, 0);
+	CHECK(dict != NULL);
+	struct fdb_config cfg;
+	fdb_config_default(&cfg);
+	cfg.names = dict;
+	struct fdb *st;
+	char err[512];
+	CHECK_OK(fdb_open(db, &cfg, &st, err, sizeof(err)));
+
+	struct fl_name client = fx_name(FL_KIND_POD, "default", "client-1", "pc-node1");
+	snprintf(client.workload, sizeof(client.workload), "Deployment/client");
+	snprintf(client.labels, sizeof(client.labels), "{\"app\":\"client\"}");
+	struct fl_name web = fx_name(FL_KIND_POD, "default", "web-2", "pc-node2");
+	snprintf(web.labels, sizeof(web.labels), "{\"app\":\"web\",\"tier\":\"front\"}");
+	struct fl_name svc = fx_name(FL_KIND_SERVICE, "default", "web", "");
+	svc.port = 80;
+	snprintf(svc.via, sizeof(svc.via), "conntrack");
+	struct fl_name n1 = fx_name(FL_KIND_NODE, "", "pc-node1", "pc-node1");
+	struct fl_name n2 = fx_name(FL_KIND_NODE, "", "pc-node2", "pc-node2");
+
+	struct fl_record r;
+	fx_record(&r, 1, "10.244.1.12", 40000, "10.96.0.80", 80, FX_T0_US);
+	r.end = FL_END_ACTIVE;
+	r.confidence = FL_CONF_DPI;
+	r.name[FL_NAME_SRC] = fl_names_put(dict, &client);
+	r.name[FL_NAME_DST] = fl_names_put(dict, &web);
+	r.name[FL_NAME_SERVICE] = fl_names_put(dict, &svc);
+	r.name[FL_NAME_OUTER_SRC] = fl_names_put(dict, &n1);
+	r.name[FL_NAME_OUTER_DST] = fl_names_put(dict, &n2);
+	CHECK_OK(fdb_put_flow(st, &r));
+	/* the final record: no names this time (e.g. the API went away) */
+	memset(r.name, 0, sizeof(r.name));
+	r.end = FL_END_TCP;
+	CHECK_OK(fdb_put_flow(st, &r));
+	/* a host-network client (a node), nothing on the other end */
+	fx_record(&r, 2, "172.18.0.12", 40001, "172.18.0.11", 30080, FX_T0_US);
+	r.name[FL_NAME_SRC] = fl_names_put(dict, &n2);
+	r.confidence = FL_CONF_BY_PORT;
+	CHECK_OK(fdb_put_flow(st, &r));
+	/* an id the dictionary does not know: the row is written without it */
+	fx_record(&r, 3, "10.0.0.1", 1, "10.0.0.2", 2, FX_T0_US);
+	r.name[FL_NAME_SRC] = 0x00fff123;
+	CHECK_OK(fdb_put_flow(st, &r));
+	struct fdb_stats fs;
+	fdb_stats(st, &fs);
+	CHECK(fs.names_expired == 1);
+	CHECK_OK(fdb_close(st));
+
+	sql_text(db, "SELECT src_pod || '|' || src_ns || '|' || src_node || '|' || src_workload || '|' ||"
+		 " src_labels || '|' || dst_pod || '|' || dst_node || '|' || service || '|' || service_via"
+		 " || '|' || outer_src_node || '|' || outer_dst_node || '|' || confidence FROM flows WHERE id = 1",
+		 txt, sizeof(txt));
+	CHECK(!strcmp(txt, "default/client-1|default|pc-node1|Deployment/client|{\"app\":\"client\"}|"
+		      "default/web-2|pc-node2|default/web:80|conntrack|pc-node1|pc-node2|dpi"));
+	CHECK(sql_i64(db, "SELECT end_reason = 'tcp' AND dst_workload IS NULL FROM flows WHERE id = 1") == 1);
+	CHECK(sql_i64(db, "SELECT json_extract(dst_labels, '$.tier') = 'front' FROM flows WHERE id = 1") == 1);
+	CHECK(sql_i64(db, "SELECT src_pod IS NULL AND src_node = 'pc-node2' AND dst_node IS NULL AND"
+		      " confidence = 'by-port' FROM flows WHERE id = 2") == 1);
+	CHECK(sql_i64(db, "SELECT src_pod IS NULL AND src_node IS NULL AND confidence IS NULL"
+		      " FROM flows WHERE id = 3") == 1);
+	check_integrity(db);
+	fl_names_free(dict);
+}
+
 struct test {
 	const char *name;
 	void (*fn)(void);
@@ -1447,6 +1528,7 @@ static const struct test tests[] = {
 	{"create", test_create},
 	{"obs_points", test_obs_points},
 	{"upsert", test_upsert},
+	{"names", test_names},
 	{"batch", test_batch},
 	{"defer", test_defer},
 	{"rollup", test_rollup},
