@@ -391,7 +391,9 @@ static int on_record(void *arg, const struct fl_record *in)
 
 /* ---- flow work (a worker thread, or the caller when inline) -------------- */
 
-static uint64_t flow_packet(struct eng_worker *w, struct eng_packet *it)
+/* Inlined into both loops of work_batch: it is every packet's call. */
+static inline __attribute__((always_inline)) uint64_t flow_packet(struct eng_worker *w,
+								  struct eng_packet *it)
 {
 	uint64_t flow_id = 0;
 	if (fl_table_packet(w->flows, it->obs, &it->dc, it->frame, it->ts_us, &flow_id, &it->pkt_no) != 0)
@@ -662,10 +664,12 @@ static inline struct eng_worker *pick_worker(struct engine *e, uint32_t obs, con
 }
 
 /* Puts one decoded packet into w's current batch: a pointer to frame when stable,
- * else a copy. */
-static inline void enqueue(struct engine *e, struct eng_worker *w, uint32_t obs,
-			   const struct dc_packet *p, const uint8_t *frame, uint64_t ts_us,
-			   uint8_t dir, int stable, uint8_t role)
+ * else a copy.  Inlined into eng_packet() (every packet); the reassembly paths call
+ * it through enqueue_cold(). */
+static inline __attribute__((always_inline)) void enqueue(struct engine *e, struct eng_worker *w,
+							   uint32_t obs, const struct dc_packet *p,
+							   const uint8_t *frame, uint64_t ts_us,
+							   uint8_t dir, int stable, uint8_t role)
 {
 	struct eng_batch *b = w->slot[w->head % ENG_SLOTS];
 	uint32_t need = stable ? 0 : p->caplen, ref = stable ? p->caplen : 0;
@@ -703,6 +707,14 @@ static inline void enqueue(struct engine *e, struct eng_worker *w, uint32_t obs,
 
 /* ---- reassembly (caller thread; cold) -------------------------------------- */
 
+static __attribute__((noinline)) void enqueue_cold(struct engine *e, struct eng_worker *w,
+						   uint32_t obs, const struct dc_packet *p,
+						   const uint8_t *frame, uint64_t ts_us, uint8_t dir,
+						   int stable, uint8_t role)
+{
+	enqueue(e, w, obs, p, frame, ts_us, dir, stable, role);
+}
+
 /* frag gives back a held fragment whose datagram it gave up (timeout, overlap,
  * caps, eviction, end of input): it goes on as it would without reassembly, and
  * is counted by decode now, since it was not when it was held.  Runs inside
@@ -718,7 +730,7 @@ static void frag_release(void *ctx, const struct fr_fragment *f, enum fr_why why
 	if (p.reason != DC_OK)
 		return;
 	uint32_t obs = f->obs & ENG_FRAG_OBS_MASK;
-	enqueue(e, pick_worker(e, obs, &p), obs, &p, f->frame, f->ts_us,
+	enqueue_cold(e, pick_worker(e, obs, &p), obs, &p, f->frame, f->ts_us,
 		(uint8_t)(f->obs >> ENG_FRAG_DIR_SHIFT), 0, ROLE_PACKET);
 }
 
@@ -739,13 +751,13 @@ static void frag_deliver(struct engine *e, const struct fr_datagram *dg)
 		return;
 	uint32_t obs = dg->obs & ENG_FRAG_OBS_MASK;
 	struct eng_worker *w = pick_worker(e, obs, &whole);
-	enqueue(e, w, obs, &whole, dg->frame, dg->ts_us, (uint8_t)(dg->obs >> ENG_FRAG_DIR_SHIFT), 0,
+	enqueue_cold(e, w, obs, &whole, dg->frame, dg->ts_us, (uint8_t)(dg->obs >> ENG_FRAG_DIR_SHIFT), 0,
 		ROLE_WHOLE);
 	for (unsigned i = 0; i < dg->nfrags; i++) {
 		const struct fr_fragment *f = &dg->frags[i];
 		struct dc_packet p;
 		dc_decode(&e->cfg.dc, f->linktype, f->frame, f->caplen, f->wirelen, &p);
-		enqueue(e, w, f->obs & ENG_FRAG_OBS_MASK, &p, f->frame, f->ts_us,
+		enqueue_cold(e, w, f->obs & ENG_FRAG_OBS_MASK, &p, f->frame, f->ts_us,
 			(uint8_t)(f->obs >> ENG_FRAG_DIR_SHIFT), 0, ROLE_ORIG);
 	}
 }
@@ -780,7 +792,7 @@ static __attribute__((noinline)) void frag_packet(struct engine *e, uint32_t obs
 	default: /* FR_PASS: as without reassembly */
 		dc_count(&e->dc, p);
 		if (p->reason == DC_OK)
-			enqueue(e, pick_worker(e, obs, p), obs, p, pkt->data, pkt->ts_us, pkt->dir,
+			enqueue_cold(e, pick_worker(e, obs, p), obs, p, pkt->data, pkt->ts_us, pkt->dir,
 				pkt->stable, ROLE_PACKET);
 		return;
 	}
