@@ -5,7 +5,7 @@ its packets and bytes, and `podcap export --flow ID` must give back every origin
 frame (the fragments, byte for byte, in capture order), which tshark reassembles
 into the connection's TCP segments.  Then the same capture with the last fragment of
 one datagram missing: the timeout is counted in the summary, and no frame is lost
-from the store.
+from the store.  Last, a pod's fragmented datagram in carriers fragmented again.
 
 usage: frag-vxlan-cli.py PODCAP WORKDIR
 Exit 0 ok, 1 a difference, 77 no scapy or tshark (skipped).
@@ -173,6 +173,29 @@ def main():
         x = main_flow[0]
         check(x["c2s_pkts"] == len(want_c) - 1, f"connection: {x['c2s_pkts']} packets c2s, want "
               f"{len(want_c) - 1} (the datagram that lost a fragment is not one)")
+    # ---- a pod's fragmented datagram in carriers that are fragmented again ----
+    # Each carrier is rebuilt; the inner fragments it then holds reach the flow
+    # table as fragments (joined by IP id), not rebuilt a second time: one flow of
+    # two packets, and every frame on the wire stored under it.
+    pod = IP(src=POD_C, dst=POD_S, id=77) / UDP(sport=5000, dport=5001) / (b"n" * 2500)
+    wire3 = []
+    for k, fr in enumerate(fragment(pod, fragsize=1400)):
+        c = (Ether(src=MAC_A, dst=MAC_B) / IP(src=NODE_A, dst=NODE_B, id=300 + k) /
+             UDP(sport=45000, dport=4789) / VXLAN(vni=42, flags=0x08) /
+             Ether(src=MAC_A, dst=MAC_B) / fr)
+        wire3 += fragment(c, fragsize=800)
+    for k, fr in enumerate(wire3):
+        fr.time = 1700000000 + k * 0.001
+    d3, db3, summary3, flows3 = read_and_export(podcap, work, "frag-vxlan-nested", wire3)
+    check(len(flows3) == 1 and flows3[0]["sport"] == 5000 and flows3[0]["c2s_pkts"] == 2,
+          f"nested: flows {[(x['sport'], x['c2s_pkts']) for x in flows3]}, want one of 2 packets")
+    check(re.search(r"ip fragments %d: 2 datagrams reassembled" % len(wire3), summary3) is not None,
+          f"nested: summary\n{summary3}")
+    if flows3:
+        out3 = os.path.join(d3, "flow.pcapng")
+        run([podcap, "export", "--db", db3, "--flow", flows3[0]["id"], "-w", out3])
+        check([bytes(p) for p in rdpcap(out3)] == [bytes(p) for p in wire3],
+              "nested: the export is not the frames on the wire")
     print("frag-vxlan-cli:", "ok" if not failed else f"{failed} failure(s)")
     return 1 if failed else 0
 
