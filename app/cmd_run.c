@@ -284,6 +284,13 @@ static void print_stats(struct run_ctx *c, uint64_t elapsed_ms, const char *when
 	       (unsigned long long)ps.dc.by_reason[DC_NOT_IP], (unsigned long long)ps.fl.flows_active,
 	       (unsigned long long)ps.fl.records, (unsigned long long)ps.fl.evicted,
 	       (unsigned long long)fs.lost);
+	printf(" frags=%llu reassembled=%llu frag_timeouts=%llu frag_overlaps=%llu frag_evicted=%llu "
+	       "frag_too_big=%llu frag_bad=%llu frag_held=%llu frag_bytes=%llu",
+	       (unsigned long long)ps.fr.fragments, (unsigned long long)ps.fr.reassembled,
+	       (unsigned long long)ps.fr.timed_out, (unsigned long long)ps.fr.overlapping,
+	       (unsigned long long)ps.fr.evicted, (unsigned long long)ps.fr.too_big,
+	       (unsigned long long)ps.fr.bad, (unsigned long long)ps.fr_held,
+	       (unsigned long long)ps.fr.bytes);
 	if (cap_live_backend(c->live) == CAP_BACKEND_EBPF)
 		printf(" kernel_counted_pkts=%llu kernel_counted_bytes=%llu kernel_flows=%llu",
 		       (unsigned long long)ls.flow_pkts, (unsigned long long)ls.flow_bytes,

@@ -21,6 +21,7 @@ enum opt_id {
 	O_DURATION, O_STATS, O_FILTER, O_SNAPLEN, O_FLOW_PACKETS, O_BUFFER, O_LISTEN, O_TOKEN_FILE,
 	O_TLS_CERT, O_TLS_KEY, O_HELP,
 	O_KUBERNETES, O_KUBECONFIG, O_KUBE_CONTEXT, O_KUBE_PODS, O_NODE, O_NO_CONNTRACK,
+	O_FRAG_TIMEOUT, O_FRAG_MEMORY, O_NO_REASSEMBLY,
 };
 
 struct app_option {
@@ -81,6 +82,11 @@ static const struct app_option options[] = {
 	{"dpi-packets", O_DPI_PACKETS, "N", APP_READ | APP_RUN, "packets per flow given to nDPI before it gives up\n"
 	 "(default 80 TCP, 24 UDP, as ndpiReader)"},
 	{"no-dpi", O_NO_DPI, NULL, APP_READ | APP_RUN, "no nDPI classification"},
+	{"frag-timeout", O_FRAG_TIMEOUT, "S", APP_READ | APP_RUN, "give up an IP datagram whose fragments are not all in within S seconds\n"
+	 "of the first (default 30, as Linux; packet time); its fragments go on alone"},
+	{"frag-memory", O_FRAG_MEMORY, "SIZE", APP_READ | APP_RUN, "memory for fragments held for reassembly (default 64M; 1M..4G);\n"
+	 "the oldest datagrams are given up beyond it (counted)"},
+	{"no-reassembly", O_NO_REASSEMBLY, NULL, APP_READ | APP_RUN, "do not reassemble IP fragments: each goes to its flow as it is"},
 	{"workers", O_WORKERS, "N", APP_READ | APP_RUN, "flow worker threads (default: read cores - 1, at least 1; run 2 on 2+\n"
 	 "cores, so capture never waits on nDPI; 0 = inline)"},
 	{"quiet", O_QUIET, NULL, APP_READ | APP_RUN, "no progress line and no summary (run: only errors and the final counters)"},
@@ -90,13 +96,14 @@ static const struct app_option options[] = {
 
 #define READ_USAGE "read FILE... --db PATH [--store DIR] [--inventory FILE] [--vxlan-port N]... [--no-decap] " \
 	"[--store-snaplen N] [--store-first N] [--store-cap SIZE] [--db-cap SIZE] [--idle-timeout S] " \
-	"[--active-timeout S] [--max-flows N] [--dpi-packets N] [--no-dpi] [--workers N] [--quiet]"
+	"[--active-timeout S] [--max-flows N] [--dpi-packets N] [--no-dpi] [--frag-timeout S] [--frag-memory SIZE] " \
+	"[--no-reassembly] [--workers N] [--quiet]"
 #define RUN_USAGE "run --db PATH [--config FILE] [--backend ebpf|pcap] [--netns NAME] [--iface IF]... " \
 	"[--inventory FILE] [--kubernetes in-cluster | --kubeconfig FILE [--kube-context NAME]] " \
 	"[--kube-pods all|node] [--node NAME] [--no-conntrack] [--duration S] [--stats-interval S] [--filter BPF] [--snaplen N] " \
 	"[--flow-packets N] [--buffer SIZE] [--workers N] [--all-ifaces] [--store DIR] [--store-cap SIZE] " \
-	"[--store-first N] [--db-cap SIZE] [--db-max-age S] [--no-dpi] [--listen ADDR:PORT] " \
-	"[--token-file FILE] [--tls-cert FILE --tls-key FILE] [--quiet]"
+	"[--store-first N] [--db-cap SIZE] [--db-max-age S] [--no-dpi] [--frag-timeout S] [--frag-memory SIZE] " \
+	"[--no-reassembly] [--listen ADDR:PORT] [--token-file FILE] [--tls-cert FILE --tls-key FILE] [--quiet]"
 
 const char *app_opts_usage(enum app_cmd cmd)
 {
@@ -199,6 +206,17 @@ static int apply(enum app_cmd cmd, struct app_opts *o, const struct app_option *
 		o->eng.fl.dpi_packets = (uint32_t)v;
 		break;
 	case O_NO_DPI: o->eng.fl.dpi = 0; break;
+	case O_FRAG_TIMEOUT:
+		if (app_parse_uint(val, 1, 3600, &v) < 0)
+			return bad(cmd, n, val, "seconds, 1..3600");
+		o->eng.frag.timeout_us = v * 1000000u;
+		break;
+	case O_FRAG_MEMORY:
+		if (app_parse_size(val, &v) < 0 || v < (1u << 20) || v > (4ull << 30))
+			return bad(cmd, n, val, "1M..4G");
+		o->eng.frag.max_bytes = v;
+		break;
+	case O_NO_REASSEMBLY: o->eng.no_reassembly = 1; break;
 	case O_WORKERS: {
 		char range[16];
 		snprintf(range, sizeof(range), "0..%d", ENG_MAX_WORKERS);
@@ -499,6 +517,17 @@ void app_print_summary(struct engine *e, const struct app_sinks *s, uint64_t cal
 		}
 	if (any)
 		fputc('\n', f);
+	if (st.fr.fragments)
+		fprintf(f, "ip fragments %llu: %llu datagrams reassembled; given up (their fragments went on "
+			"alone): timed out %llu, overlapping %llu, evicted %llu, too big %llu, bad %llu, "
+			"incomplete at end %llu; passed: duplicates %llu, cut by snaplen %llu; "
+			"peak memory %llu bytes\n",
+			(unsigned long long)st.fr.fragments, (unsigned long long)st.fr.reassembled,
+			(unsigned long long)st.fr.timed_out, (unsigned long long)st.fr.overlapping,
+			(unsigned long long)st.fr.evicted, (unsigned long long)st.fr.too_big,
+			(unsigned long long)st.fr.bad, (unsigned long long)st.fr_unfinished,
+			(unsigned long long)st.fr.duplicates, (unsigned long long)st.fr.uncaptured,
+			(unsigned long long)st.fr.bytes_peak);
 	fprintf(f, "evicted flows %llu, dpi gave up %llu, dpi alloc failures %llu, store errors %llu\n",
 		(unsigned long long)st.fl.evicted, (unsigned long long)st.fl.dpi_giveup,
 		(unsigned long long)st.fl.dpi_alloc_fail, (unsigned long long)fs.lost);

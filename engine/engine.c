@@ -1,8 +1,9 @@
 /* engine — threads, batches and sinks around the flow tables (see engine.h).
  *
- *   caller thread:  decode, count, pick a worker by fl_shard_hash, put the packet
- *                   (a pointer when the source's bytes are stable, else a copy)
- *                   into that worker's current batch slot
+ *   caller thread:  decode, reassemble fragments (frag/), count, pick a worker by
+ *                   fl_shard_hash, put the packet (a pointer when the source's
+ *                   bytes are stable, else a copy) into that worker's current
+ *                   batch slot
  *   flow workers:   fl_table_packet (+ nDPI), timers; each packet's final flow id
  *                   and number are written into the batch; records go to every
  *                   record sink's queue
@@ -14,6 +15,15 @@
  * slot[wtail], and slots before tail are free again.  Because every packets sink
  * takes batches in the order the worker finished them, the slot at tail is always
  * the first to be released, so tail only moves forward.
+ *
+ * Reassembly.  A completed datagram goes into one worker's batches as a group:
+ * the rebuilt frame first (ROLE_WHOLE: the flow table accounts it; it is then
+ * taken out of the batch, so packets sinks never see it), then each original
+ * fragment (ROLE_ORIG: not given to the flow table; it takes the flow id and
+ * packet number the worker just got for the rebuilt frame).  The caller fills one
+ * worker's batches in order and the worker works on them in order, so a group may
+ * span batches: the worker keeps the last ROLE_WHOLE's id across them.  Batches
+ * without groups (every batch without fragments) take the loop they always took.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -35,13 +45,26 @@
 #define ENG_PUBLISH_EVERY 65536
 
 enum { BATCH_DATA, BATCH_FLUSH };
+/* What the worker does with a batch item (eng_batch.role). */
+enum { ROLE_PACKET = 0, ROLE_WHOLE, ROLE_ORIG };
+
+/* Reassembly timers on packet time are looked at this often while datagrams are
+ * held (fr_add() also expires on every fragment it gets). */
+#define ENG_FRAG_EXPIRE_EVERY_US 1000000u
+/* frag keys datagrams by the caller's observation point: the engine gives it the
+ * point and the direction, so fragments seen in different directions never mix and
+ * each original comes back with its own. */
+#define ENG_FRAG_DIR_SHIFT 24
+#define ENG_FRAG_OBS_MASK ((1u << ENG_FRAG_DIR_SHIFT) - 1)
 
 struct eng_batch {
 	uint32_t n, used, kind;
 	uint32_t ref_bytes;  /* bytes of stable packets referenced (not copied) */
 	int refs;            /* packets sinks still working on it (atomic) */
+	uint32_t mixed;      /* some role[] is not ROLE_PACKET */
 	struct eng_worker *w;
 	struct eng_packet item[ENG_BATCH_PKTS];
+	uint8_t role[ENG_BATCH_PKTS];
 	uint8_t data[ENG_BATCH_BYTES];
 };
 
@@ -58,6 +81,9 @@ struct eng_worker {
 	struct eng_batch *slot[ENG_SLOTS];
 	unsigned head, wtail, tail;
 	int flushed;             /* worker finished a FLUSH batch */
+	/* the last rebuilt datagram's flow id and packet number, for its originals */
+	uint64_t grp_flow_id;
+	uint32_t grp_pkt_no;
 };
 
 struct eng_sinkq {
@@ -112,9 +138,14 @@ struct engine {
 	/* caller-thread counters; a copy for other threads under pub_lock */
 	_Alignas(64) struct dc_counters dc;
 	uint64_t packets, bytes, since_publish;
+	struct fr_table *fr;     /* NULL with no_reassembly */
+	uint64_t fr_due_us;      /* next fr_expire() on packet time; UINT64_MAX: none held */
+	uint64_t fr_unfinished, fr_held;
 	pthread_mutex_t pub_lock;
 	struct dc_counters dc_pub;
 	uint64_t packets_pub, bytes_pub;
+	struct fr_stats fr_pub;
+	uint64_t fr_unfinished_pub, fr_held_pub;
 
 	_Alignas(64) uint64_t tick_us; /* atomic: latest eng_tick() time, for idle workers */
 	int failed;                    /* atomic: first fatal error */
@@ -126,6 +157,7 @@ void eng_config_default(struct eng_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	dc_config_default(&cfg->dc);
 	fl_config_default(&cfg->fl);
+	fr_config_default(&cfg->frag);
 }
 
 uint64_t eng_thread_cpu_us(void)
@@ -359,7 +391,9 @@ static int on_record(void *arg, const struct fl_record *in)
 
 /* ---- flow work (a worker thread, or the caller when inline) -------------- */
 
-static uint64_t flow_packet(struct eng_worker *w, struct eng_packet *it)
+/* Inlined into both loops of work_batch: it is every packet's call. */
+static inline __attribute__((always_inline)) uint64_t flow_packet(struct eng_worker *w,
+								  struct eng_packet *it)
 {
 	uint64_t flow_id = 0;
 	if (fl_table_packet(w->flows, it->obs, &it->dc, it->frame, it->ts_us, &flow_id, &it->pkt_no) != 0)
@@ -371,13 +405,45 @@ static uint64_t flow_packet(struct eng_worker *w, struct eng_packet *it)
 	return flow_id;
 }
 
+/* Flow work on a batch holding reassembled datagrams (see the top of this file):
+ * rebuilt frames go to the flow table and out of the batch, originals take their
+ * datagram's flow id and packet number. */
+static void work_groups(struct eng_worker *w, struct eng_batch *b)
+{
+	uint32_t j = 0;
+	for (uint32_t i = 0; i < b->n; i++) {
+		struct eng_packet *it = &b->item[i];
+		switch (b->role[i]) {
+		case ROLE_WHOLE:
+			it->pkt_no = 0;
+			w->grp_flow_id = w->flows ? flow_packet(w, it) : 0;
+			w->grp_pkt_no = it->pkt_no;
+			continue;
+		case ROLE_ORIG:
+			it->flow_id = w->grp_flow_id;
+			it->pkt_no = w->grp_pkt_no;
+			break;
+		default:
+			it->flow_id = w->flows ? flow_packet(w, it) : 0;
+			break;
+		}
+		if (j != i)
+			b->item[j] = *it;
+		j++;
+	}
+	b->n = j;
+}
+
 /* Flow work on one batch, then the batch goes to the packets sinks (or straight
  * back to the caller's free slots). */
 static void work_batch(struct eng_worker *w, struct eng_batch *b)
 {
 	struct engine *e = w->e;
-	for (uint32_t i = 0; i < b->n; i++)
-		b->item[i].flow_id = w->flows ? flow_packet(w, &b->item[i]) : 0;
+	if (b->mixed)
+		work_groups(w, b);
+	else
+		for (uint32_t i = 0; i < b->n; i++)
+			b->item[i].flow_id = w->flows ? flow_packet(w, &b->item[i]) : 0;
 	if (b->kind == BATCH_FLUSH && w->flows)
 		fl_table_flush(w->flows);
 	b->refs = e->npacket_sinks ? (int)e->npacket_sinks : 1;
@@ -481,6 +547,7 @@ static void send_batch(struct eng_worker *w, uint32_t kind)
 	next->n = 0;
 	next->used = 0;
 	next->ref_bytes = 0;
+	next->mixed = 0;
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -582,8 +649,153 @@ static void publish(struct engine *e)
 	e->dc_pub = e->dc;
 	e->packets_pub = e->packets;
 	e->bytes_pub = e->bytes;
+	if (e->fr)
+		fr_stats(e->fr, &e->fr_pub);
+	e->fr_unfinished_pub = e->fr_unfinished;
+	e->fr_held_pub = e->fr_held;
 	pthread_mutex_unlock(&e->pub_lock);
 	e->since_publish = 0;
+}
+
+static inline struct eng_worker *pick_worker(struct engine *e, uint32_t obs, const struct dc_packet *p)
+{
+	/* one worker (`podcap read` on 2 cores): no hash to compute */
+	return &e->worker[e->ntables > 1 ? fl_shard_hash(obs, p) % e->ntables : 0];
+}
+
+/* Puts one decoded packet into w's current batch: a pointer to frame when stable,
+ * else a copy.  Inlined into eng_packet() (every packet); the reassembly paths call
+ * it through enqueue_cold(). */
+static inline __attribute__((always_inline)) void enqueue(struct engine *e, struct eng_worker *w,
+							   uint32_t obs, const struct dc_packet *p,
+							   const uint8_t *frame, uint64_t ts_us,
+							   uint8_t dir, int stable, uint8_t role)
+{
+	struct eng_batch *b = w->slot[w->head % ENG_SLOTS];
+	uint32_t need = stable ? 0 : p->caplen, ref = stable ? p->caplen : 0;
+	if (b->n == ENG_BATCH_PKTS || b->used + need > ENG_BATCH_BYTES ||
+	    (b->n && b->ref_bytes + ref > e->ref_budget)) {
+		send_batch(w, BATCH_DATA);
+		b = w->slot[w->head % ENG_SLOTS];
+	}
+	b->role[b->n] = role;
+	if (role != ROLE_PACKET)
+		b->mixed = 1;
+	struct eng_packet *it = &b->item[b->n++];
+	it->dc = *p;
+	it->ts_us = ts_us;
+	it->obs = obs;
+	it->dir = dir;
+	it->flow_id = 0;
+	it->pkt_no = 0;
+	if (stable) {
+		/* valid until the source is closed, which is after eng_close() */
+		it->frame = frame;
+		b->ref_bytes += ref;
+		return;
+	}
+	/* caplen is at most CAP_MAX_SNAPLEN (256 KiB) > batch; such a frame is cut to
+	 * what fits, and decode already bounded every offset by caplen. */
+	uint32_t n = p->caplen <= ENG_BATCH_BYTES ? p->caplen : ENG_BATCH_BYTES;
+	memcpy(b->data + b->used, frame, n);
+	it->frame = b->data + b->used;
+	it->dc.caplen = n;
+	if (it->dc.l3_off + it->dc.l3_len > n)
+		it->dc.l3_len = it->dc.l3_off < n ? n - it->dc.l3_off : 0;
+	b->used += (n + 7u) & ~7u;
+}
+
+/* ---- reassembly (caller thread; cold) -------------------------------------- */
+
+static __attribute__((noinline)) void enqueue_cold(struct engine *e, struct eng_worker *w,
+						   uint32_t obs, const struct dc_packet *p,
+						   const uint8_t *frame, uint64_t ts_us, uint8_t dir,
+						   int stable, uint8_t role)
+{
+	enqueue(e, w, obs, p, frame, ts_us, dir, stable, role);
+}
+
+/* frag gives back a held fragment whose datagram it gave up (timeout, overlap,
+ * caps, eviction, end of input): it goes on as it would without reassembly, and
+ * is counted by decode now, since it was not when it was held.  Runs inside
+ * fr_add/fr_expire/fr_flush; calls no fr_*. */
+static void frag_release(void *ctx, const struct fr_fragment *f, enum fr_why why)
+{
+	struct engine *e = ctx;
+	struct dc_packet p;
+	(void)why; /* counted by frag */
+	e->fr_held--;
+	dc_decode(&e->cfg.dc, f->linktype, f->frame, f->caplen, f->wirelen, &p);
+	dc_count(&e->dc, &p);
+	if (p.reason != DC_OK)
+		return;
+	uint32_t obs = f->obs & ENG_FRAG_OBS_MASK;
+	enqueue_cold(e, pick_worker(e, obs, &p), obs, &p, f->frame, f->ts_us,
+		(uint8_t)(f->obs >> ENG_FRAG_DIR_SHIFT), 0, ROLE_PACKET);
+}
+
+/* A datagram completed: the rebuilt frame for the flow table, then the original
+ * fragments for the packets sinks, all to the worker of the rebuilt frame's flow.
+ * dg is frag's until the next fr_* call; everything is copied into the batches. */
+static void frag_deliver(struct engine *e, const struct fr_datagram *dg)
+{
+	struct dc_packet whole;
+	dc_decode(&e->cfg.dc, dg->linktype, dg->frame, dg->len, dg->wirelen, &whole);
+	/* the fragment that completed it was not counted as held */
+	e->fr_held -= dg->nfrags - 1;
+	/* each frame counts as what it was part of (a fragmented VXLAN carrier is
+	 * VXLAN); a malformed datagram is dropped as any malformed packet is */
+	for (unsigned i = 0; i < dg->nfrags; i++)
+		dc_count(&e->dc, &whole);
+	if (whole.reason != DC_OK)
+		return;
+	uint32_t obs = dg->obs & ENG_FRAG_OBS_MASK;
+	struct eng_worker *w = pick_worker(e, obs, &whole);
+	enqueue_cold(e, w, obs, &whole, dg->frame, dg->ts_us, (uint8_t)(dg->obs >> ENG_FRAG_DIR_SHIFT), 0,
+		ROLE_WHOLE);
+	for (unsigned i = 0; i < dg->nfrags; i++) {
+		const struct fr_fragment *f = &dg->frags[i];
+		struct dc_packet p;
+		dc_decode(&e->cfg.dc, f->linktype, f->frame, f->caplen, f->wirelen, &p);
+		enqueue_cold(e, w, f->obs & ENG_FRAG_OBS_MASK, &p, f->frame, f->ts_us,
+			(uint8_t)(f->obs >> ENG_FRAG_DIR_SHIFT), 0, ROLE_ORIG);
+	}
+}
+
+/* Timeouts on packet (or tick) time; checked again a second later while
+ * datagrams are held. */
+static __attribute__((noinline)) void frag_expire(struct engine *e, uint64_t now_us)
+{
+	struct fr_stats st;
+	fr_expire(e->fr, now_us);
+	fr_stats(e->fr, &st);
+	e->fr_due_us = st.in_progress ? now_us + ENG_FRAG_EXPIRE_EVERY_US : UINT64_MAX;
+}
+
+/* A fragment (p->frag != DC_FRAG_NONE), before its reason is looked at: a first
+ * fragment too short for its L4 header is malformed alone, fine reassembled. */
+static __attribute__((noinline)) void frag_packet(struct engine *e, uint32_t obs,
+						  const struct cap_packet *pkt, struct dc_packet *p)
+{
+	struct fr_datagram dg;
+	uint32_t key = obs | (uint32_t)pkt->dir << ENG_FRAG_DIR_SHIFT;
+	switch (fr_add(e->fr, key, p, pkt->data, pkt->ts_us, &dg)) {
+	case FR_HELD:
+		/* frag keeps a copy; decode counts it when its datagram is done */
+		e->fr_held++;
+		if (e->fr_due_us == UINT64_MAX)
+			e->fr_due_us = pkt->ts_us + ENG_FRAG_EXPIRE_EVERY_US;
+		return;
+	case FR_COMPLETE:
+		frag_deliver(e, &dg);
+		return;
+	default: /* FR_PASS: as without reassembly */
+		dc_count(&e->dc, p);
+		if (p->reason == DC_OK)
+			enqueue_cold(e, pick_worker(e, obs, p), obs, p, pkt->data, pkt->ts_us, pkt->dir,
+				pkt->stable, ROLE_PACKET);
+		return;
+	}
 }
 
 int eng_packet(struct engine *e, uint32_t obs, const struct cap_packet *pkt)
@@ -594,47 +806,28 @@ int eng_packet(struct engine *e, uint32_t obs, const struct cap_packet *pkt)
 	e->bytes += pkt->wirelen;
 	if (++e->since_publish >= ENG_PUBLISH_EVERY)
 		publish(e);
+	/* UINT64_MAX unless datagrams are held: one compare for everything else */
+	if (__builtin_expect(pkt->ts_us >= e->fr_due_us, 0))
+		frag_expire(e, pkt->ts_us);
 	dc_decode(&e->cfg.dc, pkt->linktype, pkt->data, pkt->caplen, pkt->wirelen, &p);
+	if (__builtin_expect(p.frag != DC_FRAG_NONE, 0) && e->fr) {
+		frag_packet(e, obs, pkt, &p);
+		return failed(e);
+	}
 	dc_count(&e->dc, &p);
 	if (p.reason != DC_OK)
 		return failed(e);
-	/* one worker (`podcap read` on 2 cores): no hash to compute */
-	struct eng_worker *w = &e->worker[e->ntables > 1 ? fl_shard_hash(obs, &p) % e->ntables : 0];
-	struct eng_batch *b = w->slot[w->head % ENG_SLOTS];
-	uint32_t need = pkt->stable ? 0 : p.caplen, ref = pkt->stable ? p.caplen : 0;
-	if (b->n == ENG_BATCH_PKTS || b->used + need > ENG_BATCH_BYTES ||
-	    (b->n && b->ref_bytes + ref > e->ref_budget)) {
-		send_batch(w, BATCH_DATA);
-		b = w->slot[w->head % ENG_SLOTS];
-	}
-	struct eng_packet *it = &b->item[b->n++];
-	it->dc = p;
-	it->ts_us = pkt->ts_us;
-	it->obs = obs;
-	it->dir = pkt->dir;
-	it->flow_id = 0;
-	it->pkt_no = 0;
-	if (pkt->stable) {
-		/* valid until the source is closed, which is after eng_close() */
-		it->frame = pkt->data;
-		b->ref_bytes += ref;
-		return failed(e);
-	}
-	/* caplen is at most CAP_MAX_SNAPLEN (256 KiB) > batch; such a frame is cut to
-	 * what fits, and decode already bounded every offset by caplen. */
-	uint32_t n = p.caplen <= ENG_BATCH_BYTES ? p.caplen : ENG_BATCH_BYTES;
-	memcpy(b->data + b->used, pkt->data, n);
-	it->frame = b->data + b->used;
-	it->dc.caplen = n;
-	if (it->dc.l3_off + it->dc.l3_len > n)
-		it->dc.l3_len = it->dc.l3_off < n ? n - it->dc.l3_off : 0;
-	b->used += (n + 7u) & ~7u;
+	enqueue(e, pick_worker(e, obs, &p), obs, &p, pkt->data, pkt->ts_us, pkt->dir, pkt->stable,
+		ROLE_PACKET);
 	return failed(e);
 }
 
 int eng_tick(struct engine *e, uint64_t now_us)
 {
 	__atomic_store_n(&e->tick_us, now_us, __ATOMIC_RELAXED);
+	/* live: datagrams held on a quiet interface time out on the wall clock */
+	if (now_us >= e->fr_due_us)
+		frag_expire(e, now_us);
 	publish(e);
 	/* A quiet interface must not leave packets waiting in a half-filled batch
 	 * while the worker's timers run on: hand over what there is. */
@@ -684,6 +877,12 @@ int eng_finish(struct engine *e)
 	if (e->finished)
 		return failed(e);
 	e->finished = 1;
+	/* Datagrams still incomplete: their fragments go on alone, before the flow
+	 * tables end every flow. */
+	if (e->fr) {
+		e->fr_unfinished += fr_flush(e->fr);
+		e->fr_due_us = UINT64_MAX;
+	}
 	end_flows(e);
 	publish(e);
 	/* Every record is queued now: each sink drains its queue and flushes, all
@@ -713,6 +912,9 @@ void eng_stats(struct engine *e, struct eng_stats *out)
 	out->dc = e->dc_pub;
 	out->packets = e->packets_pub;
 	out->bytes = e->bytes_pub;
+	out->fr = e->fr_pub;
+	out->fr_unfinished = e->fr_unfinished_pub;
+	out->fr_held = e->fr_held_pub;
 	pthread_mutex_unlock(&e->pub_lock);
 	/* Worker counters are read without stopping the workers: each field is an
 	 * atomic load (fl_table_stats), so a figure may be a moment old, never torn. */
@@ -771,6 +973,7 @@ int eng_open(const struct eng_config *cfg, const struct eng_sink *sinks, size_t 
 	memset(e, 0, sizeof(*e));
 	e->cfg = *cfg;
 	e->finished = 1; /* nothing to finish until the threads run */
+	e->fr_due_us = UINT64_MAX;
 	pthread_mutex_init(&e->obs_lock, NULL);
 	pthread_mutex_init(&e->pub_lock, NULL);
 	e->nsinks = nsinks;
@@ -786,6 +989,18 @@ int eng_open(const struct eng_config *cfg, const struct eng_sink *sinks, size_t 
 		pthread_cond_init(&q->wake, NULL);
 		pthread_cond_init(&q->space, NULL);
 		pthread_cond_init(&q->done, NULL);
+	}
+	if (!cfg->no_reassembly) {
+		struct fr_config fc = cfg->frag;
+		fc.dc = cfg->dc;
+		fc.release = frag_release;
+		fc.release_ctx = e;
+		if (!(e->fr = fr_new(&fc))) {
+			rc = errno == EINVAL ? -EINVAL : -ENOMEM;
+			snprintf(errbuf, errlen, "reassembly: %s", rc == -EINVAL ?
+				 "a cap or the timeout is 0, or over 16777216 datagrams" : "out of memory");
+			goto fail;
+		}
 	}
 	e->nworkers = cfg->workers > ENG_MAX_WORKERS ? ENG_MAX_WORKERS : cfg->workers;
 	e->ntables = e->nworkers ? e->nworkers : 1;
@@ -845,7 +1060,7 @@ int eng_open(const struct eng_config *cfg, const struct eng_sink *sinks, size_t 
 				snprintf(errbuf, errlen, "out of memory");
 				goto fail;
 			}
-			w->slot[k]->n = w->slot[k]->used = w->slot[k]->ref_bytes = 0;
+			w->slot[k]->n = w->slot[k]->used = w->slot[k]->ref_bytes = w->slot[k]->mixed = 0;
 		}
 		/* Worker threads build their own table (nDPI's set-up takes ~0.1 s
 		 * per module) while the caller already reads packets; inline, here. */
@@ -885,6 +1100,9 @@ void eng_close(struct engine *e)
 		return;
 	if (!e->finished)
 		eng_finish(e);
+	/* empty after eng_finish (and before any packet): releases nothing */
+	fr_free(e->fr);
+	e->fr = NULL;
 	for (unsigned i = 0; i < e->nworkers; i++) {
 		struct eng_worker *w = &e->worker[i];
 		if (!w->running)

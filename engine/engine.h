@@ -5,10 +5,10 @@
  * when the engine is opened.
  *
  * Threads:
- *   caller      eng_packet(): decodes, counts, picks a flow worker by a symmetric
- *               hash of the flow key and puts the packet into that worker's batch
- *               (a pointer when cap_packet.stable says the bytes outlive the call,
- *               else a copy).  eng_obs_point, eng_packet, eng_tick, eng_finish and
+ *   caller      eng_packet(): decodes, reassembles IP fragments (frag/, below),
+ *               counts, picks a flow worker by a symmetric hash of the flow key and
+ *               puts the packet into that worker's batch (a pointer when
+ *               cap_packet.stable says the bytes outlive the call, else a copy).  eng_obs_point, eng_packet, eng_tick, eng_finish and
  *               eng_close are called from this one thread.
  *   workers     eng_config.workers threads (0 = the caller does it inline), each
  *               with its own flow table and nDPI state; they fill in each packet's
@@ -31,6 +31,20 @@
  * the largest id any sink already holds (eng_sink_ops.max_flow_id), interleaved
  * across workers, so ids stay small and unique across runs appending to one store.
  *
+ * IP fragments are reassembled on the caller's thread before sharding (one frag
+ * table, eng_config.frag; docs/frag.md): the flow tables see a rebuilt datagram as
+ * ONE packet with all its bytes; packets sinks never see the rebuilt frame but get
+ * every ORIGINAL fragment, each with the flow id and packet number of the datagram
+ * it belongs to, in arrival order, when the datagram completes (so a fragment that
+ * came before its datagram's first one reaches the sinks later than packets that
+ * followed it; its ts_us is its own).  Fragments of a datagram given up (timeout,
+ * overlap, caps, eviction, still incomplete at eng_finish) go on one by one as they
+ * would without reassembly: the flow tables join them to their first fragment's
+ * flow.  Every case is counted in eng_stats.fr.  A fragment inside a carrier that
+ * was itself fragmented (both cut) is not rebuilt a second time: the rebuilt
+ * carrier reaches the flow tables as the inner fragment it holds, and they join
+ * the inner fragments by IP id as without reassembly.
+ *
  * Ownership: the engine owns the flow tables, the batches and, once eng_open()
  * succeeded, the sinks (it calls their close()).  Packet bytes stay the caller's:
  * copied unless stable, in which case the caller keeps the source open until
@@ -50,6 +64,7 @@
 #include "capture.h"
 #include "decode.h"
 #include "flow.h"
+#include "frag.h"
 
 struct engine;
 
@@ -116,6 +131,10 @@ struct eng_config {
 	 * workers > 1; it may call eng_obs(). */
 	void (*record_hook)(void *arg, struct fl_record *rec);
 	void *record_hook_arg;
+	/* IP reassembly: caps and timeout (fr_config_default(): 4096 datagrams,
+	 * 64 MiB, 30 s, ...); its dc, release and release_ctx are the engine's. */
+	struct fr_config frag;
+	uint8_t no_reassembly; /* 1: fragments go to the flow tables as they are */
 };
 void eng_config_default(struct eng_config *cfg);
 
@@ -152,7 +171,19 @@ struct eng_sink_stats {
 };
 
 struct eng_stats {
-	struct dc_counters dc; /* per decode reason and tunnel */
+	/* Per decode reason and tunnel, one count per frame handed in.  A fragment
+	 * held for reassembly is counted when its datagram is done: with the rebuilt
+	 * datagram's reason and tunnel when it completed (a VXLAN carrier fragmented
+	 * on the underlay counts as vxlan), with its own when it was given up.  So
+	 * dc.packets trails packets by the fragments held (fr_held). */
+	struct dc_counters dc;
+	/* Reassembly (all zero with no_reassembly): fragments offered, datagrams
+	 * reassembled, given up (timed_out, overlapping, evicted, too_big, bad) and
+	 * fragments passed (duplicates, uncaptured); memory held and its peak. */
+	struct fr_stats fr;
+	uint64_t fr_unfinished; /* datagrams still incomplete at eng_finish (their
+	                         * fragments went on alone, like timeouts) */
+	uint64_t fr_held;       /* fragments held now */
 	struct fl_stats fl;    /* all flow tables together */
 	uint64_t packets;      /* handed to the engine */
 	uint64_t bytes;
@@ -160,8 +191,9 @@ struct eng_stats {
 	size_t nsinks;
 	struct eng_sink_stats sink[ENG_MAX_SINKS];
 };
-/* Any thread.  The caller thread's counters are published every 65536 packets,
- * on eng_tick and eng_finish, so other threads see them at most that old. */
+/* Any thread.  The caller thread's counters (dc, fr, packets, bytes) are published
+ * every 65536 packets, on eng_tick and eng_finish, so other threads see them at
+ * most that old. */
 void eng_stats(struct engine *e, struct eng_stats *out);
 
 const char *eng_error(const struct engine *e);

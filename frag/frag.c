@@ -219,12 +219,24 @@ static void count_why(struct fr_table *t, enum fr_why why)
 	}
 }
 
-/* Gives a datagram up: its fragments go back through the callback, in arrival order. */
+/* Gives a datagram up: its fragments go back through the callback, the first one
+ * (offset 0, with the L4 header) first when it is held, then the others in arrival
+ * order: a caller that hands them to a flow table that joins later fragments to
+ * their first fragment's flow (by IP id) then finds that flow for all of them, even
+ * when the fragments came in reverse. */
 static void give_up(struct fr_table *t, struct dg *d, enum fr_why why)
 {
 	unlink_dg(t, d);
 	count_why(t, why);
+	struct node *first = d->first_in ? d->frags : NULL;
+	if (first) {
+		t->st.released++;
+		if (t->cfg.release)
+			t->cfg.release(t->cfg.release_ctx, &first->f, why);
+	}
 	for (struct node *n = d->arr_head; n; n = n->arr_next) {
+		if (n == first)
+			continue;
 		t->st.released++;
 		if (t->cfg.release)
 			t->cfg.release(t->cfg.release_ctx, &n->f, why);

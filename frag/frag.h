@@ -17,7 +17,8 @@
  * Nothing given to fr_add() is lost: every frame either comes back at once (FR_PASS:
  * the caller handles it as it would without reassembly), or is held and comes back
  * later exactly once, in a completed datagram (FR_COMPLETE) or through the release
- * callback when its datagram is given up (timeout, eviction, overlap, ...).
+ * callback when its datagram is given up (timeout, eviction, overlap, ...): its
+ * first fragment first, then the others in arrival order.
  *
  * Overlaps are handled as Linux does since 4.19 (net/ipv4/inet_fragment.c,
  * inet_frag_queue_insert(), for IPv4 and IPv6 alike): a fragment whose bytes all lie
@@ -83,8 +84,10 @@ struct fr_config {
 	uint32_t max_datagram_bytes;  /* one datagram's copies; default 256 KiB */
 	uint32_t max_fragments;       /* fragments in one datagram; default 256 */
 	uint64_t timeout_us;          /* default 30 s (Linux's ipfrag_time) */
-	/* Called for every held fragment of a datagram given up, oldest first; may be
-	 * NULL (the fragments are then just freed, still counted). */
+	/* Called for every held fragment of a datagram given up: the first fragment
+	 * (offset 0) first when it is held, then the others oldest first, so that a
+	 * flow table joining later fragments to their first one's flow finds it; may
+	 * be NULL (the fragments are then just freed, still counted). */
 	void (*release)(void *ctx, const struct fr_fragment *f, enum fr_why why);
 	void *release_ctx;
 };
