@@ -569,8 +569,8 @@ static struct fl_flow *frag_find(struct fl_table *t, const struct dc_packet *p, 
 	struct fl_frag *e = frag_slot(t, p, ipid);
 	if (!e->flow_id || e->ipid != ipid || e->family != p->inner.family || e->proto != p->inner.proto ||
 	    memcmp(e->src, p->inner.src, 16) != 0 || memcmp(e->dst, p->inner.dst, 16) != 0 ||
-	    ts_us - e->ts_us > FL_FRAG_TIMEOUT_US)
-		return NULL;
+	    (ts_us > e->ts_us ? ts_us - e->ts_us : e->ts_us - ts_us) > FL_FRAG_TIMEOUT_US)
+		return NULL; /* either way round: a later fragment may carry an earlier time */
 	struct fl_flow *f = e->flow;
 	if (f->id != e->flow_id) /* the flow ended meanwhile (ended flows have id 0) */
 		return NULL;
