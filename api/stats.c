@@ -167,35 +167,19 @@ void api_h_stats(struct srv_req *req, void *arg)
 			jb_kv_u64(&b, &f, "commits", ss.commits);
 			jb_kv_u64(&b, &f, "retained", ss.retained);
 		}
-		uint64_t max_id = 0, now = api_now_us();
+		uint64_t max_id = 0;
 		int64_t oldest = 0, newest = 0, retained = 0;
 		pthread_mutex_lock(&a->db_cache_lock);
-		int fresh = a->db_cache_us && now - a->db_cache_us < API_DB_CACHE_US;
-		if (fresh) {
-			max_id = a->db_max_id;
-			oldest = a->db_oldest_us;
-			newest = a->db_newest_us;
-			retained = a->db_retained_us;
-		}
+		int fresh = a->db_cache_us && api_now_us() - a->db_cache_us < API_DB_CACHE_US;
 		pthread_mutex_unlock(&a->db_cache_lock);
-		if (!fresh) {
-			struct fdb *db = api_db(a, req);
-			if (!db) { /* answered 503 */
-				jb_free(&b);
-				free(ifaces);
-				return;
-			}
-			fdb_max_flow_id(db, &max_id);
-			q_time_span(db, &oldest, &newest);
-			q_retained_until(db, &retained);
-			pthread_mutex_lock(&a->db_cache_lock);
-			a->db_cache_us = now;
-			a->db_max_id = max_id;
-			a->db_oldest_us = oldest;
-			a->db_newest_us = newest;
-			a->db_retained_us = retained;
-			pthread_mutex_unlock(&a->db_cache_lock);
+		/* a handle only when the cache is old: most answers take no SQLite */
+		struct fdb *db = fresh ? NULL : api_db(a, req);
+		if (!fresh && !db) { /* answered 503 */
+			jb_free(&b);
+			free(ifaces);
+			return;
 		}
+		api_db_numbers(a, db, &max_id, &oldest, &newest, &retained);
 		jb_kv_u64(&b, &f, "max_id", max_id);
 		jb_kv_i64(&b, &f, "oldest_us", oldest);
 		jb_kv_i64(&b, &f, "newest_us", newest);
