@@ -31,6 +31,7 @@ struct fl_flow {
 	struct fl_flow *aprev, *anext;    /* active-timeout queue (by due time) */
 	uint64_t id;
 	uint64_t first_us, last_us, active_due_us;
+	uint64_t queued_us;               /* last_us when put at its idle list's tail */
 	uint64_t pkts[2], bytes[2], payload[2];
 	uint64_t pkts_reported;           /* packets at the last periodic record */
 	uint64_t syn_us;

@@ -222,6 +222,27 @@ static void test_timeouts(void)
 	fl_table_free(t);
 }
 
+/* A packet does not move its flow in the idle list (the list keeps the time the
+ * flow was queued); expire() puts a due head that saw packets since at the tail.
+ * The flow behind it still ends on time, and the busy one when it is idle. */
+static void test_idle_requeue(void)
+{
+	struct fl_table *t = table(1024, 0);
+	feed(t, pkt(A, 1100, B, 53, 17, 0, 0, 10), 1 * S);   /* queued first */
+	feed(t, pkt(A, 1101, B, 53, 17, 0, 0, 10), 2 * S);
+	feed(t, pkt(A, 1100, B, 53, 17, 0, 0, 10), 100 * S); /* seen again, not moved */
+	fl_table_expire(t, 121 * S);
+	CHECK(nrec == 0, "a flow seen at 100 s ended at 121 s (%d records)", nrec);
+	fl_table_expire(t, 122 * S);
+	CHECK(nrec == 1 && recs[0].key.sport == 1101, "the idle flow behind the busy one (%d records, port %u)",
+	      nrec, nrec ? recs[0].key.sport : 0);
+	fl_table_expire(t, 219 * S);
+	CHECK(nrec == 1, "the busy flow ended before its idle timeout");
+	fl_table_expire(t, 220 * S);
+	CHECK(nrec == 2 && recs[1].key.sport == 1100 && recs[1].pkts[0] == 2, "the busy flow's idle end");
+	fl_table_free(t);
+}
+
 static void test_active(void)
 {
 	struct fl_table *t = table(1024, 60 * S);
@@ -549,6 +570,7 @@ int main(void)
 	test_synack_first_and_rtt();
 	test_retrans_ooo();
 	test_timeouts();
+	test_idle_requeue();
 	test_active();
 	test_eviction();
 	test_keys();
