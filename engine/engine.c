@@ -1,7 +1,8 @@
 /* engine — threads, batches and sinks around the flow tables (see engine.h).
  *
  *   caller thread:  decode, reassemble fragments (frag/), count, pick a worker by
- *                   fl_shard_hash, put the packet (a pointer when the source's
+ *                   fl_hash (fragments going on alone: pick_worker_frag), put
+ *                   the packet (a pointer when the source's
  *                   bytes are stable, else a copy) into that worker's current
  *                   batch slot
  *   flow workers:   fl_table_packet (+ nDPI), timers; each packet's final flow id
@@ -109,6 +110,17 @@ struct eng_sinkq {
 	uint64_t batches, records, discarded; /* under lock */
 };
 
+/* Where a first fragment that went on alone was sent (pick_worker_frag). */
+#define ENG_FRAG_ROUTES 1024
+#define ENG_FRAG_ROUTE_US (30ull * 1000000) /* as the flow tables' fragment map */
+struct eng_frag_route {
+	uint64_t ts_us;
+	uint32_t ip_id, obs;
+	uint16_t vlan;
+	uint8_t family, proto, worker, used;
+	uint8_t src[16], dst[16];
+};
+
 struct engine {
 	struct eng_config cfg;
 	unsigned nworkers;       /* threads; 0 = inline in worker[0] */
@@ -139,6 +151,7 @@ struct engine {
 	_Alignas(64) struct dc_counters dc;
 	uint64_t packets, bytes, since_publish;
 	struct fr_table *fr;     /* NULL with no_reassembly */
+	struct eng_frag_route *routes; /* ENG_FRAG_ROUTES, when more than one table */
 	uint64_t fr_due_us;      /* next fr_expire() on packet time; UINT64_MAX: none held */
 	uint64_t fr_unfinished, fr_held;
 	pthread_mutex_t pub_lock;
@@ -657,10 +670,55 @@ static void publish(struct engine *e)
 	e->since_publish = 0;
 }
 
-static inline struct eng_worker *pick_worker(struct engine *e, uint32_t obs, const struct dc_packet *p)
+/* Which worker a fragment goes to when it goes on alone (reassembly given up,
+ * or off).  A first fragment has ports and goes where its flow lives (fl_hash,
+ * the full 5-tuple); it leaves its worker here under (point, VLAN, addresses,
+ * protocol, IP id), so the later fragments of its datagram (no ports) follow
+ * it.  A later fragment without such an entry (it came first, or the entry was
+ * overwritten) takes the hash without ports: its flow table then counts it in
+ * the ports-0 flow of its addresses, as a table does for a later fragment whose
+ * first one it never saw.  Caller thread only. */
+static __attribute__((noinline)) struct eng_worker *pick_worker_frag(struct engine *e, uint32_t obs,
+								     const struct dc_packet *p, uint64_t ts_us)
+{
+	uint16_t vlan = p->vlan_depth ? p->vlan[0] : 0;
+	uint64_t h = (uint64_t)p->ip_id << 32 ^ (uint64_t)obs << 8 ^ (uint64_t)vlan << 20 ^ p->inner.proto;
+	for (int i = 0; i < 16; i += 8) {
+		uint64_t a, b;
+		memcpy(&a, p->inner.src + i, 8);
+		memcpy(&b, p->inner.dst + i, 8);
+		h = (h ^ a ^ (b << 1 | b >> 63)) * 0x9e3779b97f4a7c15ull;
+	}
+	struct eng_frag_route *r = &e->routes[(h >> 40) % ENG_FRAG_ROUTES];
+	int same = r->used && r->ip_id == p->ip_id && r->obs == obs && r->vlan == vlan &&
+		   r->family == p->inner.family && r->proto == p->inner.proto &&
+		   !memcmp(r->src, p->inner.src, 16) && !memcmp(r->dst, p->inner.dst, 16);
+	if (p->frag == DC_FRAG_LATER) {
+		uint64_t age = ts_us > r->ts_us ? ts_us - r->ts_us : r->ts_us - ts_us;
+		if (same && age <= ENG_FRAG_ROUTE_US)
+			return &e->worker[r->worker];
+		return &e->worker[fl_hash(obs, p) % e->ntables];
+	}
+	uint32_t w = fl_hash(obs, p) % e->ntables;
+	*r = (struct eng_frag_route){.used = 1, .ip_id = p->ip_id, .obs = obs, .vlan = vlan,
+				     .family = p->inner.family, .proto = p->inner.proto,
+				     .worker = (uint8_t)w, .ts_us = ts_us};
+	memcpy(r->src, p->inner.src, 16);
+	memcpy(r->dst, p->inner.dst, 16);
+	return &e->worker[w];
+}
+
+/* The worker of a packet's flow: by the flow's own hash (fl_hash: symmetric,
+ * the 5-tuple), so the flows between two busy hosts spread over all workers. */
+static inline struct eng_worker *pick_worker(struct engine *e, uint32_t obs, const struct dc_packet *p,
+					     uint64_t ts_us)
 {
 	/* one worker (`podcap read` on 2 cores): no hash to compute */
-	return &e->worker[e->ntables > 1 ? fl_shard_hash(obs, p) % e->ntables : 0];
+	if (e->ntables == 1)
+		return &e->worker[0];
+	if (__builtin_expect(p->frag != DC_FRAG_NONE, 0))
+		return pick_worker_frag(e, obs, p, ts_us);
+	return &e->worker[fl_hash(obs, p) % e->ntables];
 }
 
 /* Puts one decoded packet into w's current batch: a pointer to frame when stable,
@@ -730,7 +788,7 @@ static void frag_release(void *ctx, const struct fr_fragment *f, enum fr_why why
 	if (p.reason != DC_OK)
 		return;
 	uint32_t obs = f->obs & ENG_FRAG_OBS_MASK;
-	enqueue_cold(e, pick_worker(e, obs, &p), obs, &p, f->frame, f->ts_us,
+	enqueue_cold(e, pick_worker(e, obs, &p, f->ts_us), obs, &p, f->frame, f->ts_us,
 		(uint8_t)(f->obs >> ENG_FRAG_DIR_SHIFT), 0, ROLE_PACKET);
 }
 
@@ -750,7 +808,7 @@ static void frag_deliver(struct engine *e, const struct fr_datagram *dg)
 	if (whole.reason != DC_OK)
 		return;
 	uint32_t obs = dg->obs & ENG_FRAG_OBS_MASK;
-	struct eng_worker *w = pick_worker(e, obs, &whole);
+	struct eng_worker *w = pick_worker(e, obs, &whole, dg->ts_us);
 	enqueue_cold(e, w, obs, &whole, dg->frame, dg->ts_us, (uint8_t)(dg->obs >> ENG_FRAG_DIR_SHIFT), 0,
 		ROLE_WHOLE);
 	for (unsigned i = 0; i < dg->nfrags; i++) {
@@ -792,7 +850,7 @@ static __attribute__((noinline)) void frag_packet(struct engine *e, uint32_t obs
 	default: /* FR_PASS: as without reassembly */
 		dc_count(&e->dc, p);
 		if (p->reason == DC_OK)
-			enqueue_cold(e, pick_worker(e, obs, p), obs, p, pkt->data, pkt->ts_us, pkt->dir,
+			enqueue_cold(e, pick_worker(e, obs, p, pkt->ts_us), obs, p, pkt->data, pkt->ts_us, pkt->dir,
 				pkt->stable, ROLE_PACKET);
 		return;
 	}
@@ -817,7 +875,7 @@ int eng_packet(struct engine *e, uint32_t obs, const struct cap_packet *pkt)
 	dc_count(&e->dc, &p);
 	if (p.reason != DC_OK)
 		return failed(e);
-	enqueue(e, pick_worker(e, obs, &p), obs, &p, pkt->data, pkt->ts_us, pkt->dir, pkt->stable,
+	enqueue(e, pick_worker(e, obs, &p, pkt->ts_us), obs, &p, pkt->data, pkt->ts_us, pkt->dir, pkt->stable,
 		ROLE_PACKET);
 	return failed(e);
 }
@@ -1004,6 +1062,11 @@ int eng_open(const struct eng_config *cfg, const struct eng_sink *sinks, size_t 
 	}
 	e->nworkers = cfg->workers > ENG_MAX_WORKERS ? ENG_MAX_WORKERS : cfg->workers;
 	e->ntables = e->nworkers ? e->nworkers : 1;
+	if (e->ntables > 1 && !(e->routes = calloc(ENG_FRAG_ROUTES, sizeof(*e->routes)))) {
+		rc = -ENOMEM;
+		snprintf(errbuf, errlen, "out of memory");
+		goto fail;
+	}
 	{
 		uint32_t per = CAP_STABLE_WINDOW / (e->ntables * ENG_SLOTS);
 		e->ref_budget = per < ENG_BATCH_BYTES ? per : ENG_BATCH_BYTES;
@@ -1148,5 +1211,6 @@ void eng_close(struct engine *e)
 		free(e->retired[i]);
 	free(e->retired);
 	free(e->obs_log);
+	free(e->routes);
 	free(e);
 }

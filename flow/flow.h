@@ -6,7 +6,10 @@
  * first packet are kept as attributes.
  *
  * Threads: a table is used by one thread at a time; run one table per worker and
- * shard packets by fl_shard_hash() to scale (tables may be created concurrently).
+ * shard packets by fl_hash() to scale (tables may be created concurrently); a
+ * later IP fragment (no ports) must then be sent to the table of its first
+ * fragment (the engine remembers where first fragments went), or it is counted
+ * in the ports-0 flow of its addresses.
  * Flow ids are unique across tables made with the same id_base and id_stride and
  * distinct shards.
  *
@@ -188,12 +191,9 @@ int fl_table_flush(struct fl_table *t);
  * is read atomically; the set is not one snapshot). */
 void fl_table_stats(const struct fl_table *t, struct fl_stats *out);
 
-/* Symmetric hash of a packet's flow key (same value for both directions). */
+/* Symmetric hash of a packet's flow key (same value for both directions); shard
+ * with fl_hash(obs_id, p) % tables (the tables take other bits for buckets). */
 uint32_t fl_hash(uint32_t obs_id, const struct dc_packet *p);
-/* Symmetric hash for choosing a worker's table: like fl_hash but without ports,
- * so that later IP fragments (no ports) reach the table holding their first
- * fragment's flow.  Shard with fl_shard_hash(obs_id, p) % workers. */
-uint32_t fl_shard_hash(uint32_t obs_id, const struct dc_packet *p);
 
 /* ---- names of the ends: an interning dictionary ------------------------- */
 

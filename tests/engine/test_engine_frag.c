@@ -9,7 +9,8 @@
  *          counted, and every frame still reaches the packets sink in a flow.
  * many     10,000 concurrent incomplete datagrams: frag's memory stays under its
  *          cap, evictions are counted, every fragment goes on.
- * off      eng_config.no_reassembly: fragments go to the flows as they are.
+ * off      eng_config.no_reassembly: fragments go to the flows as they are (32
+ *          flows between two hosts: spread over the workers, whole each).
  * Frames are built here: Ethernet + IPv4 + (fragments of) UDP. */
 #include <errno.h>
 #include <pthread.h>
@@ -427,12 +428,30 @@ static void case_off(unsigned workers)
 		return;
 	}
 	uint64_t ts = T0;
-	uint32_t ul = udp_dgram(d, 0, 2900, 'q');
-	send_dgram(&r, 1, 1, d, ul, 1200, (const int[]){0, 1, 2}, 3, &ts);
+	/* 32 flows between the same two hosts (ports differ): with workers they
+	 * spread over the workers by their 5-tuple, and the later fragments of
+	 * each (no ports) still reach their first fragment's flow */
+	for (int f = 0; f < 32; f++) {
+		uint32_t ul = udp_dgram(d, f, 2900, 'q');
+		send_dgram(&r, 1, (uint16_t)(1 + f), d, ul, 1200, (const int[]){0, 1, 2}, 3, &ts);
+	}
 	stop(&r, &st);
 	CHECK(st.fr.fragments == 0 && st.fr.reassembled == 0, "frag was used");
-	CHECK(r.s->rec_pkts[0] == 3 && r.s->rec_frags[0] == 3, "flow: %llu packets, %u fragments",
-	      (unsigned long long)r.s->rec_pkts[0], r.s->rec_frags[0]);
+	for (int f = 0; f < 32; f++)
+		CHECK(r.s->rec_pkts[f] == 3 && r.s->rec_frags[f] == 3, "flow %d: %llu packets, %u fragments", f,
+		      (unsigned long long)r.s->rec_pkts[f], r.s->rec_frags[f]);
+	CHECK(r.s->rec_pkts[PORTS0(1)] == 0, "host 1's ports-0 flow: %llu packets",
+	      (unsigned long long)r.s->rec_pkts[PORTS0(1)]);
+	/* A flow's id tells its table (id_base + (n - 1) * tables + shard + 1): with
+	 * two workers, the 32 flows of one pair of hosts use both. */
+	if (workers == 2) {
+		unsigned per_shard[2] = {0, 0};
+		for (int f = 0; f < 32; f++)
+			if (r.s->rec_id[f])
+				per_shard[(r.s->rec_id[f] - 1) % 2]++;
+		CHECK(per_shard[0] && per_shard[1], "one pair of hosts stayed on one worker: %u and %u flows",
+		      per_shard[0], per_shard[1]);
+	}
 	done(&r);
 }
 
