@@ -41,6 +41,11 @@ const char *cap_live_fallback_reason(const struct cap_live *l)
 
 /* ---- libpcap ------------------------------------------------------------- */
 
+/* Longest time a packet may wait in a TPACKET_V3 block before the kernel hands
+ * the block over (pcap_set_timeout): flow records are per second, so 100 ms of
+ * latency costs nothing. */
+#define LIVE_PCAP_BLOCK_MS 100
+
 static int pcap_attach_if(struct cap_live *l, struct live_if *ifc, char *errbuf, size_t errlen)
 {
 	char perr[PCAP_ERRBUF_SIZE] = "";
@@ -52,11 +57,14 @@ static int pcap_attach_if(struct cap_live *l, struct live_if *ifc, char *errbuf,
 		snprintf(errbuf, errlen, "%s: %s", ifc->name, perr);
 		return -ENODEV;
 	}
-	/* Immediate mode: packets are handed over as they arrive instead of when a
-	 * TPACKET_V3 block fills, so a quiet pod's packets are not held back. */
+	/* Not immediate mode: libpcap then uses TPACKET_V2, one ring slot and
+	 * (when the ring was empty) one wake-up per packet.  TPACKET_V3 packs packets
+	 * into blocks that the kernel hands over when full or after the timeout, so
+	 * a quiet pod's packets wait at most LIVE_PCAP_BLOCK_MS, and under load one
+	 * poll() returns thousands of packets. */
 	if (pcap_set_snaplen(p, (int)l->cfg.snaplen) || pcap_set_promisc(p, 0) ||
-	    pcap_set_immediate_mode(p, 1) || pcap_set_buffer_size(p, (int)l->cfg.buffer_bytes) ||
-	    pcap_set_timeout(p, 100)) {
+	    pcap_set_immediate_mode(p, 0) || pcap_set_buffer_size(p, (int)l->cfg.buffer_bytes) ||
+	    pcap_set_timeout(p, LIVE_PCAP_BLOCK_MS)) {
 		snprintf(errbuf, errlen, "%s: pcap setup failed", ifc->name);
 		goto fail;
 	}
