@@ -48,6 +48,9 @@ echo "store:    peak $max_st KiB while running, $end_st KiB at the end"
 [ "$in_k" -ge $((10 * cap_k)) ] && ok "traffic is ten times the cap or more" || bad "traffic below ten times the cap"
 [ "$end_db" -le $cap_k ] && ok "--db-cap holds at the end" || bad "--db-cap at the end: $end_db KiB > $cap_k"
 [ "$end_st" -le $cap_k ] && ok "--store-cap holds at the end" || bad "--store-cap at the end: $end_st KiB > $cap_k"
-XX
+[ "$max_db" -le $((cap_k * 2)) ] && ok "--db-cap holds while running (peak $max_db KiB <= 2 x cap)" ||
+  bad "--db-cap while running: $max_db KiB"
+[ "$max_st" -le $((cap_k * 2)) ] && ok "--store-cap holds while running (peak $max_st KiB <= 2 x cap)" ||
+  bad "--store-cap while running: $max_st KiB"
 [ "$flows" -gt 0 ] && ok "the newest flows are kept" || bad "no flows left"
 exit $fail
