@@ -412,7 +412,8 @@ int app_opts_parse(enum app_cmd cmd, int argc, char **argv, struct app_opts *o, 
 	/* --config first, so command-line options override the file. */
 	if (cmd == APP_RUN)
 		for (int i = 1; i < argc - 1; i++)
-			if (!strcmp(argv[i], "--config") && load_config(cmd, o, argv[i + 1]))
+			if (!strcmp(argv[i], "--config") &&
+			    (app_check_path(cmd_name(cmd), "--config", argv[i + 1]) < 0 || load_config(cmd, o, argv[i + 1])))
 				return app_usage(app_opts_usage(cmd));
 	optind = 1;
 	opterr = 1;
