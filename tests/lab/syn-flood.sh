@@ -53,7 +53,7 @@ EOF
 
 max_flows=4096
 "$podcap" run --netns $B --iface veth-sfb --db "$tmp/f.db" --max-flows $max_flows --idle-timeout 120 \
-  --inventory /dev/null --no-conntrack --stats-interval 2 --duration 60 >"$tmp/agent.out" 2>"$tmp/agent.err" &
+  --no-conntrack --stats-interval 2 --duration 60 >"$tmp/agent.out" 2>"$tmp/agent.err" &
 agent=$!
 rss() { awk '/^VmRSS/ {print $2}' /proc/$agent/status 2>/dev/null || echo 0; }
 for _ in $(seq 50); do grep -q 'capturing on veth-sfb' "$tmp/agent.out" && break; sleep 0.1; done
@@ -87,7 +87,7 @@ evicted=$(echo "$final" | grep -o ' evicted=[0-9]*' | cut -d= -f2)
 received=$(echo "$final" | grep -o 'received=[0-9]*' | head -1 | cut -d= -f2)
 echo "flood: $packets SYNs at ${rate} pps from random sources and ports (trafgen exit $tgrc)"
 echo "agent: exit $arc; resident $base KiB before, peak $peak KiB, first third max $first KiB, last third max $last KiB ($n samples)"
-echo "agent: $(echo "$final" | grep -oE '(backend|received|kernel_drops|ring_drops|decoded|flows_active|records|evicted)=[^ ]*' | tr '\n' ' ')"
+echo "agent:$(echo "$final" | grep -oE ' (backend|received|kernel_drops|ring_drops|decoded|flows_active|records|evicted)=[^ ]*' | tr -d '\n')"
 [ $arc = 0 ] && ok "the agent ran through the flood and stopped cleanly" || { bad "agent exit $arc"; tail -5 "$tmp/agent.err"; }
 [ "${received:-0}" -ge $((packets / 2)) ] && ok "the agent received $received packets of $packets (kernel and ring drops counted apart)" ||
   bad "the agent received only ${received:-0} packets"
