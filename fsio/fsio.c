@@ -237,6 +237,16 @@ int fsio_output_commit(struct fsio_output *o, char *errbuf, size_t errlen)
 	if (rc == 0) {
 		free(o->tmp);
 		o->tmp = NULL; /* renamed: nothing to remove */
+		/* the rename itself reaches the disk with its directory (best effort) */
+		const char *slash = strrchr(o->path, '/');
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - o->path) + (slash == o->path) : 1,
+			 slash ? o->path : ".");
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
 	}
 	fsio_output_abort(o);
 	return rc;
