@@ -33,7 +33,10 @@ pid_t fsio_lock_holder(const char *path);
  * it was, and a reader never sees half a file.  The final path must not be a
  * symbolic link (refused: a privileged writer must not be steered to overwrite
  * another file); "-" means standard output (no rename; a terminal is refused by
- * the caller).  mode is the new file's (e.g. 0640).
+ * the caller).  An existing named pipe or character device (a FIFO Wireshark
+ * reads, /dev/null) is written in place, as standard output is: there is no
+ * file to keep.  Anything else that is not a regular file is refused.  mode is
+ * the new file's (e.g. 0640).
  *
  *   struct fsio_output *o;
  *   if (fsio_output_open(path, FSIO_FILE_MODE, &o, err, sizeof(err)) < 0)

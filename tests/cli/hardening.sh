@@ -120,6 +120,17 @@ expect 0 '' -- "$podcap" export --db "$tmp/ex.db" --flow 1 -w "$tmp/old.pcapng"
 ls -a "$tmp" | grep -q '\.tmp-' && bad "temporary files left behind: $(ls -a "$tmp" | grep '\.tmp-')" ||
   ok "no temporary file left behind"
 expect 0 '' -- sh -c "\"$podcap\" export --db \"$tmp/ex.db\" --flow 1 -w - | head -c 4 >/dev/null"
+# a stream is not a file to replace: /dev/null and a named pipe are written in place
+expect 0 '' -- "$podcap" export --db "$tmp/ex.db" --flow 1 -w /dev/null
+mkfifo "$tmp/out.fifo"
+head -c 4 "$tmp/out.fifo" > "$tmp/fifo.out" &
+reader=$!
+expect 0 '' -- "$podcap" export --db "$tmp/ex.db" --flow 1 -w "$tmp/out.fifo"
+wait $reader
+[ -p "$tmp/out.fifo" ] && [ "$(od -An -tx1 "$tmp/fifo.out" | tr -d ' ')" = 0a0d0d0a ] &&
+  ok "a named pipe gets the capture and stays a pipe" || bad "export to a named pipe"
+mkdir "$tmp/adir"
+expect 1 'not a regular file' -- "$podcap" export --db "$tmp/ex.db" --flow 1 -w "$tmp/adir"
 
 # ---- 5. stored data is not trusted -------------------------------------------
 # a record claiming a 4 GB wire length
