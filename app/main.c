@@ -20,6 +20,7 @@ static const struct command commands[] = {
 	{"run", cmd_run, "the node agent: live capture -> flows -> store"},
 	{"store", cmd_store, "check a packet store: what can and cannot be exported"},
 	{"serve", cmd_serve, "the query API and the web page over an existing flow database"},
+	{"sniff", cmd_sniff, "a pod's packets live from an agent, as pcapng (| wireshark -k -i -)"},
 };
 
 static void help(FILE *f)
