@@ -182,7 +182,7 @@ void strm_hub_config_default(struct strm_hub_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_streams = 8;
 	cfg->buffer_bytes = 4u << 20;
-	cfg->quiet_ms = 5000;
+	cfg->quiet_ms = 2000;
 	cfg->drain_ms = 30000;
 }
 
@@ -200,7 +200,7 @@ struct strm_hub *strm_hub_open(const struct strm_hub_config *cfg_in)
 	if (cfg.buffer_bytes < STRM_BUF_MIN)
 		cfg.buffer_bytes = STRM_BUF_MIN;
 	if (!cfg.quiet_ms)
-		cfg.quiet_ms = 5000;
+		cfg.quiet_ms = 2000;
 	if (!cfg.drain_ms)
 		cfg.drain_ms = 30000;
 	if (cfg.max_streams > 1024 || cfg.buffer_bytes > (1u << 30)) {

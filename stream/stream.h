@@ -72,7 +72,7 @@ struct strm_hub_config {
 	size_t buffer_bytes;    /* each stream's buffer of blocks its client has not taken
 	                         * yet (default 4 MiB; at least 64 KiB) */
 	int arm;                /* 1: streams wait for strm_hub_armed() (see Arming) */
-	unsigned quiet_ms;      /* an ISB after this long without output (default 5000) */
+	unsigned quiet_ms;      /* an ISB after this long without output (default 2000) */
 	unsigned drain_ms;      /* an ended stream whose client does not take its last
 	                         * bytes is cut after this long (default 30000) */
 };
