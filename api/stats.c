@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "api_internal.h"
+#include "stream.h"
 #include "flowdb.h"
 #include "kube.h"
 #include "pktstore.h"
@@ -219,6 +220,21 @@ void api_h_stats(struct srv_req *req, void *arg)
 		jb_kv_u64(&b, &f, "index_lost", st.index_lost);
 		jb_kv_u64(&b, &f, "disk_bytes", st.disk_bytes);
 		jb_kv_u64(&b, &f, "warnings", st.warnings);
+		jb_str(&b, "}");
+	}
+	struct strm_hub *hub = __atomic_load_n(&a->hub, __ATOMIC_ACQUIRE);
+	if (hub) {
+		/* live streams (GET /api/v1/stream) */
+		struct strm_hub_stats st;
+		strm_hub_stats(hub, &st);
+		int f = 1;
+		jb_key(&b, &first, "streams");
+		jb_str(&b, "{");
+		jb_kv_u64(&b, &f, "open", st.open);
+		jb_kv_u64(&b, &f, "opened", st.opened);
+		jb_kv_u64(&b, &f, "packets", st.packets);
+		jb_kv_u64(&b, &f, "bytes", st.bytes);
+		jb_kv_u64(&b, &f, "dropped", st.dropped);
 		jb_str(&b, "}");
 	}
 	{
