@@ -75,15 +75,17 @@ for i in $(seq 1 100); do [ "$(streams_open)" = 8 ] && break; sleep 0.05; done
 hdr=$(curl -s -D - -o /dev/null "$url/api/v1/stream?pod=client-1" | tr -d '\r' | grep -iE '^(HTTP|retry-after)' | paste -sd' ')
 case "${hdr,,}" in *429*retry-after:\ [0-9]*) ok "curl: $hdr";; *) bad "9th stream by curl: $hdr";; esac
 traffic 20
+sleep 1 # the last packets through the engine and the streams' 100 ms flushes
 for p in $bg; do kill -INT "$p"; done
 for p in $bg; do wait "$p"; done
 bg=""
-good=0
+good=0 counts=""
 for i in 1 2 3 4 5 6 7 8; do
   n=$(tshark -r "$tmp/many-$i.pcapng" 2>/dev/null | wc -l)
   [ "$n" -gt 100 ] && good=$((good + 1))
+  counts="$counts $n"
 done
-[ $good = 8 ] && ok "8 streams at once, each a valid file with the traffic" || bad "$good of 8 streams valid"
+[ $good = 8 ] && ok "8 streams at once, each a valid file with the traffic" || bad "$good of 8 streams valid (packets:$counts)"
 
 # clients that vanish mid-stream (kill -9: no goodbye), while packets flow
 for i in 1 2 3; do
@@ -94,13 +96,23 @@ sleep 0.5
 traffic 50 &
 tp=$!
 sleep 0.3
-for p in $bg; do kill -9 "$p"; done
+{ for p in $bg; do kill -9 "$p"; wait "$p"; done; } 2>/dev/null
 wait $tp
-for p in $bg; do wait "$p" 2>/dev/null; done
 bg=""
 for i in $(seq 1 100); do [ "$(streams_open)" = 0 ] && break; sleep 0.1; done
 [ "$(streams_open)" = 0 ] && ok "vanished clients: their streams closed" || bad "streams still open: $(streams_open)"
 curl -sf "$url/healthz" >/dev/null && ok "the agent still answers" || bad "healthz"
+# sniff's own reader leaves mid-stream (head closes the pipe): exit 0, says so,
+# and the agent closes the stream
+( sleep 0.5; traffic 30 ) &
+tp=$!
+timeout 60 "$podcap" sniff client-1 --server "$url" 2>"$tmp/err" | head -c 3000 >/dev/null
+rc=${PIPESTATUS[0]}
+wait $tp
+[ $rc = 0 ] && grep -q "the reader went away" "$tmp/err" && ok "reader left: exit 0, $(tail -1 "$tmp/err")" ||
+  bad "reader left: rc $rc: $(cat "$tmp/err")"
+for i in $(seq 1 100); do [ "$(streams_open)" = 0 ] && break; sleep 0.1; done
+[ "$(streams_open)" = 0 ] && ok "reader left: the agent closed its stream" || bad "streams still open: $(streams_open)"
 
 # an interface as TARGET, -c ending the stream
 veth=$($py -c 'import json,sys
