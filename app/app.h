@@ -21,6 +21,9 @@ int cmd_run(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_sniff(int argc, char **argv);
+/* podcapdump, Wireshark's extcap for an agent (cmd_extcap.c): argv[0] is the
+ * program's name, the rest Wireshark's --extcap-* options. */
+int cmd_extcap(int argc, char **argv);
 
 /* ---- the query API's client (remote.c): `flows|export --server URL` ---- */
 
@@ -43,6 +46,9 @@ struct app_get {
 	/* When *stop turns nonzero (a signal handler) the transfer ends within about
 	 * a second and app_get returns 0 quietly; NULL = never. */
 	const volatile int *stop;
+	/* Whole-transfer limit in seconds (connecting included); 0 = none, with a
+	 * 10 s limit on connecting. */
+	long timeout_s;
 };
 /* 0 after a 2xx answer, the HTTP status (> 0) of an error answer after printing
  * its message, -1 after a message for anything else (connection, output). */

@@ -154,7 +154,9 @@ int app_get(struct app_get *g)
 	curl_easy_setopt(g->curl, CURLOPT_WRITEDATA, &c);
 	curl_easy_setopt(g->curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(g->curl, CURLOPT_HEADERDATA, &c);
-	curl_easy_setopt(g->curl, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(g->curl, CURLOPT_CONNECTTIMEOUT, g->timeout_s > 0 && g->timeout_s < 10 ? g->timeout_s : 10L);
+	if (g->timeout_s > 0)
+		curl_easy_setopt(g->curl, CURLOPT_TIMEOUT, g->timeout_s);
 	curl_easy_setopt(g->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(g->curl, CURLOPT_USERAGENT, "podcap/" PODCAP_VERSION);
 	if (g->cacert)
