@@ -5,7 +5,9 @@
 # `tshark -r -` from a pipe.  The stream must hold every packet the pod's veth
 # carried: the veth's own rx+tx counters over the same window are the truth.
 # Run with both backends (--backend ebpf: the kernel program must send every
-# packet of the streamed veth, not only flow heads; --backend pcap).
+# packet of the streamed veth, not only flow heads; --backend pcap).  The eBPF
+# agent runs with --flow-packets 2, and 50 requests before and after the stream
+# must reach user space as flow heads only (the veth goes back to sampling).
 #
 # The lab's pods and node are given permanent neighbour entries for the test's
 # duration: ARP is not IP, and frames that are not IP do not reach the engine's
@@ -42,6 +44,11 @@ for p in json.load(open(sys.argv[1]))["pods"]:
 [ -n "$veth" ] || { echo "FAIL - no client-1 in the inventory"; exit 1; }
 pmac=$(ip netns exec pc-client-1 cat /sys/class/net/eth0/address)
 gmac=$(ip -n pc-node1 -j link show cni0 | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+# No IPv6 on the client's link: its router solicitations and MLD reports come on
+# their own, a few seconds after the link is made, and one falling between the
+# stream's start and the first counter reading would be streamed and not counted.
+ip netns exec pc-node1 sysctl -qw net.ipv6.conf.$veth.disable_ipv6=1
+ip netns exec pc-client-1 sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1
 # no ARP in the window (see above)
 ip -n pc-client-1 neigh replace 10.244.1.1 lladdr "$gmac" dev eth0 nud permanent
 ip -n pc-node1 neigh replace 10.244.1.12 lladdr "$pmac" dev cni0 nud permanent
@@ -50,15 +57,41 @@ counters() { # rx+tx packets of the client's veth, in node 1
   ip netns exec pc-node1 sh -c "echo \$((\$(cat /sys/class/net/$veth/statistics/rx_packets) + \$(cat /sys/class/net/$veth/statistics/tx_packets)))"
 }
 
+# What the agent received on the client's veth (eBPF: what the kernel program sent
+# through the ring).
+veth_received() {
+  curl -s "$url/api/v1/stats" | /usr/bin/python3 -c 'import json,sys
+print(sum(i["received"] for i in json.load(sys.stdin)["interfaces"] if i["iface"] == sys.argv[1]))' "$veth"
+}
+sampled() { # eBPF, --flow-packets 2: 50 requests without a stream reach user space as flow heads only
+  local r0 r1
+  sleep 1.1 # the API's interface counters are a snapshot made once a second
+  r0=$(veth_received)
+  ip netns exec pc-client-1 curl -s -o /dev/null "http://10.244.2.12:8080/?s=[1-50]"
+  sleep 1.1
+  r1=$(veth_received)
+  echo $((r1 - r0))
+}
+
 for backend in ebpf pcap; do
   log=$tmp/agent-$backend.log
+  # eBPF with only 2 packets of each flow to user space: the stream must still get
+  # them all, and the veth must go back to flow heads when the stream ends.
+  extra=""; [ $backend = ebpf ] && extra="--flow-packets 2"
   "$podcap" run --netns pc-node1 --backend $backend --db "$tmp/$backend.db" --inventory "$PODCAP_LAB_INVENTORY" \
-    --listen 127.0.0.1:0 --stats-interval 0 >"$log" 2>&1 &
+    --listen 127.0.0.1:0 --stats-interval 0 $extra >"$log" 2>&1 &
   agent=$!
   for i in $(seq 1 150); do grep -q "capturing on $veth" "$log" && grep -q 'API and web page on' "$log" && break; sleep 0.1; done
   url=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1)
   [ -n "$url" ] && grep -q "backend $backend" "$log" || { cat "$log"; bad "$backend: agent did not start"; kill $agent; wait $agent; agent=""; continue; }
   sleep 1.2 # the capture publishes its interfaces to the API once a second
+  r0=$(veth_received)
+  if [ $backend = ebpf ]; then
+    before=$(sampled)
+    [ "$before" -gt 0 ] && [ "$before" -le 300 ] && ok "ebpf: without a stream, 50 requests reach user space as flow heads ($before packets)" ||
+      bad "ebpf: $before packets of 50 requests without a stream (flow heads, 1..300, expected)"
+    r0=$(veth_received)
+  fi
   # The pipe: sniff -> tee (to see when the header came) -> tshark -r -.
   ( "$podcap" sniff client-1 -n default --server "$url" 2>"$tmp/sniff-$backend.err" |
       tee "$tmp/s-$backend.pcapng" |
@@ -75,6 +108,16 @@ for backend in ebpf pcap; do
   for p in $(pgrep -f "podcap sniff client-1 -n default --server $url"); do kill -INT "$p"; done
   wait "$sniff"; sniff=""
   veth_pkts=$((c1 - c0))
+  sleep 1.1
+  recv=$(( $(veth_received) - r0 ))
+  if [ $backend = ebpf ]; then
+    for i in $(seq 1 50); do [ "$(curl -s "$url/api/v1/stats" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["streams"]["open"])')" = 0 ] && break; sleep 0.1; done
+    after=$(sampled)
+    [ "$recv" -ge "$veth_pkts" ] && ok "ebpf: with the stream, the kernel sent every packet of the veth ($recv >= $veth_pkts)" ||
+      bad "ebpf: with the stream, $recv packets to user space, veth $veth_pkts"
+    [ "$after" -gt 0 ] && [ "$after" -le 300 ] && ok "ebpf: after the stream, back to flow heads ($after packets for 50 requests)" ||
+      bad "ebpf: after the stream, $after packets for 50 requests (flow heads, 1..300, expected)"
+  fi
   n=$(wc -l <"$tmp/s-$backend.txt")
   [ "$codes" = " $REQUESTS 200" ] && ok "$backend: $REQUESTS HTTP requests from client-1 to web-2 across nodes" ||
     bad "$backend: requests: $codes"
