@@ -112,4 +112,6 @@ n=$(tshark -r "$tmp/s.pcapng" -Y 'udp.dstport == 9999' 2>/dev/null | wc -l)
 [ $rc = 0 ] && [ "$n" = 20 ] && ok "sniff client-1 --agent URL -c 20: $n packets; $(tail -1 "$tmp/err")" ||
   bad "sniff: rc $rc, $n packets: $(cat "$tmp/err")"
 grep -q "default/client-1 runs on node pc-node1; its agent is podcap/podcap-zmtts" "$tmp/err" && ok "said where" || bad "no where line"
+kill -INT $agent; wait $agent; st=$?; agent=""
+[ $st = 0 ] && ok "agent exit 0" || bad "agent exit $st"
 exit $fail
