@@ -228,18 +228,55 @@ int api_common_params(struct srv_req *req, struct q_filter **filter, struct q_ra
 	return 0;
 }
 
+/* ---- the database's numbers, cached ---- */
+
+int api_db_numbers(struct api *a, struct fdb *db, uint64_t *max_id, int64_t *oldest, int64_t *newest,
+		   int64_t *retained)
+{
+	uint64_t now = api_now_us();
+	pthread_mutex_lock(&a->db_cache_lock);
+	/* without a handle (the caller saw a fresh cache a moment ago) the values
+	 * a moment old are fine too */
+	int fresh = (a->db_cache_us && now - a->db_cache_us < API_DB_CACHE_US) || !db;
+	if (fresh) {
+		*max_id = a->db_max_id;
+		*oldest = a->db_oldest_us;
+		*newest = a->db_newest_us;
+		*retained = a->db_retained_us;
+	}
+	pthread_mutex_unlock(&a->db_cache_lock);
+	if (fresh)
+		return 0;
+	*max_id = 0;
+	*oldest = *newest = *retained = 0;
+	int rc;
+	if ((rc = fdb_max_flow_id(db, max_id)) < 0 || (rc = q_time_span(db, oldest, newest)) < 0 ||
+	    (rc = q_retained_until(db, retained)) < 0)
+		return rc;
+	pthread_mutex_lock(&a->db_cache_lock);
+	a->db_cache_us = now;
+	a->db_max_id = *max_id;
+	a->db_oldest_us = *oldest;
+	a->db_newest_us = *newest;
+	a->db_retained_us = *retained;
+	pthread_mutex_unlock(&a->db_cache_lock);
+	return 0;
+}
+
 /* ---- completeness ---- */
 
 void api_completeness(struct api *a, struct fdb *db, const struct q_range *range, struct jbuf *b,
 		      int *first, bool *complete_out)
 {
 	int64_t retained = 0, oldest = 0, newest = 0;
+	uint64_t max_id = 0;
 	bool complete = true;
+	api_db_numbers(a, db, &max_id, &oldest, &newest, &retained);
 	struct jbuf why = {0};
 	int wfirst = 1;
 
 	jb_str(&why, "[");
-	if (q_retained_until(db, &retained) == 0 && retained > 0 &&
+	if (retained > 0 &&
 	    (!range->has_from || range->from_us <= retained) && (!range->has_to || range->to_us >= 0)) {
 		/* Retention deleted flows whose last packet is at or before `retained`:
 		 * a range reaching back to that time misses some. */
@@ -287,7 +324,6 @@ void api_completeness(struct api *a, struct fdb *db, const struct q_range *range
 		}
 	}
 	jb_str(&why, "]");
-	q_time_span(db, &oldest, &newest);
 	jb_kv_bool(b, first, "complete", complete);
 	jb_key(b, first, "oldest_us");
 	if (oldest)

@@ -130,6 +130,11 @@ struct pks *api_store(struct api *a, struct srv_req *req);
 /* The same without answering: NULL when there is none (yet). */
 struct pks *api_store_quiet(struct api *a, struct fdb *db);
 
+/* The database's max id, oldest and newest last packet, and retained-until,
+ * at most API_DB_CACHE_US old (db may be NULL only while the cache is fresh). */
+int api_db_numbers(struct api *a, struct fdb *db, uint64_t *max_id, int64_t *oldest, int64_t *newest,
+		   int64_t *retained);
+
 /* Wall clock in µs. */
 uint64_t api_now_us(void);
 

@@ -63,6 +63,11 @@ int app_parse_size(const char *s, unsigned long long *out);
 int app_parse_uint(const char *s, unsigned long long min, unsigned long long max,
 		   unsigned long long *out);
 
+/* A path option's value (--db PATH, -w FILE, ...): refused when empty or when
+ * it starts with '-' ("--db -", "-w --db": a value left out), after a message;
+ * 0 or -EINVAL.  Callers that give "-" a meaning (stdout) check for it first. */
+int app_check_path(const char *cmd, const char *opt, const char *val);
+
 /* Prints a filter error of podcap CMD: the message, then the filter with a caret
  * under the position. */
 struct q_error;
@@ -81,6 +86,7 @@ struct app_opts {
 	const char *db_path;      /* --db, required */
 	const char *store_dir;    /* --store: packets kept too */
 	int quiet;
+	int group_given;          /* --group (fsio_set_group done while parsing) */
 	/* run */
 	struct cap_live_config live;
 	const char *netns, *inventory;

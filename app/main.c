@@ -39,11 +39,19 @@ int app_usage(const char *usage)
 	return 2;
 }
 
+/* Numbers on the command line are digits only: strtoull alone would take a
+ * leading space, a '+' or a '-' (which wraps around), so " 5" or "-1" are refused
+ * here before it sees them. */
+static int all_digits_start(const char *s)
+{
+	return s && *s >= '0' && *s <= '9';
+}
+
 int app_parse_uint(const char *s, unsigned long long min, unsigned long long max,
 		   unsigned long long *out)
 {
 	char *end;
-	if (!s || !*s || *s == '-')
+	if (!all_digits_start(s))
 		return -EINVAL;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
@@ -56,7 +64,7 @@ int app_parse_uint(const char *s, unsigned long long min, unsigned long long max
 int app_parse_size(const char *s, unsigned long long *out)
 {
 	char *end;
-	if (!s || !*s || *s == '-')
+	if (!all_digits_start(s))
 		return -EINVAL;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
@@ -77,6 +85,18 @@ int app_parse_size(const char *s, unsigned long long *out)
 		return -EINVAL;
 	*out = v * mul;
 	return 0;
+}
+
+int app_check_path(const char *cmd, const char *opt, const char *val)
+{
+	if (val && *val && *val != '-')
+		return 0;
+	if (!val || !*val)
+		fprintf(stderr, "podcap %s: %s needs a path, got an empty one\n", cmd, opt);
+	else
+		fprintf(stderr, "podcap %s: %s '%s': a path may not start with '-' (a missing value?); "
+			"write ./%s for a file named so\n", cmd, opt, val, val);
+	return -EINVAL;
 }
 
 int main(int argc, char **argv)

@@ -53,8 +53,33 @@ struct cap_stats {
 	uint64_t kernel_drops; /* live: pcap_stats ps_drop + ps_ifdrop */
 	uint64_t bytes_read;   /* files: bytes consumed so far (for progress) */
 	uint64_t file_size;    /* files: total size, 0 when unknown (pipe) */
+	uint64_t wirelen_clamped; /* records whose wire length was cut to CAP_MAX_WIRE_EXCESS
+	                           * beyond their captured length */
 };
 
+/* A record may not claim a wire length more than this beyond its captured
+ * length: larger claims (a 4 GB "len" in a 100-byte record) come from damaged or
+ * hostile files and would inflate byte counts without bound.  Such a wire length
+ * is cut to caplen + CAP_MAX_WIRE_EXCESS and counted (cap_stats.wirelen_clamped,
+ * cap_live_stats.wirelen_clamped for eBPF ring records).  256 KiB covers real
+ * traffic: libpcap's largest frame is 256 KiB, and a GSO/GRO packet seen by tc
+ * is at most 64 KiB (more only where BIG TCP is configured above it).  See
+ * docs/security.md. */
+#define CAP_MAX_WIRE_EXCESS (256u * 1024u)
+/* The wire length to use for a record: wirelen, at least caplen, at most
+ * caplen + CAP_MAX_WIRE_EXCESS; *clamped is set to 1 when it was cut. */
+static inline uint32_t cap_wirelen(uint32_t caplen, uint32_t wirelen, int *clamped)
+{
+	uint64_t max = (uint64_t)caplen + CAP_MAX_WIRE_EXCESS;
+	*clamped = 0;
+	if (wirelen < caplen)
+		return caplen;
+	if ((uint64_t)wirelen > max) {
+		*clamped = 1;
+		return max > UINT32_MAX ? UINT32_MAX : (uint32_t)max;
+	}
+	return wirelen;
+}
 /* Opens a pcap or pcapng file ("-" = stdin).  Refuses snaplen headers above
  * CAP_MAX_SNAPLEN and files that are not captures, with a message. */
 #define CAP_MAX_SNAPLEN (256u * 1024u)
@@ -122,6 +147,7 @@ struct cap_live_stats {
 	uint64_t kernel_drops;  /* pcap, all interfaces */
 	uint64_t ring_drops;    /* eBPF: packets the ring buffer could not take */
 	uint64_t bad_records;   /* eBPF: ring records that failed the checks, skipped */
+	uint64_t wirelen_clamped; /* eBPF: ring records whose wire length was cut (CAP_MAX_WIRE_EXCESS) */
 	uint64_t flow_pkts, flow_bytes; /* eBPF: exact totals of the flow counter map */
 	uint64_t flow_entries;  /* eBPF: flows in the counter map */
 };

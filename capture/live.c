@@ -354,6 +354,7 @@ void cap_live_stats(struct cap_live *l, struct cap_live_stats *out)
 	memset(out, 0, sizeof(*out));
 	out->received = l->received;
 	out->bad_records = l->bad_records;
+	out->wirelen_clamped = l->wirelen_clamped;
 	out->kernel_drops = l->kdrops_removed;
 	for (size_t i = 0; i < l->n_ifs; i++) {
 		pcap_refresh_drops(l->ifs[i]);

@@ -31,11 +31,17 @@ int lb_record_parse(struct cap_live *l, const void *data, size_t size, struct ca
 		l->bad_records++;
 		return -EINVAL;
 	}
+	/* the kernel's skb length, bounded as for capture files (capture.h) */
+	int clamped;
+	uint32_t wirelen = cap_wirelen(h.caplen, h.wirelen, &clamped);
+	l->wirelen_clamped += (uint64_t)clamped;
 	*pkt = (struct cap_packet){
 		.data = (const uint8_t *)data + sizeof(h),
 		.caplen = h.caplen,
-		.wirelen = h.wirelen,
-		.ts_us = (uint64_t)((int64_t)h.ts_ns + l->mono_to_real_ns) / 1000u,
+		.wirelen = wirelen,
+		/* unsigned: a hostile ts_ns must not overflow a signed sum (found by
+		 * fuzz_ringrec); modulo 2^64 the result is the same for sane ones */
+		.ts_us = (h.ts_ns + (uint64_t)l->mono_to_real_ns) / 1000u,
 		.linktype = DC_LINK_ETHERNET,
 		.ifindex = h.ifindex,
 		.tag = ifc->tag,

@@ -44,6 +44,7 @@ struct cap_live {
 	size_t n_ifs;
 	struct live_if *by_index[LIVE_IF_SLOTS];
 	uint64_t received, bad_records;
+	uint64_t wirelen_clamped; /* ring records whose wire length was cut (capture.h) */
 	uint64_t kdrops_removed; /* kernel drops of interfaces no longer captured */
 	/* poll context */
 	cap_live_fn fn;

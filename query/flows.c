@@ -267,19 +267,30 @@ static void out_fmt(struct out *o, const char *fmt, ...)
 		out_bytes(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
+/* One CSV field.  Host names and other texts come off the wire: control
+ * characters (C0, DEL, and C1 as UTF-8, which terminals also obey) are written
+ * as '?', as the table does, so a CSV shown in a terminal or read by a careless
+ * tool carries no escape sequences or line breaks of an attacker's choosing.
+ * (JSON keeps them, escaped as \u00XX.)  Fields with a comma or quote are quoted. */
 static void csv_field(struct out *o, const char *v)
 {
-	if (!strpbrk(v, ",\"\r\n")) {
-		out_str(o, v);
-		return;
+	int quote = strpbrk(v, ",\"") != NULL;
+	if (quote)
+		out_str(o, "\"");
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			out_str(o, "?");
+		} else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			out_str(o, "?");
+			p++;
+		} else {
+			if (*p == '"')
+				out_str(o, "\"");
+			out_bytes(o, (const char *)p, 1);
+		}
 	}
-	out_str(o, "\"");
-	for (; *v; v++) {
-		if (*v == '"')
-			out_str(o, "\"");
-		out_bytes(o, v, 1);
-	}
-	out_str(o, "\"");
+	if (quote)
+		out_str(o, "\"");
 }
 
 static const char *l4_name(int proto, char *buf, size_t len)

@@ -500,8 +500,14 @@ static int map_ifaces(struct pks_export *x, struct x_seg *g)
  * not have them, 2 when a chunk they lie in is damaged, or -ENOMEM. */
 static int window(struct pks_export *x, struct x_seg *g, uint64_t off, size_t len)
 {
-	if (off >= g->buf_off && off - g->buf_off + len <= g->buf_len)
+	if (off >= g->buf_off && off - g->buf_off + len <= g->buf_len) {
+		/* already read, and its chunks checked then: a damaged one stays
+		 * damaged for every later packet in it, not only the first */
+		for (uint64_t k = off / X_WINDOW; g->crc && k < g->ncrc && k * X_WINDOW < off + len; k++)
+			if (g->chunk[k] == 2)
+				return 2;
 		return 0;
+	}
 	if (off > g->size || g->size - off < len)
 		return 1;
 	uint64_t start = off - off % X_WINDOW;
