@@ -10,16 +10,17 @@
  * and the packets the agent says it could not deliver (Interface Statistics
  * Blocks), and prints them as one line at the end. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app.h"
+#include "fsio.h"
 #include "pcapng.h"
 
 #define SNIFF_USAGE "sniff [TARGET] [-n NAMESPACE] [-i IFACE]... [-f BPF] [-s SNAPLEN] [-c COUNT] " \
@@ -58,7 +59,10 @@ static void sniff_help(void)
 	       "                 once the agent has a record of them (first packets missed)\n"
 	       "  --inner        write tunnelled packets decapsulated (VXLAN, Geneve, IPIP...):\n"
 	       "                 the pods' own packets, as Ethernet\n"
-	       "  -w FILE|-      output (default '-': stdout, never a terminal)\n"
+	       "  -w FILE|-      output (default '-': stdout, never a terminal); a file is\n"
+	       "                 written beside FILE and renamed into place when the capture\n"
+	       "                 ends (mode 0640, group $PODCAP_GROUP if set; a symbolic link\n"
+	       "                 is refused); a named pipe is written in place\n"
 	       "  --server URL   the agent's API (default $PODCAP_SERVER or " SNIFF_DEFAULT_SERVER ")\n"
 	       "  --token-file FILE  its bearer token;  --cacert FILE  its CA for https\n\n"
 	       "Ctrl-C ends the capture with a valid file and a line of counts on stderr.\n"
@@ -313,7 +317,12 @@ int cmd_sniff(int argc, char **argv)
 			snprintf(bytes, sizeof(bytes), "%llu", v);
 			break;
 		case O_FILTER: flow_filter = optarg; break;
-		case 'w': out_path = optarg; break;
+		case 'w':
+			/* "-" is standard output; "-w --server" is a value left out */
+			if (strcmp(optarg, "-") && app_check_path("sniff", "-w", optarg) < 0)
+				return app_usage(SNIFF_USAGE);
+			out_path = optarg;
+			break;
 		case O_INNER: inner = 1; break;
 		case O_SERVER: server = optarg; break;
 		case O_TOKEN: token = optarg; break;
@@ -352,17 +361,27 @@ int cmd_sniff(int argc, char **argv)
 		fprintf(stderr, "podcap sniff: give a pod or interface as TARGET, or -i, not both\n");
 		return app_usage(SNIFF_USAGE);
 	}
-	int fd = STDOUT_FILENO;
-	if (!strcmp(out_path, "-")) {
-		if (isatty(STDOUT_FILENO)) {
-			fprintf(stderr, "podcap sniff: not writing a capture to a terminal; pipe it "
-				"(| wireshark -k -i -, | tshark -r -) or use -w FILE\n");
-			return app_usage(SNIFF_USAGE);
-		}
-	} else if ((fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-		fprintf(stderr, "podcap sniff: %s: %s\n", out_path, strerror(errno));
+	if (!strcmp(out_path, "-") && isatty(STDOUT_FILENO)) {
+		fprintf(stderr, "podcap sniff: not writing a capture to a terminal; pipe it "
+			"(| wireshark -k -i -, | tshark -r -) or use -w FILE\n");
+		return app_usage(SNIFF_USAGE);
+	}
+	/* The capture holds pods' payloads: a file is made 0640 (with $PODCAP_GROUP),
+	 * written beside FILE and renamed into place when the capture ends, never
+	 * through a symbolic link; a named pipe (Wireshark's extcap fifo) is written
+	 * in place, as stdout is (fsio.h). */
+	char err[512];
+	const char *group = getenv("PODCAP_GROUP");
+	if (group && *group && fsio_set_group(group, err, sizeof(err)) < 0) {
+		fprintf(stderr, "podcap sniff: PODCAP_GROUP: %s\n", err);
+		return app_usage(SNIFF_USAGE);
+	}
+	struct fsio_output *output = NULL;
+	if (fsio_output_open(out_path, FSIO_FILE_MODE, &output, err, sizeof(err)) < 0) {
+		fprintf(stderr, "podcap sniff: %s\n", err);
 		return 1;
 	}
+	int fd = fsio_output_fd(output);
 
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
@@ -405,8 +424,15 @@ int cmd_sniff(int argc, char **argv)
 		dropped += o.ifs[i].drop;
 		matched += o.ifs[i].recv;
 	}
+	/* A write error on a file is an error (a full disk); on a pipe it is the
+	 * reader leaving (wireshark closed, | head): the end of the capture. */
+	struct stat fst;
+	int regular = fstat(fd, &fst) == 0 && S_ISREG(fst.st_mode);
 	if (rc > 0) {
 		status = rc == 400 ? 2 : 1;
+	} else if (o.write_err && regular) {
+		fprintf(stderr, "podcap sniff: %s: %s; the file was not written\n", out_path, strerror(o.write_err));
+		status = 1;
 	} else if (o.bad) {
 		fprintf(stderr, "podcap sniff: %s\n", o.msg);
 	} else {
@@ -419,8 +445,12 @@ int cmd_sniff(int argc, char **argv)
 		(void)matched;
 		status = rc == 0 ? 0 : 1;
 	}
-	if (fd != STDOUT_FILENO && close(fd) < 0 && status == 0) {
-		fprintf(stderr, "podcap sniff: %s: %s\n", out_path, strerror(errno));
+	/* Whatever whole blocks were written are a valid capture: kept, even when the
+	 * stream was cut; nothing is left behind when the agent refused the stream. */
+	if (!o.started || o.write_err) {
+		fsio_output_abort(output);
+	} else if (fsio_output_commit(output, err, sizeof(err)) < 0) {
+		fprintf(stderr, "podcap sniff: %s\n", err);
 		status = 1;
 	}
 	free(o.buf);

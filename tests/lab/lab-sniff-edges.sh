@@ -125,6 +125,10 @@ n=$(tshark -r "$tmp/c25.pcapng" 2>/dev/null | wc -l)
 [ $rc = 0 ] && [ "$n" = 25 ] && ok "interface $veth as TARGET, -c 25: $n packets, $(tail -1 "$tmp/err")" ||
   bad "-c 25: rc $rc, $n packets: $(cat "$tmp/err")"
 wait $tp # (a bare `wait` would wait for the agent too)
+mode=$(stat -c %a "$tmp/c25.pcapng" 2>/dev/null)
+tmps=$(ls -A "$tmp" | grep -c '\.tmp-')
+[ "$mode" = 640 ] && [ "$tmps" = 0 ] && ok "-w FILE: mode 0640, renamed into place (no temporary file left)" ||
+  bad "-w FILE: mode $mode, $tmps temporary files"
 
 # --inner on the underlay, filtered on the inner packet
 ( sleep 1; traffic 30 ) &

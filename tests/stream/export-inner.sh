@@ -92,4 +92,15 @@ code=$(curl -s -o "$tmp/400.json" -w '%{http_code}' "$url/api/v1/pcap?inner=mayb
 [ "$code" = 400 ] && ok "inner=maybe is 400" || bad "inner=maybe: $code"
 "$podcap" sniff web-1 --server "$url" -w "$tmp/s.pcapng" 2>"$tmp/s.err"; rc=$?
 [ $rc = 1 ] && grep -q "409" "$tmp/s.err" && ok "podcap sniff against serve: exit 1, 409 shown" || bad "sniff vs serve: rc $rc $(cat "$tmp/s.err")"
+# sniff -w as export -w (fsio_output): a refused stream leaves no file (nor a
+# temporary one), a symbolic link is not written through, a missing value is seen
+left=$(ls -A "$tmp" | grep -c '^\.s\.pcapng\.tmp-\|^s\.pcapng$')
+[ "$left" = 0 ] && ok "refused stream: no output file left" || bad "refused stream left $(ls -A "$tmp")"
+ln -s "$tmp/elsewhere" "$tmp/link.pcapng"
+"$podcap" sniff web-1 --server "$url" -w "$tmp/link.pcapng" 2>"$tmp/s.err"; rc=$?
+[ $rc = 1 ] && grep -q "is a symbolic link: not writing through it" "$tmp/s.err" && [ ! -e "$tmp/elsewhere" ] &&
+  ok "sniff -w LINK: refused, exit 1" || bad "-w link: rc $rc $(cat "$tmp/s.err")"
+"$podcap" sniff web-1 -w --server "$url" 2>"$tmp/s.err"; rc=$?
+[ $rc = 2 ] && grep -q "a path may not start with '-'" "$tmp/s.err" && ok "sniff -w --server: a missing value, exit 2" ||
+  bad "-w --server: rc $rc $(cat "$tmp/s.err")"
 exit $fail
