@@ -225,8 +225,9 @@ int cmd_extcap(int argc, char **argv)
 		return 2;
 	}
 	if (list) {
-		printf("extcap {version=%s}{help=https://github.com/podcap/podcap/blob/main/docs/sniff.md}"
-		       "{display=podcap: live capture from a Kubernetes node's podcap agent}\n", PODCAP_VERSION);
+		/* (no {help=}: the project has no public URL; docs/sniff.md describes it) */
+		printf("extcap {version=%s}{display=podcap: live capture from a Kubernetes node's podcap agent}\n",
+		       PODCAP_VERSION);
 		printf("interface {value=podcap}{display=podcap: a pod, interface or flow filter of an agent "
 		       "(set in the interface's options)}\n");
 		list_agent(server, token);

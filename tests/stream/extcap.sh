@@ -28,17 +28,24 @@ dump_bin=$tmp/podcapdump
 cat >"$tmp/pods.json" <<'EOF'
 {"pods": [{"name": "web-1", "namespace": "shop", "host_veth": "lo", "ips": ["127.0.0.1"]}]}
 EOF
+# The agent asks for a token, as deploy/'s does.
+od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$tmp/token"
 "$podcap" run --backend pcap --iface lo --db "$tmp/f.db" --inventory "$tmp/pods.json" \
-  --listen 127.0.0.1:0 --stats-interval 0 >"$tmp/agent.log" 2>&1 &
+  --listen 127.0.0.1:0 --token-file "$tmp/token" --stats-interval 0 >"$tmp/agent.log" 2>&1 &
 agent=$!
 for i in $(seq 1 100); do grep -q 'capturing on lo' "$tmp/agent.log" && grep -q 'API and web page on' "$tmp/agent.log" && break; sleep 0.1; done
 url=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/agent.log" | head -1)
 [ -n "$url" ] || { cat "$tmp/agent.log"; echo "FAIL - agent did not start"; exit 1; }
 sleep 1.2 # the capture publishes its interfaces to the API once a second
 
-# --extcap-interfaces (Wireshark passes no options then: the agent is $PODCAP_SERVER)
-PODCAP_SERVER=$url "$dump_bin" --extcap-interfaces --extcap-version=4.0 >"$tmp/ifs" 2>"$tmp/err"; rc=$?
-head -1 "$tmp/ifs" | grep -q '^extcap {version=[0-9.]*}{help=' && ok "extcap line: $(head -1 "$tmp/ifs" | cut -c1-60)..." ||
+# --extcap-interfaces (Wireshark passes no options then: the agent is $PODCAP_SERVER,
+# its token $PODCAP_TOKEN_FILE); without the token, only the generic interface
+PODCAP_SERVER=$url "$dump_bin" --extcap-interfaces >"$tmp/ifs0" 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && [ "$(grep -c '^interface ' "$tmp/ifs0")" = 1 ] && grep -q 401 "$tmp/err" &&
+  ok "listing without the token: the generic interface only; stderr: $(head -1 "$tmp/err")" ||
+  bad "no token: rc $rc $(cat "$tmp/ifs0" "$tmp/err")"
+PODCAP_SERVER=$url PODCAP_TOKEN_FILE=$tmp/token "$dump_bin" --extcap-interfaces --extcap-version=4.0 >"$tmp/ifs" 2>"$tmp/err"; rc=$?
+head -1 "$tmp/ifs" | grep -q '^extcap {version=[0-9.]*}{display=podcap: ' && ok "extcap line: $(head -1 "$tmp/ifs" | cut -c1-60)..." ||
   bad "extcap line: $(head -1 "$tmp/ifs")"
 want="podcap podcap-if-lo podcap-pod-shop.web-1"
 got=$(grep '^interface ' "$tmp/ifs" | sed 's/^interface {value=\([^}]*\)}.*/\1/' | sort | paste -sd' ')
@@ -79,7 +86,7 @@ capture() { # IFACE EXTRA... -> $tmp/read.txt, $tmp/dump.err, dump's exit status
   tshark -l -r "$tmp/fifo" -T fields -e frame.interface_name -e udp.dstport -e data.data >"$tmp/read.txt" 2>"$tmp/tshark.err" &
   reader=$!
   "$dump_bin" --extcap-interface "$1" --capture --fifo "$tmp/fifo" --extcap-capture-filter 'udp port 9999' \
-    --server "$url" "${@:2}" 2>"$tmp/dump.err" &
+    --server "$url" --token-file "$tmp/token" "${@:2}" 2>"$tmp/dump.err" &
   dump=$!
   # the stream is live once tshark prints a warm-up packet; then 50 counted ones
   for i in $(seq 1 100); do [ -s "$tmp/read.txt" ] && break; send_udp 1 warmup; sleep 0.05; done
@@ -107,7 +114,7 @@ rm -f "$tmp/fifo"; mkfifo "$tmp/fifo"
 ( cat "$tmp/fifo" >/dev/null ) &
 reader=$!
 "$dump_bin" --extcap-interface podcap-if-lo --capture --fifo "$tmp/fifo" --extcap-capture-filter 'udp portt 1' \
-  --server "$url" 2>"$tmp/err"; rc=$?
+  --server "$url" --token-file "$tmp/token" 2>"$tmp/err"; rc=$?
 wait $reader; reader=""
 [ $rc = 2 ] && grep -q "400: bpf: .*syntax error" "$tmp/err" && ok "bad capture filter: exit 2, $(cat "$tmp/err")" ||
   bad "bad filter: rc $rc $(cat "$tmp/err")"
