@@ -5,7 +5,10 @@
 # inventory that names lo as its veth), --extcap-dlts and --extcap-config answer in
 # extcap's syntax, and `--capture --fifo` streams pcapng into a fifo that tshark
 # reads as Wireshark would, with the capture filter applied; SIGTERM (Wireshark's
-# stop) leaves a valid end.  Bad calls exit 2 with a message.
+# stop) leaves a valid end.  Bad calls exit 2 with a message.  Then Wireshark
+# itself: with podcapdump bind-mounted into its extcap folder (a private mount
+# namespace), `tshark -D` lists the interfaces and `tshark -i POD-INTERFACE -f
+# BPF -c 20` captures through dumpcap and podcapdump.  The agent asks for a token.
 #   extcap.sh PODCAP
 set -u
 podcap=${1:?usage: extcap.sh PODCAP}
@@ -118,6 +121,33 @@ reader=$!
 wait $reader; reader=""
 [ $rc = 2 ] && grep -q "400: bpf: .*syntax error" "$tmp/err" && ok "bad capture filter: exit 2, $(cat "$tmp/err")" ||
   bad "bad filter: rc $rc $(cat "$tmp/err")"
+
+# Wireshark itself (tshark and dumpcap): podcapdump in Wireshark's extcap folder,
+# bind-mounted in a mount namespace of this test's own (the system's folder is
+# not touched): `tshark -D` lists the agent's interfaces, and `tshark -i` of the
+# pod's captures through it, with the capture filter, until -c.
+extdir=$(tshark -G folders 2>/dev/null | sed -n 's/^Extcap path:[[:space:]]*//p' | head -1)
+if command -v unshare >/dev/null && [ -d "$extdir" ]; then
+  mkdir "$tmp/extcap"
+  for f in "$extdir"/*; do [ -e "$f" ] && ln -s "$f" "$tmp/extcap/"; done
+  ln -s "$(realpath "$podcap")" "$tmp/extcap/podcapdump"
+  ws() { PODCAP_SERVER=$url PODCAP_TOKEN_FILE=$tmp/token HOME=$tmp/home \
+    timeout 60 unshare -m --propagation private sh -c 'mount --bind "$1" "$2" && shift 2 && exec tshark "$@"' \
+    sh "$tmp/extcap" "$extdir" "$@"; }
+  ws -D >"$tmp/D" 2>/dev/null
+  got=$(sed -n 's/^[0-9]*\. \(podcap[^ ]*\) .*/\1/p' "$tmp/D" | sort | paste -sd' ')
+  [ "$got" = "$want" ] && ok "tshark -D lists them: $got" || bad "tshark -D: '$got': $(cat "$tmp/D")"
+  ( for i in $(seq 1 1000); do send_udp 1 wireshark; sleep 0.01; done ) &
+  sp=$!
+  ws -i podcap-pod-shop.web-1 -f 'udp port 9999' -c 20 -T fields -e frame.interface_name -e udp.dstport \
+    >"$tmp/ws.txt" 2>"$tmp/ws.err"; rc=$?
+  kill $sp 2>/dev/null; wait $sp 2>/dev/null
+  n=$(grep -c $'^lo\t9999$' "$tmp/ws.txt")
+  [ $rc = 0 ] && [ "$n" = 20 ] && ok "tshark -i podcap-pod-shop.web-1 -f 'udp port 9999' -c 20: $n packets through dumpcap and podcapdump" ||
+    bad "tshark -i: rc $rc, $n packets: $(grep -v dangerous "$tmp/ws.err" | head -5)"
+else
+  echo "ok - # SKIP Wireshark itself: no unshare or no extcap folder"
+fi
 
 kill -INT $agent; wait $agent; st=$?; agent=""
 [ $st = 0 ] && ok "agent exit 0" || bad "agent exit $st"
