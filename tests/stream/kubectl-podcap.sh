@@ -6,7 +6,8 @@
 # ready agent are clean errors, and the port-forward's failure (the replay cannot
 # do port-forward's SPDY/websocket upgrade) is reported and leaves nothing
 # behind.  As root it also sniffs through --agent URL from a `podcap run` on lo
-# whose inventory names lo as client-1's veth.
+# whose inventory names lo as client-1's veth, then through the port-forward path
+# with kubectl's port-forward and `get secret` stood in for (see below).
 #   kubectl-podcap.sh SRCDIR PODCAP
 set -u
 src=${1:?usage: kubectl-podcap.sh SRCDIR PODCAP}; podcap=${2:?}
@@ -16,6 +17,7 @@ plugin=$src/app/kubectl-podcap
 tmp=$(mktemp -d /tmp/pc-kubectlpodcap.XXXXXX)
 replay="" agent=""
 cleanup() {
+  [ -s "$tmp/pf.pid" ] && kill "$(cat "$tmp/pf.pid")" 2>/dev/null
   [ -n "$agent" ] && kill -TERM "$agent" 2>/dev/null && wait "$agent" 2>/dev/null
   [ -n "$replay" ] && kill "$replay" 2>/dev/null && wait "$replay" 2>/dev/null
   rm -rf "$tmp"
@@ -112,6 +114,74 @@ n=$(tshark -r "$tmp/s.pcapng" -Y 'udp.dstport == 9999' 2>/dev/null | wc -l)
 [ $rc = 0 ] && [ "$n" = 20 ] && ok "sniff client-1 --agent URL -c 20: $n packets; $(tail -1 "$tmp/err")" ||
   bad "sniff: rc $rc, $n packets: $(cat "$tmp/err")"
 grep -q "default/client-1 runs on node pc-node1; its agent is podcap/podcap-zmtts" "$tmp/err" && ok "said where" || bad "no where line"
+
+# The port-forward path and the token from the Secret, with kubectl's two calls the
+# replay cannot answer stood in for: a wrapper runs the real kubectl for everything
+# but `get secret` (answers the token, base64, as the API would) and `port-forward`
+# (prints kubectl's "Forwarding from 127.0.0.1:PORT -> 7070" line and relays TCP to
+# the agent).  The agent now asks for that token.
+kill -INT $agent; wait $agent; agent=""
+od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$tmp/token"
+"$podcap" run --backend pcap --iface lo --db "$tmp/f2.db" --inventory "$tmp/pods.json" \
+  --listen 127.0.0.1:0 --token-file "$tmp/token" --stats-interval 0 >"$tmp/agent2.log" 2>&1 &
+agent=$!
+for i in $(seq 1 100); do grep -q 'capturing on lo' "$tmp/agent2.log" && grep -q 'API and web page on' "$tmp/agent2.log" && break; sleep 0.1; done
+url=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/agent2.log" | head -1)
+sleep 1.2
+cat >"$tmp/relay.py" <<'PY'
+import socket, sys, threading
+port = int(sys.argv[1])
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", 0)); ls.listen(16)
+print("Forwarding from 127.0.0.1:%d -> 7070" % ls.getsockname()[1], flush=True)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try: s.shutdown(socket.SHUT_RDWR)
+        except OSError: pass
+while True:
+    c, _ = ls.accept()
+    u = socket.create_connection(("127.0.0.1", port))
+    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
+    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+PY
+cat >"$tmp/kubectl" <<SH
+#!/bin/bash
+case " \$* " in
+  *" port-forward "*) echo "\$*" >>"$tmp/pf-args"; echo \$\$ >"$tmp/pf.pid"; exec $py "$tmp/relay.py" ${url##*:} ;;
+  *" get secret "*) echo "\$*" >>"$tmp/secret-args"; base64 -w0 <"$tmp/token"; exit 0 ;;
+esac
+exec kubectl "\$@"
+SH
+chmod +x "$tmp/kubectl"
+( sleep 1.5; $py -c 'import socket,time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(300):
+    s.sendto(b"kubectl-podcap %d" % i, ("127.0.0.1", 9999)); time.sleep(0.005)' ) &
+sp=$!
+KUBECTL=$tmp/kubectl PODCAP=$podcap timeout 60 "$plugin" sniff client-1 --kubeconfig "$tmp/kubeconfig" \
+  -f 'udp port 9999' -c 20 -w "$tmp/pf.pcapng" 2>"$tmp/err"; rc=$?
+wait $sp
+n=$(tshark -r "$tmp/pf.pcapng" -Y 'udp.dstport == 9999' 2>/dev/null | wc -l)
+[ $rc = 0 ] && [ "$n" = 20 ] && ok "sniff through the port-forward, with the Secret's token: $n packets" ||
+  bad "port-forward sniff: rc $rc, $n packets: $(cat "$tmp/err")"
+grep -q -- "port-forward -n podcap pod/podcap-zmtts :7070 --address 127.0.0.1" "$tmp/pf-args" &&
+  ok "port-forward asked: $(cat "$tmp/pf-args")" || bad "port-forward args: $(cat "$tmp/pf-args" 2>/dev/null)"
+grep -q -- "get secret -n podcap podcap-api-token" "$tmp/secret-args" && ok "token read from Secret podcap/podcap-api-token" ||
+  bad "secret args: $(cat "$tmp/secret-args" 2>/dev/null)"
+pfpid=$(cat "$tmp/pf.pid" 2>/dev/null)
+if [ -n "$pfpid" ] && kill -0 "$pfpid" 2>/dev/null; then bad "the port-forward was left running"; kill "$pfpid"
+else ok "the port-forward ended with the sniff"; fi
+ls "${TMPDIR:-/tmp}"/kubectl-podcap.* >/dev/null 2>&1 && bad "a kubectl-podcap temporary directory (token) was left" ||
+  ok "no temporary directory (token) left"
+
 kill -INT $agent; wait $agent; st=$?; agent=""
 [ $st = 0 ] && ok "agent exit 0" || bad "agent exit $st"
 exit $fail
