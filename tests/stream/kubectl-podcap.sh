@@ -182,6 +182,33 @@ else ok "the port-forward ended with the sniff"; fi
 ls "${TMPDIR:-/tmp}"/kubectl-podcap.* >/dev/null 2>&1 && bad "a kubectl-podcap temporary directory (token) was left" ||
   ok "no temporary directory (token) left"
 
+# Ctrl-C at a terminal: SIGINT to the whole foreground process group (the plugin,
+# podcap sniff, the port-forward), sent by a helper that starts the plugin as a
+# process group of its own (a background job of this script would ignore SIGINT).
+rm -f "$tmp/pf.pid"
+( for i in $(seq 1 600); do $py -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"ctrl-c", ("127.0.0.1", 9999))'; sleep 0.01; done ) &
+sp=$!
+KUBECTL=$tmp/kubectl PODCAP=$podcap $py - "$plugin" sniff client-1 --kubeconfig "$tmp/kubeconfig" -f 'udp port 9999' \
+  -w "$tmp/int.pcapng" 2>"$tmp/err" <<'PY'
+import os, signal, subprocess, sys, time
+p = subprocess.Popen(sys.argv[1:], start_new_session=True)
+time.sleep(3)
+os.killpg(p.pid, signal.SIGINT)
+try:
+    sys.exit(p.wait(timeout=30))
+except subprocess.TimeoutExpired:
+    os.killpg(p.pid, signal.SIGKILL)
+    sys.exit(99)
+PY
+rc=$?
+kill $sp 2>/dev/null; wait $sp 2>/dev/null
+n=$(tshark -r "$tmp/int.pcapng" 2>/dev/null | wc -l)
+[ $rc = 0 ] && [ "$n" -gt 0 ] && grep -q "; stopped$" "$tmp/err" &&
+  ok "Ctrl-C: exit 0, a valid file of $n packets; $(tail -1 "$tmp/err")" || bad "Ctrl-C: rc $rc, $n packets: $(cat "$tmp/err")"
+pfpid=$(cat "$tmp/pf.pid" 2>/dev/null)
+[ -n "$pfpid" ] && ! kill -0 "$pfpid" 2>/dev/null && ok "Ctrl-C: the port-forward ended too" ||
+  bad "Ctrl-C: port-forward ${pfpid:-never started} still there"
+
 kill -INT $agent; wait $agent; st=$?; agent=""
 [ $st = 0 ] && ok "agent exit 0" || bad "agent exit $st"
 exit $fail
