@@ -112,7 +112,9 @@ static void list_agent(const char *server, const char *token)
 		const char *pod = json_string_value(json_object_get(live, "pod"));
 		const char *iface = json_string_value(json_object_get(live, "iface"));
 		const char *slash = pod ? strchr(pod, '/') : NULL;
-		if (slash && plain(pod, "/") && !strchr(slash + 1, '/') && !seen(pods, pod))
+		/* NS.NAME is split at the first dot: a namespace (a DNS label) has none */
+		if (slash && plain(pod, "/") && !strchr(slash + 1, '/') && !memchr(pod, '.', (size_t)(slash - pod)) &&
+		    !seen(pods, pod))
 			printf("interface {value=" EXTCAP_PREFIX_POD "%.*s.%s}{display=podcap: pod %s (%s)}\n",
 			       (int)(slash - pod), pod, slash + 1, pod, server);
 		if (plain(iface, "") && !seen(ifs, iface)) {
