@@ -43,6 +43,11 @@ for i in $(seq 1 300); do grep -q 'capturing on eth0' "$log" && grep -q 'API and
 url=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1)
 [ -n "$url" ] || { cat "$log"; echo "FAIL - agent did not start"; exit 1; }
 sleep 1.5
+# The agent's open files but the flow database's (each API worker thread opens its
+# own handle the first time it needs one: up to 4, not a leak).
+nfds() { find /proc/$agent/fd -mindepth 1 -printf '%l\n' | grep -vc "^$tmp/f\.db"; }
+curl -s "$url/api/v1/stats" >/dev/null
+fd0=$(nfds)
 traffic() { ip netns exec pc-client-1 curl -s -o /dev/null "http://10.244.2.12:8080/?r=[1-$1]"; }
 streams_open() { curl -s "$url/api/v1/stats" | $py -c 'import json,sys; print(json.load(sys.stdin).get("streams", {}).get("open", -1))'; }
 
@@ -86,6 +91,9 @@ for i in 1 2 3 4 5 6 7 8; do
   counts="$counts $n"
 done
 [ $good = 8 ] && ok "8 streams at once, each a valid file with the traffic" || bad "$good of 8 streams valid (packets:$counts)"
+for i in $(seq 1 50); do [ "$(streams_open)" = 0 ] && break; sleep 0.1; done
+sleep 0.5
+fdm=$(nfds) # after the first 8 streams
 
 # clients that vanish mid-stream (kill -9: no goodbye), while packets flow
 for i in 1 2 3; do
@@ -147,6 +155,12 @@ wait $tp
 nv=$(tshark -r "$tmp/outer.pcapng" -d udp.port==8472,vxlan -Y vxlan 2>/dev/null | wc -l)
 [ "$nv" = 10 ] && ok "without --inner: VXLAN on 8472 as captured" || bad "outer: $nv VXLAN packets"
 
+for i in $(seq 1 50); do [ "$(streams_open)" = 0 ] && break; sleep 0.1; done
+sleep 0.5
+fd1=$(nfds)
+[ "$fd1" = "$fd0" ] && [ "$fdm" = "$fd0" ] &&
+  ok "the agent's open files: $fd0 at the start, $fdm after 8 streams, $fd1 after 7 more" ||
+  { bad "the agent's open files grew: $fd0 -> $fdm -> $fd1"; ls -l /proc/$agent/fd | tail -20; }
 kill -INT $agent; wait $agent; st=$?; agent=""
 if [ $st = 0 ] && ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error' "$log"; then
   ok "agent ended cleanly (exit 0, no sanitizer report)"
