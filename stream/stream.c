@@ -729,8 +729,16 @@ static void housekeeping(struct strm_hub *h, uint64_t now)
 			/* A quiet stream still says something now and then: over HTTP/1.1
 			 * a client that left is only noticed at a write. */
 			if (!s->len && now - s->last_out_us >= (uint64_t)h->cfg.quiet_ms * 1000u &&
-			    now - s->last_isb_us >= (uint64_t)h->cfg.quiet_ms * 1000u)
+			    now - s->last_isb_us >= (uint64_t)h->cfg.quiet_ms * 1000u) {
+				/* ISBs need an interface: a stream whose points the sink
+				 * has not seen yet (nothing captured there so far) declares
+				 * its first one now, named "obsN" until then, so that a
+				 * client that left is still noticed. */
+				size_t idx;
+				if (!s->nifs && if_of(h, s, s->nobs ? s->obs[0] : 0, &idx) < 0)
+					kill_stream(s);
 				write_isbs(s, now, 0);
+			}
 		}
 		push(h, s, now);
 		if (s->state == S_DRAIN) {

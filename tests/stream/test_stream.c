@@ -490,6 +490,37 @@ static void t_flows_inner_arm(void)
 	free(v.buf);
 }
 
+/* A stream on a point nothing was captured at yet still writes now and then,
+ * so a client that left is noticed (found in the lab: sniff -i lo -f 'udp port
+ * 9', Ctrl-C, the agent kept the stream open until a packet matched). */
+static void t_quiet_gone(void)
+{
+	struct fixture fx;
+	struct client c = {0};
+	struct strm_hub_config cfg;
+	strm_hub_config_default(&cfg);
+	cfg.quiet_ms = 1;
+	fx.h = strm_hub_open(&cfg);
+	strm_hub_sink(fx.h, &fx.sink);
+	uint32_t obs[] = {5}; /* not announced by the engine yet */
+	struct strm_spec spec = {.obs = obs, .nobs = 1};
+	open_stream(&fx, &c, &spec);
+	fx_tick(&fx);
+	size_t before = c.len;
+	usleep(3000);
+	fx_tick(&fx);
+	struct parsed r;
+	parse(&c, &r);
+	CHECK(c.len > before && r.idb == 1 && r.isb >= 1 && !r.bad, "quiet: a keep-alive (len %zu -> %zu, idb %d isb %d)",
+	      before, c.len, r.idb, r.isb);
+	c.gone = 1;
+	usleep(3000);
+	fx_tick(&fx);
+	CHECK(c.done == 1 && c.complete == 0, "quiet: a client that left is noticed without packets (done %d)", c.done);
+	fx_close(&fx);
+	free(c.buf);
+}
+
 int main(int argc, char **argv)
 {
 	outdir = argc > 1 ? argv[1] : NULL;
@@ -498,6 +529,7 @@ int main(int argc, char **argv)
 	t_slow_client();
 	t_limits();
 	t_flows_inner_arm();
+	t_quiet_gone();
 	if (failures) {
 		printf("%d failure(s)\n", failures);
 		return 1;
