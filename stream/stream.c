@@ -497,6 +497,7 @@ static int if_of(struct strm_hub *h, struct strm *s, uint32_t obs, size_t *out)
 static void write_isbs(struct strm *s, uint64_t now, int only_changed)
 {
 	uint64_t wall = clock_us(CLOCK_REALTIME);
+	int wrote = 0;
 	for (size_t i = 0; i < s->nifs && s->state != S_DEAD; i++) {
 		struct strm_if *f = &s->ifs[i];
 		if (only_changed && f->dropped == f->dropped_reported)
@@ -504,8 +505,13 @@ static void write_isbs(struct strm *s, uint64_t now, int only_changed)
 		if (pn_write_stats(s->w, (uint32_t)i, wall * 1000u, f->matched, f->dropped) < 0)
 			kill_stream(s);
 		f->dropped_reported = f->dropped;
+		wrote = 1;
 	}
-	s->last_isb_us = now;
+	/* Only a block written counts: the once-a-second look for new drops, when
+	 * it finds none, must not hold back the quiet stream's keep-alive (it did:
+	 * a client that left a quiet stream was never noticed). */
+	if (wrote)
+		s->last_isb_us = now;
 }
 
 /* Offers what the buffer holds to the output, as much as it takes now. */
