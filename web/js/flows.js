@@ -15,13 +15,31 @@ const PAGE_SIZES = ['50', '100', '250', '500', '1000'];
 
 const nz = (v) => (v === null || v === undefined ? '' : String(v));
 
+// A time without its date when every row of the page is of the same day (the date is
+// then in the column's header): saves a tenth of a 1280-pixel screen.
+const clock = (us, day) => {
+  const t = fmtTime(us);
+  return day && t.startsWith(day) ? t.slice(day.length + 1) : t;
+};
+
+function commonDay(rows) {
+  if (rows.length === 0) return null;
+  const days = new Set();
+  for (const f of rows) {
+    days.add(fmtTime(f.first_us).slice(0, 10));
+    days.add(fmtTime(f.last_us).slice(0, 10));
+    if (days.size > 1) return null;
+  }
+  return [...days][0];
+}
+
 // Every column the table can show.  orders: the API orders a click on the header
 // cycles through (only those the API can page by key; the others are not sortable,
 // since sorting one page in the browser would lie about the rest).
 export const COLUMNS = [
   { key: 'id', label: 'ID', num: true, orders: ['-id', 'id'], get: (f) => f.id },
-  { key: 'time', label: 'First packet (UTC)', orders: ['-first', 'first'], get: (f) => fmtTime(f.first_us), cls: 'time' },
-  { key: 'last', label: 'Last packet (UTC)', orders: ['-last', 'last'], get: (f) => fmtTime(f.last_us), cls: 'time' },
+  { key: 'time', label: 'First packet', orders: ['-first', 'first'], get: (f, day) => clock(f.first_us, day), cls: 'time', utc: true },
+  { key: 'last', label: 'Last packet', orders: ['-last', 'last'], get: (f, day) => clock(f.last_us, day), cls: 'time', utc: true },
   { key: 'duration', label: 'Duration', num: true, get: (f) => fmtDur(f.last_us - f.first_us) },
   { key: 'obs', label: 'Seen on', get: (f) => nz(f.iface), title: (f) => (f.pod ? `observation point of pod ${f.pod}` : 'observation point') },
   { key: 'obs_pod', label: 'Seen on pod', get: (f) => nz(f.pod) },
@@ -85,6 +103,10 @@ export class FlowsView {
       id: 'page-size', title: 'Rows per page',
       on: { change: () => this.ctx.setState({ limit: this.sizeSel.value }, { push: false }) },
     }, PAGE_SIZES.map((n) => el('option', { value: n }, n + ' rows')));
+    this.orderSel = el('select', {
+      id: 'order', title: 'Order (also: click a column header)',
+      on: { change: () => this.ctx.setState({ order: this.orderSel.value }) },
+    }, Object.entries(ORDER_WORDS).map(([o, t]) => el('option', { value: o }, t)));
     this.colsBox = el('div', { class: 'menu-body' });
     this.colsMenu = el('details', { class: 'menu', id: 'columns-menu' }, el('summary', null, 'Columns'), this.colsBox);
     this.csvBtn = el('button', {
@@ -100,7 +122,7 @@ export class FlowsView {
       el('div', { class: 'toolbar' },
         this.status,
         el('span', { class: 'spacer' }),
-        this.liveBadge, this.colsMenu, this.sizeSel, this.csvBtn, this.prevBtn, this.nextBtn),
+        this.liveBadge, this.orderSel, this.colsMenu, this.sizeSel, this.csvBtn, this.prevBtn, this.nextBtn),
       el('div', { class: 'table-scroll', id: 'flows-scroll' }, this.table),
       this.message);
   }
@@ -114,6 +136,7 @@ export class FlowsView {
     this.shown = true;
     this.s = s;
     this.sizeSel.value = PAGE_SIZES.includes(s.limit) ? s.limit : '100';
+    this.orderSel.value = ORDER_WORDS[s.order] ? s.order : '-id';
     const r = this.ctx.rangeParams(s);
     const key = JSON.stringify([s.filter, r.from, r.to, s.order, this.sizeSel.value]);
     const look = JSON.stringify([s.cols, s.order]);
@@ -266,7 +289,9 @@ export class FlowsView {
   drawHead(s) {
     const order = s.order;
     replace(this.thead, el('tr', null, this.cols(s).map((c) => {
-      if (!c.orders) return el('th', { class: c.num ? 'num' : '', scope: 'col' }, c.label);
+      // Times are UTC; the day, when the whole page has one, goes under the name.
+      const label = c.utc ? [c.label, el('span', { class: 'sub' }, this.day ? `UTC ${this.day}` : 'UTC')] : [c.label];
+      if (!c.orders) return el('th', { class: c.num ? 'num' : '', scope: 'col' }, label);
       const active = c.orders.includes(order);
       const arrow = active ? (order.startsWith('-') ? ' ▼' : ' ▲') : '';
       return el('th', {
@@ -276,7 +301,7 @@ export class FlowsView {
         type: 'button', class: 'th-sort', dataset: { col: c.key },
         title: 'Sort: ' + c.orders.map((o) => ORDER_WORDS[o]).join(' / '),
         on: { click: () => this.sortBy(c) },
-      }, c.label + arrow));
+      }, label[0] + arrow, label.slice(1)));
     })));
   }
 
@@ -291,7 +316,8 @@ export class FlowsView {
     const tr = el('tr', { tabindex: '-1', dataset: { id: f.id } });
     for (const c of cols) {
       const td = document.createElement('td');
-      td.textContent = c.get(f);
+      td.textContent = c.get(f, this.day);
+      if (c.label) td.dataset.label = c.label; // the row's card form on phones
       const cls = (c.num ? 'num ' : '') + (c.cls || '');
       if (cls.trim()) td.className = cls.trim();
       const title = c.title ? c.title(f) : (c.cls && c.cls.includes('long') ? td.textContent : '');
@@ -304,6 +330,11 @@ export class FlowsView {
   drawRows() {
     const cols = this.cols(this.s);
     this.drawnCols = this.s.cols;
+    const day = commonDay(this.rows);
+    if (day !== this.day) {
+      this.day = day;
+      this.drawHead(this.s);
+    }
     const frag = document.createDocumentFragment();
     for (const f of this.rows) frag.appendChild(this.rowFor(f, cols));
     replace(this.tbody, frag);
@@ -447,6 +478,12 @@ export class FlowsView {
   }
 
   prepend(fresh) {
+    if (this.day && commonDay(fresh) !== this.day) {
+      // A new day: every row shows its date again.
+      this.rows = fresh.slice().reverse().concat(this.rows).slice(0, Number(this.sizeSel.value));
+      this.drawRows();
+      return;
+    }
     const cols = this.cols(this.s);
     const limit = Number(this.sizeSel.value);
     const newest = fresh.slice().reverse();

@@ -24,6 +24,10 @@ const LOSSES = [
   ['Requests rejected (server)', 'server.rejected'],
 ];
 
+function fmtUptime(s) {
+  return s < 60 ? `${s} s` : fmtDur(s * 1e6);
+}
+
 function at(obj, path) {
   let v = obj;
   for (const k of path.split('.')) {
@@ -39,7 +43,7 @@ function fmtValue(key, v) {
   if (typeof v === 'number') {
     if (BYTES_RE.test(key)) return `${fmtBytes(v)} (${fmtInt(v)})`;
     if (TIME_RE.test(key) && v > 1e15) return fmtTime(v, false) + ' UTC';
-    if (key === 'uptime_s') return fmtDur(v * 1e6);
+    if (key === 'uptime_s') return fmtUptime(v);
     return fmtInt(v);
   }
   if (typeof v === 'object') return JSON.stringify(v);
@@ -124,7 +128,7 @@ export class HealthView {
   draw(st, ifs) {
     const cards = [
       ['Mode', st.mode + (st.backend ? ` (${st.backend})` : '')],
-      ['Uptime', st.uptime_s !== undefined ? fmtDur(st.uptime_s * 1e6) : '–'],
+      ['Uptime', st.uptime_s !== undefined ? fmtUptime(st.uptime_s) : '–'],
       ['Packets received', at(st, 'capture.received')],
       ['Active flows', at(st, 'flows.active')],
       ['Flow records', at(st, 'flowdb.rows') ?? at(st, 'flowdb.max_id')],
