@@ -42,13 +42,13 @@ export const COLUMNS = [
   { key: 'last', label: 'Last packet', orders: ['-last', 'last'], get: (f, day) => clock(f.last_us, day), cls: 'time', utc: true },
   { key: 'duration', label: 'Duration', num: true, get: (f) => fmtDur(f.last_us - f.first_us) },
   { key: 'obs', label: 'Seen on', get: (f) => nz(f.iface), title: (f) => (f.pod ? `observation point of pod ${f.pod}` : 'observation point') },
-  { key: 'obs_pod', label: 'Seen on pod', get: (f) => nz(f.pod) },
-  { key: 'src_pod', label: 'Client pod', get: (f) => nz(f.src_pod), title: (f) => [f.src_workload, f.src_node].filter(Boolean).join(' on ') },
+  { key: 'obs_pod', label: 'Seen on pod', get: (f) => nz(f.pod), cls: 'pod' },
+  { key: 'src_pod', label: 'Client pod', get: (f) => nz(f.src_pod), cls: 'pod', title: (f) => [f.src_workload, f.src_node].filter(Boolean).join(' on ') },
   { key: 'client', label: 'Client', get: (f) => addrPort(f.src, f.sport), cls: 'mono' },
   { key: 'arrow', label: '', get: () => '→', cls: 'arrow', fixed: true },
   { key: 'server', label: 'Server', get: (f) => addrPort(f.dst, f.dport), cls: 'mono' },
-  { key: 'dst_pod', label: 'Server pod', get: (f) => nz(f.dst_pod), title: (f) => [f.dst_workload, f.dst_node].filter(Boolean).join(' on ') },
-  { key: 'service', label: 'Service', get: (f) => nz(f.service), title: (f) => (f.service_via ? 'via ' + f.service_via : '') },
+  { key: 'dst_pod', label: 'Server pod', get: (f) => nz(f.dst_pod), cls: 'pod', title: (f) => [f.dst_workload, f.dst_node].filter(Boolean).join(' on ') },
+  { key: 'service', label: 'Service', get: (f) => nz(f.service), cls: 'pod', title: (f) => (f.service_via ? 'via ' + f.service_via : '') },
   { key: 'l4', label: 'L4', get: (f) => protoName(f.ip_proto) },
   { key: 'app', label: 'App', get: (f) => nz(f.proto_name) },
   { key: 'category', label: 'Category', get: (f) => nz(f.category) },
@@ -320,7 +320,8 @@ export class FlowsView {
       if (c.label) td.dataset.label = c.label; // the row's card form on phones
       const cls = (c.num ? 'num ' : '') + (c.cls || '');
       if (cls.trim()) td.className = cls.trim();
-      const title = c.title ? c.title(f) : (c.cls && c.cls.includes('long') ? td.textContent : '');
+      let title = c.title ? c.title(f) : '';
+      if (c.cls && /long|pod/.test(c.cls) && td.textContent) title = title ? `${td.textContent} (${title})` : td.textContent;
       if (title) td.title = title;
       tr.appendChild(td);
     }
