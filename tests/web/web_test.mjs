@@ -416,8 +416,10 @@ async function caseDetail() {
   check(n2 && Number(n2[1]) === 2 * (f.c2s_pkts + f.s2c_pkts), `the connection's pcap: both observation points (${n2 && n2[1]} packets)`);
   // The Wireshark box gives a command line with this flow's URL.
   await page.click('#wireshark summary');
-  const cmd = await page.textContent('#wireshark code.cmd');
-  check(cmd.includes(`/api/v1/flows/${id}/pcap`) && cmd.includes('wireshark -k -i -'), 'Stream to Wireshark: a command line');
+  const cmds = await page.$$eval('#wireshark code.cmd', (cs) => cs.map((c) => c.textContent));
+  check(cmds.some((c) => c.startsWith(`podcap sniff --server ${s.url.slice(0, -1)} --filter 'community_id == "`)) &&
+    cmds.some((c) => c.includes(`/api/v1/flows/${id}/pcap`) && c.endsWith('| wireshark -k -i -')),
+  'Stream to Wireshark: podcap sniff of the connection, and curl of the stored packets');
   fs.rmSync(dir, { recursive: true, force: true });
   noProblems(page, 'detail');
   await s.stop();

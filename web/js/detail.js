@@ -240,14 +240,19 @@ export class Detail {
       el('td', { class: 'time' }, fmtTime(r.first_us)))))));
   }
 
-  // The command lines that put this flow's packets into Wireshark.  The stored packets
-  // come from the API now; a live stream is `podcap sniff`'s job (being built).
+  // The command lines that put this flow's packets into Wireshark: live from the agent
+  // (podcap sniff, GET /api/v1/stream) and the stored ones (the pcap endpoints).
   wireshark(f) {
     const origin = location.origin;
+    const shq = (t) => `'${String(t).replace(/'/g, "'\\''")}'`;
+    const tok = token() ? ' --token-file TOKEN_FILE' : '';
     const auth = token() ? ' -H "Authorization: Bearer $(cat TOKEN_FILE)"' : '';
-    const stored = `curl -s${auth} '${origin}${apiUrl(`/api/v1/flows/${f.id}/pcap`)}' | wireshark -k -i -`;
     const filt = `community_id == ${quoteValue(f.community_id || '')}`;
-    const conn = `podcap export --server ${origin} --filter '${filt.replace(/'/g, "'\\''")}' -w - | wireshark -k -i -`;
+    const live = `podcap sniff --server ${origin}${tok} --filter ${shq(filt)} | wireshark -k -i -`;
+    const pods = [f.src_pod, f.dst_pod].filter(Boolean);
+    const livePod = pods.length ? `podcap sniff --server ${origin}${tok} ${shq(pods[0])} | wireshark -k -i -` : null;
+    const stored = `curl -s${auth} ${shq(origin + apiUrl(`/api/v1/flows/${f.id}/pcap`))} | wireshark -k -i -`;
+    const conn = `podcap export --server ${origin}${tok} --filter ${shq(filt)} -w - | wireshark -k -i -`;
     const line = (text) => {
       const code = el('code', { class: 'cmd' }, text);
       return el('div', { class: 'cmd-line' }, code, el('button', {
@@ -271,8 +276,10 @@ export class Detail {
     return el('details', { class: 'wireshark', id: 'wireshark' },
       el('summary', { class: 'button' }, 'Stream to Wireshark'),
       el('div', { class: 'menu-body wide' },
-        el('p', null, 'This flow\'s stored packets:'), line(stored),
-        el('p', null, 'Every record of the connection:'), line(conn),
-        el('p', { class: 'hint' }, 'Live capture straight into Wireshark is podcap sniff\'s (see podcap sniff --help once it is there).')));
+        el('p', null, 'Live, this connection\'s packets as the agent captures them (from its next record on):'), line(live),
+        livePod ? el('p', null, `Live, every packet of pod ${pods[0]}:`) : null, livePod ? line(livePod) : null,
+        el('p', null, 'The stored packets of this record:'), line(stored),
+        el('p', null, 'The stored packets of every record of the connection:'), line(conn),
+        el('p', { class: 'hint' }, 'podcap sniff streams from a running agent (podcap run --listen), not from podcap serve.')));
   }
 }

@@ -213,12 +213,14 @@ export class FlowsView {
     if (this.page === 0 && s.order === '-id' && this.rows.length > 0) this.lastId = this.rows[0].id;
     else if (this.page === 0) this.lastId = null; // found on the first live poll
     this.focusIdx = 0;
+    const tb = performance.now();
     this.drawRows();
+    const built = performance.now() - tb;
     // "Answered and drawn": after the browser has laid out and painted the rows.
     requestAnimationFrame(() => setTimeout(() => {
       const drawn = performance.now();
       performance.mark('podcap-flows-drawn', {
-        detail: { filter: s.filter, rows: this.rows.length, answerMs: t1 - t0, drawnMs: drawn - t0 },
+        detail: { filter: s.filter, rows: this.rows.length, answerMs: t1 - t0, buildMs: built, drawnMs: drawn - t0 },
       });
     }, 0));
   }
