@@ -23,7 +23,9 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = '/usr/bin/chromium';
+// Debian's chromium; PODCAP_WEB_CHROMIUM names another build of it (and lets the skip
+// path be tried without uninstalling the package).
+const CHROMIUM = process.env.PODCAP_WEB_CHROMIUM || '/usr/bin/chromium';
 const PYTHON = '/usr/bin/python3';
 const FAILS = [];
 const PROCS = new Set();
@@ -76,7 +78,11 @@ class Server {
 
   async stop() {
     if (this.p.exitCode === null && this.p.signalCode === null) this.p.kill('SIGTERM');
-    const rc = await Promise.race([this.exited, sleep(60000).then(() => 'timeout')]);
+    // The timer is cleared, not left pending: a pending one would keep Node (and the
+    // test) running for its whole minute after the case has finished.
+    let timer = null;
+    const rc = await Promise.race([this.exited, new Promise((r) => { timer = setTimeout(() => r('timeout'), 60000); })]);
+    clearTimeout(timer);
     if (rc === 'timeout') this.p.kill('SIGKILL');
     PROCS.delete(this);
     if (!check(rc === 0, `server exits 0 after SIGTERM (${rc})`)) console.log(readLog(this.log).slice(-3000));
@@ -666,6 +672,16 @@ async function main() {
     return 2;
   }
   PODCAP = path.resolve(podcapArg);
+  if (name === 'agent' && process.getuid() === 0 && !process.env.PODCAP_LAB_LOCKED) {
+    // Root work in network namespaces holds the lab lock, so that sessions sharing
+    // the machine do not tear each other's namespaces down (lab/lab locked does the same).
+    // flock exits 99 (-E) when another session held the lock for the whole 15 minutes.
+    const r = spawnSync('flock', ['-E', '99', '-w', '900', '/tmp/podcap-lab.lock', process.execPath,
+      fileURLToPath(import.meta.url), PODCAP, name], { stdio: 'inherit', env: { ...process.env, PODCAP_LAB_LOCKED: '1' } });
+    if (r.error) skip(`flock: ${r.error.message} (util-linux)`);
+    if (r.status === 99) skip('the lab lock /tmp/podcap-lab.lock stayed taken for 15 min (another session)');
+    return r.status === null ? 1 : r.status;
+  }
   if (!fs.existsSync(CHROMIUM)) skip(`${CHROMIUM} not installed (scripts/install-deps: chromium)`);
   if (spawnSync('capinfos', ['-h']).error) skip('capinfos not installed (scripts/install-deps: wireshark-common)');
   if (spawnSync(PYTHON, ['-c', 'import scapy']).status !== 0) skip('scapy not installed for /usr/bin/python3');
