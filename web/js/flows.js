@@ -41,12 +41,12 @@ export const COLUMNS = [
   { key: 'time', label: 'First packet', orders: ['-first', 'first'], get: (f, day) => clock(f.first_us, day), cls: 'time', utc: true },
   { key: 'last', label: 'Last packet', orders: ['-last', 'last'], get: (f, day) => clock(f.last_us, day), cls: 'time', utc: true },
   { key: 'duration', label: 'Duration', num: true, get: (f) => fmtDur(f.last_us - f.first_us) },
-  { key: 'obs', label: 'Seen on', get: (f) => nz(f.iface), title: (f) => (f.pod ? `observation point of pod ${f.pod}` : 'observation point') },
+  { key: 'obs', label: 'Seen on', get: (f) => nz(f.iface), cls: 'iface', title: (f) => (f.pod ? `observation point of pod ${f.pod}` : 'observation point') },
   { key: 'obs_pod', label: 'Seen on pod', get: (f) => nz(f.pod), cls: 'pod' },
   { key: 'src_pod', label: 'Client pod', get: (f) => nz(f.src_pod), cls: 'pod', title: (f) => [f.src_workload, f.src_node].filter(Boolean).join(' on ') },
-  { key: 'client', label: 'Client', get: (f) => addrPort(f.src, f.sport), cls: 'mono' },
+  { key: 'client', label: 'Client', get: (f) => addrPort(f.src, f.sport), cls: 'mono addr' },
   { key: 'arrow', label: '', get: () => '→', cls: 'arrow', fixed: true },
-  { key: 'server', label: 'Server', get: (f) => addrPort(f.dst, f.dport), cls: 'mono' },
+  { key: 'server', label: 'Server', get: (f) => addrPort(f.dst, f.dport), cls: 'mono addr' },
   { key: 'dst_pod', label: 'Server pod', get: (f) => nz(f.dst_pod), cls: 'pod', title: (f) => [f.dst_workload, f.dst_node].filter(Boolean).join(' on ') },
   { key: 'service', label: 'Service', get: (f) => nz(f.service), cls: 'pod', title: (f) => (f.service_via ? 'via ' + f.service_via : '') },
   { key: 'l4', label: 'L4', get: (f) => protoName(f.ip_proto) },
@@ -323,7 +323,7 @@ export class FlowsView {
       const cls = (c.num ? 'num ' : '') + (c.cls || '');
       if (cls.trim()) td.className = cls.trim();
       let title = c.title ? c.title(f) : '';
-      if (c.cls && /long|pod/.test(c.cls) && td.textContent) title = title ? `${td.textContent} (${title})` : td.textContent;
+      if (c.cls && /long|pod|addr|iface/.test(c.cls) && td.textContent) title = title ? `${td.textContent} (${title})` : td.textContent;
       if (title) td.title = title;
       tr.appendChild(td);
     }
