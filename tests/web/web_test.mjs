@@ -444,6 +444,20 @@ async function caseDetail() {
   check(cmds.some((c) => c.startsWith(`podcap sniff --server ${s.url.slice(0, -1)} --filter 'community_id == "`)) &&
     cmds.some((c) => c.includes(`/api/v1/flows/${id}/pcap`) && c.endsWith('| wireshark -k -i -')),
   'Stream to Wireshark: podcap sniff of the connection, and curl of the stored packets');
+  // The stored-packet lines work as given (Wireshark's stdin replaced by a file): the
+  // record's packets, and the connection's at both observation points.
+  const want = { [`/api/v1/flows/${id}/pcap`]: f.c2s_pkts + f.s2c_pkts, 'podcap export': 2 * (f.c2s_pkts + f.s2c_pkts) };
+  for (const [key, pkts] of Object.entries(want)) {
+    const cmd = cmds.find((c) => c.includes(key) && c.endsWith('| wireshark -k -i -'));
+    if (!check(cmd !== undefined, `a command line with ${key}`)) continue;
+    const out = path.join(TMP, 'ws.pcapng');
+    const r = spawnSync('bash', ['-c', cmd.replace(/^podcap /, `'${PODCAP}' `).replace(/\| wireshark -k -i -$/, `> '${out}'`)],
+      { encoding: 'utf8' });
+    const ci3 = spawnSync('capinfos', ['-c', '-M', out], { encoding: 'utf8' });
+    const n3 = /Number of packets:\s+(\d+)/.exec(ci3.stdout);
+    check(r.status === 0 && n3 && Number(n3[1]) === pkts,
+      `the line "${cmd.slice(0, 40)}..." gives a capture of ${n3 && n3[1]} packets (want ${pkts}) ${r.stderr.slice(0, 200)}`);
+  }
   fs.rmSync(dir, { recursive: true, force: true });
   noProblems(page, 'detail');
   await s.stop();
