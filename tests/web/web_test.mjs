@@ -692,9 +692,86 @@ async function caseAgent() {
   }
 }
 
+// As root, on the lab (lab/lab: two nodes, seven pods, Services, VXLAN): the agent on
+// node 1 with the lab's inventory, the lab's traffic, and the page over it: a filter on a
+// pod shows the rows the API lists, a flow's pcap downloads and capinfos reads it, the
+// charts draw by app and by pod. Brings the lab up if it is down (and down again after);
+// holds the lab lock throughout (main), so no other session tears it down meanwhile.
+async function caseLab() {
+  if (process.getuid() !== 0) skip('needs root (the lab: network namespaces, live capture)');
+  const lab = path.join(HERE, '..', '..', 'lab', 'lab');
+  const inventory = process.env.PODCAP_LAB_INVENTORY || '/run/podcap/lab-pods.json';
+  let s = null;
+  let upHere = false;
+  try {
+    if (/lab: down/.test(sh(`'${lab}' status`, false))) {
+      sh(`'${lab}' up`);
+      upHere = true;
+    }
+    const d = path.join(TMP, 'lab');
+    fs.mkdirSync(d);
+    s = await Server.start([PODCAP, 'run', '--netns', 'pc-node1', '--inventory', inventory, '--db', path.join(d, 'flows.db'),
+      '--store', path.join(d, 'st'), '--listen', '127.0.0.1:0', '--stats-interval', '0', '--idle-timeout', '2',
+      '--active-timeout', '5'], /API and web page on http:\/\/[^:]+:(\d+)\//);
+    sh(`'${lab}' traffic 6`);
+    const filter = 'src_pod == "default/client-1" and app == HTTP';
+    let api = [];
+    for (let i = 0; i < 150 && api.length < 3; i++) {
+      api = (await apiJson(s.port, '/api/v1/flows?limit=100&filter=' + encodeURIComponent(filter))).flows || [];
+      if (api.length < 3) await sleep(200);
+    }
+    check(api.length >= 3, `the agent recorded the lab's HTTP flows from client-1 (${api.length})`);
+    const page = await newPage();
+    await page.goto(s.url);
+    await flowsSettled(page);
+    await typeFilter(page, filter);
+    await page.waitForFunction(() => new URLSearchParams(location.hash.slice(1)).get('filter'));
+    await flowsSettled(page);
+    // The API again, now: more records may have come since the poll above.
+    const want = ((await apiJson(s.port, '/api/v1/flows?limit=100&filter=' + encodeURIComponent(filter))).flows || []).map((f) => f.id);
+    const ids = await rowIds(page);
+    check(ids.length > 0 && ids.every((x) => want.includes(x)) && ids.slice(0, 3).join() === want.slice(0, 3).join(),
+      `the page lists the API's flows for ${filter} (${ids.length} rows, newest ${ids[0]})`);
+    const rowText = await page.$eval('#flows-table tbody tr', (tr) => tr.textContent);
+    check(rowText.includes('default/client-1') && /default\/(web|api)-\d/.test(rowText) && rowText.includes('HTTP'),
+      `a row names the client pod, the server pod and the app: ${rowText.slice(0, 160)}`);
+    await shot(page, 'lab-flows.png');
+    // Its detail and pcap.
+    const id = ids[0];
+    await page.click(`#flows-table tbody tr[data-id="${id}"]`);
+    await page.waitForSelector('#detail:not([hidden]) .detail-title');
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download-pcap')]);
+    const got = path.join(TMP, 'lab.pcapng');
+    await dl.saveAs(got);
+    const ci = spawnSync('capinfos', ['-c', '-M', got], { encoding: 'utf8' });
+    const n = /Number of packets:\s+(\d+)/.exec(ci.stdout);
+    const ref = path.join(TMP, 'lab-export.pcapng');
+    execFileSync(PODCAP, ['export', '--server', s.url.slice(0, -1), '--flow', id, '-w', ref], { stdio: 'ignore' });
+    check(ci.status === 0 && n && Number(n[1]) > 0 && sha(got) === sha(ref),
+      `the flow's pcap: capinfos reads ${n && n[1]} packets, byte for byte podcap export --flow`);
+    await shot(page, 'lab-detail.png');
+    await page.click('#detail button.close');
+    // The charts over the lab's traffic.
+    await page.click('#nav a[data-view="charts"]');
+    await page.waitForSelector('#chart-pod svg.chart rect.seg', { timeout: 20000 });
+    const legend = await page.$$eval('#chart-pod .legend-item', (bs) => bs.map((b) => b.dataset.key));
+    check(legend.some((k) => /^default\/client-1$/.test(k)), `the by-pod chart has the lab's pods (${legend.join(', ')})`);
+    const segs = await page.$$eval('#chart-app svg.chart rect.seg', (rs) => rs.filter((r) => r.getBBox().height > 0).length);
+    check(segs > 0, `the by-app chart draws bars (${segs} segments)`);
+    await shot(page, 'lab-charts.png');
+    noProblems(page, 'lab');
+    await s.stop();
+    s = null;
+  } finally {
+    if (s) s.p.kill('SIGKILL');
+    if (upHere) sh(`'${lab}' down`, false);
+  }
+}
+
 const CASES = {
   load: caseLoad, filter: caseFilter, 'bad-filter': caseBadFilter, detail: caseDetail, chart: caseChart,
   xss: caseXss, unreachable: caseUnreachable, health: caseHealth, phone: casePhone, live: caseLive, agent: caseAgent,
+  lab: caseLab,
 };
 
 async function main() {
@@ -704,7 +781,7 @@ async function main() {
     return 2;
   }
   PODCAP = path.resolve(podcapArg);
-  if (name === 'agent' && process.getuid() === 0 && !process.env.PODCAP_LAB_LOCKED) {
+  if ((name === 'agent' || name === 'lab') && process.getuid() === 0 && !process.env.PODCAP_LAB_LOCKED) {
     // Root work in network namespaces holds the lab lock, so that sessions sharing
     // the machine do not tear each other's namespaces down (lab/lab locked does the same).
     // flock exits 99 (-E) when another session held the lock for the whole 15 minutes.
