@@ -25,6 +25,7 @@ void api_config_default(struct api_config *cfg)
 	cfg->mode = "serve";
 	cfg->query_ms = 10000;
 	cfg->max_exports = 4;
+	cfg->max_streams = 8;
 }
 
 uint64_t api_now_us(void)
@@ -227,18 +228,55 @@ int api_common_params(struct srv_req *req, struct q_filter **filter, struct q_ra
 	return 0;
 }
 
+/* ---- the database's numbers, cached ---- */
+
+int api_db_numbers(struct api *a, struct fdb *db, uint64_t *max_id, int64_t *oldest, int64_t *newest,
+		   int64_t *retained)
+{
+	uint64_t now = api_now_us();
+	pthread_mutex_lock(&a->db_cache_lock);
+	/* without a handle (the caller saw a fresh cache a moment ago) the values
+	 * a moment old are fine too */
+	int fresh = (a->db_cache_us && now - a->db_cache_us < API_DB_CACHE_US) || !db;
+	if (fresh) {
+		*max_id = a->db_max_id;
+		*oldest = a->db_oldest_us;
+		*newest = a->db_newest_us;
+		*retained = a->db_retained_us;
+	}
+	pthread_mutex_unlock(&a->db_cache_lock);
+	if (fresh)
+		return 0;
+	*max_id = 0;
+	*oldest = *newest = *retained = 0;
+	int rc;
+	if ((rc = fdb_max_flow_id(db, max_id)) < 0 || (rc = q_time_span(db, oldest, newest)) < 0 ||
+	    (rc = q_retained_until(db, retained)) < 0)
+		return rc;
+	pthread_mutex_lock(&a->db_cache_lock);
+	a->db_cache_us = now;
+	a->db_max_id = *max_id;
+	a->db_oldest_us = *oldest;
+	a->db_newest_us = *newest;
+	a->db_retained_us = *retained;
+	pthread_mutex_unlock(&a->db_cache_lock);
+	return 0;
+}
+
 /* ---- completeness ---- */
 
 void api_completeness(struct api *a, struct fdb *db, const struct q_range *range, struct jbuf *b,
 		      int *first, bool *complete_out)
 {
 	int64_t retained = 0, oldest = 0, newest = 0;
+	uint64_t max_id = 0;
 	bool complete = true;
+	api_db_numbers(a, db, &max_id, &oldest, &newest, &retained);
 	struct jbuf why = {0};
 	int wfirst = 1;
 
 	jb_str(&why, "[");
-	if (q_retained_until(db, &retained) == 0 && retained > 0 &&
+	if (retained > 0 &&
 	    (!range->has_from || range->from_us <= retained) && (!range->has_to || range->to_us >= 0)) {
 		/* Retention deleted flows whose last packet is at or before `retained`:
 		 * a range reaching back to that time misses some. */
@@ -286,7 +324,6 @@ void api_completeness(struct api *a, struct fdb *db, const struct q_range *range
 		}
 	}
 	jb_str(&why, "]");
-	q_time_span(db, &oldest, &newest);
 	jb_kv_bool(b, first, "complete", complete);
 	jb_key(b, first, "oldest_us");
 	if (oldest)
@@ -331,6 +368,8 @@ int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_
 	a->kube = cfg_in->kube;
 	pthread_mutex_init(&a->cap_lock, NULL);
 	pthread_mutex_init(&a->db_cache_lock, NULL);
+	pthread_mutex_init(&a->stream_lock, NULL);
+	pthread_cond_init(&a->stream_cond, NULL);
 	api_metrics_init(&a->metrics);
 	if (!cfg_in->db_path) {
 		snprintf(err, errlen, "no flow database given");
@@ -350,6 +389,8 @@ int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_
 		a->cfg.query_ms = 10000;
 	if (!a->cfg.max_exports)
 		a->cfg.max_exports = 4;
+	if (!a->cfg.max_streams)
+		a->cfg.max_streams = 8;
 	a->start_us = api_now_us();
 
 	/* Open the database once here, so a wrong path or schema is an error at
@@ -379,6 +420,12 @@ int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_
 		snprintf(err, errlen, "srv_class: %s", strerror(-rc));
 		goto fail;
 	}
+	a->stream_class = srv_class(a->srv, "stream", a->cfg.max_streams, 5);
+	if (a->stream_class < 0) {
+		rc = a->stream_class;
+		snprintf(err, errlen, "srv_class: %s", strerror(-rc));
+		goto fail;
+	}
 	if ((rc = route(a, "/healthz", h_healthz, SRV_INLINE | SRV_PUBLIC, 0)) < 0 ||
 	    (rc = route(a, "/api/v1/flows", api_h_flows, 0, 0)) < 0 ||
 	    (rc = route(a, "/api/v1/flows/{id}", api_h_flow, 0, 0)) < 0 ||
@@ -389,6 +436,7 @@ int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_
 	    (rc = route(a, "/api/v1/interfaces", api_h_interfaces, 0, 0)) < 0 ||
 	    (rc = route(a, "/api/v1/fields", api_h_fields, SRV_INLINE, 0)) < 0 ||
 	    (rc = route(a, "/metrics", api_h_metrics, 0, 0)) < 0 ||
+	    (rc = route(a, "/api/v1/stream", api_h_stream, 0, a->stream_class)) < 0 ||
 	    (rc = srv_static(a->srv, "/api/v1/", api_doc_assets, api_doc_assets_count)) < 0 ||
 	    (rc = srv_static(a->srv, "/", web_assets, web_assets_count)) < 0) {
 		snprintf(err, errlen, "registering routes: %s", strerror(-rc));
@@ -456,7 +504,10 @@ void api_publish_capture(struct api *a, const struct api_capture *c)
 
 void api_stop(struct api *a)
 {
-	if (a && a->srv)
+	if (!a)
+		return;
+	api_stream_stop(a);
+	if (a->srv)
 		srv_stop(a->srv);
 }
 
@@ -464,12 +515,15 @@ void api_close(struct api *a)
 {
 	if (!a)
 		return;
+	api_stream_stop(a);
 	srv_close(a->srv); /* joins the workers: their handles are closed by then */
 	if (a->key_ok)
 		pthread_key_delete(a->key);
 	api_metrics_destroy(&a->metrics);
 	pthread_mutex_destroy(&a->cap_lock);
 	pthread_mutex_destroy(&a->db_cache_lock);
+	pthread_mutex_destroy(&a->stream_lock);
+	pthread_cond_destroy(&a->stream_cond);
 	free(a->ifaces);
 	free(a->db_path);
 	free(a->store_dir);

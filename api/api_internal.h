@@ -16,6 +16,8 @@
 
 struct fdb;
 struct pks;
+struct strm_hub;
+struct api_stream;
 
 /* ---- a growable text buffer for answers (json.c) ---- */
 
@@ -98,6 +100,15 @@ struct api {
 	struct api_iface *ifaces;
 	size_t nifaces, ifaces_cap;
 
+	/* live streams (stream.c): the agent's hub, and the flow filter poller */
+	struct strm_hub *hub;
+	int stream_class;
+	pthread_mutex_t stream_lock;
+	pthread_cond_t stream_cond;
+	struct api_stream *stream_list;
+	pthread_t poller;
+	int poller_started, stream_stop;
+
 	struct api_metrics metrics;
 	int metrics_used;        /* api_metrics_sink was called */
 
@@ -118,6 +129,11 @@ struct fdb *api_db(struct api *a, struct srv_req *req);
 struct pks *api_store(struct api *a, struct srv_req *req);
 /* The same without answering: NULL when there is none (yet). */
 struct pks *api_store_quiet(struct api *a, struct fdb *db);
+
+/* The database's max id, oldest and newest last packet, and retained-until,
+ * at most API_DB_CACHE_US old (db may be NULL only while the cache is fresh). */
+int api_db_numbers(struct api *a, struct fdb *db, uint64_t *max_id, int64_t *oldest, int64_t *newest,
+		   int64_t *retained);
 
 /* Wall clock in µs. */
 uint64_t api_now_us(void);
@@ -145,5 +161,8 @@ void api_h_stats(struct srv_req *req, void *arg);
 void api_h_interfaces(struct srv_req *req, void *arg);
 void api_h_fields(struct srv_req *req, void *arg);
 void api_h_metrics(struct srv_req *req, void *arg);
+void api_h_stream(struct srv_req *req, void *arg);
+/* Stops the stream filter poller (stream.c); before the server's close. */
+void api_stream_stop(struct api *a);
 
 #endif

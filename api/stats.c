@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "api_internal.h"
+#include "stream.h"
 #include "flowdb.h"
 #include "kube.h"
 #include "pktstore.h"
@@ -66,6 +67,189 @@ static void iface_json(struct jbuf *b, const struct api_iface *f)
 	jb_str(b, "}");
 }
 
+static void stats_capture(struct jbuf *b, int *first, const struct api_capture *cap)
+{
+	int f = 1;
+	jb_kv_str(b, first, "backend", cap->backend);
+	jb_key(b, first, "capture");
+	jb_str(b, "{");
+	jb_kv_u64(b, &f, "received", cap->received);
+	jb_kv_u64(b, &f, "kernel_drops", cap->kernel_drops);
+	jb_kv_u64(b, &f, "ring_drops", cap->ring_drops);
+	jb_kv_u64(b, &f, "bad_records", cap->bad_records);
+	jb_str(b, "}");
+	jb_key(b, first, "interfaces");
+	jb_str(b, "[");
+	for (size_t i = 0; i < cap->nifaces; i++) {
+		if (i)
+			jb_str(b, ",");
+		iface_json(b, &cap->ifaces[i]);
+	}
+	jb_str(b, "]");
+}
+
+/* decode, reassembly, flows, sinks: the engine's counters */
+static void stats_engine(struct jbuf *b, int *first, struct engine *e)
+{
+	struct eng_stats es;
+	eng_stats(e, &es);
+	uint64_t malformed = 0;
+	for (int r = DC_FIRST_MALFORMED; r < DC_R__COUNT; r++)
+		malformed += es.dc.by_reason[r];
+	int f = 1, f2 = 1;
+	jb_key(b, first, "decode");
+	jb_str(b, "{");
+	jb_kv_u64(b, &f, "packets", es.packets);
+	jb_kv_u64(b, &f, "bytes", es.bytes);
+	jb_kv_u64(b, &f, "not_ip", es.dc.by_reason[DC_NOT_IP]);
+	jb_kv_u64(b, &f, "unsupported", es.dc.by_reason[DC_UNSUPPORTED]);
+	jb_kv_u64(b, &f, "malformed", malformed);
+	jb_key(b, &f, "by_reason");
+	jb_str(b, "{");
+	for (int r = DC_FIRST_MALFORMED; r < DC_R__COUNT; r++)
+		if (es.dc.by_reason[r])
+			jb_kv_u64(b, &f2, dc_reason_name(r), es.dc.by_reason[r]);
+	jb_str(b, "}");
+	jb_key(b, &f, "by_tunnel");
+	jb_str(b, "{");
+	f2 = 1;
+	for (int t = 1; t < DC_TUN__COUNT; t++)
+		if (es.dc.by_tunnel[t])
+			jb_kv_u64(b, &f2, dc_tunnel_name(t), es.dc.by_tunnel[t]);
+	jb_str(b, "}}");
+	f = 1;
+	jb_key(b, first, "reassembly");
+	jb_str(b, "{");
+	jb_kv_u64(b, &f, "fragments", es.fr.fragments);
+	jb_kv_u64(b, &f, "reassembled", es.fr.reassembled);
+	jb_kv_u64(b, &f, "timed_out", es.fr.timed_out);
+	jb_kv_u64(b, &f, "overlapping", es.fr.overlapping);
+	jb_kv_u64(b, &f, "duplicates", es.fr.duplicates);
+	jb_kv_u64(b, &f, "evicted", es.fr.evicted);
+	jb_kv_u64(b, &f, "too_big", es.fr.too_big);
+	jb_kv_u64(b, &f, "bad", es.fr.bad);
+	jb_kv_u64(b, &f, "held_fragments", es.fr_held);
+	jb_kv_u64(b, &f, "held_bytes", es.fr.bytes);
+	jb_str(b, "}");
+	f = 1;
+	jb_key(b, first, "flows");
+	jb_str(b, "{");
+	jb_kv_u64(b, &f, "active", es.fl.flows_active);
+	jb_kv_u64(b, &f, "created", es.fl.flows_created);
+	jb_kv_u64(b, &f, "records", es.fl.records);
+	jb_kv_u64(b, &f, "evicted", es.fl.evicted);
+	jb_kv_u64(b, &f, "skipped_packets", es.fl.skipped);
+	jb_kv_u64(b, &f, "dpi_giveup", es.fl.dpi_giveup);
+	jb_kv_u64(b, &f, "dpi_alloc_fail", es.fl.dpi_alloc_fail);
+	jb_str(b, "}");
+	jb_key(b, first, "sinks");
+	jb_str(b, "[");
+	for (size_t i = 0; i < es.nsinks; i++) {
+		f = 1;
+		jb_str(b, i ? ",{" : "{");
+		jb_kv_str(b, &f, "name", es.sink[i].name);
+		jb_kv_u64(b, &f, "batches", es.sink[i].batches);
+		jb_kv_u64(b, &f, "records", es.sink[i].records);
+		jb_kv_u64(b, &f, "discarded", es.sink[i].discarded);
+		jb_kv_double(b, &f, "cpu_s", (double)es.sink[i].cpu_us / 1e6);
+		jb_str(b, "}");
+	}
+	jb_str(b, "]");
+}
+
+/* The flow database: its writer's counters (the agent) and the file; -1 after
+ * answering 503 (no handle). */
+static int stats_flowdb(struct api *a, struct srv_req *req, struct jbuf *b, int *first)
+{
+	int f = 1;
+	jb_key(b, first, "flowdb");
+	jb_str(b, "{");
+	jb_kv_str(b, &f, "path", a->db_path);
+	jb_kv_u64(b, &f, "bytes", db_bytes(a->db_path));
+	struct fdb_sink *fs = __atomic_load_n(&a->fdbs, __ATOMIC_ACQUIRE);
+	if (fs) {
+		struct fdb_sink_stats ss;
+		fdb_sink_stats(fs, &ss);
+		jb_kv_u64(b, &f, "rows_written", ss.rows);
+		jb_kv_u64(b, &f, "lost", ss.lost);
+		jb_kv_u64(b, &f, "commits", ss.commits);
+		jb_kv_u64(b, &f, "retained", ss.retained);
+	}
+	uint64_t max_id = 0;
+	int64_t oldest = 0, newest = 0, retained = 0;
+	pthread_mutex_lock(&a->db_cache_lock);
+	int fresh = a->db_cache_us && api_now_us() - a->db_cache_us < API_DB_CACHE_US;
+	pthread_mutex_unlock(&a->db_cache_lock);
+	/* a handle only when the cache is old: most answers take no SQLite */
+	struct fdb *db = fresh ? NULL : api_db(a, req);
+	if (!fresh && !db)
+		return -1;
+	api_db_numbers(a, db, &max_id, &oldest, &newest, &retained);
+	jb_kv_u64(b, &f, "max_id", max_id);
+	jb_kv_i64(b, &f, "oldest_us", oldest);
+	jb_kv_i64(b, &f, "newest_us", newest);
+	jb_kv_i64(b, &f, "retained_until_us", retained);
+	jb_str(b, "}");
+	return 0;
+}
+
+static void stats_pktstore(struct api *a, struct jbuf *b, int *first, struct pks_sink *ps)
+{
+	struct pks_stats st;
+	pks_sink_stats(ps, &st);
+	int f = 1;
+	jb_key(b, first, "pktstore");
+	jb_str(b, "{");
+	jb_kv_str(b, &f, "dir", a->store_dir);
+	jb_kv_u64(b, &f, "packets", st.packets);
+	jb_kv_u64(b, &f, "bytes", st.bytes);
+	jb_kv_u64(b, &f, "write_errors", st.write_errors);
+	jb_kv_u64(b, &f, "skipped_limit", st.skipped_limit);
+	jb_kv_u64(b, &f, "segments_opened", st.segments_open);
+	jb_kv_u64(b, &f, "segments_deleted", st.segments_deleted);
+	jb_kv_u64(b, &f, "index_lost", st.index_lost);
+	jb_kv_u64(b, &f, "disk_bytes", st.disk_bytes);
+	jb_kv_u64(b, &f, "warnings", st.warnings);
+	jb_str(b, "}");
+}
+
+/* Live streams (GET /api/v1/stream): open now, opened in all, what they carried
+ * and what slow clients lost. */
+static void stats_streams(struct jbuf *b, int *first, struct strm_hub *hub)
+{
+	struct strm_hub_stats st;
+	strm_hub_stats(hub, &st);
+	int f = 1;
+	jb_key(b, first, "streams");
+	jb_str(b, "{");
+	jb_kv_u64(b, &f, "open", st.open);
+	jb_kv_u64(b, &f, "opened", st.opened);
+	jb_kv_u64(b, &f, "packets", st.packets);
+	jb_kv_u64(b, &f, "bytes", st.bytes);
+	jb_kv_u64(b, &f, "dropped", st.dropped);
+	jb_str(b, "}");
+}
+
+static void stats_server(struct api *a, struct jbuf *b, int *first)
+{
+	struct srv_stats s;
+	srv_stats(a->srv, &s);
+	int f = 1;
+	jb_key(b, first, "server");
+	jb_str(b, "{");
+	jb_kv_u64(b, &f, "connections", s.connections_active);
+	jb_kv_u64(b, &f, "connections_accepted", s.connections_accepted);
+	jb_kv_u64(b, &f, "connections_rejected", s.connections_rejected);
+	jb_kv_u64(b, &f, "requests", s.requests);
+	jb_kv_u64(b, &f, "rejected_auth", s.rejected_auth);
+	jb_kv_u64(b, &f, "rejected_busy", s.rejected_busy);
+	jb_kv_u64(b, &f, "rejected_overload", s.rejected_overload);
+	jb_kv_u64(b, &f, "rejected_limits", s.rejected_url + s.rejected_header + s.rejected_body);
+	jb_kv_u64(b, &f, "timeouts", s.timeouts_request + s.timeouts_write);
+	jb_kv_u64(b, &f, "streams_cut", s.streams_cut);
+	jb_str(b, "}");
+}
+
 void api_h_stats(struct srv_req *req, void *arg)
 {
 	struct api *a = arg;
@@ -74,172 +258,28 @@ void api_h_stats(struct srv_req *req, void *arg)
 	struct api_iface *ifaces = NULL;
 	int first = 1;
 	struct engine *e = attached_engine(a);
+	struct pks_sink *ps = __atomic_load_n(&a->pkss, __ATOMIC_ACQUIRE);
+	struct kube *k = __atomic_load_n(&a->kube, __ATOMIC_ACQUIRE);
 
 	jb_str(&b, "{");
 	jb_kv_str(&b, &first, "mode", a->mode);
 	jb_kv_u64(&b, &first, "uptime_s", (api_now_us() - a->start_us) / 1000000u);
 	jb_kv_u64(&b, &first, "now_us", api_now_us());
-	if (capture_copy(a, &cap, &ifaces)) {
-		int f = 1;
-		jb_kv_str(&b, &first, "backend", cap.backend);
-		jb_key(&b, &first, "capture");
-		jb_str(&b, "{");
-		jb_kv_u64(&b, &f, "received", cap.received);
-		jb_kv_u64(&b, &f, "kernel_drops", cap.kernel_drops);
-		jb_kv_u64(&b, &f, "ring_drops", cap.ring_drops);
-		jb_kv_u64(&b, &f, "bad_records", cap.bad_records);
-		jb_str(&b, "}");
-		jb_key(&b, &first, "interfaces");
-		jb_str(&b, "[");
-		for (size_t i = 0; i < cap.nifaces; i++) {
-			if (i)
-				jb_str(&b, ",");
-			iface_json(&b, &cap.ifaces[i]);
-		}
-		jb_str(&b, "]");
+	if (capture_copy(a, &cap, &ifaces))
+		stats_capture(&b, &first, &cap);
+	free(ifaces);
+	if (e)
+		stats_engine(&b, &first, e);
+	if (stats_flowdb(a, req, &b, &first) < 0) {
+		jb_free(&b);
+		return;
 	}
-	if (e) {
-		struct eng_stats es;
-		eng_stats(e, &es);
-		uint64_t malformed = 0;
-		for (int r = DC_FIRST_MALFORMED; r < DC_R__COUNT; r++)
-			malformed += es.dc.by_reason[r];
-		int f = 1;
-		jb_key(&b, &first, "decode");
-		jb_str(&b, "{");
-		jb_kv_u64(&b, &f, "packets", es.packets);
-		jb_kv_u64(&b, &f, "bytes", es.bytes);
-		jb_kv_u64(&b, &f, "not_ip", es.dc.by_reason[DC_NOT_IP]);
-		jb_kv_u64(&b, &f, "unsupported", es.dc.by_reason[DC_UNSUPPORTED]);
-		jb_kv_u64(&b, &f, "malformed", malformed);
-		jb_key(&b, &f, "by_reason");
-		jb_str(&b, "{");
-		int f2 = 1;
-		for (int r = DC_FIRST_MALFORMED; r < DC_R__COUNT; r++)
-			if (es.dc.by_reason[r])
-				jb_kv_u64(&b, &f2, dc_reason_name(r), es.dc.by_reason[r]);
-		jb_str(&b, "}");
-		jb_key(&b, &f, "by_tunnel");
-		jb_str(&b, "{");
-		f2 = 1;
-		for (int t = 1; t < DC_TUN__COUNT; t++)
-			if (es.dc.by_tunnel[t])
-				jb_kv_u64(&b, &f2, dc_tunnel_name(t), es.dc.by_tunnel[t]);
-		jb_str(&b, "}}");
-		f = 1;
-		jb_key(&b, &first, "flows");
-		jb_str(&b, "{");
-		jb_kv_u64(&b, &f, "active", es.fl.flows_active);
-		jb_kv_u64(&b, &f, "created", es.fl.flows_created);
-		jb_kv_u64(&b, &f, "records", es.fl.records);
-		jb_kv_u64(&b, &f, "evicted", es.fl.evicted);
-		jb_kv_u64(&b, &f, "skipped_packets", es.fl.skipped);
-		jb_kv_u64(&b, &f, "dpi_giveup", es.fl.dpi_giveup);
-		jb_kv_u64(&b, &f, "dpi_alloc_fail", es.fl.dpi_alloc_fail);
-		jb_str(&b, "}");
-		jb_key(&b, &first, "sinks");
-		jb_str(&b, "[");
-		for (size_t i = 0; i < es.nsinks; i++) {
-			f = 1;
-			jb_str(&b, i ? ",{" : "{");
-			jb_kv_str(&b, &f, "name", es.sink[i].name);
-			jb_kv_u64(&b, &f, "batches", es.sink[i].batches);
-			jb_kv_u64(&b, &f, "records", es.sink[i].records);
-			jb_kv_u64(&b, &f, "discarded", es.sink[i].discarded);
-			jb_kv_double(&b, &f, "cpu_s", (double)es.sink[i].cpu_us / 1e6);
-			jb_str(&b, "}");
-		}
-		jb_str(&b, "]");
-	}
-	/* the flow database */
-	{
-		int f = 1;
-		jb_key(&b, &first, "flowdb");
-		jb_str(&b, "{");
-		jb_kv_str(&b, &f, "path", a->db_path);
-		jb_kv_u64(&b, &f, "bytes", db_bytes(a->db_path));
-		struct fdb_sink *fs = __atomic_load_n(&a->fdbs, __ATOMIC_ACQUIRE);
-		if (fs) {
-			struct fdb_sink_stats ss;
-			fdb_sink_stats(fs, &ss);
-			jb_kv_u64(&b, &f, "rows_written", ss.rows);
-			jb_kv_u64(&b, &f, "lost", ss.lost);
-			jb_kv_u64(&b, &f, "commits", ss.commits);
-			jb_kv_u64(&b, &f, "retained", ss.retained);
-		}
-		uint64_t max_id = 0, now = api_now_us();
-		int64_t oldest = 0, newest = 0, retained = 0;
-		pthread_mutex_lock(&a->db_cache_lock);
-		int fresh = a->db_cache_us && now - a->db_cache_us < API_DB_CACHE_US;
-		if (fresh) {
-			max_id = a->db_max_id;
-			oldest = a->db_oldest_us;
-			newest = a->db_newest_us;
-			retained = a->db_retained_us;
-		}
-		pthread_mutex_unlock(&a->db_cache_lock);
-		if (!fresh) {
-			struct fdb *db = api_db(a, req);
-			if (!db) { /* answered 503 */
-				jb_free(&b);
-				free(ifaces);
-				return;
-			}
-			fdb_max_flow_id(db, &max_id);
-			q_time_span(db, &oldest, &newest);
-			q_retained_until(db, &retained);
-			pthread_mutex_lock(&a->db_cache_lock);
-			a->db_cache_us = now;
-			a->db_max_id = max_id;
-			a->db_oldest_us = oldest;
-			a->db_newest_us = newest;
-			a->db_retained_us = retained;
-			pthread_mutex_unlock(&a->db_cache_lock);
-		}
-		jb_kv_u64(&b, &f, "max_id", max_id);
-		jb_kv_i64(&b, &f, "oldest_us", oldest);
-		jb_kv_i64(&b, &f, "newest_us", newest);
-		jb_kv_i64(&b, &f, "retained_until_us", retained);
-		jb_str(&b, "}");
-	}
-	struct pks_sink *ps = __atomic_load_n(&a->pkss, __ATOMIC_ACQUIRE);
-	if (ps) {
-		struct pks_stats st;
-		pks_sink_stats(ps, &st);
-		int f = 1;
-		jb_key(&b, &first, "pktstore");
-		jb_str(&b, "{");
-		jb_kv_str(&b, &f, "dir", a->store_dir);
-		jb_kv_u64(&b, &f, "packets", st.packets);
-		jb_kv_u64(&b, &f, "bytes", st.bytes);
-		jb_kv_u64(&b, &f, "write_errors", st.write_errors);
-		jb_kv_u64(&b, &f, "skipped_limit", st.skipped_limit);
-		jb_kv_u64(&b, &f, "segments_opened", st.segments_open);
-		jb_kv_u64(&b, &f, "segments_deleted", st.segments_deleted);
-		jb_kv_u64(&b, &f, "index_lost", st.index_lost);
-		jb_kv_u64(&b, &f, "disk_bytes", st.disk_bytes);
-		jb_kv_u64(&b, &f, "warnings", st.warnings);
-		jb_str(&b, "}");
-	}
-	{
-		struct srv_stats s;
-		srv_stats(a->srv, &s);
-		int f = 1;
-		jb_key(&b, &first, "server");
-		jb_str(&b, "{");
-		jb_kv_u64(&b, &f, "connections", s.connections_active);
-		jb_kv_u64(&b, &f, "connections_accepted", s.connections_accepted);
-		jb_kv_u64(&b, &f, "connections_rejected", s.connections_rejected);
-		jb_kv_u64(&b, &f, "requests", s.requests);
-		jb_kv_u64(&b, &f, "rejected_auth", s.rejected_auth);
-		jb_kv_u64(&b, &f, "rejected_busy", s.rejected_busy);
-		jb_kv_u64(&b, &f, "rejected_overload", s.rejected_overload);
-		jb_kv_u64(&b, &f, "rejected_limits", s.rejected_url + s.rejected_header + s.rejected_body);
-		jb_kv_u64(&b, &f, "timeouts", s.timeouts_request + s.timeouts_write);
-		jb_kv_u64(&b, &f, "streams_cut", s.streams_cut);
-		jb_str(&b, "}");
-	}
-	struct kube *k = __atomic_load_n(&a->kube, __ATOMIC_ACQUIRE);
+	if (ps)
+		stats_pktstore(a, &b, &first, ps);
+	struct strm_hub *hub = __atomic_load_n(&a->hub, __ATOMIC_ACQUIRE);
+	if (hub)
+		stats_streams(&b, &first, hub);
+	stats_server(a, &b, &first);
 	if (k) {
 		char *kj = malloc(16384);
 		if (kj && kube_status_json(k, kj, 16384) == 0) {
@@ -249,7 +289,6 @@ void api_h_stats(struct srv_req *req, void *arg)
 		free(kj);
 	}
 	jb_str(&b, "}\n");
-	free(ifaces);
 	if (b.err) {
 		jb_free(&b);
 		srv_respond_error(req, 503, "out of memory");
@@ -371,6 +410,128 @@ static void prom_u64(struct jbuf *b, const char *name, const char *type, const c
 	jb_fmt(b, "%s %" PRIu64 "\n", name, v);
 }
 
+static void metrics_capture(struct jbuf *b, const struct api_capture *c)
+{
+	prom_u64(b, "podcap_capture_received_packets_total", "counter",
+		 "Packets the capture backend delivered to user space.", c->received);
+	prom_u64(b, "podcap_capture_kernel_drops_total", "counter",
+		 "Packets the kernel dropped before the capture could read them.", c->kernel_drops);
+	prom_u64(b, "podcap_capture_ring_drops_total", "counter",
+		 "Packets lost because the eBPF ring buffer was full.", c->ring_drops);
+	prom_u64(b, "podcap_capture_bad_records_total", "counter",
+		 "Capture records that could not be read.", c->bad_records);
+	static const struct { const char *name, *help; size_t off; } per_if[] = {
+		{"podcap_interface_received_packets_total", "Packets received on the interface by the capture.",
+		 offsetof(struct api_iface, received)},
+		{"podcap_interface_kernel_drops_total", "Packets the kernel dropped on the interface.",
+		 offsetof(struct api_iface, kernel_drops)},
+		{"podcap_interface_packets_total", "Packets the eBPF program counted on the interface (0 with libpcap).",
+		 offsetof(struct api_iface, kernel_counted)},
+		{"podcap_interface_bytes_total", "Bytes the eBPF program counted on the interface (0 with libpcap).",
+		 offsetof(struct api_iface, kernel_bytes)},
+	};
+	for (size_t k = 0; k < sizeof(per_if) / sizeof(per_if[0]); k++) {
+		prom_head(b, per_if[k].name, "counter", per_if[k].help);
+		for (size_t i = 0; i < c->nifaces; i++) {
+			const struct api_iface *f = &c->ifaces[i];
+			jb_fmt(b, "%s{iface=", per_if[k].name);
+			prom_label(b, f->iface);
+			jb_str(b, ",pod=");
+			prom_label(b, f->pod);
+			jb_fmt(b, "} %" PRIu64 "\n", *(const uint64_t *)((const char *)f + per_if[k].off));
+		}
+	}
+}
+
+static void metrics_engine(struct jbuf *b, struct engine *e)
+{
+	struct eng_stats es;
+	eng_stats(e, &es);
+	prom_u64(b, "podcap_decoded_packets_total", "counter", "Packets handed to the engine.", es.packets);
+	prom_u64(b, "podcap_decoded_bytes_total", "counter", "Bytes of the packets handed to the engine.",
+		 es.bytes);
+	prom_head(b, "podcap_decode_problems_total", "counter",
+		  "Packets not accounted to a flow, by reason (not IP, unsupported, each malformed kind).");
+	for (int r = DC_NOT_IP; r < DC_R__COUNT; r++)
+		if (es.dc.by_reason[r] || r == DC_NOT_IP)
+			jb_fmt(b, "podcap_decode_problems_total{reason=\"%s\"} %" PRIu64 "\n", dc_reason_name(r),
+			       es.dc.by_reason[r]);
+	prom_head(b, "podcap_tunnel_packets_total", "counter", "Packets by outermost tunnel.");
+	for (int t = 0; t < DC_TUN__COUNT; t++)
+		if (es.dc.by_tunnel[t] || t == 0)
+			jb_fmt(b, "podcap_tunnel_packets_total{tunnel=\"%s\"} %" PRIu64 "\n", dc_tunnel_name(t),
+			       es.dc.by_tunnel[t]);
+	prom_u64(b, "podcap_ip_fragments_total", "counter", "IP fragments given to reassembly.", es.fr.fragments);
+	prom_u64(b, "podcap_ip_reassembled_total", "counter", "IP datagrams reassembled.", es.fr.reassembled);
+	prom_head(b, "podcap_ip_reassembly_given_up_total", "counter",
+		  "IP datagrams reassembly gave up on (their fragments went on alone), by reason.");
+	jb_fmt(b, "podcap_ip_reassembly_given_up_total{reason=\"timeout\"} %" PRIu64 "\n", es.fr.timed_out);
+	jb_fmt(b, "podcap_ip_reassembly_given_up_total{reason=\"overlap\"} %" PRIu64 "\n", es.fr.overlapping);
+	jb_fmt(b, "podcap_ip_reassembly_given_up_total{reason=\"evicted\"} %" PRIu64 "\n", es.fr.evicted);
+	jb_fmt(b, "podcap_ip_reassembly_given_up_total{reason=\"too_big\"} %" PRIu64 "\n", es.fr.too_big);
+	jb_fmt(b, "podcap_ip_reassembly_given_up_total{reason=\"bad\"} %" PRIu64 "\n", es.fr.bad);
+	prom_u64(b, "podcap_flows_active", "gauge", "Flows in the flow tables now.", es.fl.flows_active);
+	prom_u64(b, "podcap_flows_created_total", "counter", "Flows started.", es.fl.flows_created);
+	prom_u64(b, "podcap_flow_records_total", "counter", "Flow records emitted (periodic and final).",
+		 es.fl.records);
+	prom_u64(b, "podcap_flows_evicted_total", "counter", "Flows ended early by the flow table's memory cap.",
+		 es.fl.evicted);
+	prom_u64(b, "podcap_dpi_giveup_total", "counter", "Flows nDPI gave up on.", es.fl.dpi_giveup);
+	prom_head(b, "podcap_sink_records_total", "counter", "Records a sink received.");
+	for (size_t i = 0; i < es.nsinks; i++)
+		jb_fmt(b, "podcap_sink_records_total{sink=\"%s\"} %" PRIu64 "\n", es.sink[i].name,
+		       es.sink[i].records);
+	prom_head(b, "podcap_sink_discarded_total", "counter", "Events dropped after a sink failed.");
+	for (size_t i = 0; i < es.nsinks; i++)
+		jb_fmt(b, "podcap_sink_discarded_total{sink=\"%s\"} %" PRIu64 "\n", es.sink[i].name,
+		       es.sink[i].discarded);
+	prom_head(b, "podcap_sink_cpu_seconds_total", "counter", "CPU time of a sink's thread.");
+	for (size_t i = 0; i < es.nsinks; i++)
+		jb_fmt(b, "podcap_sink_cpu_seconds_total{sink=\"%s\"} %.6f\n", es.sink[i].name,
+		       (double)es.sink[i].cpu_us / 1e6);
+}
+
+static void metrics_apps(struct jbuf *b, struct api *a)
+{
+	struct api_metrics *m = &a->metrics;
+	pthread_mutex_lock(&m->lock);
+	static const struct { const char *name, *help; size_t off; } per_app[] = {
+		{"podcap_app_flows_total", "Ended flows by application (nDPI name).",
+		 offsetof(struct api_app_count, flows)},
+		{"podcap_app_packets_total", "Packets of ended flows by application.",
+		 offsetof(struct api_app_count, packets)},
+		{"podcap_app_bytes_total", "Bytes of ended flows by application.",
+		 offsetof(struct api_app_count, bytes)},
+	};
+	for (size_t k = 0; k < sizeof(per_app) / sizeof(per_app[0]); k++) {
+		prom_head(b, per_app[k].name, "counter", per_app[k].help);
+		for (size_t i = 0; i < m->napps; i++) {
+			jb_fmt(b, "%s{app=", per_app[k].name);
+			prom_label(b, m->apps[i].name);
+			jb_fmt(b, "} %" PRIu64 "\n",
+			       *(const uint64_t *)((const char *)&m->apps[i] + per_app[k].off));
+		}
+	}
+	prom_u64(b, "podcap_app_overflow_flows_total", "counter",
+		 "Ended flows not counted by application because the table of names was full.", m->apps_overflow);
+	prom_u64(b, "podcap_tcp_flows_total", "counter", "Ended TCP flows.", m->tcp_flows);
+	prom_u64(b, "podcap_tcp_packets_total", "counter", "Packets of ended TCP flows.", m->tcp_packets);
+	prom_u64(b, "podcap_tcp_retransmitted_packets_total", "counter",
+		 "Retransmitted packets of ended TCP flows (ratio: divide by podcap_tcp_packets_total).",
+		 m->tcp_retrans);
+	prom_head(b, "podcap_tcp_handshake_rtt_seconds", "histogram",
+		  "SYN to SYN/ACK to ACK time of ended TCP flows that had a handshake.");
+	uint64_t cum = 0;
+	for (int i = 0; i < API_RTT_BUCKETS; i++) {
+		cum += m->rtt_buckets[i];
+		jb_fmt(b, "podcap_tcp_handshake_rtt_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", api_rtt_bounds_s[i], cum);
+	}
+	jb_fmt(b, "podcap_tcp_handshake_rtt_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", m->rtt_count);
+	jb_fmt(b, "podcap_tcp_handshake_rtt_seconds_sum %.6f\n", m->rtt_sum_s);
+	jb_fmt(b, "podcap_tcp_handshake_rtt_seconds_count %" PRIu64 "\n", m->rtt_count);
+	pthread_mutex_unlock(&m->lock);
+}
+
 void api_h_metrics(struct srv_req *req, void *arg)
 {
 	struct api *a = arg;
@@ -385,114 +546,13 @@ void api_h_metrics(struct srv_req *req, void *arg)
 	jb_str(&b, "} 1\n");
 	prom_u64(&b, "podcap_start_time_seconds", "gauge", "When the process started serving, seconds since the epoch.",
 		 a->start_us / 1000000u);
-	if (capture_copy(a, &cap, &ifaces)) {
-		prom_u64(&b, "podcap_capture_received_packets_total", "counter",
-			 "Packets the capture backend delivered to user space.", cap.received);
-		prom_u64(&b, "podcap_capture_kernel_drops_total", "counter",
-			 "Packets the kernel dropped before the capture could read them.", cap.kernel_drops);
-		prom_u64(&b, "podcap_capture_ring_drops_total", "counter",
-			 "Packets lost because the eBPF ring buffer was full.", cap.ring_drops);
-		prom_u64(&b, "podcap_capture_bad_records_total", "counter",
-			 "Capture records that could not be read.", cap.bad_records);
-		static const struct { const char *name, *help; size_t off; } per_if[] = {
-			{"podcap_interface_received_packets_total", "Packets received on the interface by the capture.",
-			 offsetof(struct api_iface, received)},
-			{"podcap_interface_kernel_drops_total", "Packets the kernel dropped on the interface.",
-			 offsetof(struct api_iface, kernel_drops)},
-			{"podcap_interface_packets_total", "Packets the eBPF program counted on the interface (0 with libpcap).",
-			 offsetof(struct api_iface, kernel_counted)},
-			{"podcap_interface_bytes_total", "Bytes the eBPF program counted on the interface (0 with libpcap).",
-			 offsetof(struct api_iface, kernel_bytes)},
-		};
-		for (size_t k = 0; k < sizeof(per_if) / sizeof(per_if[0]); k++) {
-			prom_head(&b, per_if[k].name, "counter", per_if[k].help);
-			for (size_t i = 0; i < cap.nifaces; i++) {
-				const struct api_iface *f = &cap.ifaces[i];
-				jb_fmt(&b, "%s{iface=", per_if[k].name);
-				prom_label(&b, f->iface);
-				jb_str(&b, ",pod=");
-				prom_label(&b, f->pod);
-				jb_fmt(&b, "} %" PRIu64 "\n", *(const uint64_t *)((const char *)f + per_if[k].off));
-			}
-		}
-	}
+	if (capture_copy(a, &cap, &ifaces))
+		metrics_capture(&b, &cap);
 	free(ifaces);
-	if (e) {
-		struct eng_stats es;
-		eng_stats(e, &es);
-		prom_u64(&b, "podcap_decoded_packets_total", "counter", "Packets handed to the engine.", es.packets);
-		prom_u64(&b, "podcap_decoded_bytes_total", "counter", "Bytes of the packets handed to the engine.",
-			 es.bytes);
-		prom_head(&b, "podcap_decode_problems_total", "counter",
-			  "Packets not accounted to a flow, by reason (not IP, unsupported, each malformed kind).");
-		for (int r = DC_NOT_IP; r < DC_R__COUNT; r++)
-			if (es.dc.by_reason[r] || r == DC_NOT_IP)
-				jb_fmt(&b, "podcap_decode_problems_total{reason=\"%s\"} %" PRIu64 "\n", dc_reason_name(r),
-				       es.dc.by_reason[r]);
-		prom_head(&b, "podcap_tunnel_packets_total", "counter", "Packets by outermost tunnel.");
-		for (int t = 0; t < DC_TUN__COUNT; t++)
-			if (es.dc.by_tunnel[t] || t == 0)
-				jb_fmt(&b, "podcap_tunnel_packets_total{tunnel=\"%s\"} %" PRIu64 "\n", dc_tunnel_name(t),
-				       es.dc.by_tunnel[t]);
-		prom_u64(&b, "podcap_flows_active", "gauge", "Flows in the flow tables now.", es.fl.flows_active);
-		prom_u64(&b, "podcap_flows_created_total", "counter", "Flows started.", es.fl.flows_created);
-		prom_u64(&b, "podcap_flow_records_total", "counter", "Flow records emitted (periodic and final).",
-			 es.fl.records);
-		prom_u64(&b, "podcap_flows_evicted_total", "counter", "Flows ended early by the flow table's memory cap.",
-			 es.fl.evicted);
-		prom_u64(&b, "podcap_dpi_giveup_total", "counter", "Flows nDPI gave up on.", es.fl.dpi_giveup);
-		prom_head(&b, "podcap_sink_records_total", "counter", "Records a sink received.");
-		for (size_t i = 0; i < es.nsinks; i++)
-			jb_fmt(&b, "podcap_sink_records_total{sink=\"%s\"} %" PRIu64 "\n", es.sink[i].name,
-			       es.sink[i].records);
-		prom_head(&b, "podcap_sink_discarded_total", "counter", "Events dropped after a sink failed.");
-		for (size_t i = 0; i < es.nsinks; i++)
-			jb_fmt(&b, "podcap_sink_discarded_total{sink=\"%s\"} %" PRIu64 "\n", es.sink[i].name,
-			       es.sink[i].discarded);
-		prom_head(&b, "podcap_sink_cpu_seconds_total", "counter", "CPU time of a sink's thread.");
-		for (size_t i = 0; i < es.nsinks; i++)
-			jb_fmt(&b, "podcap_sink_cpu_seconds_total{sink=\"%s\"} %.6f\n", es.sink[i].name,
-			       (double)es.sink[i].cpu_us / 1e6);
-	}
-	if (a->metrics_used) {
-		struct api_metrics *m = &a->metrics;
-		pthread_mutex_lock(&m->lock);
-		static const struct { const char *name, *help; size_t off; } per_app[] = {
-			{"podcap_app_flows_total", "Ended flows by application (nDPI name).",
-			 offsetof(struct api_app_count, flows)},
-			{"podcap_app_packets_total", "Packets of ended flows by application.",
-			 offsetof(struct api_app_count, packets)},
-			{"podcap_app_bytes_total", "Bytes of ended flows by application.",
-			 offsetof(struct api_app_count, bytes)},
-		};
-		for (size_t k = 0; k < sizeof(per_app) / sizeof(per_app[0]); k++) {
-			prom_head(&b, per_app[k].name, "counter", per_app[k].help);
-			for (size_t i = 0; i < m->napps; i++) {
-				jb_fmt(&b, "%s{app=", per_app[k].name);
-				prom_label(&b, m->apps[i].name);
-				jb_fmt(&b, "} %" PRIu64 "\n",
-				       *(const uint64_t *)((const char *)&m->apps[i] + per_app[k].off));
-			}
-		}
-		prom_u64(&b, "podcap_app_overflow_flows_total", "counter",
-			 "Ended flows not counted by application because the table of names was full.", m->apps_overflow);
-		prom_u64(&b, "podcap_tcp_flows_total", "counter", "Ended TCP flows.", m->tcp_flows);
-		prom_u64(&b, "podcap_tcp_packets_total", "counter", "Packets of ended TCP flows.", m->tcp_packets);
-		prom_u64(&b, "podcap_tcp_retransmitted_packets_total", "counter",
-			 "Retransmitted packets of ended TCP flows (ratio: divide by podcap_tcp_packets_total).",
-			 m->tcp_retrans);
-		prom_head(&b, "podcap_tcp_handshake_rtt_seconds", "histogram",
-			  "SYN to SYN/ACK to ACK time of ended TCP flows that had a handshake.");
-		uint64_t cum = 0;
-		for (int i = 0; i < API_RTT_BUCKETS; i++) {
-			cum += m->rtt_buckets[i];
-			jb_fmt(&b, "podcap_tcp_handshake_rtt_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", api_rtt_bounds_s[i], cum);
-		}
-		jb_fmt(&b, "podcap_tcp_handshake_rtt_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", m->rtt_count);
-		jb_fmt(&b, "podcap_tcp_handshake_rtt_seconds_sum %.6f\n", m->rtt_sum_s);
-		jb_fmt(&b, "podcap_tcp_handshake_rtt_seconds_count %" PRIu64 "\n", m->rtt_count);
-		pthread_mutex_unlock(&m->lock);
-	}
+	if (e)
+		metrics_engine(&b, e);
+	if (a->metrics_used)
+		metrics_apps(&b, a);
 	struct fdb_sink *fs = __atomic_load_n(&a->fdbs, __ATOMIC_ACQUIRE);
 	if (fs) {
 		struct fdb_sink_stats ss;

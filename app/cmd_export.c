@@ -21,16 +21,15 @@
 #include <strings.h>
 #include <unistd.h>
 
-
-
 #include "app.h"
+#include "fsio.h"
 #include "pcapng.h"
 #include "flowdb.h"
 #include "pktstore.h"
 #include "query.h"
 
 #define EXPORT_USAGE "export (--db PATH [--store DIR] | --server URL [--token-file FILE] [--cacert FILE]) " \
-	"(--flow ID ... | --filter FILTER | --app NAME | --ip ADDR | --port N) -w FILE|- [-F pcapng|pcap] [--limit N]"
+	"(--flow ID ... | --filter FILTER | --app NAME | --ip ADDR | --port N) -w FILE|- [-F pcapng|pcap] [--limit N] [--inner]"
 #define EXPORT_DEFAULT_LIMIT 10000
 #define EXPORT_MAX_FLOWS 1000000
 
@@ -47,9 +46,14 @@ static void export_help(void)
 	       "  --app NAME, --ip ADDR, --port N\n"
 	       "                 the shorthands of 'podcap flows' (and-ed with --filter)\n"
 	       "  --limit N      at most N flows from a filter, oldest first (default %d)\n"
-	       "  -w FILE|-      output file, '-' for stdout (e.g. | wireshark -k -i -)\n"
+	       "  -w FILE|-      output file, '-' for stdout (e.g. | wireshark -k -i -); a file\n"
+	       "                 is written beside FILE and renamed into place on success (an\n"
+	       "                 existing FILE stays as it was otherwise; a symbolic link is\n"
+	       "                 refused), mode 0640 with the group $PODCAP_GROUP if set\n"
 	       "  -F FORMAT      pcapng (default) or pcap; pcap keeps neither interface names\n"
 	       "                 nor comments and cannot mix link types\n"
+	       "  --inner        write tunnelled packets decapsulated (VXLAN, Geneve, IPIP...):\n"
+	       "                 the pods' own packets, as Ethernet\n"
 	       "  --store DIR    packet store directory (default: from the database)\n"
 	       "  --server URL   download from an agent or 'podcap serve' (http://HOST:PORT)\n"
 	       "                 instead of reading a database\n"
@@ -85,7 +89,7 @@ struct export_opts {
 	const char *server, *token_file, *cacert;
 	const char *filter_expr, *app, *ip;
 	int port;
-	int use_filter;
+	int use_filter, inner;
 	enum pn_format fmt;
 	unsigned long long limit;
 	uint64_t *ids;
@@ -96,7 +100,7 @@ struct export_opts {
 static int export_parse(int argc, char **argv, struct export_opts *o)
 {
 	enum { O_DB = 256, O_FLOW, O_FILTER, O_APP, O_IP, O_PORT, O_STORE, O_LIMIT, O_SERVER, O_TOKEN, O_CACERT,
-	       O_HELP };
+	       O_HELP, O_INNER };
 	static const struct option opts[] = {
 		{"db", required_argument, NULL, O_DB},
 		{"flow", required_argument, NULL, O_FLOW},
@@ -110,6 +114,7 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 		{"token-file", required_argument, NULL, O_TOKEN},
 		{"cacert", required_argument, NULL, O_CACERT},
 		{"help", no_argument, NULL, O_HELP},
+		{"inner", no_argument, NULL, O_INNER},
 		{NULL, 0, NULL, 0},
 	};
 	unsigned long long v;
@@ -120,7 +125,25 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "w:F:h", opts, NULL)) != -1) {
 		switch (c) {
-		case O_DB: o->db_path = optarg; break;
+		case O_DB:
+		case O_STORE:
+		case O_TOKEN:
+		case O_CACERT: {
+			/* "--db -", "--store --flow": a value left out, not a file */
+			const char *opt = c == O_DB ? "--db" : c == O_STORE ? "--store" : c == O_TOKEN ? "--token-file" :
+					  "--cacert";
+			if (app_check_path("export", opt, optarg) < 0)
+				return app_usage(EXPORT_USAGE);
+			if (c == O_DB)
+				o->db_path = optarg;
+			else if (c == O_STORE)
+				o->store_dir = optarg;
+			else if (c == O_TOKEN)
+				o->token_file = optarg;
+			else
+				o->cacert = optarg;
+			break;
+		}
 		case O_FLOW: {
 			if (app_parse_uint(optarg, 0, UINT64_MAX, &v) < 0 || o->nids >= EXPORT_MAX_FLOWS) {
 				fprintf(stderr, "podcap export: bad flow id '%s'\n", optarg);
@@ -157,17 +180,20 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 			}
 			o->port = (int)v;
 			break;
-		case O_STORE: o->store_dir = optarg; break;
 		case O_SERVER: o->server = optarg; break;
-		case O_TOKEN: o->token_file = optarg; break;
-		case O_CACERT: o->cacert = optarg; break;
 		case O_LIMIT:
 			if (app_parse_uint(optarg, 1, EXPORT_MAX_FLOWS, &o->limit) < 0) {
 				fprintf(stderr, "podcap export: bad --limit '%s' (1..%d)\n", optarg, EXPORT_MAX_FLOWS);
 				return app_usage(EXPORT_USAGE);
 			}
 			break;
-		case 'w': o->out_path = optarg; break;
+		case 'w':
+			/* "-" is standard output; "-w --db" is a value left out */
+			if (strcmp(optarg, "-") && app_check_path("export", "-w", optarg) < 0)
+				return app_usage(EXPORT_USAGE);
+			o->out_path = optarg;
+			break;
+		case O_INNER: o->inner = 1; break;
 		case 'F':
 			if (!strcasecmp(optarg, "pcapng")) {
 				o->fmt = PN_FORMAT_PCAPNG;
@@ -267,6 +293,10 @@ static int export_remote(const struct export_opts *o, const char *filter_text, i
 		g.params[g.nparams++].value = limit;
 		g.filter_text = filter_text;
 	}
+	if (o->inner) {
+		g.params[g.nparams].name = "inner";
+		g.params[g.nparams++].value = "1";
+	}
 	g.params[g.nparams].name = "format";
 	g.params[g.nparams++].value = o->fmt == PN_FORMAT_PCAP ? "pcap" : "pcapng";
 	int rc = app_get(&g);
@@ -288,11 +318,19 @@ int cmd_export(int argc, char **argv)
 	struct fdb *db = NULL;
 	struct pks *store = NULL;
 	struct pn_writer *w = NULL;
-	int status = export_parse(argc, argv, &o), fd = -1;
+	struct fsio_output *output = NULL;
+	int status = export_parse(argc, argv, &o);
 	char err[512];
 
 	if (status >= 0)
 		goto out;
+	/* the exported file holds payloads: readable by the agent's group only */
+	if (getenv("PODCAP_GROUP") && *getenv("PODCAP_GROUP") &&
+	    fsio_set_group(getenv("PODCAP_GROUP"), err, sizeof(err)) < 0) {
+		fprintf(stderr, "podcap export: PODCAP_GROUP: %s\n", err);
+		status = app_usage(EXPORT_USAGE);
+		goto out;
+	}
 	status = 1;
 	if (o.use_filter) {
 		if (!(text = q_shorthand(o.filter_expr, o.app, o.ip, o.port))) {
@@ -306,17 +344,19 @@ int cmd_export(int argc, char **argv)
 		}
 	}
 	if (o.server) {
-		if (!strcmp(o.out_path, "-")) {
-			fd = STDOUT_FILENO;
-		} else if ((fd = open(o.out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-			fprintf(stderr, "podcap export: %s: %s\n", o.out_path, strerror(errno));
+		if (fsio_output_open(o.out_path, FSIO_FILE_MODE, &output, err, sizeof(err)) < 0) {
+			fprintf(stderr, "podcap export: %s\n", err);
 			goto out;
 		}
 		signal(SIGPIPE, SIG_IGN);
-		status = export_remote(&o, text, fd);
-		if (fd != STDOUT_FILENO && close(fd) < 0 && status == 0) {
-			fprintf(stderr, "podcap export: %s: %s\n", o.out_path, strerror(errno));
-			status = 1;
+		status = export_remote(&o, text, fsio_output_fd(output));
+		if (status == 0) {
+			int crc = fsio_output_commit(output, err, sizeof(err));
+			output = NULL; /* freed by the commit, renamed or not */
+			if (crc < 0) {
+				fprintf(stderr, "podcap export: %s\n", err);
+				status = 1;
+			}
 		}
 		goto out;
 	}
@@ -332,10 +372,12 @@ int cmd_export(int argc, char **argv)
 		fprintf(stderr, "podcap export: %s\n", qe.msg);
 		goto out;
 	}
-	if (!strcmp(o.out_path, "-")) {
-		fd = STDOUT_FILENO;
-	} else if ((fd = open(o.out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-		fprintf(stderr, "podcap export: %s: %s\n", o.out_path, strerror(errno));
+	/* A file is written beside the final path and renamed into place only when
+	 * the export succeeds: an export that fails (or finds no packets) leaves an
+	 * existing file as it was, and a symbolic link there is refused, never
+	 * written through (fsio.h).  "-" is standard output. */
+	if (fsio_output_open(o.out_path, FSIO_FILE_MODE, &output, err, sizeof(err)) < 0) {
+		fprintf(stderr, "podcap export: %s\n", err);
 		goto out;
 	}
 	/* A reader that goes away (wireshark closed, | head) must show up as EPIPE
@@ -344,17 +386,15 @@ int cmd_export(int argc, char **argv)
 	struct pn_config pc;
 	pn_config_default(&pc);
 	pc.format = o.fmt;
-	pc.flags = fd == STDOUT_FILENO ? 0 : PN_OWN_FD;
-	if (!(w = pn_open_fd(fd, &pc))) {
+	if (!(w = pn_open_fd(fsio_output_fd(output), &pc))) {
 		fprintf(stderr, "podcap export: %s\n", strerror(errno));
-		if (fd != STDOUT_FILENO)
-			close(fd);
 		goto out;
 	}
 	struct q_select sel = {.filter = filter, .order = Q_ORDER_FIRST_ASC, .limit = (int64_t)o.limit};
 	uint64_t selected = 0, packets = 0, flows_with = 0;
-	int rc = q_export(db, store, o.ids, o.nids, &sel, w, report, &flows_with, log_stderr, NULL,
-			  &selected, &packets, &qe);
+	struct q_export_opts xo = {.inner = o.inner};
+	int rc = q_export_ex(db, store, o.ids, o.nids, &sel, &xo, w, report, &flows_with, log_stderr, NULL,
+			     &selected, &packets, &qe);
 	int crc = pn_close(w);
 	w = NULL;
 	if (rc < 0) {
@@ -365,11 +405,24 @@ int cmd_export(int argc, char **argv)
 		fprintf(stderr, "podcap export: %s: %s\n", o.out_path, strerror(-crc));
 		goto out;
 	}
+	if (!packets) {
+		/* nothing worth a file: an existing one stays as it was */
+		fprintf(stderr, "podcap export: no packets to write%s\n",
+			strcmp(o.out_path, "-") ? "; the output file was not written" : "");
+		goto out;
+	}
+	if (fsio_output_commit(output, err, sizeof(err)) < 0) {
+		output = NULL;
+		fprintf(stderr, "podcap export: %s\n", err);
+		goto out;
+	}
+	output = NULL;
 	fprintf(stderr, "podcap export: %" PRIu64 " packets of %" PRIu64 " flows (of %" PRIu64 " selected)"
 		" written to %s\n", packets, flows_with, selected, strcmp(o.out_path, "-") ? o.out_path : "stdout");
-	status = packets ? 0 : 1;
+	status = 0;
 out:
 	pn_close(w);
+	fsio_output_abort(output);
 	pks_close(store);
 	fdb_close(db);
 	free(o.ids);

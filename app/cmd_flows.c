@@ -256,16 +256,20 @@ int cmd_flows(int argc, char **argv)
 			WORD(optarg);
 			break;
 		case 'd':
-			db = optarg;
+		case 'T':
+		case 'C':
+			/* "--db -", "--db --json": a value left out, not a file */
+			if (app_check_path("flows", c == 'd' ? "--db" : c == 'T' ? "--token-file" : "--cacert", optarg) < 0)
+				USAGE();
+			if (c == 'd')
+				db = optarg;
+			else if (c == 'T')
+				token_file = optarg;
+			else
+				cacert = optarg;
 			break;
 		case 'S':
 			server = optarg;
-			break;
-		case 'T':
-			token_file = optarg;
-			break;
-		case 'C':
-			cacert = optarg;
 			break;
 		case 'j':
 		case 'N':

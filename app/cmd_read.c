@@ -148,6 +148,15 @@ int cmd_read(int argc, char **argv)
 		struct eng_stats s;
 		eng_stats(e, &s);
 		app_print_summary(e, &sinks, eng_thread_cpu_us(), stdout);
+		/* records whose claimed wire length was cut (capture.h: CAP_MAX_WIRE_EXCESS) */
+		uint64_t clamped = 0;
+		for (int i = 0; i < nfiles; i++) {
+			struct cap_stats cs;
+			cap_stats(src[i], &cs);
+			clamped += cs.wirelen_clamped;
+		}
+		printf("wire lengths clamped %llu (records claiming more than %u KiB beyond their captured bytes)\n",
+		       (unsigned long long)clamped, CAP_MAX_WIRE_EXCESS / 1024);
 		app_names_print(names, "", stdout);
 		printf("%.2f s, %.0f packets/s\n", secs, secs > 0 ? (double)s.packets / secs : 0.0);
 	}

@@ -61,12 +61,29 @@ int cmd_serve(int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case O_DB: cfg.db_path = optarg; break;
-		case O_STORE: cfg.store_dir = optarg; break;
+		case O_DB:
+		case O_STORE:
+		case O_TOKEN:
+		case O_CERT:
+		case O_KEY: {
+			/* "--db -", "--store --listen": a value left out, not a file */
+			const char *opt = c == O_DB ? "--db" : c == O_STORE ? "--store" : c == O_TOKEN ? "--token-file" :
+					  c == O_CERT ? "--tls-cert" : "--tls-key";
+			if (app_check_path("serve", opt, optarg) < 0)
+				return app_usage(SERVE_USAGE);
+			if (c == O_DB)
+				cfg.db_path = optarg;
+			else if (c == O_STORE)
+				cfg.store_dir = optarg;
+			else if (c == O_TOKEN)
+				cfg.http.token_file = optarg;
+			else if (c == O_CERT)
+				cfg.http.tls_cert_file = optarg;
+			else
+				cfg.http.tls_key_file = optarg;
+			break;
+		}
 		case O_LISTEN: cfg.http.listen = optarg; break;
-		case O_TOKEN: cfg.http.token_file = optarg; break;
-		case O_CERT: cfg.http.tls_cert_file = optarg; break;
-		case O_KEY: cfg.http.tls_key_file = optarg; break;
 		case O_WORKERS:
 		case O_QMS:
 		case O_EXPORTS: {

@@ -30,6 +30,8 @@ int cmd_store(int argc, char **argv)
 			strcmp(argv[1], "check") ? "unknown action (check)" : "DIR is required");
 		return app_usage(STORE_USAGE);
 	}
+	if (app_check_path("store", "check", argv[2]) < 0)
+		return app_usage(STORE_USAGE);
 	struct pks_config cfg;
 	pks_config_default(&cfg);
 	cfg.readonly = 1;

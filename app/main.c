@@ -20,6 +20,8 @@ static const struct command commands[] = {
 	{"run", cmd_run, "the node agent: live capture -> flows -> store"},
 	{"store", cmd_store, "check a packet store: what can and cannot be exported"},
 	{"serve", cmd_serve, "the query API and the web page over an existing flow database"},
+	{"sniff", cmd_sniff, "a pod's packets live from an agent, as pcapng (| wireshark -k -i -)"},
+	{"extcap", cmd_extcap, "Wireshark's extcap program for an agent (installed as podcapdump)"},
 };
 
 static void help(FILE *f)
@@ -37,11 +39,19 @@ int app_usage(const char *usage)
 	return 2;
 }
 
+/* Numbers on the command line are digits only: strtoull alone would take a
+ * leading space, a '+' or a '-' (which wraps around), so " 5" or "-1" are refused
+ * here before it sees them. */
+static int all_digits_start(const char *s)
+{
+	return s && *s >= '0' && *s <= '9';
+}
+
 int app_parse_uint(const char *s, unsigned long long min, unsigned long long max,
 		   unsigned long long *out)
 {
 	char *end;
-	if (!s || !*s || *s == '-')
+	if (!all_digits_start(s))
 		return -EINVAL;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
@@ -54,7 +64,7 @@ int app_parse_uint(const char *s, unsigned long long min, unsigned long long max
 int app_parse_size(const char *s, unsigned long long *out)
 {
 	char *end;
-	if (!s || !*s || *s == '-')
+	if (!all_digits_start(s))
 		return -EINVAL;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
@@ -77,8 +87,26 @@ int app_parse_size(const char *s, unsigned long long *out)
 	return 0;
 }
 
+int app_check_path(const char *cmd, const char *opt, const char *val)
+{
+	if (val && *val && *val != '-')
+		return 0;
+	if (!val || !*val)
+		fprintf(stderr, "podcap %s: %s needs a path, got an empty one\n", cmd, opt);
+	else
+		fprintf(stderr, "podcap %s: %s '%s': a path may not start with '-' (a missing value?); "
+			"write ./%s for a file named so\n", cmd, opt, val, val);
+	return -EINVAL;
+}
+
 int main(int argc, char **argv)
 {
+	/* Installed under Wireshark's extcap folder as "podcapdump", a link to this
+	 * binary: Wireshark calls it with its own options and no subcommand. */
+	const char *base = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
+	base = base ? base + 1 : argc > 0 && argv[0] ? argv[0] : "";
+	if (!strcmp(base, "podcapdump"))
+		return cmd_extcap(argc, argv);
 	if (argc < 2) {
 		help(stderr);
 		return 2;

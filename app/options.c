@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "fsio.h"
 #include "kube.h"
 
 #define DEFAULT_INVENTORY "/run/podcap/lab-pods.json"
@@ -21,7 +22,7 @@ enum opt_id {
 	O_DURATION, O_STATS, O_FILTER, O_SNAPLEN, O_FLOW_PACKETS, O_BUFFER, O_LISTEN, O_TOKEN_FILE,
 	O_TLS_CERT, O_TLS_KEY, O_HELP,
 	O_KUBERNETES, O_KUBECONFIG, O_KUBE_CONTEXT, O_KUBE_PODS, O_NODE, O_NO_CONNTRACK,
-	O_FRAG_TIMEOUT, O_FRAG_MEMORY, O_NO_REASSEMBLY,
+	O_FRAG_TIMEOUT, O_FRAG_MEMORY, O_NO_REASSEMBLY, O_GROUP,
 };
 
 struct app_option {
@@ -89,6 +90,9 @@ static const struct app_option options[] = {
 	{"no-reassembly", O_NO_REASSEMBLY, NULL, APP_READ | APP_RUN, "do not reassemble IP fragments: each goes to its flow as it is"},
 	{"workers", O_WORKERS, "N", APP_READ | APP_RUN, "flow worker threads (default: read cores - 1, at least 1; run 2 on 2+\n"
 	 "cores, so capture never waits on nDPI; 0 = inline)"},
+	{"group", O_GROUP, "NAME", APP_READ | APP_RUN, "the group that may read the database, the store and what they hold:\n"
+	 "files are created 0640 and directories 0750 with that group (a name or\n"
+	 "a number; default $PODCAP_GROUP, else the process's own)"},
 	{"quiet", O_QUIET, NULL, APP_READ | APP_RUN, "no progress line and no summary (run: only errors and the final counters)"},
 	{"help", O_HELP, NULL, APP_READ | APP_RUN, "this help"},
 };
@@ -97,13 +101,13 @@ static const struct app_option options[] = {
 #define READ_USAGE "read FILE... --db PATH [--store DIR] [--inventory FILE] [--vxlan-port N]... [--no-decap] " \
 	"[--store-snaplen N] [--store-first N] [--store-cap SIZE] [--db-cap SIZE] [--idle-timeout S] " \
 	"[--active-timeout S] [--max-flows N] [--dpi-packets N] [--no-dpi] [--frag-timeout S] [--frag-memory SIZE] " \
-	"[--no-reassembly] [--workers N] [--quiet]"
+	"[--no-reassembly] [--workers N] [--group NAME] [--quiet]"
 #define RUN_USAGE "run --db PATH [--config FILE] [--backend ebpf|pcap] [--netns NAME] [--iface IF]... " \
 	"[--inventory FILE] [--kubernetes in-cluster | --kubeconfig FILE [--kube-context NAME]] " \
 	"[--kube-pods all|node] [--node NAME] [--no-conntrack] [--duration S] [--stats-interval S] [--filter BPF] [--snaplen N] " \
 	"[--flow-packets N] [--buffer SIZE] [--workers N] [--all-ifaces] [--store DIR] [--store-cap SIZE] " \
 	"[--store-first N] [--db-cap SIZE] [--db-max-age S] [--no-dpi] [--frag-timeout S] [--frag-memory SIZE] " \
-	"[--no-reassembly] [--listen ADDR:PORT] [--token-file FILE] [--tls-cert FILE --tls-key FILE] [--quiet]"
+	"[--no-reassembly] [--listen ADDR:PORT] [--token-file FILE] [--tls-cert FILE --tls-key FILE] [--group NAME] [--quiet]"
 
 const char *app_opts_usage(enum app_cmd cmd)
 {
@@ -152,6 +156,14 @@ static int apply(enum app_cmd cmd, struct app_opts *o, const struct app_option *
 {
 	unsigned long long v;
 	const char *n = op->name;
+	/* "--db -" or "--store --db": a path that starts with '-' is a value left
+	 * out, not a file to create */
+	if (op->arg && (!strcmp(op->arg, "PATH") || !strcmp(op->arg, "DIR") || !strcmp(op->arg, "FILE"))) {
+		char opt[48];
+		snprintf(opt, sizeof(opt), "--%s", n);
+		if (app_check_path(cmd_name(cmd), opt, val) < 0)
+			return 2;
+	}
 	switch (op->id) {
 	case O_DB: o->db_path = val; break;
 	case O_STORE: o->store_dir = val; break;
@@ -226,6 +238,13 @@ static int apply(enum app_cmd cmd, struct app_opts *o, const struct app_option *
 		break;
 	}
 	case O_QUIET: o->quiet = 1; break;
+	case O_GROUP: {
+		char err[256];
+		if (!*val || fsio_set_group(val, err, sizeof(err)) < 0)
+			return bad(cmd, n, val, "a group of this system");
+		o->group_given = 1;
+		break;
+	}
 	case O_BACKEND:
 		if (!strcmp(val, "ebpf"))
 			o->live.backend = CAP_BACKEND_EBPF;
@@ -393,7 +412,8 @@ int app_opts_parse(enum app_cmd cmd, int argc, char **argv, struct app_opts *o, 
 	/* --config first, so command-line options override the file. */
 	if (cmd == APP_RUN)
 		for (int i = 1; i < argc - 1; i++)
-			if (!strcmp(argv[i], "--config") && load_config(cmd, o, argv[i + 1]))
+			if (!strcmp(argv[i], "--config") &&
+			    (app_check_path(cmd_name(cmd), "--config", argv[i + 1]) < 0 || load_config(cmd, o, argv[i + 1])))
 				return app_usage(app_opts_usage(cmd));
 	optind = 1;
 	opterr = 1;
@@ -418,6 +438,13 @@ int app_opts_parse(enum app_cmd cmd, int argc, char **argv, struct app_opts *o, 
 			continue;
 		if (apply(cmd, o, op, optarg ? optarg : (char *)""))
 			return app_usage(app_opts_usage(cmd));
+	}
+	if (!o->group_given && getenv("PODCAP_GROUP") && *getenv("PODCAP_GROUP")) {
+		char err[256];
+		if (fsio_set_group(getenv("PODCAP_GROUP"), err, sizeof(err)) < 0) {
+			fprintf(stderr, "podcap %s: PODCAP_GROUP: %s\n", cmd_name(cmd), err);
+			return app_usage(app_opts_usage(cmd));
+		}
 	}
 	if (!o->db_path) {
 		fprintf(stderr, "podcap %s: --db PATH is required\n", cmd_name(cmd));

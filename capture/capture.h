@@ -53,8 +53,33 @@ struct cap_stats {
 	uint64_t kernel_drops; /* live: pcap_stats ps_drop + ps_ifdrop */
 	uint64_t bytes_read;   /* files: bytes consumed so far (for progress) */
 	uint64_t file_size;    /* files: total size, 0 when unknown (pipe) */
+	uint64_t wirelen_clamped; /* records whose wire length was cut to CAP_MAX_WIRE_EXCESS
+	                           * beyond their captured length */
 };
 
+/* A record may not claim a wire length more than this beyond its captured
+ * length: larger claims (a 4 GB "len" in a 100-byte record) come from damaged or
+ * hostile files and would inflate byte counts without bound.  Such a wire length
+ * is cut to caplen + CAP_MAX_WIRE_EXCESS and counted (cap_stats.wirelen_clamped,
+ * cap_live_stats.wirelen_clamped for eBPF ring records).  256 KiB covers real
+ * traffic: libpcap's largest frame is 256 KiB, and a GSO/GRO packet seen by tc
+ * is at most 64 KiB (more only where BIG TCP is configured above it).  See
+ * docs/security.md. */
+#define CAP_MAX_WIRE_EXCESS (256u * 1024u)
+/* The wire length to use for a record: wirelen, at least caplen, at most
+ * caplen + CAP_MAX_WIRE_EXCESS; *clamped is set to 1 when it was cut. */
+static inline uint32_t cap_wirelen(uint32_t caplen, uint32_t wirelen, int *clamped)
+{
+	uint64_t max = (uint64_t)caplen + CAP_MAX_WIRE_EXCESS;
+	*clamped = 0;
+	if (wirelen < caplen)
+		return caplen;
+	if ((uint64_t)wirelen > max) {
+		*clamped = 1;
+		return max > UINT32_MAX ? UINT32_MAX : (uint32_t)max;
+	}
+	return wirelen;
+}
 /* Opens a pcap or pcapng file ("-" = stdin).  Refuses snaplen headers above
  * CAP_MAX_SNAPLEN and files that are not captures, with a message. */
 #define CAP_MAX_SNAPLEN (256u * 1024u)
@@ -83,7 +108,8 @@ void cap_close(struct cap_source *s);
  *   CAP_BACKEND_EBPF  tc clsact ingress+egress programs (tc.bpf.c): exact per-flow
  *                     packet/byte counters in a map, and a ring buffer carrying
  *                     the first flow_packets packets of each flow (or every
- *                     packet while recording), truncated to snaplen; what the
+ *                     packet while recording, or of an interface a live stream
+ *                     watches), truncated to snaplen; what the
  *                     ring could not take is counted.  Packets carry in/out.
  *
  * cap_live_open() with CAP_BACKEND_EBPF falls back to libpcap when the BPF
@@ -121,6 +147,7 @@ struct cap_live_stats {
 	uint64_t kernel_drops;  /* pcap, all interfaces */
 	uint64_t ring_drops;    /* eBPF: packets the ring buffer could not take */
 	uint64_t bad_records;   /* eBPF: ring records that failed the checks, skipped */
+	uint64_t wirelen_clamped; /* eBPF: ring records whose wire length was cut (CAP_MAX_WIRE_EXCESS) */
 	uint64_t flow_pkts, flow_bytes; /* eBPF: exact totals of the flow counter map */
 	uint64_t flow_entries;  /* eBPF: flows in the counter map */
 };
@@ -152,6 +179,11 @@ int cap_live_poll(struct cap_live *l, int timeout_ms, cap_live_fn fn, void *arg)
 
 /* eBPF: ask for every packet (1) or only the head of each flow (0). */
 int cap_live_set_recording(struct cap_live *l, int on);
+/* eBPF: every packet of one captured interface goes up the ring (on = 1), as a
+ * live stream watching it needs, or only the heads of its flows again (on = 0;
+ * also when the interface is removed).  At most 256 interfaces at once (-ENOSPC).
+ * libpcap sees every packet anyway: 0.  -ENOENT for an interface not captured. */
+int cap_live_set_streamed(struct cap_live *l, uint32_t ifindex, int on);
 
 void cap_live_stats(struct cap_live *l, struct cap_live_stats *out);
 /* Per-interface counters into out[0..max); returns the number of interfaces. */

@@ -54,6 +54,7 @@ struct cap_source {
 	int linktype;
 	uint64_t received;
 	uint64_t file_size;
+	uint64_t wirelen_clamped;
 	char err[PCAP_ERRBUF_SIZE + 128];
 };
 
@@ -320,7 +321,10 @@ static int map_next(struct cap_source *s, struct cap_packet *pkt)
 	}
 	pkt->data = h + 16;
 	pkt->caplen = caplen > s->snaplen ? s->snaplen : caplen;
-	pkt->wirelen = len < pkt->caplen ? pkt->caplen : len;
+	/* bounded by what is handed out, as on the libpcap path below */
+	int clamped;
+	pkt->wirelen = cap_wirelen(pkt->caplen, len, &clamped);
+	s->wirelen_clamped += (uint64_t)clamped;
 	/* seconds are unsigned 32-bit; sub-second part as libpcap gives it (a nanosecond
 	 * file is read at microsecond precision, truncated) */
 	/* A sub-second field >= 1 s only occurs in damaged files; we do what libpcap
@@ -358,7 +362,9 @@ int cap_next(struct cap_source *s, struct cap_packet *pkt)
 	if (rc == 1) {
 		pkt->data = data;
 		pkt->caplen = h->caplen;
-		pkt->wirelen = h->len < h->caplen ? h->caplen : h->len;
+		int clamped;
+		pkt->wirelen = cap_wirelen(h->caplen, h->len, &clamped);
+		s->wirelen_clamped += (uint64_t)clamped;
 		/* Classic pcap seconds are unsigned 32-bit; libpcap sign-extends them
 		 * into time_t, which turns times after 2038 negative. */
 		uint64_t sec = h->ts.tv_sec < 0 ? (uint64_t)(uint32_t)h->ts.tv_sec : (uint64_t)h->ts.tv_sec;
@@ -392,6 +398,7 @@ void cap_stats(const struct cap_source *s, struct cap_stats *out)
 	memset(out, 0, sizeof(*out));
 	out->received = s->received;
 	out->file_size = s->file_size;
+	out->wirelen_clamped = s->wirelen_clamped;
 	if (s->map) {
 		out->bytes_read = s->pos;
 		return;

@@ -169,6 +169,7 @@ int fsio_precreate(const char *path)
 struct fsio_output {
 	int fd;
 	int is_stdout;
+	int direct; /* a FIFO or a device: written in place, closed by us */
 	char *path, *tmp;
 };
 
@@ -189,9 +190,24 @@ int fsio_output_open(const char *path, mode_t mode, struct fsio_output **out, ch
 		free(o);
 		return msg(errbuf, errlen, -ELOOP, "%s is a symbolic link: not writing through it", path);
 	}
+	if (lstat(path, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
+		/* A named pipe (wireshark -k -i FIFO) or a device (/dev/null): a
+		 * stream, not a file to replace: written in place, as stdout is.
+		 * O_NOFOLLOW: it must still not be a link when we open it. */
+		o->fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+		if (o->fd < 0) {
+			int e = errno;
+			free(o);
+			return msg(errbuf, errlen, -e, "%s: %s", path, strerror(e));
+		}
+		o->direct = 1;
+		o->path = strdup(path); /* for messages only */
+		*out = o;
+		return 0;
+	}
 	if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
 		free(o);
-		return msg(errbuf, errlen, -EINVAL, "%s exists and is not a regular file", path);
+		return msg(errbuf, errlen, -EINVAL, "%s exists and is not a regular file, a pipe or a device", path);
 	}
 	const char *slash = strrchr(path, '/');
 	size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
@@ -226,6 +242,13 @@ int fsio_output_commit(struct fsio_output *o, char *errbuf, size_t errlen)
 		free(o);
 		return 0;
 	}
+	if (o->direct) {
+		int rc = close(o->fd) < 0 ? msg(errbuf, errlen, -errno, "%s: %s", o->path ? o->path : "output",
+						 strerror(errno)) : 0;
+		free(o->path);
+		free(o);
+		return rc;
+	}
 	int rc = 0;
 	struct stat st;
 	if (fsync(o->fd) < 0 && errno != EINVAL)
@@ -237,6 +260,16 @@ int fsio_output_commit(struct fsio_output *o, char *errbuf, size_t errlen)
 	if (rc == 0) {
 		free(o->tmp);
 		o->tmp = NULL; /* renamed: nothing to remove */
+		/* the rename itself reaches the disk with its directory (best effort) */
+		const char *slash = strrchr(o->path, '/');
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - o->path) + (slash == o->path) : 1,
+			 slash ? o->path : ".");
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
 	}
 	fsio_output_abort(o);
 	return rc;

@@ -33,7 +33,21 @@ pid_t fsio_lock_holder(const char *path);
  * it was, and a reader never sees half a file.  The final path must not be a
  * symbolic link (refused: a privileged writer must not be steered to overwrite
  * another file); "-" means standard output (no rename; a terminal is refused by
- * the caller).  mode is the new file's (e.g. 0640). */
+ * the caller).  An existing named pipe or character device (a FIFO Wireshark
+ * reads, /dev/null) is written in place, as standard output is: there is no
+ * file to keep.  Anything else that is not a regular file is refused.  mode is
+ * the new file's (e.g. 0640).
+ *
+ *   struct fsio_output *o;
+ *   if (fsio_output_open(path, FSIO_FILE_MODE, &o, err, sizeof(err)) < 0)
+ *           ... say err, exit 1 ...
+ *   w = pn_open_fd(fsio_output_fd(o), &cfg);      (without PN_OWN_FD: o owns the fd)
+ *   ... write; pn_close(w) ...
+ *   if it went well:  fsio_output_commit(o, err, sizeof(err))   (frees o in every case)
+ *   else:             fsio_output_abort(o)                      (the old file stays)
+ *
+ * A process killed before either leaves the temporary ".NAME.tmp-XXXXXX" beside
+ * the final path (never the final path half-written). */
 struct fsio_output;
 int fsio_output_open(const char *path, mode_t mode, struct fsio_output **out, char *errbuf, size_t errlen);
 int fsio_output_fd(const struct fsio_output *o);

@@ -6,6 +6,10 @@ cut) + the frame.  Plain pcap only (what gen-captures.py writes); no scapy neede
 usage: make-seeds.py OUTDIR PCAP...
        make-seeds.py --frag OUTDIR PCAP...   fuzz_frag inputs: each capture becomes one
                                              sequence of frames (twice: roomy and tight caps)
+       make-seeds.py --capfile OUTDIR PCAP... fuzz_capfile inputs: the first 16 packets of
+                                             each capture as pcap (LE, BE/ns) and as pcapng
+       make-seeds.py --ring OUTDIR PCAP...   fuzz_ringrec inputs: Ethernet frames as eBPF
+                                             ring records (struct pc_rec_hdr + frame)
 """
 import hashlib
 import os
@@ -60,7 +64,81 @@ def frag_seeds(out, pcaps):
     print(f"make-seeds: {n} frag seeds in {out}")
 
 
+def pcap_bytes(linktype, frames, e="<", magic=0xA1B2C3D4, minor=4):
+    out = struct.pack(e + "IHHiIII", magic, 2, minor, 0, 0, 65535, linktype)
+    for i, f in enumerate(frames):
+        out += struct.pack(e + "IIII", 1700000000 + i, 1000 * i, len(f), len(f) + (4 if i % 3 == 0 else 0)) + f
+    return out
+
+
+def pad4(b):
+    return b + b"\0" * (-len(b) % 4)
+
+
+def pcapng_bytes(linktype, frames):
+    def block(btype, body):
+        body = pad4(body)
+        return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+    opt_end = struct.pack("<HH", 0, 0)
+    name = b"eth0"
+    shb = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + opt_end)
+    idb = block(1, struct.pack("<HHI", linktype, 0, 65535) + struct.pack("<HH", 2, len(name)) + pad4(name) + opt_end)
+    idb2 = block(1, struct.pack("<HHI", linktype, 0, 65535) + struct.pack("<HH", 9, 1) + pad4(b"\x09") + opt_end)
+    out = shb + idb + idb2
+    for i, f in enumerate(frames):
+        ts = (1700000000 + i) * 1000000
+        out += block(6, struct.pack("<IIIII", i % 2, ts >> 32, ts & 0xFFFFFFFF, len(f), len(f)) + pad4(f) +
+                     struct.pack("<HHI", 2, 4, 1 + i % 2) + opt_end)
+    return out
+
+
+def write_seed(out, seed):
+    with open(os.path.join(out, hashlib.sha1(seed).hexdigest()), "wb") as f:
+        f.write(seed)
+
+
+def capfile_seeds(out, pcaps):
+    n = 0
+    for path in pcaps:
+        by_link = {}
+        for lt, f in packets(path):
+            by_link.setdefault(lt, []).append(f)
+        for lt, frames in by_link.items():
+            frames = [f for f in frames if len(f) <= 4096][:16]
+            if not frames:
+                continue
+            for seed in (pcap_bytes(lt, frames), pcap_bytes(lt, frames, ">", 0xA1B23C4D),
+                         pcap_bytes(lt, frames, "<", 0xA1B2C3D4, 3), pcapng_bytes(lt, frames)):
+                write_seed(out, seed)
+                n += 1
+    print(f"make-seeds: {n} capfile seeds in {out}")
+
+
+def ring_seeds(out, pcaps):
+    n = 0
+    for path in pcaps:
+        recs = []
+        for i, (lt, f) in enumerate(packets(path)):
+            if lt != 1 or not f:
+                continue
+            f = f[:2048]
+            # struct pc_rec_hdr (capture/tc_shared.h): magic, ifindex, ts_ns, caplen, wirelen, dir, flags
+            rec = struct.pack("<IIQIIBBHI", 0x70637230, 1 + i % 3, 1000 * i, len(f), len(f) + 100 * (i % 2),
+                              i % 2, 1, 0, 0) + f
+            recs.append(struct.pack("<H", len(rec)) + rec)
+            if len(recs) == 8:
+                break
+        if recs:
+            write_seed(out, bytes([3]) + struct.pack("<q", 10 ** 18) + b"".join(recs))
+            n += 1
+    print(f"make-seeds: {n} ring seeds in {out}")
+
+
 def main():
+    if sys.argv[1] in ("--capfile", "--ring"):
+        os.makedirs(sys.argv[2], exist_ok=True)
+        (capfile_seeds if sys.argv[1] == "--capfile" else ring_seeds)(sys.argv[2], sys.argv[3:])
+        return
     if sys.argv[1] == "--frag":
         os.makedirs(sys.argv[2], exist_ok=True)
         frag_seeds(sys.argv[2], sys.argv[3:])

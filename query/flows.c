@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "decode.h"
 #include "flowdb.h"
 #include "pcapng.h"
 #include "pktstore.h"
@@ -266,19 +267,30 @@ static void out_fmt(struct out *o, const char *fmt, ...)
 		out_bytes(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
+/* One CSV field.  Host names and other texts come off the wire: control
+ * characters (C0, DEL, and C1 as UTF-8, which terminals also obey) are written
+ * as '?', as the table does, so a CSV shown in a terminal or read by a careless
+ * tool carries no escape sequences or line breaks of an attacker's choosing.
+ * (JSON keeps them, escaped as \u00XX.)  Fields with a comma or quote are quoted. */
 static void csv_field(struct out *o, const char *v)
 {
-	if (!strpbrk(v, ",\"\r\n")) {
-		out_str(o, v);
-		return;
+	int quote = strpbrk(v, ",\"") != NULL;
+	if (quote)
+		out_str(o, "\"");
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			out_str(o, "?");
+		} else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			out_str(o, "?");
+			p++;
+		} else {
+			if (*p == '"')
+				out_str(o, "\"");
+			out_bytes(o, (const char *)p, 1);
+		}
 	}
-	out_str(o, "\"");
-	for (; *v; v++) {
-		if (*v == '"')
-			out_str(o, "\"");
-		out_bytes(o, v, 1);
-	}
-	out_str(o, "\"");
+	if (quote)
+		out_str(o, "\"");
 }
 
 static const char *l4_name(int proto, char *buf, size_t len)
@@ -637,11 +649,32 @@ int q_open_store(struct fdb *db, const char *dir, void (*log)(void *, const char
 	return 0;
 }
 
+/* --inner for exports: each stored frame decoded again to find its inner packet. */
+static int inner_rewrite(void *arg, int linktype, const uint8_t *frame, uint32_t caplen, uint32_t wirelen,
+			 uint8_t *out, size_t outcap, uint32_t *out_caplen, uint32_t *out_wirelen)
+{
+	const struct dc_config *cfg = arg;
+	struct dc_packet p;
+	dc_decode(cfg, linktype, frame, caplen, wirelen, &p);
+	return q_inner_frame(&p, frame, out, outcap, out_caplen, out_wirelen);
+}
+
 int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, const struct q_select *sel,
 	     struct pn_writer *w, void (*report)(void *arg, const struct pks_flow *f), void *report_arg,
 	     void (*log)(void *, const char *), void *log_arg, uint64_t *selected, uint64_t *written,
 	     struct q_error *err)
 {
+	return q_export_ex(db, store, ids, n, sel, NULL, w, report, report_arg, log, log_arg, selected, written,
+			   err);
+}
+
+int q_export_ex(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, const struct q_select *sel,
+		const struct q_export_opts *opts, struct pn_writer *w,
+		void (*report)(void *arg, const struct pks_flow *f), void *report_arg,
+		void (*log)(void *, const char *), void *log_arg, uint64_t *selected, uint64_t *written,
+		struct q_error *err)
+{
+	struct dc_config dc;
 	struct pks_export *x = NULL;
 	struct fdb_cursor *c = NULL;
 	struct sqlbuf *q = calloc(1, sizeof(*q));
@@ -656,6 +689,13 @@ int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, c
 	if ((rc = pks_export_open(store, w, &x)) < 0) {
 		q_err(err, rc, 0, "%s", pks_errmsg(store));
 		goto out;
+	}
+	if (opts && opts->inner) {
+		dc_config_default(&dc);
+		if ((rc = pks_export_rewrite(x, DC_LINK_ETHERNET, inner_rewrite, &dc)) < 0) {
+			q_err(err, rc, 0, "%s", pks_errmsg(store));
+			goto out;
+		}
 	}
 	if (n) {
 		static const char sql[] = "SELECT community_id FROM flows WHERE id = ?1";

@@ -1074,6 +1074,7 @@ fail:
 		finalize_all(st);
 		sqlite3_close_v2(st->db);
 		fsio_unlock(st->lock);
+		ru_free(st->ru);
 		free(st->obs_known);
 		free(st->path);
 		free(st);

@@ -125,6 +125,11 @@ struct pks_export {
 	size_t nro, ro_bytes;
 	uint64_t seq;
 	sqlite3_stmt *add, *upd, *res;
+	/* pks_export_rewrite */
+	pks_rewrite_fn rewrite;
+	void *rewrite_arg;
+	int rewrite_linktype;
+	uint8_t *rewrite_buf;  /* PKS_REWRITE_MAX bytes, allocated with the hook */
 };
 
 static void x_seg_free(struct x_seg *g)
@@ -495,8 +500,14 @@ static int map_ifaces(struct pks_export *x, struct x_seg *g)
  * not have them, 2 when a chunk they lie in is damaged, or -ENOMEM. */
 static int window(struct pks_export *x, struct x_seg *g, uint64_t off, size_t len)
 {
-	if (off >= g->buf_off && off - g->buf_off + len <= g->buf_len)
+	if (off >= g->buf_off && off - g->buf_off + len <= g->buf_len) {
+		/* already read, and its chunks checked then: a damaged one stays
+		 * damaged for every later packet in it, not only the first */
+		for (uint64_t k = off / X_WINDOW; g->crc && k < g->ncrc && k * X_WINDOW < off + len; k++)
+			if (g->chunk[k] == 2)
+				return 2;
 		return 0;
+	}
 	if (off > g->size || g->size - off < len)
 		return 1;
 	uint64_t start = off - off % X_WINDOW;
@@ -729,7 +740,8 @@ static int declare_iface(struct pks_export *x, uint32_t i, uint32_t *out)
 		}
 	}
 	uint32_t id;
-	int rc = pn_add_interface(x->w, f->linktype, f->snaplen, f->name, f->pod, &id);
+	int rc = pn_add_interface(x->w, x->rewrite ? x->rewrite_linktype : f->linktype, f->snaplen,
+				  f->name, f->pod, &id);
 	if (rc == -EPROTOTYPE)
 		return pks__set_err(x->s, rc, "flows of different link types cannot share a pcap file;"
 				    " use pcapng");
@@ -851,6 +863,18 @@ static int take_one(struct pks_export *x)
 	return 1;
 }
 
+int pks_export_rewrite(struct pks_export *x, int linktype, pks_rewrite_fn fn, void *arg)
+{
+	if (x->started)
+		return pks__set_err(x->s, -EINVAL, "export: rewrite after the first step");
+	if (fn && !x->rewrite_buf && !(x->rewrite_buf = malloc(PKS_REWRITE_MAX)))
+		return pks__set_err(x->s, -ENOMEM, "out of memory");
+	x->rewrite = fn;
+	x->rewrite_arg = arg;
+	x->rewrite_linktype = linktype;
+	return 0;
+}
+
 int pks_export_step(struct pks_export *x, size_t max_bytes)
 {
 	struct pks *s = x->s;
@@ -883,7 +907,17 @@ int pks_export_step(struct pks_export *x, size_t max_bytes)
 		uint32_t if_id = 0;
 		rc = declare_iface(x, o.iface, &if_id);
 		if (rc == 0) {
-			rc = pn_write_packet_us(x->w, if_id, o.ts, o.data, o.caplen, o.wirelen, o.flags,
+			const uint8_t *data = o.data;
+			uint32_t caplen = o.caplen, wirelen = o.wirelen;
+			if (x->rewrite && x->rewrite(x->rewrite_arg, x->ifs[o.iface].linktype, o.data, o.caplen,
+						     o.wirelen, x->rewrite_buf, PKS_REWRITE_MAX, &caplen,
+						     &wirelen) == 1 && caplen <= PKS_REWRITE_MAX) {
+				data = x->rewrite_buf;
+			} else {
+				caplen = o.caplen;
+				wirelen = o.wirelen;
+			}
+			rc = pn_write_packet_us(x->w, if_id, o.ts, data, caplen, wirelen, o.flags,
 						o.f->comment, NULL);
 			if (rc < 0)
 				pks__set_err(s, rc, "output: %s", pn_errmsg(x->w)[0] ? pn_errmsg(x->w) : strerror(-rc));
@@ -980,6 +1014,7 @@ void pks_export_close(struct pks_export *x)
 		free(x->ifs[i].pod);
 	}
 	free(x->ifs);
+	free(x->rewrite_buf);
 	sqlite3_finalize(x->add);
 	sqlite3_finalize(x->upd);
 	sqlite3_finalize(x->res);

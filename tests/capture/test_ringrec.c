@@ -34,6 +34,16 @@ int main(void)
 	CHECK(pkt.caplen == 60 && pkt.wirelen == 1500 && pkt.ifindex == 7 && pkt.dir == CAP_DIR_OUT && pkt.tag == 42 &&
 	      pkt.data == buf + sizeof(h), "good record fields");
 
+	/* a wire length far beyond the record: cut to caplen + CAP_MAX_WIRE_EXCESS, counted */
+	{
+		struct pc_rec_hdr hw = h;
+		hw.wirelen = 0xffffffffu;
+		memcpy(buf, &hw, sizeof(hw));
+		CHECK(lb_record_parse(l, buf, sizeof(hw) + 60, &pkt) == 0 && pkt.wirelen == 60 + CAP_MAX_WIRE_EXCESS &&
+		      l->wirelen_clamped == 1, "4 GB wire length: %u, clamped %llu", pkt.wirelen,
+		      (unsigned long long)l->wirelen_clamped);
+	}
+
 	struct {
 		const char *what;
 		struct pc_rec_hdr h;
