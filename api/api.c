@@ -25,6 +25,7 @@ void api_config_default(struct api_config *cfg)
 	cfg->mode = "serve";
 	cfg->query_ms = 10000;
 	cfg->max_exports = 4;
+	cfg->max_streams = 8;
 }
 
 uint64_t api_now_us(void)
@@ -367,6 +368,8 @@ int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_
 	a->kube = cfg_in->kube;
 	pthread_mutex_init(&a->cap_lock, NULL);
 	pthread_mutex_init(&a->db_cache_lock, NULL);
+	pthread_mutex_init(&a->stream_lock, NULL);
+	pthread_cond_init(&a->stream_cond, NULL);
 	api_metrics_init(&a->metrics);
 	if (!cfg_in->db_path) {
 		snprintf(err, errlen, "no flow database given");
@@ -386,6 +389,8 @@ int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_
 		a->cfg.query_ms = 10000;
 	if (!a->cfg.max_exports)
 		a->cfg.max_exports = 4;
+	if (!a->cfg.max_streams)
+		a->cfg.max_streams = 8;
 	a->start_us = api_now_us();
 
 	/* Open the database once here, so a wrong path or schema is an error at
@@ -415,6 +420,12 @@ int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_
 		snprintf(err, errlen, "srv_class: %s", strerror(-rc));
 		goto fail;
 	}
+	a->stream_class = srv_class(a->srv, "stream", a->cfg.max_streams, 5);
+	if (a->stream_class < 0) {
+		rc = a->stream_class;
+		snprintf(err, errlen, "srv_class: %s", strerror(-rc));
+		goto fail;
+	}
 	if ((rc = route(a, "/healthz", h_healthz, SRV_INLINE | SRV_PUBLIC, 0)) < 0 ||
 	    (rc = route(a, "/api/v1/flows", api_h_flows, 0, 0)) < 0 ||
 	    (rc = route(a, "/api/v1/flows/{id}", api_h_flow, 0, 0)) < 0 ||
@@ -425,6 +436,7 @@ int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_
 	    (rc = route(a, "/api/v1/interfaces", api_h_interfaces, 0, 0)) < 0 ||
 	    (rc = route(a, "/api/v1/fields", api_h_fields, SRV_INLINE, 0)) < 0 ||
 	    (rc = route(a, "/metrics", api_h_metrics, 0, 0)) < 0 ||
+	    (rc = route(a, "/api/v1/stream", api_h_stream, 0, a->stream_class)) < 0 ||
 	    (rc = srv_static(a->srv, "/api/v1/", api_doc_assets, api_doc_assets_count)) < 0 ||
 	    (rc = srv_static(a->srv, "/", web_assets, web_assets_count)) < 0) {
 		snprintf(err, errlen, "registering routes: %s", strerror(-rc));
@@ -492,7 +504,10 @@ void api_publish_capture(struct api *a, const struct api_capture *c)
 
 void api_stop(struct api *a)
 {
-	if (a && a->srv)
+	if (!a)
+		return;
+	api_stream_stop(a);
+	if (a->srv)
 		srv_stop(a->srv);
 }
 
@@ -500,12 +515,15 @@ void api_close(struct api *a)
 {
 	if (!a)
 		return;
+	api_stream_stop(a);
 	srv_close(a->srv); /* joins the workers: their handles are closed by then */
 	if (a->key_ok)
 		pthread_key_delete(a->key);
 	api_metrics_destroy(&a->metrics);
 	pthread_mutex_destroy(&a->cap_lock);
 	pthread_mutex_destroy(&a->db_cache_lock);
+	pthread_mutex_destroy(&a->stream_lock);
+	pthread_cond_destroy(&a->stream_cond);
 	free(a->ifaces);
 	free(a->db_path);
 	free(a->store_dir);

@@ -32,6 +32,7 @@ struct eng_sink;
 struct fdb_sink;
 struct pks_sink;
 struct kube;
+struct strm_hub;
 
 struct api_config {
 	struct srv_config http;       /* listen address, token, TLS, limits */
@@ -40,6 +41,7 @@ struct api_config {
 	const char *mode;             /* "agent" or "serve" */
 	uint64_t query_ms;            /* SQLite work one query may take (default 10000) */
 	unsigned max_exports;         /* pcap exports at once (default 4) */
+	unsigned max_streams;         /* live streams at once (default 8; more get 429) */
 	struct kube *kube;            /* Kubernetes names' source, for stats; may be NULL */
 };
 void api_config_default(struct api_config *cfg);
@@ -56,6 +58,11 @@ void api_metrics_sink(struct api *a, struct eng_sink *out);
 /* The agent: the engine and sinks whose counters /api/v1/stats and /metrics show.
  * Any may be NULL. */
 void api_attach(struct api *a, struct engine *e, struct fdb_sink *fdb, struct pks_sink *pks);
+
+/* The agent: the hub of live streams (GET /api/v1/stream; 503 until it is
+ * attached, 409 in `podcap serve`, which has none).  Attach after eng_open;
+ * the hub outlives api_close. */
+void api_attach_streams(struct api *a, struct strm_hub *h);
 
 /* The agent: the source of Kubernetes names, whose status /api/v1/stats shows. */
 void api_attach_kube(struct api *a, struct kube *k);

@@ -16,6 +16,8 @@
 
 struct fdb;
 struct pks;
+struct strm_hub;
+struct api_stream;
 
 /* ---- a growable text buffer for answers (json.c) ---- */
 
@@ -98,6 +100,15 @@ struct api {
 	struct api_iface *ifaces;
 	size_t nifaces, ifaces_cap;
 
+	/* live streams (stream.c): the agent's hub, and the flow filter poller */
+	struct strm_hub *hub;
+	int stream_class;
+	pthread_mutex_t stream_lock;
+	pthread_cond_t stream_cond;
+	struct api_stream *stream_list;
+	pthread_t poller;
+	int poller_started, stream_stop;
+
 	struct api_metrics metrics;
 	int metrics_used;        /* api_metrics_sink was called */
 
@@ -150,5 +161,8 @@ void api_h_stats(struct srv_req *req, void *arg);
 void api_h_interfaces(struct srv_req *req, void *arg);
 void api_h_fields(struct srv_req *req, void *arg);
 void api_h_metrics(struct srv_req *req, void *arg);
+void api_h_stream(struct srv_req *req, void *arg);
+/* Stops the stream filter poller (stream.c); before the server's close. */
+void api_stream_stop(struct api *a);
 
 #endif

@@ -331,10 +331,25 @@ static void export_log(void *arg, const char *msg)
 	fprintf(stderr, "podcap: api: export: %s\n", msg);
 }
 
-/* format=pcapng (default) or pcap; answers 400 and returns -1 on another. */
+/* inner=1|true|yes (or present without a value): decapsulated packets; 0 when
+ * absent or 0|false|no, -1 for anything else. */
+static int inner_param(struct srv_req *req)
+{
+	const char *v = srv_req_query(req, "inner", NULL);
+	if (!v || !strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no"))
+		return 0;
+	return !*v || !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") ? 1 : -1;
+}
+
+/* format=pcapng (default) or pcap, and inner; answers 400 and returns -1 on a
+ * bad one. */
 static int format_param(struct srv_req *req, enum pn_format *out, const char **type, const char **ext)
 {
 	const char *v = srv_req_query(req, "format", NULL);
+	if (inner_param(req) < 0) {
+		srv_respond_error(req, 400, "inner: expected 1 or 0, true or false");
+		return -1;
+	}
 	*out = PN_FORMAT_PCAPNG;
 	*type = "application/x-pcapng";
 	*ext = "pcapng";
@@ -366,7 +381,8 @@ static void export_stream(struct srv_req *req, struct fdb *db, struct pks *store
 		return;
 	}
 	uint64_t selected = 0, written = 0;
-	int rc = q_export(db, store, ids, n, sel, w, NULL, NULL, export_log, NULL, &selected, &written, &qe);
+	struct q_export_opts xo = {.inner = inner_param(req) == 1};
+	int rc = q_export_ex(db, store, ids, n, sel, &xo, w, NULL, NULL, export_log, NULL, &selected, &written, &qe);
 	if (rc == -ENOENT && !selected)
 		rc = 0; /* no flow matched: a valid capture without packets */
 	int crc = pn_close(w);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "api_internal.h"
+#include "stream.h"
 #include "flowdb.h"
 #include "kube.h"
 #include "pktstore.h"
@@ -212,6 +213,23 @@ static void stats_pktstore(struct api *a, struct jbuf *b, int *first, struct pks
 	jb_str(b, "}");
 }
 
+/* Live streams (GET /api/v1/stream): open now, opened in all, what they carried
+ * and what slow clients lost. */
+static void stats_streams(struct jbuf *b, int *first, struct strm_hub *hub)
+{
+	struct strm_hub_stats st;
+	strm_hub_stats(hub, &st);
+	int f = 1;
+	jb_key(b, first, "streams");
+	jb_str(b, "{");
+	jb_kv_u64(b, &f, "open", st.open);
+	jb_kv_u64(b, &f, "opened", st.opened);
+	jb_kv_u64(b, &f, "packets", st.packets);
+	jb_kv_u64(b, &f, "bytes", st.bytes);
+	jb_kv_u64(b, &f, "dropped", st.dropped);
+	jb_str(b, "}");
+}
+
 static void stats_server(struct api *a, struct jbuf *b, int *first)
 {
 	struct srv_stats s;
@@ -258,6 +276,9 @@ void api_h_stats(struct srv_req *req, void *arg)
 	}
 	if (ps)
 		stats_pktstore(a, &b, &first, ps);
+	struct strm_hub *hub = __atomic_load_n(&a->hub, __ATOMIC_ACQUIRE);
+	if (hub)
+		stats_streams(&b, &first, hub);
 	stats_server(a, &b, &first);
 	if (k) {
 		char *kj = malloc(16384);

@@ -20,6 +20,10 @@ int cmd_export(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_sniff(int argc, char **argv);
+/* podcapdump, Wireshark's extcap for an agent (cmd_extcap.c): argv[0] is the
+ * program's name, the rest Wireshark's --extcap-* options. */
+int cmd_extcap(int argc, char **argv);
 
 /* ---- the query API's client (remote.c): `flows|export --server URL` ---- */
 
@@ -27,7 +31,7 @@ struct app_get {
 	const char *cmd;              /* "flows", for messages */
 	const char *server;           /* "http://127.0.0.1:7070" */
 	const char *path;             /* "/api/v1/flows" */
-	struct { const char *name, *value; } params[12]; /* value NULL = left out; escaped here */
+	struct { const char *name, *value; } params[24]; /* value NULL = left out; escaped here */
 	size_t nparams;
 	const char *token_file;       /* bearer token (first line), or NULL */
 	const char *cacert;           /* CA file for https, or NULL for the system's */
@@ -39,6 +43,12 @@ struct app_get {
 	size_t next_cursor_len;
 	int *incomplete;              /* set from X-Complete: false, when not NULL */
 	void *curl;                   /* reused between calls; free with app_get_done */
+	/* When *stop turns nonzero (a signal handler) the transfer ends within about
+	 * a second and app_get returns 0 quietly; NULL = never. */
+	const volatile int *stop;
+	/* Whole-transfer limit in seconds (connecting included); 0 = none, with a
+	 * 10 s limit on connecting. */
+	long timeout_s;
 };
 /* 0 after a 2xx answer, the HTTP status (> 0) of an error answer after printing
  * its message, -1 after a message for anything else (connection, output). */
@@ -109,7 +119,7 @@ const char *app_opts_usage(enum app_cmd cmd);
  * sinks[0..*n); the stats handles stay valid until eng_close.  0, or 1 after a
  * message on stderr. */
 struct app_sinks {
-	struct eng_sink sink[3];
+	struct eng_sink sink[4];   /* flows, packets, and the agent's metrics and streams */
 	size_t n;
 	struct fdb_sink *fdb;
 	struct pks_sink *pks;

@@ -29,7 +29,7 @@
 #include "query.h"
 
 #define EXPORT_USAGE "export (--db PATH [--store DIR] | --server URL [--token-file FILE] [--cacert FILE]) " \
-	"(--flow ID ... | --filter FILTER | --app NAME | --ip ADDR | --port N) -w FILE|- [-F pcapng|pcap] [--limit N]"
+	"(--flow ID ... | --filter FILTER | --app NAME | --ip ADDR | --port N) -w FILE|- [-F pcapng|pcap] [--limit N] [--inner]"
 #define EXPORT_DEFAULT_LIMIT 10000
 #define EXPORT_MAX_FLOWS 1000000
 
@@ -52,6 +52,8 @@ static void export_help(void)
 	       "                 refused), mode 0640 with the group $PODCAP_GROUP if set\n"
 	       "  -F FORMAT      pcapng (default) or pcap; pcap keeps neither interface names\n"
 	       "                 nor comments and cannot mix link types\n"
+	       "  --inner        write tunnelled packets decapsulated (VXLAN, Geneve, IPIP...):\n"
+	       "                 the pods' own packets, as Ethernet\n"
 	       "  --store DIR    packet store directory (default: from the database)\n"
 	       "  --server URL   download from an agent or 'podcap serve' (http://HOST:PORT)\n"
 	       "                 instead of reading a database\n"
@@ -87,7 +89,7 @@ struct export_opts {
 	const char *server, *token_file, *cacert;
 	const char *filter_expr, *app, *ip;
 	int port;
-	int use_filter;
+	int use_filter, inner;
 	enum pn_format fmt;
 	unsigned long long limit;
 	uint64_t *ids;
@@ -98,7 +100,7 @@ struct export_opts {
 static int export_parse(int argc, char **argv, struct export_opts *o)
 {
 	enum { O_DB = 256, O_FLOW, O_FILTER, O_APP, O_IP, O_PORT, O_STORE, O_LIMIT, O_SERVER, O_TOKEN, O_CACERT,
-	       O_HELP };
+	       O_HELP, O_INNER };
 	static const struct option opts[] = {
 		{"db", required_argument, NULL, O_DB},
 		{"flow", required_argument, NULL, O_FLOW},
@@ -112,6 +114,7 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 		{"token-file", required_argument, NULL, O_TOKEN},
 		{"cacert", required_argument, NULL, O_CACERT},
 		{"help", no_argument, NULL, O_HELP},
+		{"inner", no_argument, NULL, O_INNER},
 		{NULL, 0, NULL, 0},
 	};
 	unsigned long long v;
@@ -190,6 +193,7 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 				return app_usage(EXPORT_USAGE);
 			o->out_path = optarg;
 			break;
+		case O_INNER: o->inner = 1; break;
 		case 'F':
 			if (!strcasecmp(optarg, "pcapng")) {
 				o->fmt = PN_FORMAT_PCAPNG;
@@ -289,6 +293,10 @@ static int export_remote(const struct export_opts *o, const char *filter_text, i
 		g.params[g.nparams++].value = limit;
 		g.filter_text = filter_text;
 	}
+	if (o->inner) {
+		g.params[g.nparams].name = "inner";
+		g.params[g.nparams++].value = "1";
+	}
 	g.params[g.nparams].name = "format";
 	g.params[g.nparams++].value = o->fmt == PN_FORMAT_PCAP ? "pcap" : "pcapng";
 	int rc = app_get(&g);
@@ -384,8 +392,9 @@ int cmd_export(int argc, char **argv)
 	}
 	struct q_select sel = {.filter = filter, .order = Q_ORDER_FIRST_ASC, .limit = (int64_t)o.limit};
 	uint64_t selected = 0, packets = 0, flows_with = 0;
-	int rc = q_export(db, store, o.ids, o.nids, &sel, w, report, &flows_with, log_stderr, NULL,
-			  &selected, &packets, &qe);
+	struct q_export_opts xo = {.inner = o.inner};
+	int rc = q_export_ex(db, store, o.ids, o.nids, &sel, &xo, w, report, &flows_with, log_stderr, NULL,
+			     &selected, &packets, &qe);
 	int crc = pn_close(w);
 	w = NULL;
 	if (rc < 0) {

@@ -21,8 +21,12 @@
 
 #include "api.h"
 #include "app.h"
+#include "stream.h"
 
 #define RUN_MAX_IFACES 256
+/* While a live stream is open the loop ticks the engine this often, so a packet
+ * waits at most about that long in a half-filled batch or a stream's buffer. */
+#define RUN_STREAM_TICK_MS 20
 
 static volatile sig_atomic_t stop_requested;
 
@@ -41,6 +45,7 @@ struct run_if {
 	char pod[CAP_POD_NAME_LEN];
 	int cls;
 	int active;
+	int streamed;   /* the capture sends every packet: a live stream watches it */
 };
 
 struct run_ctx {
@@ -58,6 +63,9 @@ struct run_ctx {
 	struct app_names *names;    /* Kubernetes names of the ends, NULL = none */
 	int fatal;
 	struct api *api;            /* --listen: the query API, else NULL */
+	struct strm_hub *hub;       /* --listen: live streams (an engine sink) */
+	uint64_t stream_gen;        /* the hub's wanted set last applied to the capture */
+	int stream_all;             /* a stream wants every interface: recording on */
 	int sinks_given;            /* eng_open was called: it closes the sinks */
 };
 
@@ -239,10 +247,12 @@ static void on_link(void *arg, int event, const struct cap_iface *ifc_in)
 		}
 	}
 	struct run_if *ri = find_run_if(c, ifc->ifindex);
+	c->stream_gen = 0; /* streams' interfaces are applied again */
 	if (event == CAP_LINK_DEL) {
 		if (ri) {
 			cap_live_remove(c->live, ifc->ifindex);
 			ri->active = 0;
+			ri->streamed = 0;
 			if (!c->o->quiet)
 				printf("podcap run: %s went away, capture stopped\n", ri->name);
 		}
@@ -295,6 +305,14 @@ static void print_stats(struct run_ctx *c, uint64_t elapsed_ms, const char *when
 		printf(" kernel_counted_pkts=%llu kernel_counted_bytes=%llu kernel_flows=%llu",
 		       (unsigned long long)ls.flow_pkts, (unsigned long long)ls.flow_bytes,
 		       (unsigned long long)ls.flow_entries);
+	if (c->hub) {
+		struct strm_hub_stats ss;
+		strm_hub_stats(c->hub, &ss);
+		printf(" streams_open=%llu streams_opened=%llu stream_packets=%llu stream_bytes=%llu "
+		       "stream_dropped=%llu", (unsigned long long)ss.open, (unsigned long long)ss.opened,
+		       (unsigned long long)ss.packets, (unsigned long long)ss.bytes,
+		       (unsigned long long)ss.dropped);
+	}
 	printf("\n");
 	app_names_print(c->names, "podcap run:   ", stdout);
 	size_t n = cap_live_iface_stats(c->live, is, RUN_MAX_IFACES);
@@ -447,6 +465,15 @@ static int run_start(struct run_ctx *c)
 	if (app_open_sinks("run", c->o, &c->sinks))
 		return -1;
 	if (c->api) {
+		/* Live streams: the capture thread arms them (arm_streams). */
+		struct strm_hub_config hc;
+		strm_hub_config_default(&hc);
+		hc.arm = 1;
+		if (!(c->hub = strm_hub_open(&hc))) {
+			fprintf(stderr, "podcap run: live streams: %s\n", strerror(errno));
+			return -1;
+		}
+		strm_hub_sink(c->hub, &c->sinks.sink[c->sinks.n++]);
 		api_metrics_sink(c->api, &c->sinks.sink[c->sinks.n++]);
 		if (c->names)
 			api_attach_kube(c->api, app_names_kube(c->names));
@@ -457,8 +484,10 @@ static int run_start(struct run_ctx *c)
 		fprintf(stderr, "podcap run: %s\n", err);
 		return -1;
 	}
-	if (c->api)
+	if (c->api) {
 		api_attach(c->api, c->e, c->sinks.fdb, c->sinks.pks);
+		api_attach_streams(c->api, c->hub);
+	}
 	if ((rc = cap_disc_monitor_open(c->inv, c->o->netns, &c->mon)) < 0) {
 		fprintf(stderr, "podcap run: cannot watch links: %s\n", strerror(-rc));
 		return -1;
@@ -493,6 +522,39 @@ static int run_start(struct run_ctx *c)
 	return 0;
 }
 
+/* Live streams want every packet of their interfaces: tell the capture (the
+ * eBPF program otherwise sends only flow heads), then let the streams begin.
+ * force: the interfaces changed, apply again whatever the generation. */
+static void arm_streams(struct run_ctx *c, int force)
+{
+	static uint32_t obs[RUN_MAX_IFACES];
+	uint64_t gen = strm_hub_generation(c->hub);
+	if (gen == c->stream_gen && !force)
+		return;
+	int all = 0;
+	size_t n = strm_hub_wanted(c->hub, obs, RUN_MAX_IFACES, &all, &gen);
+	for (size_t i = 0; i < c->n_ifs; i++) {
+		struct run_if *ri = &c->ifs[i];
+		int want = 0;
+		for (size_t k = 0; k < n && !want; k++)
+			want = obs[k] == ri->obs;
+		want = want && ri->active;
+		if (want == ri->streamed)
+			continue;
+		int rc = cap_live_set_streamed(c->live, ri->ifindex, want);
+		if (rc < 0 && want)
+			fprintf(stderr, "podcap run: %s: cannot send every packet to its stream: %s\n", ri->name,
+				strerror(-rc));
+		ri->streamed = rc == 0 ? want : 0;
+	}
+	if (all != c->stream_all) {
+		cap_live_set_recording(c->live, all);
+		c->stream_all = all;
+	}
+	c->stream_gen = gen;
+	strm_hub_armed(c->hub, gen);
+}
+
 /* Captures until a signal, --duration or a fatal error; then ends every flow and
  * prints the final counters. */
 static void run_loop(struct run_ctx *c)
@@ -512,7 +574,8 @@ static void run_loop(struct run_ctx *c)
 		uint64_t now = mono_ms();
 		if (c->o->duration_s && now - t0 >= c->o->duration_s * 1000u)
 			break;
-		rc = cap_live_poll(c->live, 100, on_packet, c);
+		int streaming = c->hub && strm_hub_active(c->hub) > 0;
+		rc = cap_live_poll(c->live, streaming ? RUN_STREAM_TICK_MS : 100, on_packet, c);
 		if (rc < 0 && rc != -EINTR) {
 			fprintf(stderr, "podcap run: capture: %s\n", strerror(-rc));
 			break;
@@ -526,8 +589,11 @@ static void run_loop(struct run_ctx *c)
 				for (size_t j = 0; j < c->nlist; j++)
 					on_link(c, CAP_LINK_NEW, &c->list[j]);
 		}
+		if (c->hub)
+			arm_streams(c, rc == -ENOBUFS);
 		now = mono_ms();
-		if (now - last_tick >= 200) { /* timers, and half-filled batches handed to the workers */
+		if (now - last_tick >= (streaming ? RUN_STREAM_TICK_MS : 200)) {
+			/* timers, and half-filled batches handed to the workers */
 			if (eng_tick(c->e, wall_us()) < 0)
 				c->fatal = 1;
 			last_tick = now;
@@ -595,6 +661,7 @@ int cmd_run(int argc, char **argv)
 	for (size_t i = 0; !c->sinks_given && i < c->sinks.n; i++)
 		c->sinks.sink[i].ops->close(c->sinks.sink[i].ctx);
 	api_close(c->api);
+	strm_hub_close(c->hub); /* its streams ended with the engine's sink */
 	/* after the engine: the flow database resolved names until it closed */
 	app_names_close(c->names);
 	if (c->live)

@@ -20,6 +20,8 @@ static const struct command commands[] = {
 	{"run", cmd_run, "the node agent: live capture -> flows -> store"},
 	{"store", cmd_store, "check a packet store: what can and cannot be exported"},
 	{"serve", cmd_serve, "the query API and the web page over an existing flow database"},
+	{"sniff", cmd_sniff, "a pod's packets live from an agent, as pcapng (| wireshark -k -i -)"},
+	{"extcap", cmd_extcap, "Wireshark's extcap program for an agent (installed as podcapdump)"},
 };
 
 static void help(FILE *f)
@@ -99,6 +101,12 @@ int app_check_path(const char *cmd, const char *opt, const char *val)
 
 int main(int argc, char **argv)
 {
+	/* Installed under Wireshark's extcap folder as "podcapdump", a link to this
+	 * binary: Wireshark calls it with its own options and no subcommand. */
+	const char *base = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
+	base = base ? base + 1 : argc > 0 && argv[0] ? argv[0] : "";
+	if (!strcmp(base, "podcapdump"))
+		return cmd_extcap(argc, argv);
 	if (argc < 2) {
 		help(stderr);
 		return 2;

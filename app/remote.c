@@ -90,6 +90,15 @@ static size_t on_body(char *b, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* libcurl asks about once a second, and as data moves: a stop request ends the
+ * transfer even when nothing arrives (a quiet live stream). */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	const struct app_get *g = arg;
+	(void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
+	return g->stop && *g->stop;
+}
+
 int app_get(struct app_get *g)
 {
 	struct get_ctx c = {.g = g};
@@ -145,15 +154,27 @@ int app_get(struct app_get *g)
 	curl_easy_setopt(g->curl, CURLOPT_WRITEDATA, &c);
 	curl_easy_setopt(g->curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(g->curl, CURLOPT_HEADERDATA, &c);
-	curl_easy_setopt(g->curl, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(g->curl, CURLOPT_CONNECTTIMEOUT, g->timeout_s > 0 && g->timeout_s < 10 ? g->timeout_s : 10L);
+	if (g->timeout_s > 0)
+		curl_easy_setopt(g->curl, CURLOPT_TIMEOUT, g->timeout_s);
 	curl_easy_setopt(g->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(g->curl, CURLOPT_USERAGENT, "podcap/" PODCAP_VERSION);
 	if (g->cacert)
 		curl_easy_setopt(g->curl, CURLOPT_CAINFO, g->cacert);
+	if (g->stop) {
+		curl_easy_setopt(g->curl, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(g->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(g->curl, CURLOPT_XFERINFODATA, g);
+		curl_easy_setopt(g->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+	}
 	if (g->next_cursor && g->next_cursor_len)
 		g->next_cursor[0] = '\0';
 	CURLcode cc = curl_easy_perform(g->curl);
 	curl_easy_getinfo(g->curl, CURLINFO_RESPONSE_CODE, &c.status);
+	if (g->stop && *g->stop && (cc == CURLE_ABORTED_BY_CALLBACK || c.write_err)) {
+		rc = 0; /* asked to stop: not an error */
+		goto out;
+	}
 	if (c.write_err) {
 		fprintf(stderr, "podcap %s: writing output: %s\n", g->cmd, strerror(errno ? errno : EIO));
 		goto out;

@@ -108,7 +108,8 @@ void cap_close(struct cap_source *s);
  *   CAP_BACKEND_EBPF  tc clsact ingress+egress programs (tc.bpf.c): exact per-flow
  *                     packet/byte counters in a map, and a ring buffer carrying
  *                     the first flow_packets packets of each flow (or every
- *                     packet while recording), truncated to snaplen; what the
+ *                     packet while recording, or of an interface a live stream
+ *                     watches), truncated to snaplen; what the
  *                     ring could not take is counted.  Packets carry in/out.
  *
  * cap_live_open() with CAP_BACKEND_EBPF falls back to libpcap when the BPF
@@ -178,6 +179,11 @@ int cap_live_poll(struct cap_live *l, int timeout_ms, cap_live_fn fn, void *arg)
 
 /* eBPF: ask for every packet (1) or only the head of each flow (0). */
 int cap_live_set_recording(struct cap_live *l, int on);
+/* eBPF: every packet of one captured interface goes up the ring (on = 1), as a
+ * live stream watching it needs, or only the heads of its flows again (on = 0;
+ * also when the interface is removed).  At most 256 interfaces at once (-ENOSPC).
+ * libpcap sees every packet anyway: 0.  -ENOENT for an interface not captured. */
+int cap_live_set_streamed(struct cap_live *l, uint32_t ifindex, int on);
 
 void cap_live_stats(struct cap_live *l, struct cap_live_stats *out);
 /* Per-interface counters into out[0..max); returns the number of interfaces. */

@@ -347,6 +347,16 @@ int cap_live_set_recording(struct cap_live *l, int on)
 	return 0;
 }
 
+int cap_live_set_streamed(struct cap_live *l, uint32_t ifindex, int on)
+{
+	struct live_if *ifc = find_if(l, ifindex);
+	if (!ifc)
+		return -ENOENT;
+	if (l->backend != CAP_BACKEND_EBPF)
+		return 0; /* libpcap sees every packet anyway */
+	return lb_set_streamed(l, ifc, on);
+}
+
 void cap_live_stats(struct cap_live *l, struct cap_live_stats *out)
 {
 	memset(out, 0, sizeof(*out));

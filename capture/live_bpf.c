@@ -61,6 +61,7 @@ int lb_record_parse(struct cap_live *l, const void *data, size_t size, struct ca
 struct lb_state {
 	struct pc_tc *skel;
 	struct ring_buffer *rb;
+	uint32_t nstreamed;   /* entries in the `streamed` map */
 };
 
 static int silent_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -133,6 +134,29 @@ fail:
 	pc_tc__destroy(l->bpf->skel);
 	l->bpf->skel = NULL;
 	return err;
+}
+
+/* Adds or removes ifc in the kernel's `streamed` map; streamed_count tells the
+ * program whether to look it up at all. */
+static int bpf_streamed(struct cap_live *l, struct live_if *ifc, int on)
+{
+	uint32_t key = ifc->ifindex;
+	uint8_t one = 1;
+	int fd = bpf_map__fd(l->bpf->skel->maps.streamed);
+	if (!!on == !!ifc->streamed)
+		return 0;
+	if (on) {
+		if (bpf_map_update_elem(fd, &key, &one, BPF_ANY) < 0)
+			return errno == E2BIG ? -ENOSPC : -errno;
+		l->bpf->nstreamed++;
+	} else {
+		if (bpf_map_delete_elem(fd, &key) < 0 && errno != ENOENT)
+			return -errno;
+		l->bpf->nstreamed--;
+	}
+	ifc->streamed = on ? 1 : 0;
+	l->bpf->skel->bss->streamed_count = l->bpf->nstreamed;
+	return 0;
 }
 
 static void bpf_detach_if(struct live_if *ifc)
@@ -267,8 +291,13 @@ int lb_attach(struct cap_live *l, struct live_if *ifc, char *errbuf, size_t errl
 
 void lb_detach(struct cap_live *l, struct live_if *ifc)
 {
-	(void)l;
+	bpf_streamed(l, ifc, 0); /* a later interface may get the same ifindex */
 	bpf_detach_if(ifc);
+}
+
+int lb_set_streamed(struct cap_live *l, struct live_if *ifc, int on)
+{
+	return bpf_streamed(l, ifc, on);
 }
 
 int lb_poll(struct cap_live *l, int timeout_ms)
@@ -352,6 +381,11 @@ int lb_attach(struct cap_live *l, struct live_if *ifc, char *errbuf, size_t errl
 void lb_detach(struct cap_live *l, struct live_if *ifc) { (void)l; (void)ifc; }
 int lb_poll(struct cap_live *l, int timeout_ms) { (void)l; (void)timeout_ms; return -EOPNOTSUPP; }
 void lb_set_recording(struct cap_live *l, int on) { (void)l; (void)on; }
+int lb_set_streamed(struct cap_live *l, struct live_if *ifc, int on)
+{
+	(void)l; (void)ifc; (void)on;
+	return -EOPNOTSUPP;
+}
 void lb_stats(struct cap_live *l, struct cap_live_stats *out) { (void)l; (void)out; }
 int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes)
 {

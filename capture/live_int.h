@@ -29,6 +29,7 @@ struct live_if {
 	int hook_created;
 	uint32_t in_handle, in_prio, out_handle, out_prio;
 	int in_attached, out_attached;
+	int streamed;        /* in the kernel's `streamed` map (cap_live_set_streamed) */
 };
 
 /* ifindex -> interface, open addressing (linear probing, backward-shift delete):
@@ -85,6 +86,7 @@ int lb_attach(struct cap_live *l, struct live_if *ifc, char *errbuf, size_t errl
 void lb_detach(struct cap_live *l, struct live_if *ifc);
 int lb_poll(struct cap_live *l, int timeout_ms);
 void lb_set_recording(struct cap_live *l, int on);
+int lb_set_streamed(struct cap_live *l, struct live_if *ifc, int on);
 void lb_stats(struct cap_live *l, struct cap_live_stats *out);
 int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes);
 int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,

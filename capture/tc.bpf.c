@@ -4,7 +4,8 @@
  * Every packet is counted exactly in an LRU hash keyed by (ifindex, direction,
  * 5-tuple); the first flow_packets packets of each flow (enough for nDPI) and,
  * while user space sets record_all, every packet, go up a ring buffer truncated
- * to snaplen.  What the ring cannot take is counted per CPU, never silent.  The
+ * to snaplen; so does every packet of an interface in `streamed` (a live stream
+ * watches it).  What the ring cannot take is counted per CPU, never silent.  The
  * program never changes a packet's fate: it always returns TC_ACT_OK. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -23,6 +24,17 @@ const volatile __u32 flow_packets = 16;
 const volatile __u32 snaplen = 256;
 /* Written by user space at run time (a recording in progress). */
 volatile __u32 record_all;
+/* Entries in `streamed` (user space keeps it): 0 spares every packet the lookup. */
+volatile __u32 streamed_count;
+
+/* Interfaces a live stream is watching (ifindex -> 1), set by user space while
+ * the stream lasts: every packet of theirs goes up, not only flow heads. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+} streamed SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -160,6 +172,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		flags |= PC_REC_FLOW_HEAD;
 	if (record_all)
 		flags |= PC_REC_RECORDING;
+	if (streamed_count && bpf_map_lookup_elem(&streamed, &key.ifindex))
+		flags |= PC_REC_STREAMED;
 	if (!flags)
 		return TC_ACT_OK;
 

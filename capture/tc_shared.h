@@ -42,5 +42,6 @@ struct pc_rec_hdr {
 };
 #define PC_REC_FLOW_HEAD 0x01 /* one of the flow's first N packets */
 #define PC_REC_RECORDING 0x02 /* asked for by a recording */
+#define PC_REC_STREAMED 0x04  /* its interface is watched by a live stream */
 
 #endif

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "decode.h"
 #include "flowdb.h"
 #include "pcapng.h"
 #include "pktstore.h"
@@ -648,11 +649,32 @@ int q_open_store(struct fdb *db, const char *dir, void (*log)(void *, const char
 	return 0;
 }
 
+/* --inner for exports: each stored frame decoded again to find its inner packet. */
+static int inner_rewrite(void *arg, int linktype, const uint8_t *frame, uint32_t caplen, uint32_t wirelen,
+			 uint8_t *out, size_t outcap, uint32_t *out_caplen, uint32_t *out_wirelen)
+{
+	const struct dc_config *cfg = arg;
+	struct dc_packet p;
+	dc_decode(cfg, linktype, frame, caplen, wirelen, &p);
+	return q_inner_frame(&p, frame, out, outcap, out_caplen, out_wirelen);
+}
+
 int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, const struct q_select *sel,
 	     struct pn_writer *w, void (*report)(void *arg, const struct pks_flow *f), void *report_arg,
 	     void (*log)(void *, const char *), void *log_arg, uint64_t *selected, uint64_t *written,
 	     struct q_error *err)
 {
+	return q_export_ex(db, store, ids, n, sel, NULL, w, report, report_arg, log, log_arg, selected, written,
+			   err);
+}
+
+int q_export_ex(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, const struct q_select *sel,
+		const struct q_export_opts *opts, struct pn_writer *w,
+		void (*report)(void *arg, const struct pks_flow *f), void *report_arg,
+		void (*log)(void *, const char *), void *log_arg, uint64_t *selected, uint64_t *written,
+		struct q_error *err)
+{
+	struct dc_config dc;
 	struct pks_export *x = NULL;
 	struct fdb_cursor *c = NULL;
 	struct sqlbuf *q = calloc(1, sizeof(*q));
@@ -667,6 +689,13 @@ int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, c
 	if ((rc = pks_export_open(store, w, &x)) < 0) {
 		q_err(err, rc, 0, "%s", pks_errmsg(store));
 		goto out;
+	}
+	if (opts && opts->inner) {
+		dc_config_default(&dc);
+		if ((rc = pks_export_rewrite(x, DC_LINK_ETHERNET, inner_rewrite, &dc)) < 0) {
+			q_err(err, rc, 0, "%s", pks_errmsg(store));
+			goto out;
+		}
 	}
 	if (n) {
 		static const char sql[] = "SELECT community_id FROM flows WHERE id = ?1";

@@ -42,6 +42,7 @@ struct fdb_param;
 struct pks;
 struct pks_flow;
 struct pn_writer;
+struct dc_packet;
 
 /* --- limits --- */
 
@@ -293,6 +294,20 @@ int q_time_span(struct fdb *db, int64_t *oldest_us, int64_t *newest_us);
 int q_open_store(struct fdb *db, const char *dir, void (*log)(void *, const char *), void *log_arg,
 		 struct pks **out, struct q_error *err);
 
+/* --- inner frames (--inner) --- */
+
+/* The frame a capture file holds of a packet when the pods' own view is wanted:
+ * a tunnelled packet's innermost IP packet behind an Ethernet header (VXLAN's
+ * own inner Ethernet header when the only tunnel is VXLAN and it is untagged;
+ * otherwise addresses 00:00:00:00:00:00 and the IP version's type), and an
+ * untunnelled packet of another link type likewise, so that everything written
+ * is Ethernet.  p is dc_decode()'s result for frame.  Returns 1 with the new
+ * frame in out[0 .. *caplen) (outcap >= 14 + captured bytes, or it is cut) and
+ * its length on the wire in *wirelen; 0 when frame is already that (untunnelled
+ * Ethernet: write it as it is); -EINVAL when p holds no IP packet. */
+int q_inner_frame(const struct dc_packet *p, const uint8_t *frame, uint8_t *out, size_t outcap,
+		  uint32_t *caplen, uint32_t *wirelen);
+
 /* Export: the flows given by id (ids, n > 0) or by sel, their packets written to w
  * in time order, each packet commented with its flow's Community ID.  Unknown ids
  * are reported through log.  Per-flow outcomes go to report (may be NULL), once
@@ -302,5 +317,16 @@ int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, c
 	     struct pn_writer *w, void (*report)(void *arg, const struct pks_flow *f), void *report_arg,
 	     void (*log)(void *, const char *), void *log_arg, uint64_t *selected, uint64_t *written,
 	     struct q_error *err);
+/* The same with options: inner = 1 writes every packet as q_inner_frame() makes
+ * it (decoded with dc_config_default(): VXLAN on 4789 and 8472, Geneve on 6081),
+ * and every interface as Ethernet. */
+struct q_export_opts {
+	int inner;
+};
+int q_export_ex(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, const struct q_select *sel,
+		const struct q_export_opts *opts, struct pn_writer *w,
+		void (*report)(void *arg, const struct pks_flow *f), void *report_arg,
+		void (*log)(void *, const char *), void *log_arg, uint64_t *selected, uint64_t *written,
+		struct q_error *err);
 
 #endif

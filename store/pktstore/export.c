@@ -125,6 +125,11 @@ struct pks_export {
 	size_t nro, ro_bytes;
 	uint64_t seq;
 	sqlite3_stmt *add, *upd, *res;
+	/* pks_export_rewrite */
+	pks_rewrite_fn rewrite;
+	void *rewrite_arg;
+	int rewrite_linktype;
+	uint8_t *rewrite_buf;  /* PKS_REWRITE_MAX bytes, allocated with the hook */
 };
 
 static void x_seg_free(struct x_seg *g)
@@ -735,7 +740,8 @@ static int declare_iface(struct pks_export *x, uint32_t i, uint32_t *out)
 		}
 	}
 	uint32_t id;
-	int rc = pn_add_interface(x->w, f->linktype, f->snaplen, f->name, f->pod, &id);
+	int rc = pn_add_interface(x->w, x->rewrite ? x->rewrite_linktype : f->linktype, f->snaplen,
+				  f->name, f->pod, &id);
 	if (rc == -EPROTOTYPE)
 		return pks__set_err(x->s, rc, "flows of different link types cannot share a pcap file;"
 				    " use pcapng");
@@ -857,6 +863,18 @@ static int take_one(struct pks_export *x)
 	return 1;
 }
 
+int pks_export_rewrite(struct pks_export *x, int linktype, pks_rewrite_fn fn, void *arg)
+{
+	if (x->started)
+		return pks__set_err(x->s, -EINVAL, "export: rewrite after the first step");
+	if (fn && !x->rewrite_buf && !(x->rewrite_buf = malloc(PKS_REWRITE_MAX)))
+		return pks__set_err(x->s, -ENOMEM, "out of memory");
+	x->rewrite = fn;
+	x->rewrite_arg = arg;
+	x->rewrite_linktype = linktype;
+	return 0;
+}
+
 int pks_export_step(struct pks_export *x, size_t max_bytes)
 {
 	struct pks *s = x->s;
@@ -889,7 +907,17 @@ int pks_export_step(struct pks_export *x, size_t max_bytes)
 		uint32_t if_id = 0;
 		rc = declare_iface(x, o.iface, &if_id);
 		if (rc == 0) {
-			rc = pn_write_packet_us(x->w, if_id, o.ts, o.data, o.caplen, o.wirelen, o.flags,
+			const uint8_t *data = o.data;
+			uint32_t caplen = o.caplen, wirelen = o.wirelen;
+			if (x->rewrite && x->rewrite(x->rewrite_arg, x->ifs[o.iface].linktype, o.data, o.caplen,
+						     o.wirelen, x->rewrite_buf, PKS_REWRITE_MAX, &caplen,
+						     &wirelen) == 1 && caplen <= PKS_REWRITE_MAX) {
+				data = x->rewrite_buf;
+			} else {
+				caplen = o.caplen;
+				wirelen = o.wirelen;
+			}
+			rc = pn_write_packet_us(x->w, if_id, o.ts, data, caplen, wirelen, o.flags,
 						o.f->comment, NULL);
 			if (rc < 0)
 				pks__set_err(s, rc, "output: %s", pn_errmsg(x->w)[0] ? pn_errmsg(x->w) : strerror(-rc));
@@ -986,6 +1014,7 @@ void pks_export_close(struct pks_export *x)
 		free(x->ifs[i].pod);
 	}
 	free(x->ifs);
+	free(x->rewrite_buf);
 	sqlite3_finalize(x->add);
 	sqlite3_finalize(x->upd);
 	sqlite3_finalize(x->res);

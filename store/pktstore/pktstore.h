@@ -158,6 +158,18 @@ struct pks_export;
 int pks_export_open(struct pks *s, struct pn_writer *w, struct pks_export **out);
 /* Adds a flow (before the first step).  comment may be NULL; it is copied. */
 int pks_export_add(struct pks_export *x, uint64_t flow_id, const char *comment);
+/* Passes every packet through fn before it is written (e.g. `--inner`: the
+ * decapsulated inner frame instead of the stored one).  fn gets the stored frame
+ * and the link type of its interface and returns 1 with the frame to write in
+ * out[0 .. *out_caplen) (outcap bytes: PKS_REWRITE_MAX), or 0 (or < 0) to write
+ * the stored frame as it is.  Every interface is then declared with linktype,
+ * the link type of what fn writes.  Before the first step; fn runs on the
+ * caller's thread, inside pks_export_step. */
+#define PKS_REWRITE_MAX (262144u + 64u) /* PN_PACKET_MAX and room for a new header */
+typedef int (*pks_rewrite_fn)(void *arg, int linktype, const uint8_t *frame, uint32_t caplen,
+			      uint32_t wirelen, uint8_t *out, size_t outcap, uint32_t *out_caplen,
+			      uint32_t *out_wirelen);
+int pks_export_rewrite(struct pks_export *x, int linktype, pks_rewrite_fn fn, void *arg);
 /* Writes packets until about max_bytes went to w (0 = all); returns 1 when more
  * remain, 0 when the export is complete (w flushed), or -errno. */
 int pks_export_step(struct pks_export *x, size_t max_bytes);

@@ -34,9 +34,10 @@ PODS = [
     ("web-2", "default", "pc-node2", "10.244.2.12", {"app": "web", "tier": "frontend"}, "Deployment", "web", "http"),
 ]
 SERVER_PORTS = {"http": [("http", 8080, "TCP")], "dns": [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")],
-                "tls": [("https", 8443, "TCP")], "none": []}
+                "tls": [("https", 8443, "TCP")], "none": [], "podcap": [("api", 7070, "TCP")]}
 IMAGES = {"http": "docker.io/library/python:3.11-slim", "dns": "registry.k8s.io/coredns/coredns:v1.11.1",
-          "tls": "docker.io/alpine/openssl:3.3.2", "none": "docker.io/curlimages/curl:8.10.1"}
+          "tls": "docker.io/alpine/openssl:3.3.2", "none": "docker.io/curlimages/curl:8.10.1",
+          "podcap": "podcap:0.1.0"}
 T_CREATE = "2026-11-28T07:58:41Z"
 T_START = "2026-11-28T07:58:43Z"
 T_READY = "2026-11-28T07:58:47Z"
@@ -446,6 +447,24 @@ def main():
                   "client", "none", rv=1990, created="2026-11-28T08:20:02Z")
     # The relist after a 410: client-2 gone, client-3 there.
     dump("pods-list-2.json", plist([pods[n[0]] for n in PODS if n[0] != "client-2"] + [p3], 2000))
+
+    # kubectl-podcap (issue 13): the lab's pods and deploy/'s DaemonSet, an agent
+    # pod per node in namespace podcap (hostNetwork: the pod's IP is the node's);
+    # pc-node1's is Running, pc-node2's still Pending (ContainerCreating), so the
+    # plugin's "no agent ready on that node" is tested too.
+    agents = []
+    for node, phase, rv in (("pc-node1", "Running", 700), ("pc-node2", "Pending", 710)):
+        a = make_pod("podcap-" + suffix("daemonset/podcap/" + node), "podcap", node, NODES[node],
+                     {"app.kubernetes.io/name": "podcap"}, "DaemonSet", "podcap", "podcap", rv=rv, phase=phase)
+        lab = a["metadata"]["labels"]
+        # A DaemonSet's pods carry these two labels (not StatefulSet's pod-name).
+        del lab["statefulset.kubernetes.io/pod-name"]
+        lab["pod-template-generation"] = "1"
+        a["spec"]["hostNetwork"] = True
+        a["spec"]["dnsPolicy"] = "ClusterFirstWithHostNet"
+        a["spec"]["serviceAccountName"] = a["spec"]["serviceAccount"] = "podcap"
+        agents.append(a)
+    dump("pods-list-agents.json", plist([pods[n[0]] for n in PODS] + agents, 1000))
 
     E = lambda o: as_event_object(o, "Pod", "v1")
     # A real BOOKMARK for pods (kube-rs, from a real apiserver): the object is an
