@@ -160,7 +160,17 @@ static int where(struct sqlbuf *q, const struct q_select *sel, struct q_error *e
 	}
 	int lim = param_int(q, sel->limit < 0 ? -1 : sel->limit < INT64_MAX ? sel->limit + 1 : sel->limit);
 	snprintf(tail + t, sizeof(tail) - t, " ORDER BY %s %s, f.id %s LIMIT ?%d", key, dir, dir, lim);
-	size_t need = q->off + strlen(" FROM flows f WHERE ") + q->filter->where_len + strlen(tail) + 1;
+	/* The page's ids first, then its columns: when the order cannot come from
+	 * an index (e.g. pod == X, an OR over three columns), SQLite sorts whole
+	 * result rows, so a JSON row (json_object over every column) was built for
+	 * each of the 15,000 matches of a 1M-flow database to keep 100 (240 ms;
+	 * now 15 ms).  Without a limit there is nothing to save. */
+	int wrap = sel->limit >= 0;
+	char outer[160] = "";
+	if (wrap)
+		snprintf(outer, sizeof(outer), ") ORDER BY %s %s, f.id %s", key, dir, dir);
+	const char *head = wrap ? " FROM flows f WHERE f.id IN (SELECT f.id FROM flows f WHERE " : " FROM flows f WHERE ";
+	size_t need = q->off + strlen(head) + q->filter->where_len + strlen(tail) + strlen(outer) + 1;
 	if (need > sizeof(q->text)) {
 		if (!(q->heap = malloc(need))) {
 			if (err) {
@@ -170,10 +180,10 @@ static int where(struct sqlbuf *q, const struct q_select *sel, struct q_error *e
 			}
 			return -ENOMEM;
 		}
-		snprintf(q->heap, need, "%s FROM flows f WHERE %s%s", q->text, q->filter->where, tail);
+		snprintf(q->heap, need, "%s%s%s%s%s", q->text, head, q->filter->where, tail, outer);
 		return 0;
 	}
-	sql_add(q, " FROM flows f WHERE %s%s", q->filter->where, tail);
+	sql_add(q, "%s%s%s%s", head, q->filter->where, tail, outer);
 	return 0;
 }
 
