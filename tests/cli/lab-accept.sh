@@ -85,15 +85,20 @@ q() { sqlite3 -separator ' ' "$tmp/flows.db" "$1"; }
 flow_on() { # IFACE_LIKE SRC DST DPORT
   q "SELECT o.iface, coalesce(f.pod,'-'), f.tunnel, coalesce(f.vni,'-'), coalesce(f.outer_src,'-'),
             coalesce(f.outer_dst,'-'), coalesce(f.outer_dport,'-'), coalesce(f.proto_name,'-'),
-            coalesce(f.host,'-'), f.community_id
+            coalesce(f.host,'-'), f.community_id, f.sport
      FROM flows f JOIN observation_points o ON o.id = f.obs_id
-     WHERE o.iface LIKE '$1' AND f.src = '$2' AND f.dst = '$3' AND f.dport = $4 ORDER BY f.id LIMIT 1"
+     WHERE o.iface LIKE '$1' AND f.src = '$2' AND f.dst = '$3' AND f.dport = $4 ${5:+AND f.sport = $5}
+     ORDER BY f.id LIMIT 1"
 }
 check_path() { # label dst dport want_proto want_vni want_outer_dport
   local label=$1 dst=$2 port=$3 proto=$4 vni=$5 odport=$6
   local v e before=$fail
   v=$(flow_on 'veth%' 10.244.1.12 "$dst" "$port")
-  e=$(flow_on 'eth0' 10.244.1.12 "$dst" "$port")
+  # the same connection underneath (the client's port): with several
+  # connections, flow ids need not come in the same order at both points
+  # (each point's flows are numbered as the workers end them)
+  local vsport=${v##* }
+  e=$(flow_on 'eth0' 10.244.1.12 "$dst" "$port" "$vsport")
   [ -n "$v" ] || { bad "$label: no flow on the client's veth"; return; }
   [ -n "$e" ] || { bad "$label: no flow on the underlay eth0"; return; }
   set -- $v; local vpod=$2 vproto=$8 vhost=$9 vcid=${10}
