@@ -1272,7 +1272,8 @@ static int ru_write_all(struct fdb *st, struct ru *ru, sqlite3_stmt *s)
 	struct ru_collect c = {st, 0};
 	if (ru_each(ru, ru_collect, &c) < 0)
 		return ru_each(ru, ru_write, &o); /* no memory to sort: unsorted */
-	qsort(st->dsort, c.n, sizeof(*st->dsort), delta_cmp);
+	if (c.n > 1) /* dsort is NULL while nothing was collected */
+		qsort(st->dsort, c.n, sizeof(*st->dsort), delta_cmp);
 	size_t i = 0;
 	if (c.n >= RU_ROWS_PER_STMT) {
 		if (!st->ru_put_n) {
