@@ -578,6 +578,17 @@ void api_h_metrics(struct srv_req *req, void *arg)
 			 "Packets whose index entry could not be committed.", st.index_lost);
 		prom_u64(&b, "podcap_pktstore_bytes", "gauge", "Segments and index on disk.", st.disk_bytes);
 	}
+	struct strm_hub *hub = __atomic_load_n(&a->hub, __ATOMIC_ACQUIRE);
+	if (hub) {
+		struct strm_hub_stats st;
+		strm_hub_stats(hub, &st);
+		prom_u64(&b, "podcap_streams_open", "gauge", "Live pcapng streams open now (GET /api/v1/stream).",
+			 st.open);
+		prom_u64(&b, "podcap_stream_packets_total", "counter", "Packets written to live streams.", st.packets);
+		prom_u64(&b, "podcap_stream_bytes_total", "counter", "Bytes sent to live stream clients.", st.bytes);
+		prom_u64(&b, "podcap_stream_dropped_total", "counter",
+			 "Packets a live stream could not deliver (its client too slow); also in its ISBs.", st.dropped);
+	}
 	struct srv_stats s;
 	srv_stats(a->srv, &s);
 	prom_head(&b, "podcap_http_responses_total", "counter", "HTTP responses by status class.");

@@ -638,6 +638,9 @@ def case_agent():
         check(ok, 'agent /metrics: promtool check metrics clean %s' % msg.strip()[:300])
         check(re.search(r'podcap_interface_received_packets_total\{iface="%sv"' % tag, text) is not None,
               'agent /metrics: per-interface packets')
+        check(re.search(r'^podcap_stream_dropped_total \d+$', text, re.M) is not None and
+              re.search(r'^podcap_streams_open \d+$', text, re.M) is not None,
+              'agent /metrics: live stream counters (open, dropped)')
         got = prometheus_query(s.port, ['podcap_interface_received_packets_total', 'podcap_app_flows_total'],
                                expect=lambda g: True)
         check('podcap_interface_received_packets_total' in got and
