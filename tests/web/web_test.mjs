@@ -721,6 +721,17 @@ async function caseLab() {
       if (api.length < 3) await sleep(200);
     }
     check(api.length >= 3, `the agent recorded the lab's HTTP flows from client-1 (${api.length})`);
+    // Records keep coming for a few seconds after the traffic (idle and active
+    // timeouts); under ASan the page is slow enough to see a newer set than the
+    // API gave a moment before.  Wait until the answer holds still for 3 s.
+    let last = '', still = 0;
+    for (let i = 0; i < 40 && still < 2; i++) {
+      const now = ((await apiJson(s.port, '/api/v1/flows?limit=100&filter=' + encodeURIComponent(filter))).flows || [])
+        .map((f) => `${f.id}:${f.last_us}`).join();
+      still = now === last ? still + 1 : 0;
+      last = now;
+      await sleep(1500);
+    }
     const page = await newPage();
     await page.goto(s.url);
     await flowsSettled(page);
