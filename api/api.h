@@ -78,6 +78,9 @@ struct api_iface {
 struct api_capture {
 	const char *backend;          /* "ebpf" / "pcap" (static string) */
 	uint64_t received, kernel_drops, ring_drops, bad_records;
+	/* eBPF: flows of which no packet got through the ring, recorded from the
+	 * kernel's counters alone (end "counts") */
+	uint64_t counts_records;
 	const struct api_iface *ifaces;
 	size_t nifaces;
 };

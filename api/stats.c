@@ -77,6 +77,7 @@ static void stats_capture(struct jbuf *b, int *first, const struct api_capture *
 	jb_kv_u64(b, &f, "kernel_drops", cap->kernel_drops);
 	jb_kv_u64(b, &f, "ring_drops", cap->ring_drops);
 	jb_kv_u64(b, &f, "bad_records", cap->bad_records);
+	jb_kv_u64(b, &f, "counts_records", cap->counts_records);
 	jb_str(b, "}");
 	jb_key(b, first, "interfaces");
 	jb_str(b, "[");
@@ -420,6 +421,9 @@ static void metrics_capture(struct jbuf *b, const struct api_capture *c)
 		 "Packets lost because the eBPF ring buffer was full.", c->ring_drops);
 	prom_u64(b, "podcap_capture_bad_records_total", "counter",
 		 "Capture records that could not be read.", c->bad_records);
+	prom_u64(b, "podcap_capture_counts_records_total", "counter",
+		 "eBPF: flow records from the kernel's counters alone (no packet of the flow got through the ring).",
+		 c->counts_records);
 	static const struct { const char *name, *help; size_t off; } per_if[] = {
 		{"podcap_interface_received_packets_total", "Packets received on the interface by the capture.",
 		 offsetof(struct api_iface, received)},

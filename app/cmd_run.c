@@ -27,6 +27,9 @@
 /* While a live stream is open the loop ticks the engine this often, so a packet
  * waits at most about that long in a half-filled batch or a stream's buffer. */
 #define RUN_STREAM_TICK_MS 20
+/* How often idle counts-only flows are looked for in the eBPF flow map (a
+ * batched walk of the map: ~16 system calls for 65,536 flows). */
+#define RUN_SWEEP_MS 5000
 
 static volatile sig_atomic_t stop_requested;
 
@@ -61,6 +64,8 @@ struct run_ctx {
 	struct run_if ifs[RUN_MAX_IFACES];
 	size_t n_ifs;
 	struct app_names *names;    /* Kubernetes names of the ends, NULL = none */
+	uint64_t counts_records;    /* eBPF counts-only records made (on_counts) */
+	uint64_t counts_lost;       /* ... that eng_record refused */
 	int fatal;
 	struct api *api;            /* --listen: the query API, else NULL */
 	struct strm_hub *hub;       /* --listen: live streams (an engine sink) */
@@ -118,6 +123,42 @@ static struct run_if *find_run_if(struct run_ctx *c, uint32_t ifindex)
 		if (c->ifs[i].ifindex == ifindex && c->ifs[i].active)
 			return &c->ifs[i];
 	return NULL;
+}
+
+/* A flow the eBPF program counted but none of whose packets reached us (the
+ * ring was full each time): a record of its kernel counters, end "counts", so
+ * that every flow the kernel counted has a record. */
+static void on_counts(void *arg, const struct cap_counts *k)
+{
+	struct run_ctx *c = arg;
+	struct run_if *ri = find_run_if(c, k->ifindex);
+	struct fl_record rec;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.obs_id = ri ? ri->obs : 0;
+	rec.end = FL_END_COUNTS;
+	rec.key.family = k->family;
+	rec.key.proto = k->proto;
+	rec.key.sport = k->sport;
+	rec.key.dport = k->dport;
+	memcpy(rec.key.src, k->src, sizeof(rec.key.src));
+	memcpy(rec.key.dst, k->dst, sizeof(rec.key.dst));
+	rec.outer = rec.key;
+	rec.first_us = k->first_us;
+	rec.last_us = k->last_us >= k->first_us ? k->last_us : k->first_us;
+	rec.pkts[0] = k->pkts;
+	rec.bytes[0] = k->bytes;
+	rec.rtt_us = -1;
+	rec.dns_rcode = 0xff;
+	rec.confidence = FL_CONF_NONE;
+	snprintf(rec.proto, sizeof(rec.proto), "Unknown");
+	if (fl_community_id(&rec.key, c->o->eng.fl.community_id_seed, rec.community_id,
+			    sizeof(rec.community_id)) < 0)
+		rec.community_id[0] = 0;
+	if (eng_record(c->e, &rec) < 0)
+		c->counts_lost++;
+	else
+		c->counts_records++;
 }
 
 static size_t count_active(const struct run_ctx *c)
@@ -292,7 +333,7 @@ static void print_stats(struct run_ctx *c, uint64_t elapsed_ms, const char *when
 	       (unsigned long long)ls.ring_drops, (unsigned long long)ls.bad_records,
 	       (unsigned long long)ps.packets, (unsigned long long)malformed,
 	       (unsigned long long)ps.dc.by_reason[DC_NOT_IP], (unsigned long long)ps.fl.flows_active,
-	       (unsigned long long)ps.fl.records, (unsigned long long)ps.fl.evicted,
+	       (unsigned long long)(ps.fl.records + ps.external_records), (unsigned long long)ps.fl.evicted,
 	       (unsigned long long)fs.lost);
 	printf(" frags=%llu reassembled=%llu frag_timeouts=%llu frag_overlaps=%llu frag_evicted=%llu "
 	       "frag_too_big=%llu frag_bad=%llu frag_held=%llu frag_bytes=%llu",
@@ -302,9 +343,13 @@ static void print_stats(struct run_ctx *c, uint64_t elapsed_ms, const char *when
 	       (unsigned long long)ps.fr.bad, (unsigned long long)ps.fr_held,
 	       (unsigned long long)ps.fr.bytes);
 	if (cap_live_backend(c->live) == CAP_BACKEND_EBPF)
-		printf(" kernel_counted_pkts=%llu kernel_counted_bytes=%llu kernel_flows=%llu",
+		/* kernel_flows: in the map now; counts_records: taken out of it as
+		 * records of their own (no packet of theirs reached us) */
+		printf(" kernel_counted_pkts=%llu kernel_counted_bytes=%llu kernel_flows=%llu"
+		       " kernel_flows_delivered=%llu counts_records=%llu counts_lost=%llu",
 		       (unsigned long long)ls.flow_pkts, (unsigned long long)ls.flow_bytes,
-		       (unsigned long long)ls.flow_entries);
+		       (unsigned long long)ls.flow_entries, (unsigned long long)ls.flows_delivered,
+		       (unsigned long long)c->counts_records, (unsigned long long)c->counts_lost);
 	if (c->hub) {
 		struct strm_hub_stats ss;
 		strm_hub_stats(c->hub, &ss);
@@ -356,7 +401,7 @@ static void publish_capture(struct run_ctx *c)
 	struct api_capture ac = {
 		.backend = cap_backend_name(cap_live_backend(c->live)),
 		.received = ls.received, .kernel_drops = ls.kernel_drops, .ring_drops = ls.ring_drops,
-		.bad_records = ls.bad_records, .ifaces = ai, .nifaces = n,
+		.bad_records = ls.bad_records, .counts_records = c->counts_records, .ifaces = ai, .nifaces = n,
 	};
 	api_publish_capture(c->api, &ac);
 }
@@ -450,6 +495,7 @@ static int run_start(struct run_ctx *c)
 	if (cap_live_backend(c->live) == CAP_BACKEND_EBPF) {
 		c->o->eng.record_hook = kernel_counts;
 		c->o->eng.record_hook_arg = c;
+		c->o->eng.external_records = 1; /* on_counts */
 	}
 	/* Names after the node's namespace is entered: conntrack is read there. */
 	if (app_names_open("run", c->o, 1, &c->names))
@@ -569,7 +615,7 @@ static void run_loop(struct run_ctx *c)
 		printf("podcap run: backend %s, %zu interface(s), db %s\n",
 		       cap_backend_name(cap_live_backend(c->live)), count_active(c), c->o->db_path);
 	fflush(stdout);
-	uint64_t t0 = mono_ms(), last_tick = t0, last_stats = t0, last_publish = 0;
+	uint64_t t0 = mono_ms(), last_tick = t0, last_stats = t0, last_publish = 0, last_sweep = t0;
 	while (!stop_requested && !c->fatal) {
 		uint64_t now = mono_ms();
 		if (c->o->duration_s && now - t0 >= c->o->duration_s * 1000u)
@@ -598,6 +644,11 @@ static void run_loop(struct run_ctx *c)
 				c->fatal = 1;
 			last_tick = now;
 		}
+		if (now - last_sweep >= RUN_SWEEP_MS) {
+			/* eBPF: idle flows none of whose packets got through the ring */
+			cap_live_sweep_counts(c->live, c->o->eng.fl.idle_timeout_us, 0, on_counts, c);
+			last_sweep = now;
+		}
 		if (c->api && now - last_publish >= 1000) {
 			publish_capture(c);
 			last_publish = now;
@@ -607,6 +658,8 @@ static void run_loop(struct run_ctx *c)
 			last_stats = now;
 		}
 	}
+	if (!c->fatal)
+		cap_live_sweep_counts(c->live, 0, 1, on_counts, c);
 	if (c->fatal)
 		fprintf(stderr, "podcap run: %s\n", eng_error(c->e));
 	else if (eng_finish(c->e) < 0) {

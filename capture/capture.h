@@ -150,6 +150,8 @@ struct cap_live_stats {
 	uint64_t wirelen_clamped; /* eBPF: ring records whose wire length was cut (CAP_MAX_WIRE_EXCESS) */
 	uint64_t flow_pkts, flow_bytes; /* eBPF: exact totals of the flow counter map */
 	uint64_t flow_entries;  /* eBPF: flows in the counter map */
+	uint64_t flows_delivered; /* eBPF: of those, flows with a packet in user space */
+	uint64_t flows_swept;   /* eBPF: flows handed over counts-only (cap_live_sweep_counts) */
 };
 
 struct cap_live;
@@ -186,6 +188,28 @@ int cap_live_set_recording(struct cap_live *l, int on);
 int cap_live_set_streamed(struct cap_live *l, uint32_t ifindex, int on);
 
 void cap_live_stats(struct cap_live *l, struct cap_live_stats *out);
+
+/* A flow the eBPF program counted of which no packet reached user space (the
+ * ring was full each time it tried): the kernel's counters, for a record that
+ * says "counts only". */
+struct cap_counts {
+	uint32_t ifindex;
+	int dir;                    /* CAP_DIR_IN or CAP_DIR_OUT */
+	/* as its packets carried it (src = their sender): dc_tuple's fields, kept
+	 * here so this header needs no decode.h */
+	uint8_t family, proto;
+	uint16_t sport, dport;
+	uint8_t src[16], dst[16];
+	uint64_t pkts, bytes;
+	uint64_t first_us, last_us; /* wall clock, at the kernel's tick resolution */
+};
+typedef void (*cap_counts_fn)(void *arg, const struct cap_counts *c);
+/* eBPF: hands each such flow idle for idle_us or more (every one when final) to
+ * fn, then takes it out of the kernel's map; a flow whose other direction did
+ * reach user space is left to that flow's record.  The counts stay in
+ * cap_live_stats and cap_live_counted.  Returns how many were handed over, or
+ * -errno; 0 on libpcap, which sees every packet.  The capturing thread. */
+int cap_live_sweep_counts(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, void *arg);
 /* Per-interface counters into out[0..max); returns the number of interfaces. */
 size_t cap_live_iface_stats(struct cap_live *l, struct cap_live_iface_stats *out, size_t max);
 

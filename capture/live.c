@@ -395,6 +395,13 @@ int cap_live_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pk
 	return -EOPNOTSUPP;
 }
 
+int cap_live_sweep_counts(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, void *arg)
+{
+	if (l->backend != CAP_BACKEND_EBPF)
+		return 0;
+	return lb_sweep(l, idle_us, final, fn, arg);
+}
+
 int cap_live_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,
 			   uint64_t *pkts, uint64_t *bytes)
 {

@@ -62,6 +62,10 @@ struct lb_state {
 	struct pc_tc *skel;
 	struct ring_buffer *rb;
 	uint32_t nstreamed;   /* entries in the `streamed` map */
+	int no_batch;         /* the kernel has no batch lookups for the flow map */
+	int no_lookup_delete; /* nor lookup-and-delete */
+	/* taken out of the flow map by the counts-only sweep, all interfaces */
+	uint64_t swept_pkts, swept_bytes, swept_flows;
 };
 
 static int silent_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -113,6 +117,7 @@ static int bpf_open(struct cap_live *l, char *errbuf, size_t errlen)
 	uint32_t ring = 1u << 20;
 	while (ring < l->cfg.buffer_bytes && ring < (1u << 30))
 		ring <<= 1;
+	l->bpf->skel->rodata->wake_bytes = ring / 8;
 	err = bpf_map__set_max_entries(l->bpf->skel->maps.flows, l->cfg.max_flows);
 	if (!err)
 		err = bpf_map__set_max_entries(l->bpf->skel->maps.ring, ring);
@@ -242,31 +247,209 @@ static uint64_t bpf_ring_drops(struct cap_live *l)
 	return total;
 }
 
-/* Sums the flow counter map, optionally for one interface/direction. */
-static void bpf_sum(struct cap_live *l, int all, uint32_t ifindex, int dir, uint64_t *pkts,
-		    uint64_t *bytes, uint64_t *entries)
+/* Calls fn for every entry of the flow counter map: a batch of up to
+ * WALK_BATCH entries per system call where the kernel has batch lookups (5.6+),
+ * else two calls per entry.  The map is LRU and shared with the kernel: entries
+ * can come and go during a walk (one may be missed or seen twice; the walk is
+ * bounded by twice max_flows).  Returns the entries seen. */
+#define WALK_BATCH 4096
+typedef void (*walk_fn)(void *arg, const struct pc_flow_key *k, const struct pc_flow_val *v);
+
+static uint64_t bpf_walk(struct cap_live *l, walk_fn fn, void *arg)
 {
 	int fd = bpf_map__fd(l->bpf->skel->maps.flows);
+	uint64_t n = 0, cap = (uint64_t)l->cfg.max_flows * 2;
+
+	if (!l->bpf->no_batch) {
+		struct pc_flow_key *keys = malloc(WALK_BATCH * sizeof(*keys));
+		struct pc_flow_val *vals = malloc(WALK_BATCH * sizeof(*vals));
+		uint32_t out_batch = 0;
+		void *in = NULL;
+		int err = 0;
+		while (keys && vals && n <= cap) {
+			uint32_t count = WALK_BATCH;
+			DECLARE_LIBBPF_OPTS(bpf_map_batch_opts, o);
+			err = bpf_map_lookup_batch(fd, in, &out_batch, keys, vals, &count, &o);
+			if (err < 0)
+				err = -errno;
+			for (uint32_t i = 0; i < count; i++)
+				fn(arg, &keys[i], &vals[i]);
+			n += count;
+			if (err < 0)
+				break;
+			in = &out_batch;
+		}
+		free(keys);
+		free(vals);
+		if (keys && vals && (err == -ENOENT || (err == 0 && n > cap)))
+			return n; /* -ENOENT: the walk reached the end */
+		if (err != -EINVAL && err != -ENOTSUP && err != -EOPNOTSUPP)
+			return n; /* out of memory, or an error mid-walk: what was seen */
+		l->bpf->no_batch = 1; /* an older kernel: entry by entry from now on */
+		n = 0;
+	}
 	struct pc_flow_key key, next;
 	struct pc_flow_val val;
 	void *prev = NULL;
-	uint64_t n = 0;
-	*pkts = *bytes = 0;
-	/* The map is LRU and shared with the kernel: entries can vanish mid-walk, in
-	 * which case the walk restarts from the beginning (bounded by max_flows). */
-	while (bpf_map_get_next_key(fd, prev, &next) == 0 && n <= (uint64_t)l->cfg.max_flows * 2) {
+	while (bpf_map_get_next_key(fd, prev, &next) == 0 && n <= cap) {
 		key = next;
 		prev = &key;
 		n++;
-		if (bpf_map_lookup_elem(fd, &key, &val) < 0)
-			continue;
-		if (!all && (key.ifindex != ifindex || (dir != CAP_DIR_UNKNOWN && key.dir != dir)))
-			continue;
-		*pkts += val.pkts;
-		*bytes += val.bytes;
+		if (bpf_map_lookup_elem(fd, &key, &val) == 0)
+			fn(arg, &key, &val);
 	}
+	return n;
+}
+
+struct sum_ctx {
+	int all;
+	uint32_t ifindex;
+	int dir;
+	uint64_t pkts, bytes, delivered;
+};
+
+static void sum_one(void *arg, const struct pc_flow_key *k, const struct pc_flow_val *v)
+{
+	struct sum_ctx *c = arg;
+	if (v->delivered)
+		c->delivered++;
+	if (!c->all && (k->ifindex != c->ifindex ||
+			(c->dir != CAP_DIR_UNKNOWN && k->dir != (c->dir == CAP_DIR_IN ? PC_DIR_INGRESS : PC_DIR_EGRESS))))
+		return;
+	c->pkts += v->pkts;
+	c->bytes += v->bytes;
+}
+
+/* Sums the flow counter map, optionally for one interface/direction, with what
+ * the counts-only sweep took out of it. */
+static void bpf_sum(struct cap_live *l, int all, uint32_t ifindex, int dir, uint64_t *pkts,
+		    uint64_t *bytes, uint64_t *entries, uint64_t *delivered)
+{
+	struct sum_ctx c = {.all = all, .ifindex = ifindex, .dir = dir};
+	uint64_t n = bpf_walk(l, sum_one, &c);
+	if (all) {
+		c.pkts += l->bpf->swept_pkts;
+		c.bytes += l->bpf->swept_bytes;
+	} else {
+		struct live_if *ifc = find_if(l, ifindex);
+		for (int d = 0; ifc && d < 2; d++)
+			if (dir == CAP_DIR_UNKNOWN || (dir == CAP_DIR_IN) == (d == PC_DIR_INGRESS)) {
+				c.pkts += ifc->swept_pkts[d];
+				c.bytes += ifc->swept_bytes[d];
+			}
+	}
+	*pkts = c.pkts;
+	*bytes = c.bytes;
 	if (entries)
 		*entries = n;
+	if (delivered)
+		*delivered = c.delivered;
+}
+
+/* ---- counts-only flows ---------------------------------------------------- */
+
+struct sweep_ctx {
+	uint64_t now_ns, idle_ns;
+	int final;
+	struct pc_flow_key *keys;
+	size_t n, cap;
+};
+
+static void sweep_pick(void *arg, const struct pc_flow_key *k, const struct pc_flow_val *v)
+{
+	struct sweep_ctx *c = arg;
+	if (v->delivered || (k->family != 4 && k->family != 6))
+		return; /* user space has its packets, or it is not a flow (ARP, ...) */
+	if (!c->final && (v->last_ns > c->now_ns || c->now_ns - v->last_ns < c->idle_ns))
+		return;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 256;
+		struct pc_flow_key *nk = realloc(c->keys, cap * sizeof(*nk));
+		if (!nk)
+			return; /* the next sweep takes it */
+		c->keys = nk;
+		c->cap = cap;
+	}
+	c->keys[c->n++] = *k;
+}
+
+/* 1 when user space saw a packet of the flow k belongs to: the same tuple in the
+ * other direction of the hook, or the reversed tuple (its replies) either way. */
+static int twin_delivered(int fd, const struct pc_flow_key *k)
+{
+	struct pc_flow_key t = *k;
+	struct pc_flow_val v;
+	t.dir = k->dir == PC_DIR_INGRESS ? PC_DIR_EGRESS : PC_DIR_INGRESS;
+	if (bpf_map_lookup_elem(fd, &t, &v) == 0 && v.delivered)
+		return 1;
+	memcpy(t.src, k->dst, sizeof(t.src));
+	memcpy(t.dst, k->src, sizeof(t.dst));
+	t.sport = k->dport;
+	t.dport = k->sport;
+	for (int d = PC_DIR_INGRESS; d <= PC_DIR_EGRESS; d++) {
+		t.dir = (uint8_t)d;
+		if (bpf_map_lookup_elem(fd, &t, &v) == 0 && v.delivered)
+			return 1;
+	}
+	return 0;
+}
+
+int lb_sweep(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, void *arg)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	struct sweep_ctx c = {.now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+			      .idle_ns = idle_us * 1000u, .final = final};
+	int fd = bpf_map__fd(l->bpf->skel->maps.flows);
+	int handed = 0;
+
+	bpf_walk(l, sweep_pick, &c);
+	for (size_t i = 0; i < c.n; i++) {
+		const struct pc_flow_key *k = &c.keys[i];
+		struct pc_flow_val v;
+		if (twin_delivered(fd, k))
+			continue;
+		/* lookup-and-delete (5.14+) takes the final counts in one step; else
+		 * lookup then delete, where a packet in between would be lost: the
+		 * flow has been idle, so one is unlikely (and counted nowhere). */
+		if (!l->bpf->no_lookup_delete && bpf_map_lookup_and_delete_elem(fd, k, &v) < 0) {
+			if (errno == ENOENT)
+				continue;
+			l->bpf->no_lookup_delete = 1;
+		}
+		if (l->bpf->no_lookup_delete) {
+			if (bpf_map_lookup_elem(fd, k, &v) < 0 || bpf_map_delete_elem(fd, k) < 0)
+				continue;
+		}
+		if (v.delivered)
+			continue; /* a packet went up since the walk: counted where it went */
+		struct cap_counts cc = {
+			.ifindex = k->ifindex,
+			.dir = k->dir == PC_DIR_INGRESS ? CAP_DIR_IN : CAP_DIR_OUT,
+			.family = k->family,
+			.proto = k->proto,
+			.sport = k->sport,
+			.dport = k->dport,
+			.pkts = v.pkts,
+			.bytes = v.bytes,
+			.first_us = (v.first_ns + (uint64_t)l->mono_to_real_ns) / 1000u,
+			.last_us = (v.last_ns + (uint64_t)l->mono_to_real_ns) / 1000u,
+		};
+		memcpy(cc.src, k->src, sizeof(cc.src));
+		memcpy(cc.dst, k->dst, sizeof(cc.dst));
+		l->bpf->swept_pkts += v.pkts;
+		l->bpf->swept_bytes += v.bytes;
+		l->bpf->swept_flows++;
+		struct live_if *ifc = find_if(l, k->ifindex);
+		if (ifc) {
+			ifc->swept_pkts[k->dir & 1] += v.pkts;
+			ifc->swept_bytes[k->dir & 1] += v.bytes;
+		}
+		fn(arg, &cc);
+		handed++;
+	}
+	free(c.keys);
+	return handed;
 }
 
 int lb_open(struct cap_live *l, char *errbuf, size_t errlen)
@@ -306,6 +489,12 @@ int lb_poll(struct cap_live *l, int timeout_ms)
 	int r = ring_buffer__poll(l->bpf->rb, timeout_ms);
 	if (r < 0 && r != -EINTR)
 		return r;
+	/* The program wakes us only for streamed packets or a filling ring (a
+	 * wake-up per record costs an interrupt): what came quietly is read when
+	 * the poll times out.  ring_buffer__poll() reads only rings that woke it. */
+	r = ring_buffer__consume(l->bpf->rb);
+	if (r < 0 && r != -EINTR)
+		return r;
 	return (int)(l->received - before);
 }
 
@@ -317,12 +506,13 @@ void lb_set_recording(struct cap_live *l, int on)
 void lb_stats(struct cap_live *l, struct cap_live_stats *out)
 {
 	out->ring_drops = bpf_ring_drops(l);
-	bpf_sum(l, 1, 0, 0, &out->flow_pkts, &out->flow_bytes, &out->flow_entries);
+	bpf_sum(l, 1, 0, 0, &out->flow_pkts, &out->flow_bytes, &out->flow_entries, &out->flows_delivered);
+	out->flows_swept = l->bpf->swept_flows;
 }
 
 int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes)
 {
-	bpf_sum(l, 0, ifindex, dir, pkts, bytes, NULL);
+	bpf_sum(l, 0, ifindex, dir, pkts, bytes, NULL, NULL);
 	return 0;
 }
 
@@ -399,6 +589,11 @@ int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple
 	(void)l; (void)ifindex; (void)t;
 	*pkts = *bytes = 0;
 	return -EOPNOTSUPP;
+}
+int lb_sweep(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, void *arg)
+{
+	(void)l; (void)idle_us; (void)final; (void)fn; (void)arg;
+	return 0;
 }
 void lb_close(struct cap_live *l) { (void)l; }
 

@@ -30,6 +30,9 @@ struct live_if {
 	uint32_t in_handle, in_prio, out_handle, out_prio;
 	int in_attached, out_attached;
 	int streamed;        /* in the kernel's `streamed` map (cap_live_set_streamed) */
+	/* counters of its flows taken out of the kernel's map by the counts-only
+	 * sweep (per direction), so its exact totals stay exact */
+	uint64_t swept_pkts[2], swept_bytes[2];
 };
 
 /* ifindex -> interface, open addressing (linear probing, backward-shift delete):
@@ -91,6 +94,7 @@ void lb_stats(struct cap_live *l, struct cap_live_stats *out);
 int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes);
 int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,
 		     uint64_t *pkts, uint64_t *bytes);
+int lb_sweep(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, void *arg);
 void lb_close(struct cap_live *l);
 /* Checks one ring record (struct pc_rec_hdr + frame) and fills *pkt; -EINVAL and
  * bad_records++ for a record that is short, inconsistent or for an interface not

@@ -26,6 +26,9 @@ const volatile __u32 snaplen = 256;
 volatile __u32 record_all;
 /* Entries in `streamed` (user space keeps it): 0 spares every packet the lookup. */
 volatile __u32 streamed_count;
+/* Unread bytes in the ring past which a record wakes the reader (user space
+ * sets it to an eighth of the ring). */
+const volatile __u64 wake_bytes = 1 << 20;
 
 /* Interfaces a live stream is watching (ifindex -> 1), set by user space while
  * the stream lasts: every packet of theirs goes up, not only flow heads. */
@@ -55,21 +58,6 @@ struct {
 	__type(value, __u64);
 } ring_drops SEC(".maps");
 
-struct scratch {
-	struct pc_rec_hdr hdr;
-	__u8 data[PC_SNAP_MAX];
-};
-
-/* The record is assembled here, then copied into the ring with its real size:
- * bpf_ringbuf_reserve() only takes constant sizes, and a 2 KiB slot per packet
- * would waste most of the ring on small packets. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct scratch);
-} scratch_map SEC(".maps");
-
 static __always_inline void count_ring_drop(void)
 {
 	__u32 zero = 0;
@@ -78,7 +66,116 @@ static __always_inline void count_ring_drop(void)
 		*d += 1;
 }
 
-/* Parses the frame's outer headers into key with bounded reads. */
+/* Fast path: the outer headers straight from the skb's linear data (no helper
+ * call, no copy) for untagged frames.  Every packet pointer is data + a
+ * constant: without CAP_PERFMON (the DaemonSet has bpf, net_admin, net_raw) the
+ * verifier refuses a packet pointer moved by a register, even one holding a
+ * known value.  IPv4 and IPv6 are separate functions so that clang cannot merge
+ * their similar loads into one at data + (either offset) in a register.  Each
+ * returns -1 when the headers are not all in the linear data or the IPv4 header
+ * has options; parse() then reads them with copies. */
+
+/* The first 4 bytes of the L4 header: ports (TCP, UDP, SCTP) or ICMP type and
+ * code in the first two.  One load for all, for the same reason. */
+static __always_inline void l4_word(struct pc_flow_key *key, __u8 l4proto, __u32 w)
+{
+	__u8 *b = (__u8 *)&w;
+	if (l4proto == IPPROTO_TCP || l4proto == IPPROTO_UDP || l4proto == IPPROTO_SCTP) {
+		key->sport = (__u16)b[0] << 8 | b[1];
+		key->dport = (__u16)b[2] << 8 | b[3];
+	} else {
+		key->sport = b[0];
+		key->dport = b[1];
+	}
+}
+
+static __always_inline int has_l4_word(__u8 l4proto)
+{
+	return l4proto == IPPROTO_TCP || l4proto == IPPROTO_UDP || l4proto == IPPROTO_SCTP ||
+	       l4proto == IPPROTO_ICMP || l4proto == PC_IPPROTO_ICMPV6;
+}
+
+static __noinline int parse_ip4_direct(struct __sk_buff *skb, struct pc_flow_key *key)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + 14;
+
+	if ((void *)(ip + 1) > end)
+		return -1;
+	if (ip->version != 4 || ip->ihl < 5)
+		return 0; /* what parse() keeps for it too: ethertype only */
+	key->family = 4;
+	key->proto = ip->protocol;
+	__builtin_memcpy(key->src, &ip->saddr, 4);
+	__builtin_memcpy(key->dst, &ip->daddr, 4);
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return 0; /* later fragments carry no L4 header: ports 0 */
+	if (!has_l4_word(ip->protocol))
+		return 0;
+	if (ip->ihl != 5)
+		return -1; /* options: a variable offset */
+	__u32 *l4 = data + 14 + sizeof(*ip);
+	if ((void *)(l4 + 1) > end)
+		return -1;
+	l4_word(key, ip->protocol, *l4);
+	return 0;
+}
+
+static __noinline int parse_ip6_direct(struct __sk_buff *skb, struct pc_flow_key *key)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + 14;
+
+	if ((void *)(ip6 + 1) > end)
+		return -1;
+	if (ip6->version != 6)
+		return 0;
+	key->family = 6;
+	key->proto = ip6->nexthdr;
+	/* word by word: clang 14's memcpy of these moves the packet pointer by a
+	 * register */
+	const __u32 *a = (const __u32 *)(data + 14 + 8);
+	__u32 *ks = (__u32 *)key->src, *kd = (__u32 *)key->dst;
+	ks[0] = a[0];
+	ks[1] = a[1];
+	ks[2] = a[2];
+	ks[3] = a[3];
+	kd[0] = a[4];
+	kd[1] = a[5];
+	kd[2] = a[6];
+	kd[3] = a[7];
+	if (!has_l4_word(ip6->nexthdr))
+		return 0;
+	__u32 *l4 = data + 14 + sizeof(*ip6);
+	if ((void *)(l4 + 1) > end)
+		return -1;
+	l4_word(key, ip6->nexthdr, *l4);
+	return 0;
+}
+
+static __always_inline int parse_direct(struct __sk_buff *skb, struct pc_flow_key *key)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > end)
+		return -1;
+	__u16 proto = bpf_ntohs(eth->h_proto);
+	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD)
+		return -1; /* tagged: parse() */
+	key->ethertype = proto;
+	if (proto == ETH_P_IP)
+		return parse_ip4_direct(skb, key);
+	if (proto == ETH_P_IPV6)
+		return parse_ip6_direct(skb, key);
+	return 0;
+}
+
+/* Slow path: the same parse with bounded copies (bpf_skb_load_bytes also reads
+ * paged data); what cannot be read stays 0 in key. */
 static __always_inline void parse(struct __sk_buff *skb, struct pc_flow_key *key)
 {
 	__u32 off = 14;
@@ -144,21 +241,59 @@ static __always_inline void parse(struct __sk_buff *skb, struct pc_flow_key *key
 	}
 }
 
+/* Reserves a ring record with room for cls bytes of frame (a constant power of
+ * two: the ring only reserves constant sizes) and copies len (1..cls) bytes
+ * straight into it, one copy.  Returns 0, or -1 when the ring is full or the copy failed. */
+static __always_inline int emit(struct __sk_buff *skb, __u32 len, const __u32 cls, __u8 dir,
+				__u8 flags)
+{
+	struct pc_rec_hdr *r = bpf_ringbuf_reserve(&ring, sizeof(*r) + cls, 0);
+	if (!r)
+		return -1;
+	/* len is 1..cls here; the mask proves it to the verifier (cls is a power of 2) */
+	len = ((len - 1) & (cls - 1)) + 1;
+	if (bpf_skb_load_bytes(skb, 0, (void *)(r + 1), len) < 0) {
+		bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);
+		return -1;
+	}
+	r->magic = PC_REC_MAGIC;
+	r->ifindex = skb->ifindex;
+	r->ts_ns = bpf_ktime_get_ns();
+	r->caplen = len;
+	r->wirelen = skb->len;
+	r->dir = dir;
+	r->flags = flags;
+	r->pad = 0;
+	r->pad2 = 0;
+	/* Waking the reader is an interrupt per record when it keeps up: a stream's
+	 * packets wake it at once; flow heads and recordings wait for its poll
+	 * timeout (user space polls at least every 100 ms) unless the ring fills
+	 * past wake_bytes. */
+	__u64 wake = BPF_RB_NO_WAKEUP;
+	if ((flags & PC_REC_STREAMED) || bpf_ringbuf_query(&ring, BPF_RB_AVAIL_DATA) >= wake_bytes)
+		wake = 0;
+	bpf_ringbuf_submit(r, wake);
+	return 0;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct pc_flow_key key = {};
-	struct pc_flow_val *v, init = {};
-	__u64 now = bpf_ktime_get_ns();
+	struct pc_flow_val *v;
+	/* The counters' times need no better than a tick: the coarse clock is
+	 * a load, the fine one a clock-source read (ring records take that). */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	__u64 seen;
 	__u8 flags = 0;
 
 	key.ifindex = skb->ifindex;
 	key.dir = dir;
-	parse(skb, &key);
+	if (parse_direct(skb, &key) < 0)
+		parse(skb, &key);
 
 	v = bpf_map_lookup_elem(&flows, &key);
 	if (!v) {
-		init.first_ns = now;
+		struct pc_flow_val init = { .first_ns = now };
 		bpf_map_update_elem(&flows, &key, &init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&flows, &key);
 		if (!v)
@@ -166,7 +301,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	}
 	seen = __sync_fetch_and_add(&v->pkts, 1);
 	__sync_fetch_and_add(&v->bytes, skb->len);
-	v->last_ns = now;
+	if (v->last_ns != now)
+		v->last_ns = now;
 
 	if (seen < flow_packets)
 		flags |= PC_REC_FLOW_HEAD;
@@ -177,34 +313,31 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (!flags)
 		return TC_ACT_OK;
 
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
-	if (!s)
-		return TC_ACT_OK;
 	__u32 len = skb->len;
 	__u32 snap = snaplen;
 	if (snap > PC_SNAP_MAX)
 		snap = PC_SNAP_MAX;
 	if (len > snap)
 		len = snap;
-	/* The verifier needs a provably bounded, non-zero length. */
-	if (len < 1 || len > PC_SNAP_MAX)
-		return TC_ACT_OK;
-	if (bpf_skb_load_bytes(skb, 0, s->data, len) < 0) {
+	if (len < 1) {
 		count_ring_drop();
 		return TC_ACT_OK;
 	}
-	s->hdr.magic = PC_REC_MAGIC;
-	s->hdr.ifindex = skb->ifindex;
-	s->hdr.ts_ns = now;
-	s->hdr.caplen = len;
-	s->hdr.wirelen = skb->len;
-	s->hdr.dir = dir;
-	s->hdr.flags = flags;
-	s->hdr.pad = 0;
-	s->hdr.pad2 = 0;
-	if (bpf_ringbuf_output(&ring, s, sizeof(s->hdr) + len, 0) < 0)
+	int err;
+	if (len <= 128)
+		err = emit(skb, len, 128, dir, flags);
+	else if (len <= 256)
+		err = emit(skb, len, 256, dir, flags);
+	else if (len <= 512)
+		err = emit(skb, len, 512, dir, flags);
+	else if (len <= 1024)
+		err = emit(skb, len, 1024, dir, flags);
+	else
+		err = emit(skb, len, PC_SNAP_MAX, dir, flags);
+	if (err < 0)
 		count_ring_drop();
+	else if (flags & PC_REC_FLOW_HEAD)
+		__sync_fetch_and_add(&v->delivered, 1);
 	return TC_ACT_OK;
 }
 

@@ -21,12 +21,15 @@ struct pc_flow_key {
 	__u8 pad;
 	__u16 ethertype; /* host order, after VLAN tags */
 	__u16 sport, dport; /* host order; ICMP: type, code */
+	__u16 pad2;         /* src and dst 4-byte aligned: the program copies words */
 	__u8 src[16], dst[16];
 };
 
 struct pc_flow_val {
 	__u64 pkts, bytes;
-	__u64 first_ns, last_ns;
+	__u64 first_ns, last_ns; /* CLOCK_MONOTONIC at tick resolution (coarse clock) */
+	__u32 delivered;         /* flow-head packets that reached the ring */
+	__u32 pad;
 };
 
 /* Ring record: this header, then caplen bytes of the frame. */

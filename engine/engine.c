@@ -160,6 +160,10 @@ struct engine {
 	struct fr_stats fr_pub;
 	uint64_t fr_unfinished_pub, fr_held_pub;
 
+	uint64_t id_base;        /* ids: above what the sinks held at open */
+	uint64_t ext_seq;        /* eng_record(): records added (caller's thread) */
+	uint64_t ext_records;    /* atomic copy of ext_seq for eng_stats */
+
 	_Alignas(64) uint64_t tick_us; /* atomic: latest eng_tick() time, for idle workers */
 	int failed;                    /* atomic: first fatal error */
 	char err[512];
@@ -371,10 +375,31 @@ static void sinkq_wake(struct eng_sinkq *q)
 
 /* ---- records from the flow tables (worker threads) ------------------------ */
 
+static void deliver(struct engine *e, const struct fl_record *in);
+
 static int on_record(void *arg, const struct fl_record *in)
 {
 	struct eng_worker *w = arg;
-	struct engine *e = w->e;
+	deliver(w->e, in);
+	return 0;
+}
+
+int eng_record(struct engine *e, struct fl_record *rec)
+{
+	if (!e->cfg.external_records || e->finished)
+		return -EINVAL;
+	/* the id one more flow table (shard ntables) would give its n-th flow */
+	rec->id = e->id_base + e->ext_seq * (e->ntables + 1u) + e->ntables + 1;
+	e->ext_seq++;
+	__atomic_store_n(&e->ext_records, e->ext_seq, __ATOMIC_RELAXED);
+	deliver(e, rec);
+	return 0;
+}
+
+/* Every record, from a worker's table or eng_record(): the hook, then each
+ * record sink's queue (waiting while one is full). */
+static void deliver(struct engine *e, const struct fl_record *in)
+{
 	struct fl_record local;
 
 	if (e->cfg.record_hook) {
@@ -399,7 +424,6 @@ static int on_record(void *arg, const struct fl_record *in)
 		}
 		pthread_mutex_unlock(&q->lock);
 	}
-	return 0;
 }
 
 /* ---- flow work (a worker thread, or the caller when inline) -------------- */
@@ -992,6 +1016,7 @@ void eng_stats(struct engine *e, struct eng_stats *out)
 		out->fl.dpi_alloc_fail += fs.dpi_alloc_fail;
 		out->fl.dpi_packets += fs.dpi_packets;
 	}
+	out->external_records = __atomic_load_n(&e->ext_records, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < e->nworkers; i++)
 		if (e->worker[i].running)
 			out->cpu_us_workers += thread_cpu_us(e->worker[i].th);
@@ -1104,11 +1129,12 @@ int eng_open(const struct eng_config *cfg, const struct eng_sink *sinks, size_t 
 			goto fail;
 		}
 	}
+	e->id_base = id_base;
 	for (unsigned i = 0; i < e->ntables; i++) {
 		struct eng_worker *w = &e->worker[i];
 		struct fl_config fc = cfg->fl;
 		fc.shard = (uint8_t)i;
-		fc.id_stride = e->ntables;
+		fc.id_stride = e->ntables + (cfg->external_records ? 1u : 0u);
 		fc.id_base = id_base;
 		w->e = e;
 		w->idx = i;

@@ -135,6 +135,10 @@ struct eng_config {
 	 * 64 MiB, 30 s, ...); its dc, release and release_ctx are the engine's. */
 	struct fr_config frag;
 	uint8_t no_reassembly; /* 1: fragments go to the flow tables as they are */
+	/* 1: eng_record() may add records that no flow table made (the eBPF
+	 * backend's counts-only flows).  They are numbered as one more flow table
+	 * would be, so ids stay unique. */
+	uint8_t external_records;
 };
 void eng_config_default(struct eng_config *cfg);
 
@@ -156,6 +160,11 @@ const struct eng_obs *eng_obs(const struct engine *e, uint32_t obs);
  * negative errno of a fatal failure (a sink failed); per-packet problems
  * (malformed, not IP) are only counted. */
 int eng_packet(struct engine *e, uint32_t obs, const struct cap_packet *pkt);
+/* Adds a record that no flow table made (needs cfg.external_records; -EINVAL
+ * without): it gets an id (rec->id is set), goes through the record hook and to
+ * every record sink like the others.  For flows the engine never saw a packet
+ * of, e.g. kernel counters only.  The caller's thread, before eng_finish. */
+int eng_record(struct engine *e, struct fl_record *rec);
 /* Wall clock for a live run (call every ~200 ms): flow timers of idle workers,
  * half-filled batches handed over, sinks' tick(). */
 int eng_tick(struct engine *e, uint64_t now_us);
@@ -185,6 +194,7 @@ struct eng_stats {
 	                         * fragments went on alone, like timeouts) */
 	uint64_t fr_held;       /* fragments held now */
 	struct fl_stats fl;    /* all flow tables together */
+	uint64_t external_records; /* added with eng_record() (not in fl.records) */
 	uint64_t packets;      /* handed to the engine */
 	uint64_t bytes;
 	uint64_t cpu_us_workers; /* all flow workers together (0 when inline) */

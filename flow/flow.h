@@ -82,6 +82,9 @@ enum fl_end {
 	FL_END_TCP,        /* FIN both ways or RST, then the short timeout */
 	FL_END_EVICTED,    /* memory cap */
 	FL_END_FLUSH,      /* end of input / shutdown */
+	FL_END_COUNTS,     /* counts only: the eBPF program counted the flow, but none of
+	                    * its packets reached user space (made by the caller, never
+	                    * by a flow table; engine.h eng_record) */
 };
 
 #define FL_HOST_LEN 256

@@ -164,7 +164,7 @@ const struct q_field_def q_field_defs[] = {
 	FIELD("synack", T_COUNT, 0, 0, NULL, "TCP SYN+ACK packets", .col = {"f.synack"}),
 	FIELD("fin", T_COUNT, 0, 0, NULL, "TCP FIN packets", .col = {"f.fin"}),
 	FIELD("rst", T_COUNT, 0, 0, NULL, "TCP RST packets", .col = {"f.rst"}),
-	FIELD("end", T_TEXT, NC, 0, NULL, "why the record was written: active, idle, tcp, evicted, flush",
+	FIELD("end", T_TEXT, NC, 0, NULL, "why the record was written: active, idle, tcp, evicted, flush, counts (kernel counters only: none of its packets reached user space)",
 	      .col = {"f.end_reason"}),
 };
 const size_t q_nfields = sizeof(q_field_defs) / sizeof(q_field_defs[0]);

@@ -312,7 +312,7 @@ struct fdb {
 	char err[512];
 };
 
-static const char *const end_names[] = {"active", "idle", "tcp", "evicted", "flush"};
+static const char *const end_names[] = {"active", "idle", "tcp", "evicted", "flush", "counts"};
 
 /* CPU time of the calling thread, for what index builds cost. */
 static uint64_t cpu_us(void)

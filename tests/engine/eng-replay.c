@@ -49,7 +49,7 @@ static const char *l4name(uint8_t p)
 
 static const char *endname(int e)
 {
-	static const char *n[] = {"active", "idle", "tcp", "evicted", "flush"};
+	static const char *n[] = {"active", "idle", "tcp", "evicted", "flush", "counts"};
 	return e >= 0 && e <= FL_END_FLUSH ? n[e] : "?";
 }
 
