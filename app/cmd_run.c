@@ -346,9 +346,10 @@ static void print_stats(struct run_ctx *c, uint64_t elapsed_ms, const char *when
 		/* kernel_flows: in the map now; counts_records: taken out of it as
 		 * records of their own (no packet of theirs reached us) */
 		printf(" kernel_counted_pkts=%llu kernel_counted_bytes=%llu kernel_flows=%llu"
-		       " kernel_flows_delivered=%llu counts_records=%llu counts_lost=%llu",
+		       " kernel_flows_delivered=%llu kernel_flows_heads=%llu counts_records=%llu counts_lost=%llu",
 		       (unsigned long long)ls.flow_pkts, (unsigned long long)ls.flow_bytes,
 		       (unsigned long long)ls.flow_entries, (unsigned long long)ls.flows_delivered,
+		       (unsigned long long)ls.flows_heads,
 		       (unsigned long long)c->counts_records, (unsigned long long)c->counts_lost);
 	if (c->hub) {
 		struct strm_hub_stats ss;

@@ -305,7 +305,8 @@ struct sum_ctx {
 	int all;
 	uint32_t ifindex;
 	int dir;
-	uint64_t pkts, bytes, delivered;
+	uint32_t flow_packets;
+	uint64_t pkts, bytes, delivered, heads;
 };
 
 static void sum_one(void *arg, const struct pc_flow_key *k, const struct pc_flow_val *v)
@@ -313,6 +314,10 @@ static void sum_one(void *arg, const struct pc_flow_key *k, const struct pc_flow
 	struct sum_ctx *c = arg;
 	if (v->delivered)
 		c->delivered++;
+	/* delivered also counts packets sent up for a recording or a stream: at
+	 * least the first min(pkts, flow_packets) then */
+	if (v->delivered >= (v->pkts < c->flow_packets ? v->pkts : c->flow_packets))
+		c->heads++;
 	if (!c->all && (k->ifindex != c->ifindex ||
 			(c->dir != CAP_DIR_UNKNOWN && k->dir != (c->dir == CAP_DIR_IN ? PC_DIR_INGRESS : PC_DIR_EGRESS))))
 		return;
@@ -323,9 +328,9 @@ static void sum_one(void *arg, const struct pc_flow_key *k, const struct pc_flow
 /* Sums the flow counter map, optionally for one interface/direction, with what
  * the counts-only sweep took out of it. */
 static void bpf_sum(struct cap_live *l, int all, uint32_t ifindex, int dir, uint64_t *pkts,
-		    uint64_t *bytes, uint64_t *entries, uint64_t *delivered)
+		    uint64_t *bytes, uint64_t *entries, uint64_t *delivered, uint64_t *heads)
 {
-	struct sum_ctx c = {.all = all, .ifindex = ifindex, .dir = dir};
+	struct sum_ctx c = {.all = all, .ifindex = ifindex, .dir = dir, .flow_packets = l->cfg.flow_packets};
 	uint64_t n = bpf_walk(l, sum_one, &c);
 	if (all) {
 		c.pkts += l->bpf->swept_pkts;
@@ -344,6 +349,8 @@ static void bpf_sum(struct cap_live *l, int all, uint32_t ifindex, int dir, uint
 		*entries = n;
 	if (delivered)
 		*delivered = c.delivered;
+	if (heads)
+		*heads = c.heads;
 }
 
 /* ---- counts-only flows ---------------------------------------------------- */
@@ -506,13 +513,14 @@ void lb_set_recording(struct cap_live *l, int on)
 void lb_stats(struct cap_live *l, struct cap_live_stats *out)
 {
 	out->ring_drops = bpf_ring_drops(l);
-	bpf_sum(l, 1, 0, 0, &out->flow_pkts, &out->flow_bytes, &out->flow_entries, &out->flows_delivered);
+	bpf_sum(l, 1, 0, 0, &out->flow_pkts, &out->flow_bytes, &out->flow_entries, &out->flows_delivered,
+		&out->flows_heads);
 	out->flows_swept = l->bpf->swept_flows;
 }
 
 int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes)
 {
-	bpf_sum(l, 0, ifindex, dir, pkts, bytes, NULL, NULL);
+	bpf_sum(l, 0, ifindex, dir, pkts, bytes, NULL, NULL, NULL);
 	return 0;
 }
 

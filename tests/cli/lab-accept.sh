@@ -122,7 +122,10 @@ check_path "DNS over vxlan0 (4789)" 10.244.3.10 53 DNS 42 4789
 r=$(q "SELECT f.c2s_pkts + f.s2c_pkts, f.s2c_bytes FROM flows f JOIN observation_points o ON o.id = f.obs_id
        WHERE o.iface LIKE 'veth%' AND f.sport = 45999 AND f.dport = 8080 LIMIT 1")
 set -- $r
-if [ -n "${1:-}" ] && [ "$1" -gt 100 ] && [ "$2" -gt 2000000 ]; then ok "long flow counted in full: $1 packets, $2 bytes server->client"; else bad "long flow counts: '$r'"; fi
+# More packets than the 2 x 16 flow heads user space sees (the kernel's count is
+# of skbs: with GRO on the veth a 2 MB download is 90-140 of them, so no more
+# than that can be asked), and every byte.
+if [ -n "${1:-}" ] && [ "$1" -gt 40 ] && [ "$2" -gt 2000000 ]; then ok "long flow counted in full: $1 packets, $2 bytes server->client"; else bad "long flow counts: '$r'"; fi
 for t in "ipip 10.250.0.2 ipip.tunnel.test" "geneve 10.250.1.2 geneve.tunnel.test" "gre 10.250.2.2 gre.tunnel.test"; do
   set -- $t
   r=$(q "SELECT f.tunnel, coalesce(f.vni,'-'), f.proto_name, coalesce(f.host,'-') FROM flows f JOIN observation_points o ON o.id = f.obs_id
