@@ -117,7 +117,6 @@ static int bpf_open(struct cap_live *l, char *errbuf, size_t errlen)
 	uint32_t ring = 1u << 20;
 	while (ring < l->cfg.buffer_bytes && ring < (1u << 30))
 		ring <<= 1;
-	l->bpf->skel->rodata->wake_bytes = ring / 8;
 	err = bpf_map__set_max_entries(l->bpf->skel->maps.flows, l->cfg.max_flows);
 	if (!err)
 		err = bpf_map__set_max_entries(l->bpf->skel->maps.ring, ring);
@@ -496,9 +495,8 @@ int lb_poll(struct cap_live *l, int timeout_ms)
 	int r = ring_buffer__poll(l->bpf->rb, timeout_ms);
 	if (r < 0 && r != -EINTR)
 		return r;
-	/* The program wakes us only for streamed packets or a filling ring (a
-	 * wake-up per record costs an interrupt): what came quietly is read when
-	 * the poll times out.  ring_buffer__poll() reads only rings that woke it. */
+	/* ring_buffer__poll() reads only rings that woke it: a record whose wake-up
+	 * went to a reader that was still busy is read here, not a poll later. */
 	r = ring_buffer__consume(l->bpf->rb);
 	if (r < 0 && r != -EINTR)
 		return r;
