@@ -564,6 +564,11 @@ void app_print_summary(struct engine *e, const struct app_sinks *s, uint64_t cal
 	for (size_t i = 0; i < st.nsinks; i++)
 		fprintf(f, ", %s %.2f s", st.sink[i].name, (double)st.sink[i].cpu_us / 1e6);
 	fputc('\n', f);
+	if (st.cpu_us_workers)
+		/* the only locks on the packet path: one round per batch */
+		fprintf(f, "workers: %llu batches handed over, the reader waited for a worker %llu times, "
+			"workers waited for work %llu times\n", (unsigned long long)st.batches,
+			(unsigned long long)st.caller_waits, (unsigned long long)st.worker_waits);
 	if (s->pks) {
 		struct pks_stats ss;
 		pks_sink_stats(s->pks, &ss);

@@ -82,6 +82,10 @@ struct eng_worker {
 	struct eng_batch *slot[ENG_SLOTS];
 	unsigned head, wtail, tail;
 	int flushed;             /* worker finished a FLUSH batch */
+	/* Synchronisation, counted under lock (read with atomic loads): batches
+	 * handed over, times the caller found every slot full (waited for this
+	 * worker), times the worker found none (slept until a batch came). */
+	uint64_t batches, caller_waits, worker_waits;
 	/* the last rebuilt datagram's flow id and packet number, for its originals */
 	uint64_t grp_flow_id;
 	uint32_t grp_pkt_no;
@@ -519,6 +523,8 @@ static void *worker_main(void *arg)
 	__atomic_store_n(&w->flows, t, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
+		if (w->head == w->wtail)
+			__atomic_store_n(&w->worker_waits, w->worker_waits + 1, __ATOMIC_RELAXED);
 		while (w->head == w->wtail) {
 			/* Idle: keep timers running on the agent's clock. */
 			struct timespec ts;
@@ -554,6 +560,8 @@ static void *worker_main(void *arg)
 /* Caller side: waits until slot[head] of w is free to fill.  w->lock held. */
 static void wait_slot(struct eng_worker *w)
 {
+	if (w->head - w->tail >= ENG_SLOTS - 1)
+		__atomic_store_n(&w->caller_waits, w->caller_waits + 1, __ATOMIC_RELAXED);
 	while (w->head - w->tail >= ENG_SLOTS - 1)
 		pthread_cond_wait(&w->nonfull, &w->lock);
 }
@@ -568,6 +576,7 @@ static void send_batch(struct eng_worker *w, uint32_t kind)
 	b->w = w;
 	pthread_mutex_lock(&w->lock);
 	w->head++;
+	__atomic_store_n(&w->batches, w->batches + 1, __ATOMIC_RELAXED);
 	w->flushed = 0;
 	if (e->nworkers) {
 		pthread_cond_signal(&w->nonempty);
@@ -1017,6 +1026,11 @@ void eng_stats(struct engine *e, struct eng_stats *out)
 		out->fl.dpi_packets += fs.dpi_packets;
 	}
 	out->external_records = __atomic_load_n(&e->ext_records, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < e->ntables; i++) {
+		out->batches += __atomic_load_n(&e->worker[i].batches, __ATOMIC_RELAXED);
+		out->caller_waits += __atomic_load_n(&e->worker[i].caller_waits, __ATOMIC_RELAXED);
+		out->worker_waits += __atomic_load_n(&e->worker[i].worker_waits, __ATOMIC_RELAXED);
+	}
 	for (unsigned i = 0; i < e->nworkers; i++)
 		if (e->worker[i].running)
 			out->cpu_us_workers += thread_cpu_us(e->worker[i].th);

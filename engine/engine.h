@@ -195,6 +195,11 @@ struct eng_stats {
 	uint64_t fr_held;       /* fragments held now */
 	struct fl_stats fl;    /* all flow tables together */
 	uint64_t external_records; /* added with eng_record() (not in fl.records) */
+	/* Where the caller and the workers meet (the only locks on the packet path):
+	 * batches handed over (one lock round each, up to 512 packets), times the
+	 * caller found a worker's slots all full and waited, times a worker found
+	 * no batch and slept.  All workers together. */
+	uint64_t batches, caller_waits, worker_waits;
 	uint64_t packets;      /* handed to the engine */
 	uint64_t bytes;
 	uint64_t cpu_us_workers; /* all flow workers together (0 when inline) */
