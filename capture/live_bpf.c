@@ -66,7 +66,12 @@ struct lb_state {
 	int no_lookup_delete; /* nor lookup-and-delete */
 	/* taken out of the flow map by the counts-only sweep, all interfaces */
 	uint64_t swept_pkts, swept_bytes, swept_flows;
+	/* when lb_stats last summed every interface (live_if.sum_*) */
+	uint64_t sums_ms;
+	int sums_valid;
 };
+/* How old lb_stats()'s per-interface sums may be for lb_counted(). */
+#define LB_SUMS_FRESH_MS 500
 
 static int silent_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -301,6 +306,7 @@ static uint64_t bpf_walk(struct cap_live *l, walk_fn fn, void *arg)
 }
 
 struct sum_ctx {
+	struct cap_live *l;
 	int all;
 	uint32_t ifindex;
 	int dir;
@@ -317,6 +323,14 @@ static void sum_one(void *arg, const struct pc_flow_key *k, const struct pc_flow
 	 * least the first min(pkts, flow_packets) then */
 	if (v->delivered >= (v->pkts < c->flow_packets ? v->pkts : c->flow_packets))
 		c->heads++;
+	if (c->all) {
+		/* every interface's sums in the same walk, for lb_counted() */
+		struct live_if *ifc = find_if(c->l, k->ifindex);
+		if (ifc) {
+			ifc->sum_pkts[k->dir & 1] += v->pkts;
+			ifc->sum_bytes[k->dir & 1] += v->bytes;
+		}
+	}
 	if (!c->all && (k->ifindex != c->ifindex ||
 			(c->dir != CAP_DIR_UNKNOWN && k->dir != (c->dir == CAP_DIR_IN ? PC_DIR_INGRESS : PC_DIR_EGRESS))))
 		return;
@@ -329,8 +343,21 @@ static void sum_one(void *arg, const struct pc_flow_key *k, const struct pc_flow
 static void bpf_sum(struct cap_live *l, int all, uint32_t ifindex, int dir, uint64_t *pkts,
 		    uint64_t *bytes, uint64_t *entries, uint64_t *delivered, uint64_t *heads)
 {
-	struct sum_ctx c = {.all = all, .ifindex = ifindex, .dir = dir, .flow_packets = l->cfg.flow_packets};
+	struct sum_ctx c = {.l = l, .all = all, .ifindex = ifindex, .dir = dir,
+			    .flow_packets = l->cfg.flow_packets};
+	if (all)
+		for (size_t i = 0; i < l->n_ifs; i++) {
+			memset(l->ifs[i]->sum_pkts, 0, sizeof(l->ifs[i]->sum_pkts));
+			memset(l->ifs[i]->sum_bytes, 0, sizeof(l->ifs[i]->sum_bytes));
+			l->ifs[i]->sums_valid = 1;
+		}
 	uint64_t n = bpf_walk(l, sum_one, &c);
+	if (all) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		l->bpf->sums_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+		l->bpf->sums_valid = 1;
+	}
 	if (all) {
 		c.pkts += l->bpf->swept_pkts;
 		c.bytes += l->bpf->swept_bytes;
@@ -518,6 +545,22 @@ void lb_stats(struct cap_live *l, struct cap_live_stats *out)
 
 int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes)
 {
+	/* Callers ask for every interface right after lb_stats() (run's lines, the
+	 * API every second): the sums of that walk serve them, not one more walk
+	 * of the whole map per interface. */
+	struct live_if *ifc = find_if(l, ifindex);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	if (ifc && ifc->sums_valid && l->bpf->sums_valid && now - l->bpf->sums_ms < LB_SUMS_FRESH_MS) {
+		*pkts = *bytes = 0;
+		for (int d = 0; d < 2; d++)
+			if (dir == CAP_DIR_UNKNOWN || (dir == CAP_DIR_IN) == (d == PC_DIR_INGRESS)) {
+				*pkts += ifc->sum_pkts[d] + ifc->swept_pkts[d];
+				*bytes += ifc->sum_bytes[d] + ifc->swept_bytes[d];
+			}
+		return 0;
+	}
 	bpf_sum(l, 0, ifindex, dir, pkts, bytes, NULL, NULL, NULL);
 	return 0;
 }

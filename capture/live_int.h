@@ -33,6 +33,10 @@ struct live_if {
 	/* counters of its flows taken out of the kernel's map by the counts-only
 	 * sweep (per direction), so its exact totals stay exact */
 	uint64_t swept_pkts[2], swept_bytes[2];
+	/* eBPF: its flows' counters as of the last walk of the whole map (live_bpf.c
+	 * lb_stats), per direction; sums_valid once that walk included it */
+	uint64_t sum_pkts[2], sum_bytes[2];
+	int sums_valid;
 };
 
 /* ifindex -> interface, open addressing (linear probing, backward-shift delete):

@@ -63,6 +63,11 @@ echo "$final" | tr ' ' '\n' | grep -E '^(received|ring_drops|records|kernel_flow
 [ "$(get ring_drops)" -gt 0 ] || fail "the ring never overflowed: the test proves nothing"
 [ "$(get counts_records)" -gt 0 ] || fail "no counts-only records although the ring dropped packets"
 [ "$(get counts_lost)" = 0 ] || fail "counts-only records lost"
+# the interface's exact total (summed in the same walk of the map, plus what the
+# sweep took out of it) is the whole map's, and at least the 60,000 sent
+ifc=$(grep -E '^podcap run: +cr0 ' "$TMP/run.out" | tail -1 | tr ' ' '\n' | sed -n 's/^kernel_counted=//p')
+[ "$ifc" = "$(get kernel_counted_pkts)" ] || fail "cr0 kernel_counted=$ifc, all interfaces $(get kernel_counted_pkts)"
+[ "$ifc" -ge 60000 ] || fail "cr0 counted $ifc packets, 60000 were sent"
 q() { sqlite3 "$TMP/flows.db" "$1"; }
 flows=$(q "SELECT count(DISTINCT sport) FROM flows WHERE ip_proto = 17 AND dport = 9000 AND src = '10.77.0.1'")
 pkts=$(q "SELECT sum(c2s_pkts) + sum(s2c_pkts) FROM flows WHERE ip_proto = 17 AND dport = 9000")
