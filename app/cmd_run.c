@@ -148,6 +148,8 @@ static void on_counts(void *arg, const struct cap_counts *k)
 	rec.last_us = k->last_us >= k->first_us ? k->last_us : k->first_us;
 	rec.pkts[0] = k->pkts;
 	rec.bytes[0] = k->bytes;
+	rec.pkts[1] = k->rpkts;
+	rec.bytes[1] = k->rbytes;
 	rec.rtt_us = -1;
 	rec.dns_rcode = 0xff;
 	rec.confidence = FL_CONF_NONE;

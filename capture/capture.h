@@ -202,6 +202,8 @@ struct cap_counts {
 	uint16_t sport, dport;
 	uint8_t src[16], dst[16];
 	uint64_t pkts, bytes;
+	uint64_t rpkts, rbytes;     /* its replies (dst to src), when they too had no
+	                             * packet in user space; else 0 */
 	uint64_t first_us, last_us; /* wall clock, at the kernel's tick resolution */
 };
 typedef void (*cap_counts_fn)(void *arg, const struct cap_counts *c);

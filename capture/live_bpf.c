@@ -427,8 +427,39 @@ static int twin_delivered(int fd, const struct pc_flow_key *k)
 	return 0;
 }
 
+/* Takes key k out of the map with its final counters into *v, if none of its
+ * packets went up meanwhile; its counts move to the swept totals.  0 or -1. */
+static int sweep_take(struct cap_live *l, int fd, const struct pc_flow_key *k, struct pc_flow_val *v)
+{
+	/* lookup-and-delete (5.14+) takes the final counts in one step; else lookup
+	 * then delete, where a packet in between would be lost: the flow has been
+	 * idle, so one is unlikely (and counted nowhere). */
+	if (!l->bpf->no_lookup_delete && bpf_map_lookup_and_delete_elem(fd, k, v) < 0) {
+		if (errno == ENOENT)
+			return -1;
+		l->bpf->no_lookup_delete = 1;
+	}
+	if (l->bpf->no_lookup_delete &&
+	    (bpf_map_lookup_elem(fd, k, v) < 0 || bpf_map_delete_elem(fd, k) < 0))
+		return -1;
+	/* A packet went up between the walk and now: it and the counts are gone
+	 * with the key (the record of its flow takes what the kernel still has). */
+	l->bpf->swept_pkts += v->pkts;
+	l->bpf->swept_bytes += v->bytes;
+	struct live_if *ifc = find_if(l, k->ifindex);
+	if (ifc) {
+		ifc->swept_pkts[k->dir & 1] += v->pkts;
+		ifc->swept_bytes[k->dir & 1] += v->bytes;
+	}
+	return v->delivered ? -1 : 0;
+}
+
 int lb_sweep(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, void *arg)
 {
+	/* A key without a packet in user space exists only if the ring refused
+	 * one (ring drops count every refusal): none, nothing to walk. */
+	if (bpf_ring_drops(l) == 0)
+		return 0;
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	struct sweep_ctx c = {.now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
@@ -439,23 +470,9 @@ int lb_sweep(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, 
 	bpf_walk(l, sweep_pick, &c);
 	for (size_t i = 0; i < c.n; i++) {
 		const struct pc_flow_key *k = &c.keys[i];
-		struct pc_flow_val v;
-		if (twin_delivered(fd, k))
+		struct pc_flow_val v, rv;
+		if (twin_delivered(fd, k) || sweep_take(l, fd, k, &v) < 0)
 			continue;
-		/* lookup-and-delete (5.14+) takes the final counts in one step; else
-		 * lookup then delete, where a packet in between would be lost: the
-		 * flow has been idle, so one is unlikely (and counted nowhere). */
-		if (!l->bpf->no_lookup_delete && bpf_map_lookup_and_delete_elem(fd, k, &v) < 0) {
-			if (errno == ENOENT)
-				continue;
-			l->bpf->no_lookup_delete = 1;
-		}
-		if (l->bpf->no_lookup_delete) {
-			if (bpf_map_lookup_elem(fd, k, &v) < 0 || bpf_map_delete_elem(fd, k) < 0)
-				continue;
-		}
-		if (v.delivered)
-			continue; /* a packet went up since the walk: counted where it went */
 		struct cap_counts cc = {
 			.ifindex = k->ifindex,
 			.dir = k->dir == PC_DIR_INGRESS ? CAP_DIR_IN : CAP_DIR_OUT,
@@ -470,14 +487,29 @@ int lb_sweep(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, 
 		};
 		memcpy(cc.src, k->src, sizeof(cc.src));
 		memcpy(cc.dst, k->dst, sizeof(cc.dst));
-		l->bpf->swept_pkts += v.pkts;
-		l->bpf->swept_bytes += v.bytes;
-		l->bpf->swept_flows++;
-		struct live_if *ifc = find_if(l, k->ifindex);
-		if (ifc) {
-			ifc->swept_pkts[k->dir & 1] += v.pkts;
-			ifc->swept_bytes[k->dir & 1] += v.bytes;
+		/* Its replies, equally without a packet in user space and idle: the same
+		 * record, as the other direction (as a flow's record would have it). */
+		struct pc_flow_key r = *k;
+		memcpy(r.src, k->dst, sizeof(r.src));
+		memcpy(r.dst, k->src, sizeof(r.dst));
+		r.sport = k->dport;
+		r.dport = k->sport;
+		for (int d = PC_DIR_INGRESS; d <= PC_DIR_EGRESS; d++) {
+			r.dir = (uint8_t)d;
+			if (bpf_map_lookup_elem(fd, &r, &rv) < 0 || rv.delivered ||
+			    (!final && (rv.last_ns > c.now_ns || c.now_ns - rv.last_ns < c.idle_ns)) ||
+			    sweep_take(l, fd, &r, &rv) < 0)
+				continue;
+			cc.rpkts += rv.pkts;
+			cc.rbytes += rv.bytes;
+			uint64_t f = (rv.first_ns + (uint64_t)l->mono_to_real_ns) / 1000u;
+			uint64_t t = (rv.last_ns + (uint64_t)l->mono_to_real_ns) / 1000u;
+			if (f < cc.first_us)
+				cc.first_us = f;
+			if (t > cc.last_us)
+				cc.last_us = t;
 		}
+		l->bpf->swept_flows++;
 		fn(arg, &cc);
 		handed++;
 	}

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # eBPF: every flow the kernel counted has a record, even one none of whose
 # packets got through the ring.  The agent is stopped (SIGSTOP) while 3000 UDP
-# flows of 20 packets each arrive, so the 1 MiB ring fills and the heads of most
-# flows are dropped; after SIGCONT and SIGINT every flow must have a record —
-# those without a packet in user space as "counts" records of the kernel's
-# counters — and the records must add up to exactly the 60,000 packets sent.
+# flows of 20 packets each arrive (and 5 replies to each of the last 1000), so the
+# 1 MiB ring fills and the heads of most flows are dropped; after SIGCONT and
+# SIGINT every flow must have one record — those without a packet in user space
+# as "counts" records of the kernel's counters, both directions in one — and the
+# records must add up to exactly the 65,000 packets sent.
 # usage: counts-test.sh SRCDIR PODCAP
 SRC=$1 PODCAP=$2
 . "$SRC/tests/capture/lib.sh"
@@ -30,6 +31,7 @@ ip -n $S link set cs0 up
 ip -n $R link set cr0 up
 # no ARP on the way: the flows are exactly the UDP ones sent
 ip -n $S neigh add 10.77.0.2 lladdr "$(ip -n $R -o link show cr0 | grep -o 'link/ether [^ ]*' | cut -d' ' -f2)" dev cs0
+ip -n $R neigh add 10.77.0.1 lladdr "$(ip -n $S -o link show cs0 | grep -o 'link/ether [^ ]*' | cut -d' ' -f2)" dev cr0
 
 ip netns exec $R "$PODCAP" run --backend ebpf --iface cr0 --buffer 1M --db "$TMP/flows.db" \
   --stats-interval 0 >"$TMP/run.out" 2>&1 &
@@ -52,6 +54,16 @@ for port in range(20000, 23000):
         s.sendto(b"x" * 64, ("10.77.0.2", 9000))
     s.close()
 PY
+# replies to the last 1000 flows, 5 each, also into the full ring: each of those
+# flows must be one counts-only record with both directions, not two
+ip netns exec $R /usr/bin/python3 - <<'PY'
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.77.0.2", 9000))
+for port in range(22000, 23000):
+    for _ in range(5):
+        s.sendto(b"y" * 32, ("10.77.0.1", port))
+PY
 kill -CONT "$BG_PID"
 sleep 1
 kill -INT "$BG_PID"
@@ -67,15 +79,21 @@ echo "$final" | tr ' ' '\n' | grep -E '^(received|ring_drops|records|kernel_flow
 # sweep took out of it) is the whole map's, and at least the 60,000 sent
 ifc=$(grep -E '^podcap run: +cr0 ' "$TMP/run.out" | tail -1 | tr ' ' '\n' | sed -n 's/^kernel_counted=//p')
 [ "$ifc" = "$(get kernel_counted_pkts)" ] || fail "cr0 kernel_counted=$ifc, all interfaces $(get kernel_counted_pkts)"
-[ "$ifc" -ge 60000 ] || fail "cr0 counted $ifc packets, 60000 were sent"
+[ "$ifc" -ge 65000 ] || fail "cr0 counted $ifc packets, 65000 were sent"
 q() { sqlite3 "$TMP/flows.db" "$1"; }
-flows=$(q "SELECT count(DISTINCT sport) FROM flows WHERE ip_proto = 17 AND dport = 9000 AND src = '10.77.0.1'")
-pkts=$(q "SELECT sum(c2s_pkts) + sum(s2c_pkts) FROM flows WHERE ip_proto = 17 AND dport = 9000")
+# the flows to port 9000, whichever end a record calls the client
+W="ip_proto = 17 AND (dport = 9000 OR sport = 9000)"
+flows=$(q "SELECT count(DISTINCT CASE WHEN dport = 9000 THEN sport ELSE dport END) FROM flows WHERE $W")
+recs=$(q "SELECT count(*) FROM flows WHERE $W")
+pkts=$(q "SELECT sum(c2s_pkts) + sum(s2c_pkts) FROM flows WHERE $W")
 counts=$(q "SELECT count(*) FROM flows WHERE end_reason = 'counts'")
-cbad=$(q "SELECT count(*) FROM flows WHERE end_reason = 'counts' AND ip_proto = 17 AND dport = 9000 AND (c2s_pkts != 20 OR proto_name != 'Unknown' OR dpi_done != 0)")
-echo "  flows with a record: $flows of 3000; packets in records: $pkts of 60000; counts-only records: $counts"
+both=$(q "SELECT count(*) FROM flows WHERE end_reason = 'counts' AND $W AND c2s_pkts + s2c_pkts = 25 AND c2s_pkts > 0 AND s2c_pkts > 0")
+cbad=$(q "SELECT count(*) FROM flows WHERE end_reason = 'counts' AND $W AND (c2s_pkts + s2c_pkts NOT IN (20, 25) OR proto_name != 'Unknown' OR dpi_done != 0)")
+echo "  flows with a record: $flows of 3000 ($recs records); packets in records: $pkts of 65000; counts-only records: $counts, $both of them with replies"
 [ "$flows" = 3000 ] || fail "$flows of 3000 flows have a record"
-[ "$pkts" = 60000 ] || fail "records add up to $pkts packets, 60000 were sent"
+[ "$recs" = 3000 ] || fail "$recs records for 3000 flows: a flow split in two"
+[ "$pkts" = 65000 ] || fail "records add up to $pkts packets, 65000 were sent"
 [ "$counts" = "$(get counts_records)" ] || fail "$counts counts records stored, $(get counts_records) made"
+[ "$both" = 1000 ] || fail "$both of the 1000 flows with replies are one counts record with both directions"
 [ "$cbad" = 0 ] || fail "$cbad counts records with the wrong counters or a protocol"
 pass "every flow the kernel counted has a record ($counts from the kernel's counters alone)"
