@@ -408,6 +408,18 @@ static void sweep_pick(void *arg, const struct pc_flow_key *k, const struct pc_f
 
 /* 1 when user space saw a packet of the flow k belongs to: the same tuple in the
  * other direction of the hook, or the reversed tuple (its replies) either way. */
+/* The key of k's replies (addresses and ports swapped; ICMP type and code are
+ * not ports, so an ICMP key's "replies" are simply not found). */
+static struct pc_flow_key key_reverse(const struct pc_flow_key *k)
+{
+	struct pc_flow_key r = *k;
+	memcpy(r.src, k->dst, sizeof(r.src));
+	memcpy(r.dst, k->src, sizeof(r.dst));
+	r.sport = k->dport;
+	r.dport = k->sport;
+	return r;
+}
+
 static int twin_delivered(int fd, const struct pc_flow_key *k)
 {
 	struct pc_flow_key t = *k;
@@ -415,10 +427,7 @@ static int twin_delivered(int fd, const struct pc_flow_key *k)
 	t.dir = k->dir == PC_DIR_INGRESS ? PC_DIR_EGRESS : PC_DIR_INGRESS;
 	if (bpf_map_lookup_elem(fd, &t, &v) == 0 && v.delivered)
 		return 1;
-	memcpy(t.src, k->dst, sizeof(t.src));
-	memcpy(t.dst, k->src, sizeof(t.dst));
-	t.sport = k->dport;
-	t.dport = k->sport;
+	t = key_reverse(k);
 	for (int d = PC_DIR_INGRESS; d <= PC_DIR_EGRESS; d++) {
 		t.dir = (uint8_t)d;
 		if (bpf_map_lookup_elem(fd, &t, &v) == 0 && v.delivered)
@@ -489,11 +498,7 @@ int lb_sweep(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, 
 		memcpy(cc.dst, k->dst, sizeof(cc.dst));
 		/* Its replies, equally without a packet in user space and idle: the same
 		 * record, as the other direction (as a flow's record would have it). */
-		struct pc_flow_key r = *k;
-		memcpy(r.src, k->dst, sizeof(r.src));
-		memcpy(r.dst, k->src, sizeof(r.dst));
-		r.sport = k->dport;
-		r.dport = k->sport;
+		struct pc_flow_key r = key_reverse(k);
 		for (int d = PC_DIR_INGRESS; d <= PC_DIR_EGRESS; d++) {
 			r.dir = (uint8_t)d;
 			if (bpf_map_lookup_elem(fd, &r, &rv) < 0 || rv.delivered ||
