@@ -1219,6 +1219,11 @@ void eng_close(struct engine *e)
 		send_batch(w, BATCH_FLUSH);
 		pthread_join(w->th, NULL);
 		w->running = 0;
+		/* Its records are copies in the sinks' queues: the table (nDPI's
+		 * module teardown, ~15 ms) goes now, on this core, while the sinks
+		 * still drain theirs (the flow database's deferred index build). */
+		fl_table_free(w->flows);
+		w->flows = NULL;
 	}
 	for (size_t i = 0; i < e->nsinks; i++) {
 		struct eng_sinkq *q = &e->sq[i];
