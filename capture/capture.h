@@ -199,7 +199,7 @@ struct cap_counts {
 	/* as its packets carried it (src = their sender): dc_tuple's fields, kept
 	 * here so this header needs no decode.h */
 	uint8_t family, proto;
-	uint16_t sport, dport;
+	uint16_t sport, dport;      /* ICMP: type and code of its first packet */
 	uint8_t src[16], dst[16];
 	uint64_t pkts, bytes;
 	uint64_t rpkts, rbytes;     /* its replies (dst to src), when they too had no
@@ -221,7 +221,9 @@ size_t cap_live_iface_stats(struct cap_live *l, struct cap_live_iface_stats *out
 int cap_live_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes);
 
 /* eBPF: exact counters of one flow direction on one interface: packets whose
- * outer tuple is t (src→dst as given), summed over the ingress and egress hooks.
+ * outer tuple is t (src→dst as given), summed over the ingress and egress hooks;
+ * for ICMP/ICMPv6 all of it from src to dst (t's type and code are ignored: the
+ * kernel, like the flow table, keys ICMP without them).
  * A flow record's untunnelled key gives its two directions as t and t reversed.
  * Returns 0 (zeros when the kernel never saw it or evicted it), -EOPNOTSUPP on
  * libpcap, -EINVAL for a tuple without family. */

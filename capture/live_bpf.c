@@ -381,6 +381,36 @@ static void bpf_sum(struct cap_live *l, int all, uint32_t ifindex, int dir, uint
 
 /* ---- counts-only flows ---------------------------------------------------- */
 
+static int is_icmp(uint8_t proto)
+{
+	return proto == 1 || proto == 58; /* ICMP, ICMPv6: keyed without type/code */
+}
+
+/* ICMP types that ask (echo, timestamp, information, mask; ICMPv6 echo). */
+static int icmp_request(unsigned type)
+{
+	return type == 8 || type == 13 || type == 15 || type == 17 || type == 128;
+}
+
+/* Turns a counts record around: its replies' side becomes the client. */
+static void counts_reverse(struct cap_counts *cc, int r_dir, uint16_t r_icmp)
+{
+	uint8_t a[16];
+	memcpy(a, cc->src, sizeof(a));
+	memcpy(cc->src, cc->dst, sizeof(a));
+	memcpy(cc->dst, a, sizeof(a));
+	uint16_t p = cc->sport;
+	cc->sport = is_icmp(cc->proto) ? r_icmp >> 8 : cc->dport;
+	cc->dport = is_icmp(cc->proto) ? r_icmp & 0xff : p;
+	uint64_t n = cc->pkts;
+	cc->pkts = cc->rpkts;
+	cc->rpkts = n;
+	n = cc->bytes;
+	cc->bytes = cc->rbytes;
+	cc->rbytes = n;
+	cc->dir = r_dir == PC_DIR_INGRESS ? CAP_DIR_IN : CAP_DIR_OUT;
+}
+
 struct sweep_ctx {
 	uint64_t now_ns, idle_ns;
 	int final;
@@ -406,10 +436,8 @@ static void sweep_pick(void *arg, const struct pc_flow_key *k, const struct pc_f
 	c->keys[c->n++] = *k;
 }
 
-/* 1 when user space saw a packet of the flow k belongs to: the same tuple in the
- * other direction of the hook, or the reversed tuple (its replies) either way. */
-/* The key of k's replies (addresses and ports swapped; ICMP type and code are
- * not ports, so an ICMP key's "replies" are simply not found). */
+/* The key of k's replies: addresses and ports swapped (ICMP keys have ports 0,
+ * so an echo request's key reverses into its replies'). */
 static struct pc_flow_key key_reverse(const struct pc_flow_key *k)
 {
 	struct pc_flow_key r = *k;
@@ -420,6 +448,8 @@ static struct pc_flow_key key_reverse(const struct pc_flow_key *k)
 	return r;
 }
 
+/* 1 when user space saw a packet of the flow k belongs to: the same tuple in the
+ * other direction of the hook, or the reversed tuple (its replies) either way. */
 static int twin_delivered(int fd, const struct pc_flow_key *k)
 {
 	struct pc_flow_key t = *k;
@@ -494,17 +524,30 @@ int lb_sweep(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, 
 			.first_us = (v.first_ns + (uint64_t)l->mono_to_real_ns) / 1000u,
 			.last_us = (v.last_ns + (uint64_t)l->mono_to_real_ns) / 1000u,
 		};
+		if (is_icmp(k->proto)) {
+			/* the first packet's type and code, as a flow record has them */
+			cc.sport = v.icmp_first >> 8;
+			cc.dport = v.icmp_first & 0xff;
+		}
 		memcpy(cc.src, k->src, sizeof(cc.src));
 		memcpy(cc.dst, k->dst, sizeof(cc.dst));
 		/* Its replies, equally without a packet in user space and idle: the same
 		 * record, as the other direction (as a flow's record would have it). */
 		struct pc_flow_key r = key_reverse(k);
+		uint64_t r_first_ns = UINT64_MAX;
+		uint16_t r_icmp = 0;
+		int r_dir = 0;
 		for (int d = PC_DIR_INGRESS; d <= PC_DIR_EGRESS; d++) {
 			r.dir = (uint8_t)d;
 			if (bpf_map_lookup_elem(fd, &r, &rv) < 0 || rv.delivered ||
 			    (!final && (rv.last_ns > c.now_ns || c.now_ns - rv.last_ns < c.idle_ns)) ||
 			    sweep_take(l, fd, &r, &rv) < 0)
 				continue;
+			if (rv.first_ns < r_first_ns) {
+				r_first_ns = rv.first_ns;
+				r_icmp = rv.icmp_first;
+				r_dir = d;
+			}
 			cc.rpkts += rv.pkts;
 			cc.rbytes += rv.bytes;
 			uint64_t f = (rv.first_ns + (uint64_t)l->mono_to_real_ns) / 1000u;
@@ -514,6 +557,12 @@ int lb_sweep(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, 
 			if (t > cc.last_us)
 				cc.last_us = t;
 		}
+		/* The client is the side that sent first, as in a flow record; the
+		 * clock's tick often holds both, then ICMP's request is the client. */
+		if (r_first_ns < v.first_ns ||
+		    (r_first_ns == v.first_ns && is_icmp(k->proto) &&
+		     icmp_request(r_icmp >> 8) && !icmp_request(v.icmp_first >> 8)))
+			counts_reverse(&cc, r_dir, r_icmp);
 		l->bpf->swept_flows++;
 		fn(arg, &cc);
 		handed++;
@@ -614,8 +663,9 @@ int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple
 	key.family = t->family;
 	key.proto = t->proto;
 	key.ethertype = t->family == 4 ? 0x0800 : 0x86DD;
-	key.sport = t->sport;
-	key.dport = t->dport;
+	/* ICMP: all of it between the two hosts (the kernel keys no type/code) */
+	key.sport = is_icmp(t->proto) ? 0 : t->sport;
+	key.dport = is_icmp(t->proto) ? 0 : t->dport;
 	memcpy(key.src, t->src, t->family == 4 ? 4 : 16);
 	memcpy(key.dst, t->dst, t->family == 4 ? 4 : 16);
 	for (int dir = PC_DIR_INGRESS; dir <= PC_DIR_EGRESS; dir++) {

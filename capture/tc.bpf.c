@@ -2,7 +2,7 @@
 /* tc.bpf.c — podcap's kernel-side capture on tc clsact ingress/egress.
  *
  * Every packet is counted exactly in an LRU hash keyed by (ifindex, direction,
- * 5-tuple); the first flow_packets packets of each flow (enough for nDPI) and,
+ * 5-tuple; ICMP without type and code, as user space keys its flows); the first flow_packets packets of each flow (enough for nDPI) and,
  * while user space sets record_all, every packet, go up a ring buffer truncated
  * to snaplen; so does every packet of an interface in `streamed` (a live stream
  * watches it).  What the ring cannot take is counted per CPU, never silent.  The
@@ -285,10 +285,17 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	key.dir = dir;
 	if (parse_direct(skb, &key) < 0)
 		parse(skb, &key);
+	/* ICMP's type and code go into the value, not the key (tc_shared.h) */
+	__u16 icmp_first = 0;
+	if (key.proto == IPPROTO_ICMP || key.proto == PC_IPPROTO_ICMPV6) {
+		icmp_first = (__u16)(key.sport << 8 | key.dport);
+		key.sport = 0;
+		key.dport = 0;
+	}
 
 	v = bpf_map_lookup_elem(&flows, &key);
 	if (!v) {
-		struct pc_flow_val init = { .first_ns = now };
+		struct pc_flow_val init = { .first_ns = now, .icmp_first = icmp_first };
 		bpf_map_update_elem(&flows, &key, &init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&flows, &key);
 		if (!v)

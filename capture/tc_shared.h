@@ -20,7 +20,9 @@ struct pc_flow_key {
 	__u8 proto;    /* IPPROTO_* */
 	__u8 pad;
 	__u16 ethertype; /* host order, after VLAN tags */
-	__u16 sport, dport; /* host order; ICMP: type, code */
+	__u16 sport, dport; /* host order; 0 for ICMP and ICMPv6: all ICMP between two
+	                     * hosts is one flow, as user space keys it (flow.c), so
+	                     * an echo request and its reply are each other's reverse */
 	__u16 pad2;         /* src and dst 4-byte aligned: the program copies words */
 	__u8 src[16], dst[16];
 };
@@ -29,7 +31,8 @@ struct pc_flow_val {
 	__u64 pkts, bytes;
 	__u64 first_ns, last_ns; /* CLOCK_MONOTONIC at tick resolution (coarse clock) */
 	__u32 delivered;         /* flow-head packets that reached the ring */
-	__u32 pad;
+	__u16 icmp_first;        /* ICMP: type << 8 | code of the key's first packet */
+	__u16 pad;
 };
 
 /* Ring record: this header, then caplen bytes of the frame. */

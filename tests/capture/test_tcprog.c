@@ -210,6 +210,15 @@ int main(void)
 	eth(&fr[n], 0, 0x0800);
 	ip4(&fr[n], 17, 0, 0, 0);
 	n++;
+	/* 12: ICMP destination unreachable (3, 1) between the same hosts; 13: an echo
+	 * request behind a VLAN tag (slow path): the same ICMP flow as 6, whose
+	 * entry keeps the first packet's type and code */
+	eth(&fr[n], 0, 0x0800);
+	ip4(&fr[n], 1, 0, 0, 8);
+	l4ports(&fr[n++], 0x0301, 0, 4);
+	eth(&fr[n], 1, 0x0800);
+	ip4(&fr[n], 1, 0, 0, 8);
+	l4ports(&fr[n++], 0x0800, 0x1234, 4);
 
 	for (size_t i = 0; i < n; i++) {
 		uint8_t out[256];
@@ -229,8 +238,9 @@ int main(void)
 	} want[] = {
 		{"UDP plain/VLAN/QinQ/options", key(lo, 0x0800, 4, 17, 1111, 53), 4},
 		{"IPv6 TCP plain/VLAN", key(lo, 0x86dd, 6, 6, 40000, 443), 2},
-		{"ICMP echo", key(lo, 0x0800, 4, 1, 8, 0), 1},
-		{"ICMPv6 echo", key(lo, 0x86dd, 6, 58, 128, 0), 1},
+		/* ICMP without type/code in the key (tc_shared.h) */
+		{"ICMP echo/unreachable/tagged echo", key(lo, 0x0800, 4, 1, 0, 0), 3},
+		{"ICMPv6 echo", key(lo, 0x86dd, 6, 58, 0, 0), 1},
 		{"later fragment", key(lo, 0x0800, 4, 17, 0, 0), 1},
 		{"IPv4 ethertype, bad version", key(lo, 0x0800, 0, 0, 0, 0), 1},
 		{"ARP", key(lo, 0x0806, 0, 0, 0, 0), 1},
@@ -250,6 +260,9 @@ int main(void)
 		      (unsigned long long)v.pkts, (unsigned long long)want[i].pkts);
 		CHECK(r != 0 || v.delivered == v.pkts, "%s: %u of %llu delivered", want[i].what, v.delivered,
 		      (unsigned long long)v.pkts);
+		uint16_t icmp_first = i == 2 ? 0x0800 : i == 3 ? 0x8000 : 0;
+		CHECK(r != 0 || v.icmp_first == icmp_first, "%s: first ICMP type/code %#x, want %#x",
+		      want[i].what, v.icmp_first, icmp_first);
 		if (i != 7)
 			total += want[i].pkts;
 	}
