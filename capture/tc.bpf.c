@@ -285,10 +285,18 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	key.dir = dir;
 	if (parse_direct(skb, &key) < 0)
 		parse(skb, &key);
-	/* ICMP's type and code go into the value, not the key (tc_shared.h) */
+	/* ICMP's type and code go into the value, not the key (tc_shared.h).  An
+	 * ICMP error (unreachable, fragmentation needed / too big, time exceeded,
+	 * parameter problem) always goes up, past the flow's head budget: it says
+	 * where a connection stops, and senders rate-limit them. */
 	__u16 icmp_first = 0;
+	int icmp_error = 0;
 	if (key.proto == IPPROTO_ICMP || key.proto == PC_IPPROTO_ICMPV6) {
 		icmp_first = (__u16)(key.sport << 8 | key.dport);
+		if (key.proto == IPPROTO_ICMP)
+			icmp_error = key.sport == 3 || key.sport == 11 || key.sport == 12;
+		else
+			icmp_error = key.sport >= 1 && key.sport <= 4;
 		key.sport = 0;
 		key.dport = 0;
 	}
@@ -306,7 +314,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (v->last_ns != now)
 		v->last_ns = now;
 
-	if (seen < flow_packets)
+	if (seen < flow_packets || icmp_error)
 		flags |= PC_REC_FLOW_HEAD;
 	if (record_all)
 		flags |= PC_REC_RECORDING;

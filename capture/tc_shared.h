@@ -30,7 +30,8 @@ struct pc_flow_key {
 struct pc_flow_val {
 	__u64 pkts, bytes;
 	__u64 first_ns, last_ns; /* CLOCK_MONOTONIC at tick resolution (coarse clock) */
-	__u32 delivered;         /* flow-head packets that reached the ring */
+	__u32 delivered;         /* flow-head packets that reached the ring (ICMP
+	                          * errors count as heads beyond the first N) */
 	__u16 icmp_first;        /* ICMP: type << 8 | code of the key's first packet */
 	__u16 pad;
 };
