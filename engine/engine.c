@@ -437,6 +437,10 @@ static inline __attribute__((always_inline)) uint64_t flow_packet(struct eng_wor
 								  struct eng_packet *it)
 {
 	uint64_t flow_id = 0;
+	if (__builtin_expect(it->dc.reason != DC_OK, 0)) {
+		it->pkt_no = 0; /* a frame in no flow, for the packets sinks only */
+		return 0;
+	}
 	if (fl_table_packet(w->flows, it->obs, &it->dc, it->frame, it->ts_us, &flow_id, &it->pkt_no) != 0)
 		flow_id = 0;
 	if (it->ts_us >= w->last_expire_us + 1000000u) {
@@ -906,8 +910,16 @@ int eng_packet(struct engine *e, uint32_t obs, const struct cap_packet *pkt)
 		return failed(e);
 	}
 	dc_count(&e->dc, &p);
-	if (p.reason != DC_OK)
+	if (__builtin_expect(p.reason != DC_OK, 0)) {
+		/* Not IP (ARP, LLDP, ...) or malformed: counted above, and still a
+		 * frame of its interface, so the packets sinks get it with flow id 0
+		 * (a live stream shows it as tcpdump would; the packet store keeps
+		 * flows' packets only).  The flow table never sees it. */
+		if (e->npacket_sinks)
+			enqueue_cold(e, pick_worker(e, obs, &p, pkt->ts_us), obs, &p, pkt->data, pkt->ts_us,
+				     pkt->dir, pkt->stable, ROLE_PACKET);
 		return failed(e);
+	}
 	enqueue(e, pick_worker(e, obs, &p, pkt->ts_us), obs, &p, pkt->data, pkt->ts_us, pkt->dir, pkt->stable,
 		ROLE_PACKET);
 	return failed(e);

@@ -157,8 +157,9 @@ int eng_obs_point(struct engine *e, const char *iface, const char *direction, co
 const struct eng_obs *eng_obs(const struct engine *e, uint32_t obs);
 
 /* Accounts one captured packet on observation point obs.  Returns 0, or the
- * negative errno of a fatal failure (a sink failed); per-packet problems
- * (malformed, not IP) are only counted. */
+ * negative errno of a fatal failure (a sink failed).  A frame that is not IP or
+ * is malformed is counted by reason and, when there is a packets sink, handed to
+ * the packets sinks with flow id 0; no flow table sees it. */
 int eng_packet(struct engine *e, uint32_t obs, const struct cap_packet *pkt);
 /* Adds a record that no flow table made (needs cfg.external_records; -EINVAL
  * without): it gets an id (rec->id is set), goes through the record hook and to

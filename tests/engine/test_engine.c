@@ -1,6 +1,6 @@
 /* Unit tests of the engine: threads, batches and sinks, with 0, 1 and 2 flow
  * workers, on synthetic UDP flows.
- *   test_engine order|ids|fail|stable|obs|close
+ *   test_engine order|ids|fail|stable|obs|close|noip
  * Each case checks what engine.h promises a sink: observation points before their
  * packets and records, each flow's packets in order with final ids, records whose
  * ids match the packets', flush after everything, a failing sink ending the run
@@ -55,7 +55,7 @@ struct check {
 	int seen_obs[16];
 	uint64_t flow_of[NFLOWS];       /* flow id seen in packets */
 	int next_k[NFLOWS];             /* next packet number expected */
-	uint64_t packets, records, finals, flushes, bad_order, bad_obs, bad_payload;
+	uint64_t packets, records, finals, flushes, bad_order, bad_obs, bad_payload, noflow;
 	uint64_t min_id, max_id;
 	uint64_t fail_after;            /* records before returning -EIO (0 = never) */
 	uint64_t max_id_held;           /* what max_flow_id reports */
@@ -87,6 +87,15 @@ static int ck_packets(void *ctx, const struct eng_packet *p, size_t n)
 		c->packets++;
 		if (p[i].obs >= 16 || !c->seen_obs[p[i].obs])
 			c->bad_obs++;
+		if (p[i].dc.reason != DC_OK) {
+			/* a frame in no flow (t_noip): ARP or an IPv4 header cut short */
+			if (p[i].flow_id != 0 || p[i].pkt_no != 0 ||
+			    (p[i].dc.reason == DC_NOT_IP ? p[i].dc.caplen != 42 || p[i].frame[13] != 0x06
+							  : p[i].dc.caplen != 24))
+				c->bad_payload++;
+			c->noflow++;
+			continue;
+		}
 		int f, k;
 		memcpy(&f, p[i].frame + 42, 4);
 		memcpy(&k, p[i].frame + 46, 4);
@@ -167,6 +176,14 @@ static int feed(struct engine *e, uint32_t obs, int stable, int stop_on_error)
 				return rc;
 		}
 	return rc;
+}
+
+/* One frame, copied by the engine (not stable). */
+static int feed_one(struct engine *e, uint32_t obs, const uint8_t *b, uint32_t len)
+{
+	struct cap_packet pk = {.data = b, .caplen = len, .wirelen = len, .ts_us = 999000,
+				.linktype = DC_LINK_ETHERNET, .dir = CAP_DIR_UNKNOWN};
+	return eng_packet(e, obs, &pk);
 }
 
 static struct engine *open_engine(unsigned workers, struct check *c, size_t nsinks)
@@ -351,10 +368,52 @@ static void t_close(void)
 	printf("ok: eng_close alone ends flows and flushes; refused sinks are closed\n");
 }
 
+/* Frames without IP (ARP) and malformed ones (an IPv4 header cut short) reach
+ * the packets sinks with flow id 0, among the flows' packets, and never the flow
+ * table; without a packets sink they are only counted. */
+static void t_noip(void)
+{
+	for (unsigned w = 0; w <= 2; w++) {
+		for (int with_sink = 1; with_sink >= 0; with_sink--) {
+			struct check *c = calloc(1, sizeof(*c));
+			struct engine *e = open_engine(w, c, (size_t)with_sink);
+			if (!e)
+				return;
+			uint32_t obs;
+			eng_obs_point(e, "eth0", "both", NULL, DC_LINK_ETHERNET, 0, &obs);
+			uint8_t arp[42] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06,
+					   0, 1, 0x08, 0, 6, 4, 0, 1};
+			uint8_t cut[24] = {2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45};
+			for (int i = 0; i < 5; i++) {
+				CHECK(feed_one(e, obs, arp, sizeof(arp)) == 0, "ARP frame: %s", eng_error(e));
+				CHECK(feed_one(e, obs, cut, sizeof(cut)) == 0, "cut frame: %s", eng_error(e));
+			}
+			CHECK(feed(e, obs, 0, 1) == 0, "feed: %s", eng_error(e));
+			CHECK(eng_finish(e) == 0, "finish: %s", eng_error(e));
+			struct eng_stats st;
+			eng_stats(e, &st);
+			uint64_t want = with_sink ? 10 : 0, all = with_sink ? NFLOWS * PER_FLOW + 10 : 0;
+			CHECK(c->noflow == want && c->packets == all && !c->bad_payload &&
+			      !c->bad_order, "workers %u, %s: %llu frames in no flow of %llu packets (%llu bad)", w,
+			      with_sink ? "a packets sink" : "no sink", (unsigned long long)c->noflow,
+			      (unsigned long long)c->packets, (unsigned long long)c->bad_payload);
+			CHECK(st.fl.skipped == 0 && st.fl.flows_created == NFLOWS,
+			      "workers %u: the flow table saw them: %llu skipped, %llu flows", w,
+			      (unsigned long long)st.fl.skipped, (unsigned long long)st.fl.flows_created);
+			CHECK(st.dc.by_reason[DC_NOT_IP] == 5 && st.packets == NFLOWS * PER_FLOW + 10,
+			      "workers %u: %llu counted not IP, %llu packets", w,
+			      (unsigned long long)st.dc.by_reason[DC_NOT_IP], (unsigned long long)st.packets);
+			eng_close(e);
+			free(c);
+		}
+	}
+	printf("ok: frames without IP or malformed reach the packets sinks with flow id 0, not the flow table\n");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
-		fprintf(stderr, "usage: test_engine order|ids|fail|stable|obs|close\n");
+		fprintf(stderr, "usage: test_engine order|ids|fail|stable|obs|close|noip\n");
 		return 2;
 	}
 	const char *t = argv[1];
@@ -370,6 +429,8 @@ int main(int argc, char **argv)
 		t_obs();
 	else if (!strcmp(t, "close"))
 		t_close();
+	else if (!strcmp(t, "noip"))
+		t_noip();
 	else
 		return 2;
 	return failures ? 1 : 0;

@@ -9,10 +9,13 @@
 # agent runs with --flow-packets 2, and 50 requests before and after the stream
 # must reach user space as flow heads only (the veth goes back to sampling).
 #
-# The lab's pods and node are given permanent neighbour entries for the test's
-# duration: ARP is not IP, and frames that are not IP do not reach the engine's
-# sinks (docs/sniff.md), so an ARP refresh in the window would be counted by
-# the veth and not streamed.  The test says so if it sees a difference.
+# Frames that are not IP are streamed too: with `-f arp`, the client's ARP
+# request for its gateway (twice on the veth: the bridge port's hairpin mode
+# sends the broadcast back, tcpdump sees the same) and the bridge's reply.
+#
+# The lab's pods and node are given permanent neighbour entries for the
+# counting window: an ARP refresh at its edges would be streamed and not
+# counted, or counted and not streamed.  The test says so if it sees a difference.
 #   lab-sniff.sh SRCDIR PODCAP
 set -u
 src=${1:?usage: lab-sniff.sh SRCDIR PODCAP}; podcap=${2:?}
@@ -51,7 +54,7 @@ gmac=$(ip -n pc-node1 -j link show cni0 | /usr/bin/python3 -c 'import json,sys; 
 # streamed and not counted.
 ip netns exec pc-node1 sysctl -qw net.ipv6.conf.$veth.disable_ipv6=1 net.ipv6.conf.cni0.disable_ipv6=1
 for p in web-1 coredns client-1; do ip netns exec pc-$p sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1; done
-# no ARP in the window (see above)
+# no ARP in the counting window (see above)
 ip -n pc-client-1 neigh replace 10.244.1.1 lladdr "$gmac" dev eth0 nud permanent
 ip -n pc-node1 neigh replace 10.244.1.12 lladdr "$pmac" dev cni0 nud permanent
 
@@ -140,6 +143,22 @@ for backend in ebpf pcap; do
   grep -q "podcap sniff: $n packets .* 0 not delivered" "$tmp/sniff-$backend.err" &&
     ok "$backend: sniff's count line: $(grep 'podcap sniff:' "$tmp/sniff-$backend.err" | tail -1)" ||
     bad "$backend: sniff said: $(cat "$tmp/sniff-$backend.err")"
+  # ARP is streamed as well: the client forgets its gateway's address and sends
+  # it a datagram; `-f arp` for 2 seconds gets the request and the bridge's reply.
+  ( "$podcap" sniff client-1 -n default --server "$url" -f arp --seconds 2 -w - \
+      2>"$tmp/arp-$backend.err" >"$tmp/arp-$backend.pcapng" ) &
+  sniff=$!
+  for i in $(seq 1 100); do [ -s "$tmp/arp-$backend.pcapng" ] && break; sleep 0.05; done
+  ip -n pc-client-1 neigh del 10.244.1.1 dev eth0
+  ip netns exec pc-client-1 /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("10.244.1.1", 9))'
+  wait "$sniff"; sniff=""
+  ip -n pc-client-1 neigh replace 10.244.1.1 lladdr "$gmac" dev eth0 nud permanent
+  arp=$(tshark -r "$tmp/arp-$backend.pcapng" -T fields -e arp.opcode -e arp.dst.proto_ipv4 2>/dev/null | sort | uniq -c | tr -s ' \t\n' ' ')
+  case "$arp" in
+    " "[12]" 1 10.244.1.1 1 2 10.244.1.12 ") ok "$backend: frames without IP are streamed: -f arp gave the ARP request and reply (count, opcode, target:$arp)" ;;
+    *) false ;;
+  esac ||
+    bad "$backend: ARP stream: '$arp': $(cat "$tmp/arp-$backend.err")"
   kill -INT $agent; wait $agent; st=$?; agent=""
   [ $st = 0 ] || bad "$backend: agent exit $st"
   fin=$(grep 'podcap run: final' "$log")
