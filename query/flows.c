@@ -123,7 +123,7 @@ const char *q_order_name(enum q_order order)
 /* Appends " FROM flows f WHERE <filter> [AND <after the cursor>] ORDER BY ...
  * LIMIT ?" for sel, with one row more than the limit: whether another page
  * follows. */
-static int where(struct sqlbuf *q, const struct q_select *sel, struct q_error *err)
+static int where(struct sqlbuf *q, const struct q_select *sel, int time_scan, struct q_error *err)
 {
 	struct q_compile_opts opts;
 	q_compile_opts_default(&opts);
@@ -169,7 +169,9 @@ static int where(struct sqlbuf *q, const struct q_select *sel, struct q_error *e
 	char outer[160] = "";
 	if (wrap)
 		snprintf(outer, sizeof(outer), ") ORDER BY %s %s, f.id %s", key, dir, dir);
-	const char *head = wrap ? " FROM flows f WHERE f.id IN (SELECT f.id FROM flows f WHERE " : " FROM flows f WHERE ";
+	char head[128];
+	snprintf(head, sizeof(head), wrap ? " FROM flows f WHERE f.id IN (SELECT f.id FROM flows f%s WHERE "
+					  : " FROM flows f%s WHERE ", time_scan ? " INDEXED BY flows_last" : "");
 	size_t need = q->off + strlen(head) + q->filter->where_len + strlen(tail) + strlen(outer) + 1;
 	if (need > sizeof(q->text)) {
 		if (!(q->heap = malloc(need))) {
@@ -184,6 +186,79 @@ static int where(struct sqlbuf *q, const struct q_select *sel, struct q_error *e
 		return 0;
 	}
 	sql_add(q, "%s%s%s%s", head, q->filter->where, tail, outer);
+	return 0;
+}
+
+/* A page in last-packet order whose filter an index narrows (pod, namespace, an
+ * address, a port) is planned as "the index's matches, sorted": right when they
+ * are few, but when they are many (ns == default, dport == 443 on a busy node:
+ * hundreds of thousands) the sort reads and orders all of them to keep 100 —
+ * seconds on millions of flows — where walking the last_us index from the end
+ * finds the page after a few hundred rows.  So when the planner would sort, its
+ * plan runs within a budget of TIME_SCAN_STEPS of SQLite's virtual machine steps
+ * (TIME_SCAN_STEPS_PER_ROW per row asked, if more; ~10-20 steps a match, so
+ * some 10,000 matches); past it the page is asked again walking the time
+ * index, which then finds it quickly: the filter matches many.  A sparse filter
+ * costs nothing more; a dense one at most the budget (~20 ms here). */
+#define TIME_SCAN_STEPS 200000
+#define TIME_SCAN_STEPS_PER_ROW 4000
+
+static void where_reset(struct sqlbuf *q, size_t off)
+{
+	q_sql_free(q->filter);
+	q->filter = NULL;
+	free(q->param);
+	q->param = NULL;
+	q->nparam = q->cap = 0;
+	free(q->heap);
+	q->heap = NULL;
+	q->off = off;
+	q->text[off] = 0;
+}
+
+/* Appends the FROM/WHERE/ORDER of sel to q (which holds the SELECT list), opens
+ * the cursor and steps it once: *first is that step's result (1 a row, 0 none,
+ * < 0 an error). */
+static int open_page(struct fdb *db, struct sqlbuf *q, const struct q_select *sel, struct fdb_cursor **c,
+		     int *first, struct q_error *err)
+{
+	enum q_order o = sel->order < Q_ORDER__COUNT ? sel->order : Q_ORDER_LAST_DESC;
+	int rc, budget = 0;
+	size_t off = q->off;
+	*c = NULL;
+	if ((rc = where(q, sel, 0, err)) < 0)
+		return rc;
+	if ((o == Q_ORDER_LAST_DESC || o == Q_ORDER_LAST_ASC) && sel->limit >= 0 && sel->limit < INT32_MAX) {
+		/* Only where the planner would sort the matches: the subquery's own
+		 * "USE TEMP B-TREE FOR ORDER BY" besides the page's (a filter no
+		 * index narrows is walked in time order already). */
+		char plan[2048];
+		int sorts = 0;
+		if (fdb_explain(db, sql_text(q), q->param, q->nparam, plan, sizeof(plan)) == 0)
+			for (const char *p = plan; (p = strstr(p, "B-TREE FOR ORDER BY")); p++)
+				sorts++;
+		budget = sorts >= 2;
+	}
+	if ((rc = fdb_cursor_open(db, sql_text(q), q->param, q->nparam, c)) < 0)
+		return q_err(err, rc, 0, "%s", fdb_errmsg(db));
+	if (budget) {
+		uint64_t steps = (uint64_t)sel->limit * TIME_SCAN_STEPS_PER_ROW;
+		fdb_cursor_budget(*c, steps > TIME_SCAN_STEPS ? steps : TIME_SCAN_STEPS);
+	}
+	*first = fdb_cursor_next(*c);
+	if (!budget || *first != -EAGAIN) {
+		fdb_cursor_budget(*c, 0);
+		return 0;
+	}
+	/* many matches: the time index from the end */
+	fdb_cursor_close(*c);
+	*c = NULL;
+	where_reset(q, off);
+	if ((rc = where(q, sel, 1, err)) < 0)
+		return rc;
+	if ((rc = fdb_cursor_open(db, sql_text(q), q->param, q->nparam, c)) < 0)
+		return q_err(err, rc, 0, "%s", fdb_errmsg(db));
+	*first = fdb_cursor_next(*c);
 	return 0;
 }
 
@@ -495,14 +570,11 @@ long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel,
 	}
 	/* the last two columns: the row's id and sort key, for the next page */
 	sql_add(q, ", f.id, %s", orders[sel->order < Q_ORDER__COUNT ? sel->order : 0].key);
-	if ((rc = where(q, sel, err)) < 0)
-		goto out;
 	if (page)
 		memset(page, 0, sizeof(*page));
-	if ((rc = fdb_cursor_open(db, sql_text(q), q->param, q->nparam, &c)) < 0) {
-		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+	int first;
+	if ((rc = open_page(db, q, sel, &c, &first, err)) < 0)
 		goto out;
-	}
 	if (fmt == Q_FMT_TABLE) {
 		rows = calloc(TABLE_WIDTH_ROWS, sizeof(*rows));
 		if (!rows) {
@@ -522,7 +594,7 @@ long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel,
 		out_str(o, "\n");
 	}
 	int ncols = fdb_cursor_columns(c);
-	while ((rc = fdb_cursor_next(c)) == 1 && !o->err) {
+	for (rc = first; rc == 1 && !o->err; rc = fdb_cursor_next(c)) {
 		if (count == LONG_MAX)
 			break;
 		if (sel->limit >= 0 && count == sel->limit) {
@@ -737,13 +809,10 @@ int q_export_ex(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n
 		}
 	} else {
 		sql_add(q, "SELECT id, community_id");
-		if ((rc = where(q, sel, err)) < 0)
+		int first;
+		if ((rc = open_page(db, q, sel, &c, &first, err)) < 0)
 			goto out;
-		if ((rc = fdb_cursor_open(db, sql_text(q), q->param, q->nparam, &c)) < 0) {
-			q_err(err, rc, 0, "%s", fdb_errmsg(db));
-			goto out;
-		}
-		while ((rc = fdb_cursor_next(c)) == 1) {
+		for (rc = first; rc == 1; rc = fdb_cursor_next(c)) {
 			if (sel->limit >= 0 && (int64_t)nsel == sel->limit)
 				break; /* the row where() adds to tell whether more follow */
 			uint64_t id = (uint64_t)fdb_cursor_int(c, 0);

@@ -2147,6 +2147,8 @@ struct fdb_cursor {
 	sqlite3_stmt *stmt;
 	struct fdb_cursor *next, **pprev; /* the handle's list of open cursors */
 	uint64_t deadline_ms;             /* CLOCK_MONOTONIC, 0 = none */
+	uint64_t budget;                  /* fdb_cursor_budget: progress calls left, 0 = none */
+	int over_budget;                  /* the last step was stopped by it */
 };
 
 static uint64_t mono_ms(void)
@@ -2166,7 +2168,20 @@ void fdb_set_deadline(struct fdb *st, uint64_t max_ms)
 static int progress_check(void *arg)
 {
 	struct fdb_cursor *c = arg;
+	if (c->budget && --c->budget == 0) {
+		c->over_budget = 1;
+		return 1;
+	}
 	return c->deadline_ms && mono_ms() > c->deadline_ms;
+}
+
+/* Progress calls come every FDB_BUDGET_STEP virtual machine steps. */
+#define FDB_BUDGET_STEP 1024
+
+void fdb_cursor_budget(struct fdb_cursor *c, uint64_t steps)
+{
+	c->budget = steps ? (steps + FDB_BUDGET_STEP - 1) / FDB_BUDGET_STEP : 0;
+	c->over_budget = 0;
 }
 
 /* Statements a read cursor may run: one SELECT (or WITH ... SELECT, or EXPLAIN of
@@ -2252,12 +2267,15 @@ int fdb_cursor_next(struct fdb_cursor *c)
 {
 	struct fdb *st = c->db;
 	/* the handler is per connection: point it at the cursor being stepped */
-	sqlite3_progress_handler(st->db, c->deadline_ms ? 4096 : 0, c->deadline_ms ? progress_check : NULL, c);
+	int every = c->budget ? FDB_BUDGET_STEP : c->deadline_ms ? 4096 : 0;
+	sqlite3_progress_handler(st->db, every, every ? progress_check : NULL, c);
 	int r = sqlite3_step(c->stmt);
 	if (r == SQLITE_ROW)
 		return 1;
 	if (r == SQLITE_DONE)
 		return 0;
+	if ((r & 0xff) == SQLITE_INTERRUPT && c->over_budget)
+		return -EAGAIN; /* the caller's own limit, not an error of the database */
 	if ((r & 0xff) == SQLITE_INTERRUPT)
 		return set_err(st, -ETIMEDOUT, "%s: query stopped after %llu ms (limit)", st->path,
 			       (unsigned long long)st->deadline_ms);

@@ -169,8 +169,13 @@ struct fdb_param {
 struct fdb_cursor;
 int fdb_cursor_open(struct fdb *db, const char *sql, const struct fdb_param *params,
 		    size_t nparams, struct fdb_cursor **out);
-/* 1 = a row is ready, 0 = no more rows, < 0 = error (message in fdb_errmsg). */
+/* 1 = a row is ready, 0 = no more rows, < 0 = error (message in fdb_errmsg);
+ * -EAGAIN: stopped by fdb_cursor_budget (no message; the cursor is done). */
 int fdb_cursor_next(struct fdb_cursor *c);
+/* Limits the work of c's following steps to about steps virtual machine steps
+ * in all (0 = no limit again): a caller tries a plan that is fast when it is
+ * right and gives up on it cheaply.  Deterministic, unlike a deadline. */
+void fdb_cursor_budget(struct fdb_cursor *c, uint64_t steps);
 int fdb_cursor_columns(const struct fdb_cursor *c);
 const char *fdb_cursor_name(const struct fdb_cursor *c, int col);
 int fdb_cursor_type(const struct fdb_cursor *c, int col);         /* enum fdb_type */
