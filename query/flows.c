@@ -256,8 +256,15 @@ static int open_page(struct fdb *db, struct sqlbuf *q, const struct q_select *se
 	where_reset(q, off);
 	if ((rc = where(q, sel, 1, err)) < 0)
 		return rc;
-	if ((rc = fdb_cursor_open(db, sql_text(q), q->param, q->nparam, c)) < 0)
-		return q_err(err, rc, 0, "%s", fdb_errmsg(db));
+	if (fdb_cursor_open(db, sql_text(q), q->param, q->nparam, c) < 0) {
+		/* no last_us index (a file whose deferred build was cut short, open
+		 * read-only): the planner's way after all, without a budget */
+		where_reset(q, off);
+		if ((rc = where(q, sel, 0, err)) < 0)
+			return rc;
+		if ((rc = fdb_cursor_open(db, sql_text(q), q->param, q->nparam, c)) < 0)
+			return q_err(err, rc, 0, "%s", fdb_errmsg(db));
+	}
 	*first = fdb_cursor_next(*c);
 	return 0;
 }
