@@ -2,7 +2,8 @@
 /* tc.bpf.c — podcap's kernel-side capture on tc clsact ingress/egress.
  *
  * Every packet is counted exactly in an LRU hash keyed by (ifindex, direction,
- * 5-tuple; ICMP without type and code, as user space keys its flows); the first flow_packets packets of each flow (enough for nDPI) and,
+ * 5-tuple; ICMP without type and code, as user space keys its flows); the first
+ * flow_packets packets of each flow (enough for nDPI), every ICMP error and,
  * while user space sets record_all, every packet, go up a ring buffer truncated
  * to snaplen; so does every packet of an interface in `streamed` (a live stream
  * watches it).  What the ring cannot take is counted per CPU, never silent.  The
