@@ -153,6 +153,9 @@ void q_err_setf(struct q_error *err, int code, const char *text, size_t len, siz
 	__attribute__((format(printf, 8, 9)));
 /* Describes len bytes of token text for a message: "'abc'" (truncated with "..."
  * at a character boundary). */
+/* err (may be NULL) set to the formatted message, code rc, position pos; returns rc. */
+int q_err(struct q_error *err, int rc, int pos, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 void q_describe(char *out, size_t outlen, const char *tok, size_t toklen);
 
 /* Parsers of values, shared with q_time_parse.  Each returns 0, or -EINVAL

@@ -2,6 +2,7 @@
  * and q_time_parse. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -411,4 +412,21 @@ const char *q_proto_name(int64_t proto)
 		if (protos[i].number == proto)
 			return protos[i].name;
 	return NULL;
+}
+
+/* Fills err (when not NULL) with a formatted message and returns rc: for the
+ * users of the language (listings, exports, top) whose errors have no position
+ * in a filter text, or one already known. */
+int q_err(struct q_error *err, int rc, int pos, const char *fmt, ...)
+{
+	if (err) {
+		memset(err, 0, sizeof(*err));
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+		err->code = rc;
+		err->pos = (uint32_t)pos;
+	}
+	return rc;
 }
