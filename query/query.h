@@ -254,6 +254,8 @@ struct q_top {
 	int limit;                     /* keys (1..1000) */
 	int64_t bucket_us;             /* > 0: per-bucket values of those keys, by last packet */
 	int64_t max_buckets;           /* refuse more buckets than this (-E2BIG) */
+	size_t max_mem;                /* bytes for summing keys in memory (0 = 32 MiB);
+					* more distinct keys go through SQLite's sorter */
 };
 struct q_top_row { char *key; int64_t value; };        /* key "" for none (no app, no pod) */
 struct q_top_bucket { int64_t t; size_t row; int64_t value; };
@@ -270,6 +272,12 @@ struct q_top_result {
 	int from_rollup;
 	int64_t resolution_us;
 	int64_t untracked;
+	/* Else the flows were read and summed in hash tables (1), or, with more
+	 * distinct keys than q_top.max_mem holds, grouped by SQLite (0).  scans:
+	 * how many times the matching flows were read (1; 2 when every key's
+	 * buckets did not fit in max_mem beside the keys; 2 or 3 the SQL way). */
+	int in_memory;
+	int scans;
 };
 /* Groups the matching flows by a key and sums a metric over the whole range (one
  * scan, or the rollup: see q_top_result); with bucket_us also per time bucket

@@ -251,25 +251,15 @@ out:
 	return rc;
 }
 
-int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err)
+/* The SQL way: GROUP BY in SQLite (which sorts the matching rows by key), a
+ * second scan for the total, a third for the buckets.  For a hash table too big
+ * for top_hash's memory. */
+static int top_group_by(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err)
 {
 	struct top_stmt *q = NULL;
 	struct fdb_cursor *c = NULL;
 	char head[512], tail[128];
 	int rc;
-	memset(out, 0, sizeof(*out));
-	if (req->by >= Q_BY__COUNT || req->metric >= Q_METRIC__COUNT || req->limit < 1 || req->limit > 1000)
-		return q_err(err, -EINVAL, 0, "bad top request");
-	if (req->bucket_us > 0 && req->range.has_from && req->max_buckets > 0) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		int64_t to = req->range.has_to ? req->range.to_us : (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-		if (to > req->range.from_us && (to - req->range.from_us) / req->bucket_us > req->max_buckets)
-			return q_err(err, -E2BIG, 0, "more than %lld buckets: choose a larger bucket or a shorter range",
-				     (long long)req->max_buckets);
-	}
-	if ((rc = top_rollup(db, req, out, err)) != 0)
-		return rc < 0 ? rc : 0;
 	/* 1. the keys with the largest sums, and the total */
 	if (!(q = calloc(1, sizeof(*q))))
 		return q_err(err, -ENOMEM, 0, "out of memory");
@@ -324,11 +314,13 @@ int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, str
 	for (size_t i = 0; i < out->nrows; i++)
 		top += out->rows[i].value;
 	out->other = out->total - top;
+	out->scans = 2;
 	fdb_cursor_close(c);
 	c = NULL;
 	rc = 0;
 	if (req->bucket_us <= 0 || !out->nrows)
 		goto out;
+	out->scans = 3;
 	/* 2. those keys per time bucket (of the flows' last packets) */
 	top_stmt_free(q);
 	if (!(q = calloc(1, sizeof(*q)))) {
@@ -385,3 +377,454 @@ out:
 	return rc;
 }
 
+/* ---- one scan, summed in a hash table -------------------------------------- *
+ *
+ * SQLite groups by sorting every matching row by its key (a temporary b-tree),
+ * then the total took a second scan: top src over 10M flows was 8.2 s + 1.75 s,
+ * past the API's 10-s query limit (503).  Here the rows (key, value) of one scan
+ * are summed in an open-addressing table: 2.7 s for the same answer.  The keys'
+ * bytes, entries and slots stay under max_mem (TOP_MEM unless the request says);
+ * a key with more distinct values than that (host over millions of names) is
+ * answered the SQL way, whose sorter spills to disk. */
+#define TOP_MEM (32u << 20)
+
+struct tent {
+	uint64_t hash;
+	int64_t v;
+	size_t off;      /* key bytes in the arena */
+	uint32_t len;
+	int32_t row;     /* index in the result's rows, -1 */
+	uint32_t last_b; /* the key's latest bucket in the ptab + 1 (0 none) ... */
+	int64_t last_t;  /* ... and its time: flows come in about time order */
+};
+
+struct ttab {
+	struct tent *e;
+	size_t n, ecap;
+	uint32_t *slot;  /* entry index + 1; 0 = empty */
+	size_t scap;     /* power of two */
+	char *arena;
+	size_t alen, acap;
+	size_t max_mem;
+};
+
+static uint64_t key_hash(const char *k, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)k[i];
+		h *= 1099511628211ULL;
+	}
+	return h ^ (h >> 29);
+}
+
+static size_t ttab_mem(size_t ecap, size_t scap, size_t acap)
+{
+	return ecap * sizeof(struct tent) + scap * sizeof(uint32_t) + acap;
+}
+
+/* Grows what must grow for one more key of len bytes: 0, -E2BIG past max_mem,
+ * -ENOMEM. */
+static int ttab_reserve(struct ttab *t, size_t len)
+{
+	size_t ecap = t->ecap, scap = t->scap, acap = t->acap;
+	if (t->n == ecap)
+		ecap = ecap ? 2 * ecap : 1024;
+	if ((t->n + 1) * 2 > scap)
+		scap = scap ? 2 * scap : 2048;
+	while (t->alen + len > acap || !acap) /* an arena even for "" alone */
+		acap = acap ? 2 * acap : 65536;
+	if (ecap == t->ecap && scap == t->scap && acap == t->acap)
+		return 0;
+	if (ttab_mem(ecap, scap, acap) > t->max_mem)
+		return -E2BIG;
+	if (ecap != t->ecap) {
+		struct tent *ne = realloc(t->e, ecap * sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		t->e = ne;
+		t->ecap = ecap;
+	}
+	if (acap != t->acap) {
+		char *na = realloc(t->arena, acap);
+		if (!na)
+			return -ENOMEM;
+		t->arena = na;
+		t->acap = acap;
+	}
+	if (scap != t->scap) {
+		uint32_t *ns = calloc(scap, sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		for (size_t i = 0; i < t->n; i++) {
+			size_t j = t->e[i].hash & (scap - 1);
+			while (ns[j])
+				j = (j + 1) & (scap - 1);
+			ns[j] = (uint32_t)i + 1;
+		}
+		free(t->slot);
+		t->slot = ns;
+		t->scap = scap;
+	}
+	return 0;
+}
+
+/* The entry of key k (len bytes), added with value 0 if new: its index, or
+ * -E2BIG / -ENOMEM. */
+static long ttab_get(struct ttab *t, const char *k, size_t len, int add)
+{
+	uint64_t h = key_hash(k, len);
+	if (t->scap) {
+		for (size_t j = h & (t->scap - 1); t->slot[j]; j = (j + 1) & (t->scap - 1)) {
+			struct tent *e = &t->e[t->slot[j] - 1];
+			if (e->hash == h && e->len == len && !memcmp(t->arena + e->off, k, len))
+				return (long)(t->slot[j] - 1);
+		}
+	}
+	if (!add)
+		return -ENOENT;
+	if (len > UINT32_MAX || t->n >= UINT32_MAX - 1)
+		return -E2BIG;
+	int rc = ttab_reserve(t, len);
+	if (rc < 0)
+		return rc;
+	size_t j = h & (t->scap - 1);
+	while (t->slot[j])
+		j = (j + 1) & (t->scap - 1);
+	struct tent *e = &t->e[t->n];
+	*e = (struct tent){.hash = h, .off = t->alen, .len = (uint32_t)len, .row = -1, .last_b = 0};
+	memcpy(t->arena + t->alen, k, len);
+	t->alen += len;
+	t->slot[j] = (uint32_t)++t->n;
+	return (long)(t->n - 1);
+}
+
+static void ttab_free(struct ttab *t)
+{
+	free(t->e);
+	free(t->slot);
+	free(t->arena);
+}
+
+/* Largest value first, then the key in byte order (SQLite's BINARY collation,
+ * as the SQL way's ORDER BY v DESC, k). */
+static int cmp_top(const void *a, const void *b, void *arg)
+{
+	const struct ttab *t = arg;
+	const struct tent *x = &t->e[*(const uint32_t *)a], *y = &t->e[*(const uint32_t *)b];
+	if (x->v != y->v)
+		return x->v > y->v ? -1 : 1;
+	size_t m = x->len < y->len ? x->len : y->len;
+	int c = memcmp(t->arena + x->off, t->arena + y->off, m);
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static int cmp_bucket(const void *a, const void *b)
+{
+	const struct q_top_bucket *x = a, *y = b;
+	if (x->t != y->t)
+		return x->t < y->t ? -1 : 1;
+	if (x->value != y->value)
+		return x->value > y->value ? -1 : 1;
+	return (x->row > y->row) - (x->row < y->row);
+}
+
+/* Adds v to *sum as SQL's sum() would, which fails on overflow. */
+static int add_checked(int64_t *sum, int64_t v, struct q_error *err)
+{
+	if (__builtin_add_overflow(*sum, v, sum))
+		return q_err(err, -ERANGE, 0, "integer overflow in the sum");
+	return 0;
+}
+
+static const char *const row_values[Q_METRIC__COUNT] = {
+	[Q_METRIC_BYTES] = "f.c2s_bytes + f.s2c_bytes",
+	[Q_METRIC_PACKETS] = "f.c2s_pkts + f.s2c_pkts",
+	[Q_METRIC_FLOWS] = "1",
+};
+
+/* Sums per (time bucket, key): the buckets themselves, indexed by an open-
+ * addressing table.  While the keys are being summed, .row holds the key's
+ * entry in the ttab; in the answer, its row. */
+struct ptab {
+	struct q_top_bucket *b;
+	size_t n, cap;
+	uint32_t *slot; /* bucket index + 1; 0 = empty */
+	size_t scap;
+};
+
+static size_t ptab_mem(size_t cap, size_t scap)
+{
+	return cap * sizeof(struct q_top_bucket) + scap * sizeof(uint32_t);
+}
+
+/* splitmix64's finaliser over both: bucket times are multiples of the width
+ * (many low zero bits), so a plain multiply clustered them (90 % of a 10M-flow
+ * query's time went into probing). */
+static size_t pair_slot(int64_t t, size_t row, size_t scap)
+{
+	uint64_t h = (uint64_t)t ^ ((uint64_t)row * 0x9E3779B97F4A7C15ULL);
+	h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
+	return (size_t)(h ^ (h >> 31)) & (scap - 1);
+}
+
+/* Adds v (unless isnull: the bucket is still there, as SQL's group of NULLs) to
+ * bucket (t, row).  The bucket's index, -E2BIG when the tables would pass budget
+ * bytes, -ENOMEM or -ERANGE (err filled). */
+static long ptab_add(struct ptab *p, int64_t t, size_t row, int isnull, int64_t v, size_t budget,
+		    struct q_error *err)
+{
+	if ((p->n + 1) * 2 > p->scap) {
+		size_t ns = p->scap ? 2 * p->scap : 1024;
+		if (ptab_mem(p->cap, ns) > budget)
+			return -E2BIG;
+		uint32_t *nb = calloc(ns, sizeof(*nb));
+		if (!nb)
+			return q_err(err, -ENOMEM, 0, "out of memory");
+		for (size_t j = 0; j < p->n; j++) {
+			size_t s = pair_slot(p->b[j].t, p->b[j].row, ns);
+			while (nb[s])
+				s = (s + 1) & (ns - 1);
+			nb[s] = (uint32_t)j + 1;
+		}
+		free(p->slot);
+		p->slot = nb;
+		p->scap = ns;
+	}
+	size_t s = pair_slot(t, row, p->scap);
+	while (p->slot[s] && !(p->b[p->slot[s] - 1].t == t && p->b[p->slot[s] - 1].row == row))
+		s = (s + 1) & (p->scap - 1);
+	if (!p->slot[s]) {
+		if (p->n == p->cap) {
+			size_t nc = p->cap ? 2 * p->cap : 256;
+			if (ptab_mem(nc, p->scap) > budget)
+				return -E2BIG;
+			struct q_top_bucket *nb = realloc(p->b, nc * sizeof(*nb));
+			if (!nb)
+				return q_err(err, -ENOMEM, 0, "out of memory");
+			p->b = nb;
+			p->cap = nc;
+		}
+		p->b[p->n] = (struct q_top_bucket){t, row, 0};
+		p->slot[s] = (uint32_t)++p->n;
+	}
+	int rc = isnull ? 0 : add_checked(&p->b[p->slot[s] - 1].value, v, err);
+	return rc < 0 ? rc : (long)(p->slot[s] - 1);
+}
+
+static void ptab_free(struct ptab *p)
+{
+	free(p->b);
+	free(p->slot);
+	memset(p, 0, sizeof(*p));
+}
+
+/* The keys, the total and (bucket_us) every key's buckets in one scan; when
+ * the buckets of every key do not fit in max_mem beside the keys, those of the
+ * top keys in a second scan.  1 answered, 0 too many keys for max_mem (nothing
+ * filled), or a negative errno. */
+static int top_hash(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err)
+{
+	const size_t full = req->max_mem ? req->max_mem : TOP_MEM;
+	struct ttab t = {.max_mem = full};
+	struct ptab pt = {0};
+	struct top_stmt *q = NULL;
+	struct fdb_cursor *c = NULL;
+	uint32_t *order = NULL;
+	char head[512], tcol[96] = "";
+	int rc, pairs = req->bucket_us > 0;
+	long i;
+	if (pairs)
+		snprintf(tcol, sizeof(tcol), ", (f.last_us / %lld) * %lld AS t", (long long)req->bucket_us,
+			 (long long)req->bucket_us);
+	/* 1. every key's sum, the total, and while they fit every key's buckets */
+	if (!(q = calloc(1, sizeof(*q))))
+		return q_err(err, -ENOMEM, 0, "out of memory");
+	snprintf(head, sizeof(head), "%s AS k, %s AS v%s", top_by[req->by].key, row_values[req->metric], tcol);
+	if ((rc = top_sql(q, req, head, err)) < 0)
+		goto out;
+	if ((rc = fdb_cursor_open(db, q->heap, q->param, q->nparam, &c)) < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	while ((rc = fdb_cursor_next(c)) == 1) {
+		const char *k = fdb_cursor_text(c, 0);
+		if (!k)
+			k = ""; /* CAST(NULL AS TEXT): the SQL way's NULL group comes out as "" too */
+		size_t len = strlen(k);
+		while ((i = ttab_get(&t, k, len, 1)) == -E2BIG && pairs) {
+			ptab_free(&pt); /* the keys first: the buckets can come from a second scan */
+			pairs = 0;
+			t.max_mem = full;
+		}
+		if (i < 0) {
+			rc = (int)i;
+			if (rc == -E2BIG)
+				goto out; /* the SQL way answers */
+			rc = q_err(err, rc, 0, "out of memory");
+			goto out;
+		}
+		int isnull = fdb_cursor_type(c, 1) == FDB_NULL;
+		int64_t v = isnull ? 0 : fdb_cursor_int(c, 1);
+		int64_t bt;
+		if (pairs && t.e[i].last_b && t.e[i].last_t == (bt = fdb_cursor_int(c, 2))) {
+			/* the same key's bucket as its last row: most rows, cheaply */
+			if (!isnull && (rc = add_checked(&pt.b[t.e[i].last_b - 1].value, v, err)) < 0)
+				goto out;
+		} else if (pairs) {
+			size_t keys = ttab_mem(t.ecap, t.scap, t.acap);
+			bt = fdb_cursor_int(c, 2);
+			long bi = ptab_add(&pt, bt, (size_t)i, isnull, v, full - keys, err);
+			rc = bi < 0 ? (int)bi : 0;
+			if (bi >= 0) {
+				t.e[i].last_b = (uint32_t)bi + 1;
+				t.e[i].last_t = bt;
+			}
+			if (rc == -E2BIG) {
+				ptab_free(&pt);
+				pairs = 0;
+				t.max_mem = full;
+			} else if (rc < 0) {
+				goto out;
+			} else {
+				/* the keys may grow into what the buckets leave */
+				t.max_mem = full - ptab_mem(pt.cap, pt.scap);
+			}
+		}
+		if (!isnull && ((rc = add_checked(&t.e[i].v, v, err)) < 0 || (rc = add_checked(&out->total, v, err)) < 0))
+			goto out;
+	}
+	if (rc < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	fdb_cursor_close(c);
+	c = NULL;
+	out->scans = 1;
+	/* the largest: sorting every key is fine for the few hundred thousand
+	 * max_mem holds */
+	if (t.n && !(order = malloc(t.n * sizeof(*order)))) {
+		rc = q_err(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	for (size_t j = 0; j < t.n; j++)
+		order[j] = (uint32_t)j;
+	if (t.n)
+		qsort_r(order, t.n, sizeof(*order), cmp_top, &t);
+	size_t want = t.n < (size_t)req->limit ? t.n : (size_t)req->limit;
+	if (want && !(out->rows = calloc(want, sizeof(*out->rows)))) {
+		rc = q_err(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	int64_t top = 0;
+	for (size_t j = 0; j < want; j++) {
+		struct tent *e = &t.e[order[j]];
+		if (!(out->rows[j].key = malloc((size_t)e->len + 1))) {
+			rc = q_err(err, -ENOMEM, 0, "out of memory");
+			goto out;
+		}
+		memcpy(out->rows[j].key, t.arena + e->off, e->len);
+		out->rows[j].key[e->len] = 0;
+		out->rows[j].value = e->v;
+		out->nrows++;
+		e->row = (int32_t)j;
+		top += e->v;
+	}
+	out->other = out->total - top;
+	out->in_memory = 1;
+	rc = 1;
+	if (req->bucket_us <= 0 || !out->nrows)
+		goto out;
+	if (pairs) {
+		/* the top keys' buckets, from the pairs of every key */
+		size_t n = 0;
+		for (size_t j = 0; j < pt.n; j++)
+			if (t.e[pt.b[j].row].row >= 0)
+				pt.b[n++] = (struct q_top_bucket){pt.b[j].t, (size_t)t.e[pt.b[j].row].row, pt.b[j].value};
+		out->buckets = pt.b;
+		out->nbuckets = n;
+		pt.b = NULL;
+		goto sort;
+	}
+	/* 2. the top keys per time bucket, in a second scan */
+	top_stmt_free(q);
+	if (!(q = calloc(1, sizeof(*q)))) {
+		rc = q_err(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	snprintf(head, sizeof(head), "(f.last_us / %lld) * %lld AS t, %s AS k, %s AS v", (long long)req->bucket_us,
+		 (long long)req->bucket_us, top_by[req->by].key, row_values[req->metric]);
+	if ((rc = top_sql(q, req, head, err)) < 0 || (rc = top_append(q, " AND k IN (", err)) < 0)
+		goto out;
+	for (size_t j = 0; j < out->nrows; j++) {
+		char ph[24];
+		q->param[q->nparam] = (struct fdb_param){.type = FDB_TEXT, .s = out->rows[j].key};
+		snprintf(ph, sizeof(ph), "%s?%zu", j ? "," : "", ++q->nparam);
+		if ((rc = top_append(q, ph, err)) < 0)
+			goto out;
+	}
+	if ((rc = top_append(q, ")", err)) < 0)
+		goto out;
+	if ((rc = fdb_cursor_open(db, q->heap, q->param, q->nparam, &c)) < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	ptab_free(&pt);
+	while ((rc = fdb_cursor_next(c)) == 1) {
+		const char *k = fdb_cursor_text(c, 1);
+		if (!k)
+			k = "";
+		if ((i = ttab_get(&t, k, strlen(k), 0)) < 0 || t.e[i].row < 0)
+			continue; /* cannot happen: k IN (the rows' keys) */
+		/* at most max_buckets x limit of them (the API's bounds) */
+		long bi = ptab_add(&pt, fdb_cursor_int(c, 0), (size_t)t.e[i].row, fdb_cursor_type(c, 2) == FDB_NULL,
+				   fdb_cursor_int(c, 2), SIZE_MAX, err);
+		if (bi < 0) {
+			rc = (int)bi;
+			goto out;
+		}
+	}
+	if (rc < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	out->buckets = pt.b;
+	out->nbuckets = pt.n;
+	pt.b = NULL;
+	out->scans = 2;
+sort:
+	if (out->nbuckets)
+		qsort(out->buckets, out->nbuckets, sizeof(*out->buckets), cmp_bucket);
+	rc = 1;
+out:
+	fdb_cursor_close(c);
+	top_stmt_free(q);
+	free(order);
+	ptab_free(&pt);
+	ttab_free(&t);
+	if (rc <= 0)
+		q_top_free(out);
+	return rc == -E2BIG ? 0 : rc;
+}
+
+int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err)
+{
+	int rc;
+	memset(out, 0, sizeof(*out));
+	if (req->by >= Q_BY__COUNT || req->metric >= Q_METRIC__COUNT || req->limit < 1 || req->limit > 1000)
+		return q_err(err, -EINVAL, 0, "bad top request");
+	if (req->bucket_us > 0 && req->range.has_from && req->max_buckets > 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t to = req->range.has_to ? req->range.to_us : (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+		if (to > req->range.from_us && (to - req->range.from_us) / req->bucket_us > req->max_buckets)
+			return q_err(err, -E2BIG, 0, "more than %lld buckets: choose a larger bucket or a shorter range",
+				     (long long)req->max_buckets);
+	}
+	if ((rc = top_rollup(db, req, out, err)) != 0)
+		return rc < 0 ? rc : 0;
+	if ((rc = top_hash(db, req, out, err)) != 0)
+		return rc < 0 ? rc : 0;
+	return top_group_by(db, req, out, err);
+}

@@ -1580,6 +1580,123 @@ static void test_budget(void)
 	CHECK_OK(fdb_close(st));
 }
 
+/* q_top summed in memory answers exactly as SQLite's GROUP BY (forced with a
+ * max_mem too small for any key): every key, metric, with and without a filter
+ * (without one app, category, iface and pod come from the rollup), with and
+ * without buckets; ties in value ordered by key, as ORDER BY v DESC, k. */
+static int bucket_cmp(const void *a, const void *b)
+{
+	const struct q_top_bucket *x = a, *y = b;
+	if (x->t != y->t)
+		return x->t < y->t ? -1 : 1;
+	return (x->row > y->row) - (x->row < y->row);
+}
+
+static void test_top(void)
+{
+	char db[300];
+	path_in(db, sizeof(db), "top.db");
+	struct fdb *st = open_ok(db, 0);
+	uint32_t veth, eth0;
+	CHECK_OK(fdb_obs_point(st, "veth-front", "in", "default/frontend-7d9", 1, &veth));
+	CHECK_OK(fdb_obs_point(st, "eth0", "in", NULL, 1, &eth0));
+	struct fl_record r;
+	for (uint64_t i = 0; i < 20000; i++) {
+		fx_synthetic(&r, i, i % 3 ? veth : eth0);
+		if (i % 7 == 0)
+			r.host[0] = 0; /* no host: the key "" */
+		CHECK_OK(fdb_put_flow(st, &r));
+	}
+	CHECK_OK(fdb_commit(st));
+	static const char *const filters[] = {NULL, "dport == 443 or proto == udp", "src == 10.244.3.0/24"};
+	int hashed = 0;
+	for (int by = 0; by < Q_BY__COUNT; by++)
+		for (int m = 0; m < Q_METRIC__COUNT; m++)
+			for (size_t fi = 0; fi < sizeof(filters) / sizeof(filters[0]); fi++)
+				for (int bucketed = 0; bucketed < 2; bucketed++) {
+					struct q_filter *f = NULL;
+					struct q_error e;
+					if (filters[fi])
+						CHECK(q_parse(filters[fi], strlen(filters[fi]), NULL, &f, &e) == 0);
+					struct q_top req = {.filter = f, .by = (enum q_top_by)by, .metric = (enum q_metric)m,
+							    .limit = 7};
+					if (bucketed) {
+						req.bucket_us = 1000000;
+						req.range.has_from = 1;
+						req.range.from_us = (int64_t)FX_T0_US;
+					}
+					struct q_top_result a, b;
+					CHECK_OK(q_top(st, &req, &a, &e));
+					req.max_mem = 1;
+					CHECK_OK(q_top(st, &req, &b, &e));
+					CHECK(a.from_rollup == b.from_rollup && !b.in_memory);
+					CHECK(a.from_rollup || a.in_memory);
+					hashed += a.in_memory;
+					CHECK(a.nrows == b.nrows && a.nrows > 0 && a.total == b.total && a.other == b.other);
+					for (size_t i = 0; i < a.nrows; i++) {
+						if (strcmp(a.rows[i].key, b.rows[i].key) || a.rows[i].value != b.rows[i].value)
+							fprintf(stderr, "by %d metric %d filter %zu: row %zu %s=%lld vs %s=%lld\n", by,
+								m, fi, i, a.rows[i].key, (long long)a.rows[i].value, b.rows[i].key,
+								(long long)b.rows[i].value);
+						CHECK(!strcmp(a.rows[i].key, b.rows[i].key) && a.rows[i].value == b.rows[i].value);
+					}
+					CHECK(a.nbuckets == b.nbuckets && (a.nbuckets > 0) == bucketed);
+					if (bucketed) {
+						qsort(a.buckets, a.nbuckets, sizeof(*a.buckets), bucket_cmp);
+						qsort(b.buckets, b.nbuckets, sizeof(*b.buckets), bucket_cmp);
+					}
+					for (size_t i = 0; i < a.nbuckets; i++)
+						CHECK(a.buckets[i].t == b.buckets[i].t && a.buckets[i].row == b.buckets[i].row &&
+						      a.buckets[i].value == b.buckets[i].value);
+					q_top_free(&a);
+					q_top_free(&b);
+					q_filter_free(f);
+				}
+	CHECK(hashed >= 2 * 4 * Q_METRIC__COUNT * 2);
+	/* one bucketed request by src (20,000 keys) with less and less memory:
+	 * every key's buckets in the first scan, then the top keys' in a second
+	 * one, then the SQL way; the same answer each time */
+	{
+		struct q_top req = {.by = Q_BY_SRC, .metric = Q_METRIC_BYTES, .limit = 5, .bucket_us = 2000000,
+				    .range = {.has_from = 1, .from_us = (int64_t)FX_T0_US}, .max_mem = 1};
+		struct q_top_result ref, a;
+		struct q_error e;
+		CHECK_OK(q_top(st, &req, &ref, &e));
+		CHECK(!ref.in_memory && ref.scans == 3 && ref.nbuckets > 0);
+		qsort(ref.buckets, ref.nbuckets, sizeof(*ref.buckets), bucket_cmp);
+		static const size_t mems[] = {0, 4 << 20, 3 << 20, 5 << 19, 2 << 20, 3 << 19, 5 << 18, 1 << 20};
+		int ways[4] = {0};
+		for (size_t m = 0; m < sizeof(mems) / sizeof(mems[0]); m++) {
+			req.max_mem = mems[m];
+			CHECK_OK(q_top(st, &req, &a, &e));
+			ways[a.in_memory ? a.scans : 0]++;
+			CHECK(a.nrows == ref.nrows && a.total == ref.total && a.nbuckets == ref.nbuckets);
+			for (size_t i = 0; i < a.nrows; i++)
+				CHECK(!strcmp(a.rows[i].key, ref.rows[i].key) && a.rows[i].value == ref.rows[i].value);
+			qsort(a.buckets, a.nbuckets, sizeof(*a.buckets), bucket_cmp);
+			for (size_t i = 0; i < a.nbuckets; i++)
+				CHECK(a.buckets[i].t == ref.buckets[i].t && a.buckets[i].row == ref.buckets[i].row &&
+				      a.buckets[i].value == ref.buckets[i].value);
+			q_top_free(&a);
+		}
+		if (getenv("TOP_WAYS") || !ways[0] || !ways[1] || !ways[2])
+			fprintf(stderr, "ways: sql %d, one scan %d, two scans %d\n", ways[0], ways[1], ways[2]);
+		CHECK(ways[0] && ways[1] && ways[2]);
+		q_top_free(&ref);
+	}
+	/* ties: one flow per source, limit 7: the smallest addresses as text (10.244.0.10
+	 * is i = 9, an IPv6 one) */
+	struct q_top req = {.by = Q_BY_SRC, .metric = Q_METRIC_FLOWS, .limit = 7};
+	struct q_top_result a;
+	struct q_error e;
+	CHECK_OK(q_top(st, &req, &a, &e));
+	CHECK(a.in_memory && a.nrows == 7 && a.total == 20000 && !strcmp(a.rows[0].key, "10.244.0.1") &&
+	      !strcmp(a.rows[1].key, "10.244.0.101") && a.rows[0].value == 1);
+	q_top_free(&a);
+	CHECK_OK(fdb_close(st));
+	check_integrity(db);
+}
+
 struct test {
 	const char *name;
 	void (*fn)(void);
@@ -1595,6 +1712,7 @@ static const struct test tests[] = {
 	{"rollup", test_rollup},
 	{"query", test_query},
 	{"budget", test_budget},
+	{"top", test_top},
 	{"retain_age", test_retain_age},
 	{"retain_size", test_retain_size},
 	{"retain_auto", test_retain_auto},
