@@ -106,10 +106,17 @@ const char *q_order_name(enum q_order order)
 	return order < Q_ORDER__COUNT ? orders[order].name : "?";
 }
 
-/* Appends " FROM flows f WHERE <filter> [AND <after the cursor>] ORDER BY ...
- * LIMIT ?" for sel, with one row more than the limit: whether another page
- * follows. */
-static int where(struct sqlbuf *q, const struct q_select *sel, int time_scan, struct q_error *err)
+/* How where() asks: the planner's way, walking the last_us index (INDEXED BY
+ * flows_last), or (WHERE_WALK) the filter and the cursor alone in last_us order
+ * from the end, with no limit, for first_bound(): through the index, or
+ * (WHERE_WALK_PLANNED) as the planner likes, where INDEXED BY cannot be said (a
+ * read-only handle on an older file reads flows through a view). */
+enum { WHERE_PLAN, WHERE_TIME_SCAN, WHERE_WALK, WHERE_WALK_PLANNED };
+
+/* Appends " FROM flows f WHERE <filter> [AND <after the cursor>] [AND last_us >=
+ * min_last] ORDER BY ... LIMIT ?" for sel, with one row more than the limit:
+ * whether another page follows.  min_last INT64_MIN: none. */
+static int where(struct sqlbuf *q, const struct q_select *sel, int mode, int64_t min_last, struct q_error *err)
 {
 	struct q_compile_opts opts;
 	q_compile_opts_default(&opts);
@@ -117,7 +124,7 @@ static int where(struct sqlbuf *q, const struct q_select *sel, int time_scan, st
 	int rc = q_compile(sel->filter, &opts, &q->filter, err);
 	if (rc < 0)
 		return rc;
-	q->cap = q->filter->nparams + 4;
+	q->cap = q->filter->nparams + 5;
 	if (!(q->param = calloc(q->cap, sizeof(*q->param)))) {
 		if (err) {
 			err->code = -ENOMEM;
@@ -144,20 +151,29 @@ static int where(struct sqlbuf *q, const struct q_select *sel, int time_scan, st
 			t = (size_t)snprintf(tail, sizeof(tail), " AND (%s %s ?%d OR (%s = ?%d AND f.id %s ?%d))",
 					     key, cmp, v, key, v, cmp, id);
 	}
-	int lim = param_int(q, sel->limit < 0 ? -1 : sel->limit < INT64_MAX ? sel->limit + 1 : sel->limit);
-	snprintf(tail + t, sizeof(tail) - t, " ORDER BY %s %s, f.id %s LIMIT ?%d", key, dir, dir, lim);
+	if (min_last != INT64_MIN) {
+		int ml = param_int(q, min_last);
+		t += (size_t)snprintf(tail + t, sizeof(tail) - t, " AND f.last_us >= ?%d", ml);
+	}
+	if (mode == WHERE_WALK || mode == WHERE_WALK_PLANNED) {
+		snprintf(tail + t, sizeof(tail) - t, " ORDER BY f.last_us DESC");
+	} else {
+		int lim = param_int(q, sel->limit < 0 ? -1 : sel->limit < INT64_MAX ? sel->limit + 1 : sel->limit);
+		snprintf(tail + t, sizeof(tail) - t, " ORDER BY %s %s, f.id %s LIMIT ?%d", key, dir, dir, lim);
+	}
 	/* The page's ids first, then its columns: when the order cannot come from
 	 * an index (e.g. pod == X, an OR over three columns), SQLite sorts whole
 	 * result rows, so a JSON row (json_object over every column) was built for
 	 * each of the 15,000 matches of a 1M-flow database to keep 100 (240 ms;
 	 * now 15 ms).  Without a limit there is nothing to save. */
-	int wrap = sel->limit >= 0;
+	int wrap = sel->limit >= 0 && mode != WHERE_WALK && mode != WHERE_WALK_PLANNED;
 	char outer[160] = "";
 	if (wrap)
 		snprintf(outer, sizeof(outer), ") ORDER BY %s %s, f.id %s", key, dir, dir);
 	char head[128];
 	snprintf(head, sizeof(head), wrap ? " FROM flows f WHERE f.id IN (SELECT f.id FROM flows f%s WHERE "
-					  : " FROM flows f%s WHERE ", time_scan ? " INDEXED BY flows_last" : "");
+					  : " FROM flows f%s WHERE ",
+		 mode == WHERE_TIME_SCAN || mode == WHERE_WALK ? " INDEXED BY flows_last" : "");
 	size_t need = q->off + strlen(head) + q->filter->where_len + strlen(tail) + strlen(outer) + 1;
 	if (need > sizeof(q->text)) {
 		if (!(q->heap = malloc(need))) {
@@ -205,6 +221,130 @@ static void where_reset(struct sqlbuf *q, size_t off)
 /* Appends the FROM/WHERE/ORDER of sel to q (which holds the SELECT list), opens
  * the cursor and steps it once: *first is that step's result (1 a row, 0 none,
  * < 0 an error). */
+/* A page in first-packet order, newest first (the web page's "First packet"
+ * column) has no index to walk: the planner sorts every match (3.4 s for 10M
+ * flows).  But a flow's first packet is no later than its last, so the page is
+ * among the flows whose last packets are newest: walking the last_us index from
+ * the end and holding the limit + 1 largest first_us seen, once they are held a
+ * flow whose last packet is older than the smallest of them cannot belong.  That
+ * smallest is the bound: the page asked with last_us >= it (an index range)
+ * holds every flow the sort would have kept.  Asked only when the planner's
+ * own plan ran out of the budget of last-packet pages (a sparse filter sorts
+ * its few matches at once).  The walk visits the flows that overlap the page's
+ * time; past FIRST_WALK_STEPS virtual machine steps (long-lived flows by the
+ * hundred thousand) it gives up and the page is sorted as before. */
+#define FIRST_WALK_STEPS 5000000
+#define FIRST_BOUND_MAX_LIMIT 100000 /* the heap: 8 bytes a row */
+
+static void heap_down(int64_t *h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < n && h[l] < h[m])
+			m = l;
+		if (r < n && h[r] < h[m])
+			m = r;
+		if (m == i)
+			return;
+		int64_t t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+static void heap_up(int64_t *h, size_t i)
+{
+	while (i && h[(i - 1) / 2] > h[i]) {
+		int64_t t = h[i];
+		h[i] = h[(i - 1) / 2];
+		h[(i - 1) / 2] = t;
+		i = (i - 1) / 2;
+	}
+}
+
+/* *bound: the smallest last_us the page's flows can have (INT64_MIN: the walk
+ * held fewer than limit + 1 matches, so all of them are the page).  0; 1 when
+ * there is none to find (past the budget, or no last_us index: a file whose
+ * deferred build was cut short, opened read-only); or a negative errno with err
+ * filled. */
+static int first_bound(struct fdb *db, const struct q_select *sel, int64_t *bound, struct q_error *err)
+{
+	struct sqlbuf *w = calloc(1, sizeof(*w));
+	struct fdb_cursor *c = NULL;
+	size_t k = (size_t)sel->limit + 1, n = 0;
+	int64_t *h = malloc(k * sizeof(*h));
+	int rc;
+	*bound = INT64_MIN;
+	if (!w || !h) {
+		rc = q_err(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	for (int mode = WHERE_WALK; !c; mode = WHERE_WALK_PLANNED) {
+		if (mode == WHERE_WALK_PLANNED)
+			where_reset(w, 0);
+		sql_add(w, "SELECT f.first_us, f.last_us");
+		if ((rc = where(w, sel, mode, INT64_MIN, err)) < 0)
+			goto out;
+		if (fdb_cursor_open(db, sql_text(w), w->param, w->nparam, &c) < 0 && mode == WHERE_WALK_PLANNED) {
+			rc = 1;
+			goto out;
+		}
+	}
+	fdb_cursor_budget(c, FIRST_WALK_STEPS);
+	while ((rc = fdb_cursor_next(c)) == 1) {
+		int64_t fu = fdb_cursor_int(c, 0), lu = fdb_cursor_int(c, 1);
+		if (n == k && lu < h[0])
+			break; /* no older flow can enter */
+		if (n < k) {
+			h[n] = fu;
+			heap_up(h, n++);
+		} else if (fu > h[0]) {
+			h[0] = fu;
+			heap_down(h, n, 0);
+		}
+	}
+	if (rc == -EAGAIN) {
+		rc = 1;
+	} else if (rc < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+	} else {
+		rc = 0;
+		if (n == k)
+			*bound = h[0];
+	}
+out:
+	fdb_cursor_close(c);
+	sqlbuf_free(w);
+	free(h);
+	return rc;
+}
+
+/* The page of a first-packet order past the planner's budget: bounded by
+ * first_bound(), or sorted as the planner likes without a budget. */
+static int open_first_page(struct fdb *db, struct sqlbuf *q, size_t off, const struct q_select *sel,
+			   struct fdb_cursor **c, int *first, struct q_error *err)
+{
+	int64_t bound = INT64_MIN;
+	int rc = sel->limit <= FIRST_BOUND_MAX_LIMIT ? first_bound(db, sel, &bound, err) : 1;
+	if (rc < 0)
+		return rc;
+	/* the range of last_us through its index: a filter's own index (a
+	 * namespace) would read all of its matches to test the bound */
+	where_reset(q, off);
+	if ((rc = where(q, sel, bound != INT64_MIN ? WHERE_TIME_SCAN : WHERE_PLAN, bound, err)) < 0)
+		return rc;
+	if (fdb_cursor_open(db, sql_text(q), q->param, q->nparam, c) < 0) {
+		where_reset(q, off); /* no INDEXED BY through a view: the planner's way */
+		if ((rc = where(q, sel, WHERE_PLAN, bound, err)) < 0)
+			return rc;
+		if ((rc = fdb_cursor_open(db, sql_text(q), q->param, q->nparam, c)) < 0)
+			return q_err(err, rc, 0, "%s", fdb_errmsg(db));
+	}
+	*first = fdb_cursor_next(*c);
+	return 0;
+}
+
 static int open_page(struct fdb *db, struct sqlbuf *q, const struct q_select *sel, struct fdb_cursor **c,
 		     int *first, struct q_error *err)
 {
@@ -212,12 +352,14 @@ static int open_page(struct fdb *db, struct sqlbuf *q, const struct q_select *se
 	int rc, budget = 0;
 	size_t off = q->off;
 	*c = NULL;
-	if ((rc = where(q, sel, 0, err)) < 0)
+	if ((rc = where(q, sel, WHERE_PLAN, INT64_MIN, err)) < 0)
 		return rc;
-	if ((o == Q_ORDER_LAST_DESC || o == Q_ORDER_LAST_ASC) && sel->limit >= 0 && sel->limit < INT32_MAX) {
+	if ((o == Q_ORDER_LAST_DESC || o == Q_ORDER_LAST_ASC || o == Q_ORDER_FIRST_DESC) && sel->limit >= 0 &&
+	    sel->limit < INT32_MAX) {
 		/* Only where the planner would sort the matches: the subquery's own
 		 * "USE TEMP B-TREE FOR ORDER BY" besides the page's (a filter no
-		 * index narrows is walked in time order already). */
+		 * index narrows is walked in time order already; first_us has no
+		 * index, so that order always sorts). */
 		char plan[2048];
 		int sorts = 0;
 		if (fdb_explain(db, sql_text(q), q->param, q->nparam, plan, sizeof(plan)) == 0)
@@ -236,17 +378,19 @@ static int open_page(struct fdb *db, struct sqlbuf *q, const struct q_select *se
 		fdb_cursor_budget(*c, 0);
 		return 0;
 	}
-	/* many matches: the time index from the end */
 	fdb_cursor_close(*c);
 	*c = NULL;
+	if (o == Q_ORDER_FIRST_DESC)
+		return open_first_page(db, q, off, sel, c, first, err);
+	/* many matches: the time index from the end */
 	where_reset(q, off);
-	if ((rc = where(q, sel, 1, err)) < 0)
+	if ((rc = where(q, sel, WHERE_TIME_SCAN, INT64_MIN, err)) < 0)
 		return rc;
 	if (fdb_cursor_open(db, sql_text(q), q->param, q->nparam, c) < 0) {
 		/* no last_us index (a file whose deferred build was cut short, open
 		 * read-only): the planner's way after all, without a budget */
 		where_reset(q, off);
-		if ((rc = where(q, sel, 0, err)) < 0)
+		if ((rc = where(q, sel, WHERE_PLAN, INT64_MIN, err)) < 0)
 			return rc;
 		if ((rc = fdb_cursor_open(db, sql_text(q), q->param, q->nparam, c)) < 0)
 			return q_err(err, rc, 0, "%s", fdb_errmsg(db));

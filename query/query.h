@@ -235,7 +235,7 @@ int q_write_file(void *arg, const void *buf, size_t len);
 long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel, enum q_format fmt,
 		  q_write_fn write, void *arg, struct q_page *page, struct q_error *err);
 
-/* --- top talkers and charts (flows.c) --- */
+/* --- top talkers and charts (top.c) --- */
 
 enum q_top_by { Q_BY_APP, Q_BY_POD, Q_BY_SRC, Q_BY_DST, Q_BY_DPORT, Q_BY_IFACE, Q_BY_CATEGORY,
 		Q_BY_HOST, Q_BY__COUNT };
