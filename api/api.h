@@ -43,6 +43,11 @@ struct api_config {
 	unsigned max_exports;         /* pcap exports at once (default 4) */
 	unsigned max_streams;         /* live streams at once (default 8; more get 429) */
 	struct kube *kube;            /* Kubernetes names' source, for stats; may be NULL */
+	/* The agent's retention settings, shown next to the sizes they bound
+	 * (0 = none, or not known to `podcap serve`). */
+	uint64_t db_cap_bytes;        /* --db-cap */
+	uint64_t db_max_age_s;        /* --db-max-age */
+	uint64_t store_cap_bytes;     /* --store-cap */
 };
 void api_config_default(struct api_config *cfg);
 

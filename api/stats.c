@@ -167,6 +167,10 @@ static int stats_flowdb(struct api *a, struct srv_req *req, struct jbuf *b, int 
 	jb_str(b, "{");
 	jb_kv_str(b, &f, "path", a->db_path);
 	jb_kv_u64(b, &f, "bytes", db_bytes(a->db_path));
+	if (a->cfg.db_cap_bytes)
+		jb_kv_u64(b, &f, "cap_bytes", a->cfg.db_cap_bytes);
+	if (a->cfg.db_max_age_s)
+		jb_kv_u64(b, &f, "max_age_s", a->cfg.db_max_age_s);
 	struct fdb_sink *fs = __atomic_load_n(&a->fdbs, __ATOMIC_ACQUIRE);
 	if (fs) {
 		struct fdb_sink_stats ss;
@@ -210,6 +214,8 @@ static void stats_pktstore(struct api *a, struct jbuf *b, int *first, struct pks
 	jb_kv_u64(b, &f, "segments_deleted", st.segments_deleted);
 	jb_kv_u64(b, &f, "index_lost", st.index_lost);
 	jb_kv_u64(b, &f, "disk_bytes", st.disk_bytes);
+	if (a->cfg.store_cap_bytes)
+		jb_kv_u64(b, &f, "cap_bytes", a->cfg.store_cap_bytes);
 	jb_kv_u64(b, &f, "warnings", st.warnings);
 	jb_str(b, "}");
 }
@@ -569,6 +575,9 @@ void api_h_metrics(struct srv_req *req, void *arg)
 			 ss.retained);
 	}
 	prom_u64(&b, "podcap_flowdb_bytes", "gauge", "Size of the flow database with its WAL.", db_bytes(a->db_path));
+	if (a->cfg.db_cap_bytes)
+		prom_u64(&b, "podcap_flowdb_cap_bytes", "gauge",
+			 "The flow database's size cap (--db-cap): oldest flows deleted beyond it.", a->cfg.db_cap_bytes);
 	struct pks_sink *ps = __atomic_load_n(&a->pkss, __ATOMIC_ACQUIRE);
 	if (ps) {
 		struct pks_stats st;
@@ -581,6 +590,10 @@ void api_h_metrics(struct srv_req *req, void *arg)
 		prom_u64(&b, "podcap_pktstore_index_lost_total", "counter",
 			 "Packets whose index entry could not be committed.", st.index_lost);
 		prom_u64(&b, "podcap_pktstore_bytes", "gauge", "Segments and index on disk.", st.disk_bytes);
+		if (a->cfg.store_cap_bytes)
+			prom_u64(&b, "podcap_pktstore_cap_bytes", "gauge",
+				 "The packet store's size cap (--store-cap): oldest segments deleted beyond it.",
+				 a->cfg.store_cap_bytes);
 	}
 	struct strm_hub *hub = __atomic_load_n(&a->hub, __ATOMIC_ACQUIRE);
 	if (hub) {

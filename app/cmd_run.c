@@ -425,6 +425,9 @@ static int open_api(struct run_ctx *c)
 	cfg.http.token_file = c->o->token_file;
 	cfg.http.tls_cert_file = c->o->tls_cert;
 	cfg.http.tls_key_file = c->o->tls_key;
+	cfg.db_cap_bytes = c->o->fdb.retain_bytes;
+	cfg.db_max_age_s = c->o->fdb.retain_age_s;
+	cfg.store_cap_bytes = c->o->store_dir ? c->o->pks.max_bytes : 0;
 	if (api_open(&cfg, &c->api, err, sizeof(err)) < 0) {
 		fprintf(stderr, "podcap run: --listen: %s\n", err);
 		return -1;

@@ -647,8 +647,8 @@ async function caseAgent() {
     const d = path.join(TMP, 'agent');
     fs.mkdirSync(d);
     s = await Server.start([PODCAP, 'run', '--netns', node, '--iface', tag + 'v', '--db', path.join(d, 'flows.db'),
-      '--store', path.join(d, 'st'), '--listen', '127.0.0.1:0', '--stats-interval', '0', '--idle-timeout', '1',
-      '--active-timeout', '1'], /API and web page on http:\/\/[^:]+:(\d+)\//);
+      '--store', path.join(d, 'st'), '--store-cap', '50M', '--db-cap', '20M', '--listen', '127.0.0.1:0',
+      '--stats-interval', '0', '--idle-timeout', '1', '--active-timeout', '1'], /API and web page on http:\/\/[^:]+:(\d+)\//);
     // A first flow, so the page has something before the live one.
     sh(`ip netns exec ${pod} ping -c 3 -i 0.1 10.78.0.1`);
     const page = await newPage();
@@ -683,6 +683,14 @@ async function caseAgent() {
       await shot(page, 'live.png');
     }
     await new Promise((r) => sender.on('exit', r));
+    // The health view shows the sizes against the caps retention keeps them under.
+    const st = await apiJson(s.port, '/api/v1/stats');
+    const caps = [st.flowdb && st.flowdb.cap_bytes, st.pktstore && st.pktstore.cap_bytes];
+    await page.goto(s.url + '#view=health');
+    await page.waitForSelector('#view-health .health-grid', { timeout: 5000 });
+    const text = await page.textContent('#view-health');
+    check(caps[0] > 0 && caps[1] > 0 && /of 21\.0 MB \(\d+ %\)/.test(text) && /of 52\.4 MB \(\d+ %\)/.test(text),
+      `health: database and store against their caps (stats ${JSON.stringify(caps)})`);
     noProblems(page, 'agent');
     await s.stop();
     s = null;

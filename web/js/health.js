@@ -28,6 +28,14 @@ function fmtUptime(s) {
   return s < 60 ? `${s} s` : fmtDur(s * 1e6);
 }
 
+// A size, and the cap that retention keeps it under when the agent has one:
+// "1.2 GB of 2.0 GB (60 %)".
+function ofCap(bytes, cap) {
+  if (bytes === undefined || bytes === null) return undefined;
+  if (!cap) return fmtBytes(bytes);
+  return `${fmtBytes(bytes)} of ${fmtBytes(cap)} (${Math.round((100 * bytes) / cap)} %)`;
+}
+
 function at(obj, path) {
   let v = obj;
   for (const k of path.split('.')) {
@@ -132,8 +140,8 @@ export class HealthView {
       ['Packets received', at(st, 'capture.received')],
       ['Active flows', at(st, 'flows.active')],
       ['Flow records', at(st, 'flowdb.rows') ?? at(st, 'flowdb.max_id')],
-      ['Flow database', at(st, 'flowdb.bytes') !== undefined ? fmtBytes(at(st, 'flowdb.bytes')) : undefined],
-      ['Packet store', at(st, 'pktstore.disk_bytes') !== undefined ? fmtBytes(at(st, 'pktstore.disk_bytes')) : undefined],
+      ['Flow database', ofCap(at(st, 'flowdb.bytes'), at(st, 'flowdb.cap_bytes'))],
+      ['Packet store', ofCap(at(st, 'pktstore.disk_bytes'), at(st, 'pktstore.cap_bytes'))],
       ['Oldest flow', at(st, 'flowdb.oldest_us') ? fmtTime(at(st, 'flowdb.oldest_us'), false) : undefined],
     ].filter(([, v]) => v !== undefined && v !== null);
     const losses = LOSSES.map(([label, path]) => [label, at(st, path)]).filter(([, v]) => v !== undefined);
