@@ -124,6 +124,31 @@ static int top_append(struct top_stmt *q, const char *more, struct q_error *err)
 	return 0;
 }
 
+/* The rows (t, k, v) of c, grouped by SQL, into out->buckets for the keys among
+ * out->rows (few: a linear search).  0 or a negative errno with err filled. */
+static int read_buckets(struct fdb *db, struct fdb_cursor *c, struct q_top_result *out, struct q_error *err)
+{
+	size_t cap = 0;
+	int rc;
+	while ((rc = fdb_cursor_next(c)) == 1) {
+		if (out->nbuckets == cap) {
+			cap = cap ? 2 * cap : 256;
+			struct q_top_bucket *nb = realloc(out->buckets, cap * sizeof(*nb));
+			if (!nb)
+				return q_err(err, -ENOMEM, 0, "out of memory");
+			out->buckets = nb;
+		}
+		const char *k = fdb_cursor_text(c, 1);
+		size_t r = 0;
+		while (r < out->nrows && strcmp(out->rows[r].key, k ? k : ""))
+			r++;
+		if (r == out->nrows)
+			continue;
+		out->buckets[out->nbuckets++] = (struct q_top_bucket){fdb_cursor_int(c, 0), r, fdb_cursor_int(c, 2)};
+	}
+	return rc < 0 ? q_err(err, rc, 0, "%s", fdb_errmsg(db)) : 0;
+}
+
 /* The writer's per-minute rollup (flowdb.c) answers top-N without a filter for
  * the keys it keeps, reading about (minutes x keys) rows instead of every flow:
  * 24 hours of 40 applications is 57,600 rows, where the flows of those hours may
@@ -221,28 +246,8 @@ static int top_rollup(struct fdb *db, const struct q_top *req, struct q_top_resu
 		q_err(err, rc, 0, "%s", fdb_errmsg(db));
 		goto out;
 	}
-	size_t cap = 0;
-	while ((rc = fdb_cursor_next(c)) == 1) {
-		if (out->nbuckets == cap) {
-			cap = cap ? 2 * cap : 256;
-			struct q_top_bucket *nb = realloc(out->buckets, cap * sizeof(*nb));
-			if (!nb) {
-				rc = q_err(err, -ENOMEM, 0, "out of memory");
-				goto out;
-			}
-			out->buckets = nb;
-		}
-		const char *k = fdb_cursor_text(c, 1);
-		size_t r = 0;
-		while (r < out->nrows && strcmp(out->rows[r].key, k ? k : ""))
-			r++;
-		if (r == out->nrows)
-			continue;
-		out->buckets[out->nbuckets++] = (struct q_top_bucket){fdb_cursor_int(c, 0), r, fdb_cursor_int(c, 2)};
-	}
-	if (rc < 0)
-		q_err(err, rc, 0, "%s", fdb_errmsg(db));
-	else
+	rc = read_buckets(db, c, out, err);
+	if (rc == 0)
 		rc = 1;
 out:
 	fdb_cursor_close(c);
@@ -346,29 +351,7 @@ static int top_group_by(struct fdb *db, const struct q_top *req, struct q_top_re
 			q_err(err, rc, 0, "%s", fdb_errmsg(db));
 		goto out;
 	}
-	size_t cap = 0;
-	while ((rc = fdb_cursor_next(c)) == 1) {
-		if (out->nbuckets == cap) {
-			cap = cap ? 2 * cap : 256;
-			struct q_top_bucket *nb = realloc(out->buckets, cap * sizeof(*nb));
-			if (!nb) {
-				rc = q_err(err, -ENOMEM, 0, "out of memory");
-				goto out;
-			}
-			out->buckets = nb;
-		}
-		const char *k = fdb_cursor_text(c, 1);
-		size_t r = 0;
-		while (r < out->nrows && strcmp(out->rows[r].key, k ? k : ""))
-			r++;
-		if (r == out->nrows)
-			continue;
-		out->buckets[out->nbuckets++] = (struct q_top_bucket){fdb_cursor_int(c, 0), r, fdb_cursor_int(c, 2)};
-	}
-	if (rc < 0)
-		q_err(err, rc, 0, "%s", fdb_errmsg(db));
-	else
-		rc = 0;
+	rc = read_buckets(db, c, out, err);
 out:
 	fdb_cursor_close(c);
 	top_stmt_free(q);
