@@ -691,6 +691,9 @@ async function caseAgent() {
     const text = await page.textContent('#view-health');
     check(caps[0] > 0 && caps[1] > 0 && /of 21\.0 MB \(\d+ %\)/.test(text) && /of 52\.4 MB \(\d+ %\)/.test(text),
       `health: database and store against their caps (stats ${JSON.stringify(caps)})`);
+    const ifaceText = await page.textContent('#interfaces');
+    check(ifaceText.includes(tag + 'v') && !ifaceText.includes('{"') && /kernel_counted/.test(ifaceText),
+      'health: the interface row has its live counters as columns, not JSON text');
     noProblems(page, 'agent');
     await s.stop();
     s = null;

@@ -149,7 +149,10 @@ export class HealthView {
 
     // Interfaces: the observation points, with the live counters where the agent captures.
     const live = new Map((Array.isArray(st.interfaces) ? st.interfaces : []).map((i) => [i.obs_id ?? i.iface, i]));
-    const merged = ifs.map((i) => ({ ...i, ...(live.get(i.obs_id) || live.get(i.iface) || {}) }));
+    // (/api/v1/interfaces nests an interface's live counters under "live": flat
+    // columns here, not a cell of JSON text)
+    const merged = ifs.map(({ live: nested, ...i }) =>
+      ({ ...i, ...(nested && typeof nested === 'object' ? nested : {}), ...(live.get(i.obs_id) || live.get(i.iface) || {}) }));
     for (const i of live.values()) if (!merged.some((m) => m.iface === i.iface)) merged.push(i);
 
     const sections = [];
