@@ -17,7 +17,7 @@
 #include "query.h"
 
 #define FLOWS_USAGE "flows (--db PATH | --server URL [--token-file FILE] [--cacert FILE]) [FILTER] " \
-	"[--json|--ndjson|--csv] [--limit N] [--since T] [--until T] [--app NAME] [--ip ADDR] [--port N]"
+	"[--json|--ndjson|--csv] [--limit N] [--order ORDER] [--since T] [--until T] [--app NAME] [--ip ADDR] [--port N]"
 #define FLOWS_DEFAULT_LIMIT 100
 
 static void flows_help(void)
@@ -35,6 +35,9 @@ static void flows_help(void)
 	       "  --csv          CSV with a header line (all columns)\n"
 	       "                 (default: an aligned table for terminals)\n"
 	       "  --limit N      at most N flows (default %d; 0 = no limit)\n"
+	       "  --order ORDER  -last (default: last packet, newest first), last, -first,\n"
+	       "                 first (first packet), -id, id (flow id: the order flows were\n"
+	       "                 recorded), -bytes, -packets (largest first)\n"
 	       "  --since T      flows active since T: epoch seconds (1727784000), a UTC time\n"
 	       "                 (2024-10-01T12:00:00Z, '2024-10-01 12:00:00'), or a time before\n"
 	       "                 now: 30s, 10m, 2h, 3d (also -1h, now-90m)\n"
@@ -171,7 +174,7 @@ static int flows_remote(const char *server, const char *token_file, const char *
 		PARAM("filter", filter && *filter ? filter : NULL);
 		PARAM("from", q->range.has_from ? from : NULL);
 		PARAM("to", q->range.has_to ? to : NULL);
-		PARAM("order", "-last");
+		PARAM("order", q_order_name(q->order));
 		PARAM("limit", limit);
 		PARAM("cursor", cursor[0] ? cursor : NULL);
 		PARAM("format", fmt == Q_FMT_JSON || fmt == Q_FMT_NDJSON ? "ndjson" : fmt == Q_FMT_CSV ? "csv" : "table");
@@ -214,6 +217,7 @@ int cmd_flows(int argc, char **argv)
 		{"ndjson", no_argument, NULL, 'N'},
 		{"csv", no_argument, NULL, 'c'},
 		{"limit", required_argument, NULL, 'n'},
+		{"order", required_argument, NULL, 'o'},
 		{"app", required_argument, NULL, 'a'},
 		{"ip", required_argument, NULL, 'i'},
 		{"port", required_argument, NULL, 'p'},
@@ -286,6 +290,13 @@ int cmd_flows(int argc, char **argv)
 				USAGE();
 			}
 			q.limit = v == 0 ? -1 : (int64_t)v;
+			break;
+		case 'o':
+			if (q_order_parse(optarg, &q.order) < 0) {
+				fprintf(stderr, "podcap flows: --order: '%s' is not an order (-last, last, -first, first, "
+					"-id, id, -bytes, -packets)\n", optarg);
+				USAGE();
+			}
 			break;
 		case 'a':
 			if (!*optarg) {

@@ -540,7 +540,9 @@ def case_remote():
     s = serve(db)
     url = 'http://127.0.0.1:%d' % s.port
     for args in [[], ['--ndjson'], ['--csv'], ['--json'], ['app == TLS'], ['--limit', '0', '--ndjson'],
-                 ['--since', '2024-11-29T06:00:00.1Z', '--csv', '--limit', '0'], ['--app', 'DNS', '--limit', '5']]:
+                 ['--since', '2024-11-29T06:00:00.1Z', '--csv', '--limit', '0'], ['--app', 'DNS', '--limit', '5'],
+                 ['--order', '-bytes', '--limit', '7', '--csv'], ['--order', 'id', '--ndjson', '--limit', '0'],
+                 ['--order', '-first', 'proto == udp', '--limit', '3']]:
         a = subprocess.run([PODCAP, 'flows', '--db', db] + args, capture_output=True)
         b = subprocess.run([PODCAP, 'flows', '--server', url] + args, capture_output=True)
         check(a.returncode == 0 and b.returncode == 0 and a.stdout == b.stdout,

@@ -106,6 +106,17 @@ for f in 'dst == 10.96.0.7|dst = '"'"'10.96.0.7'"'" 'dport == 443|dport = 443' \
 	got=$("$PODCAP" flows --db "$T/b60.db" "$filter" --limit 30 --csv | tail -n +2 | cut -d, -f1 | paste -sd,)
 	[ -n "$want" ] && [ "$got" = "$want" ] || fail "page of '$filter': got '$got', want '$want'"
 done
+# --order: each order's page is SQL's, on the 60k flows (-first walks the last_us
+# index past the planner's budget); an unknown order is a usage error.
+for o in '-bytes|(c2s_bytes + s2c_bytes) DESC, id DESC' '-packets|(c2s_pkts + s2c_pkts) DESC, id DESC' \
+	 '-first|first_us DESC, id DESC' 'first|first_us, id' 'id|id' '-id|id DESC' 'last|last_us, id'; do
+	order=${o%%|*} sql=${o#*|}
+	want=$(sqlite3 "$T/b60.db" "SELECT id FROM flows WHERE dport = 443 ORDER BY $sql LIMIT 25" | paste -sd,)
+	got=$("$PODCAP" flows --db "$T/b60.db" 'dport == 443' --order "$order" --limit 25 --csv | tail -n +2 | cut -d, -f1 | paste -sd,)
+	[ -n "$want" ] && [ "$got" = "$want" ] || fail "--order $order: got '$got', want '$want'"
+done
+expect 2 "$PODCAP" flows --db "$T/b60.db" --order biggest
+grep -q "not an order" "$T/err" && grep -q '^usage:' "$T/err" || fail "--order biggest: $(cat "$T/err")"
 # Without the last_us index (a deferred build cut short; flows opens read-only and
 # cannot add it) the dense page still comes, the planner's way.
 cp "$T/b60.db" "$T/noidx.db"
