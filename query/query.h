@@ -284,6 +284,16 @@ struct q_top_result {
  * for the keys found.  0 or -errno with
  * err filled; free the result with q_top_free. */
 int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err);
+/* n (1..Q_TOP_MANY) requests over the same flows (one filter pointer, range
+ * and metric; each its own key, limit, bucket_us and max_mem), answered into
+ * outs[0..n): those the rollup can answer from it, the rest summed together in
+ * one scan of the matching flows instead of one scan each (a chart page's
+ * apps, pods, clients and servers).  A key with too many distinct values is
+ * answered the SQL way after that scan.  Each result as q_top's; 0 or -errno
+ * with err filled (then no result is held). */
+#define Q_TOP_MANY 8
+int q_top_many(struct fdb *db, const struct q_top *reqs, size_t n, struct q_top_result *outs,
+	       struct q_error *err);
 void q_top_free(struct q_top_result *r);
 
 /* The oldest time the database still holds every flow for: 0 when retention has

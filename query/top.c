@@ -603,111 +603,115 @@ static void ptab_free(struct ptab *p)
 	memset(p, 0, sizeof(*p));
 }
 
-/* The keys, the total and (bucket_us) every key's buckets in one scan; when
- * the buckets of every key do not fit in max_mem beside the keys, those of the
- * top keys in a second scan.  1 answered, 0 too many keys for max_mem (nothing
- * filled), or a negative errno. */
-static int top_hash(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err)
+/* One request's sums during a scan that may serve several (q_top_many: the
+ * charts' keys over the same flows).  Each keeps its own max_mem. */
+struct tacc {
+	const struct q_top *req;
+	struct q_top_result *out;
+	struct ttab t;
+	struct ptab pt;
+	size_t full;     /* its max_mem */
+	int pairs;       /* still summing every key's buckets (bucket_us) */
+	int kcol, tcol;  /* its key's and bucket's columns in the scan */
+	int too_many;    /* more distinct keys than max_mem: the SQL way answers */
+};
+
+static void acc_free(struct tacc *a)
 {
-	const size_t full = req->max_mem ? req->max_mem : TOP_MEM;
-	struct ttab t = {.max_mem = full};
-	struct ptab pt = {0};
+	ptab_free(&a->pt);
+	ttab_free(&a->t);
+	memset(&a->t, 0, sizeof(a->t));
+}
+
+/* The current row of c into a: value v (isnull: SQL's NULL, counted as a group
+ * but not summed).  0, or a negative errno with err filled. */
+static int acc_row(struct tacc *a, struct fdb_cursor *c, int isnull, int64_t v, struct q_error *err)
+{
+	const char *k = fdb_cursor_text(c, a->kcol);
+	if (!k)
+		k = ""; /* CAST(NULL AS TEXT): the SQL way's NULL group comes out as "" too */
+	size_t len = strlen(k);
+	long i;
+	int rc;
+	while ((i = ttab_get(&a->t, k, len, 1)) == -E2BIG && a->pairs) {
+		ptab_free(&a->pt); /* the keys first: the buckets can come from a second scan */
+		a->pairs = 0;
+		a->t.max_mem = a->full;
+	}
+	if (i == -E2BIG) {
+		acc_free(a); /* the SQL way answers after the scan */
+		a->too_many = 1;
+		return 0;
+	}
+	if (i < 0)
+		return q_err(err, (int)i, 0, "out of memory");
+	struct tent *e = &a->t.e[i];
+	int64_t bt;
+	if (a->pairs && e->last_b && e->last_t == (bt = fdb_cursor_int(c, a->tcol))) {
+		/* the same key's bucket as its last row: most rows, cheaply */
+		if (!isnull && (rc = add_checked(&a->pt.b[e->last_b - 1].value, v, err)) < 0)
+			return rc;
+	} else if (a->pairs) {
+		size_t keys = ttab_mem(a->t.ecap, a->t.scap, a->t.acap);
+		bt = fdb_cursor_int(c, a->tcol);
+		long bi = ptab_add(&a->pt, bt, (size_t)i, isnull, v, a->full - keys, err);
+		if (bi >= 0) {
+			e->last_b = (uint32_t)bi + 1;
+			e->last_t = bt;
+			/* the keys may grow into what the buckets leave */
+			a->t.max_mem = a->full - ptab_mem(a->pt.cap, a->pt.scap);
+		} else if (bi == -E2BIG) {
+			ptab_free(&a->pt);
+			a->pairs = 0;
+			a->t.max_mem = a->full;
+		} else {
+			return (int)bi;
+		}
+	}
+	if (!isnull && ((rc = add_checked(&e->v, v, err)) < 0 || (rc = add_checked(&a->out->total, v, err)) < 0))
+		return rc;
+	return 0;
+}
+
+/* a's answer from its sums: the largest keys, and with bucket_us their buckets,
+ * from the pairs of every key or, when those did not fit, from a second scan of
+ * the top keys alone.  0 or a negative errno with err filled. */
+static int acc_finish(struct fdb *db, struct tacc *a, struct q_error *err)
+{
+	const struct q_top *req = a->req;
+	struct q_top_result *out = a->out;
+	struct ttab *t = &a->t;
+	struct ptab *pt = &a->pt;
 	struct top_stmt *q = NULL;
 	struct fdb_cursor *c = NULL;
 	uint32_t *order = NULL;
-	char head[512], tcol[96] = "";
-	int rc, pairs = req->bucket_us > 0;
+	char head[512];
 	long i;
-	if (pairs)
-		snprintf(tcol, sizeof(tcol), ", (f.last_us / %lld) * %lld AS t", (long long)req->bucket_us,
-			 (long long)req->bucket_us);
-	/* 1. every key's sum, the total, and while they fit every key's buckets */
-	if (!(q = calloc(1, sizeof(*q))))
-		return q_err(err, -ENOMEM, 0, "out of memory");
-	snprintf(head, sizeof(head), "%s AS k, %s AS v%s", top_by[req->by].key, row_values[req->metric], tcol);
-	if ((rc = top_sql(q, req, head, err)) < 0)
-		goto out;
-	if ((rc = fdb_cursor_open(db, q->heap, q->param, q->nparam, &c)) < 0) {
-		q_err(err, rc, 0, "%s", fdb_errmsg(db));
-		goto out;
-	}
-	while ((rc = fdb_cursor_next(c)) == 1) {
-		const char *k = fdb_cursor_text(c, 0);
-		if (!k)
-			k = ""; /* CAST(NULL AS TEXT): the SQL way's NULL group comes out as "" too */
-		size_t len = strlen(k);
-		while ((i = ttab_get(&t, k, len, 1)) == -E2BIG && pairs) {
-			ptab_free(&pt); /* the keys first: the buckets can come from a second scan */
-			pairs = 0;
-			t.max_mem = full;
-		}
-		if (i < 0) {
-			rc = (int)i;
-			if (rc == -E2BIG)
-				goto out; /* the SQL way answers */
-			rc = q_err(err, rc, 0, "out of memory");
-			goto out;
-		}
-		int isnull = fdb_cursor_type(c, 1) == FDB_NULL;
-		int64_t v = isnull ? 0 : fdb_cursor_int(c, 1);
-		int64_t bt;
-		if (pairs && t.e[i].last_b && t.e[i].last_t == (bt = fdb_cursor_int(c, 2))) {
-			/* the same key's bucket as its last row: most rows, cheaply */
-			if (!isnull && (rc = add_checked(&pt.b[t.e[i].last_b - 1].value, v, err)) < 0)
-				goto out;
-		} else if (pairs) {
-			size_t keys = ttab_mem(t.ecap, t.scap, t.acap);
-			bt = fdb_cursor_int(c, 2);
-			long bi = ptab_add(&pt, bt, (size_t)i, isnull, v, full - keys, err);
-			rc = bi < 0 ? (int)bi : 0;
-			if (bi >= 0) {
-				t.e[i].last_b = (uint32_t)bi + 1;
-				t.e[i].last_t = bt;
-			}
-			if (rc == -E2BIG) {
-				ptab_free(&pt);
-				pairs = 0;
-				t.max_mem = full;
-			} else if (rc < 0) {
-				goto out;
-			} else {
-				/* the keys may grow into what the buckets leave */
-				t.max_mem = full - ptab_mem(pt.cap, pt.scap);
-			}
-		}
-		if (!isnull && ((rc = add_checked(&t.e[i].v, v, err)) < 0 || (rc = add_checked(&out->total, v, err)) < 0))
-			goto out;
-	}
-	if (rc < 0) {
-		q_err(err, rc, 0, "%s", fdb_errmsg(db));
-		goto out;
-	}
-	fdb_cursor_close(c);
-	c = NULL;
+	int rc = 0;
 	out->scans = 1;
 	/* the largest: sorting every key is fine for the few hundred thousand
 	 * max_mem holds */
-	if (t.n && !(order = malloc(t.n * sizeof(*order)))) {
+	if (t->n && !(order = malloc(t->n * sizeof(*order)))) {
 		rc = q_err(err, -ENOMEM, 0, "out of memory");
 		goto out;
 	}
-	for (size_t j = 0; j < t.n; j++)
+	for (size_t j = 0; j < t->n; j++)
 		order[j] = (uint32_t)j;
-	if (t.n)
-		qsort_r(order, t.n, sizeof(*order), cmp_top, &t);
-	size_t want = t.n < (size_t)req->limit ? t.n : (size_t)req->limit;
+	if (t->n)
+		qsort_r(order, t->n, sizeof(*order), cmp_top, t);
+	size_t want = t->n < (size_t)req->limit ? t->n : (size_t)req->limit;
 	if (want && !(out->rows = calloc(want, sizeof(*out->rows)))) {
 		rc = q_err(err, -ENOMEM, 0, "out of memory");
 		goto out;
 	}
 	int64_t top = 0;
 	for (size_t j = 0; j < want; j++) {
-		struct tent *e = &t.e[order[j]];
+		struct tent *e = &t->e[order[j]];
 		if (!(out->rows[j].key = malloc((size_t)e->len + 1))) {
 			rc = q_err(err, -ENOMEM, 0, "out of memory");
 			goto out;
 		}
-		memcpy(out->rows[j].key, t.arena + e->off, e->len);
+		memcpy(out->rows[j].key, t->arena + e->off, e->len);
 		out->rows[j].key[e->len] = 0;
 		out->rows[j].value = e->v;
 		out->nrows++;
@@ -716,22 +720,20 @@ static int top_hash(struct fdb *db, const struct q_top *req, struct q_top_result
 	}
 	out->other = out->total - top;
 	out->in_memory = 1;
-	rc = 1;
 	if (req->bucket_us <= 0 || !out->nrows)
 		goto out;
-	if (pairs) {
+	if (a->pairs) {
 		/* the top keys' buckets, from the pairs of every key */
 		size_t n = 0;
-		for (size_t j = 0; j < pt.n; j++)
-			if (t.e[pt.b[j].row].row >= 0)
-				pt.b[n++] = (struct q_top_bucket){pt.b[j].t, (size_t)t.e[pt.b[j].row].row, pt.b[j].value};
-		out->buckets = pt.b;
+		for (size_t j = 0; j < pt->n; j++)
+			if (t->e[pt->b[j].row].row >= 0)
+				pt->b[n++] = (struct q_top_bucket){pt->b[j].t, (size_t)t->e[pt->b[j].row].row, pt->b[j].value};
+		out->buckets = pt->b;
 		out->nbuckets = n;
-		pt.b = NULL;
+		pt->b = NULL;
 		goto sort;
 	}
 	/* 2. the top keys per time bucket, in a second scan */
-	top_stmt_free(q);
 	if (!(q = calloc(1, sizeof(*q)))) {
 		rc = q_err(err, -ENOMEM, 0, "out of memory");
 		goto out;
@@ -753,15 +755,15 @@ static int top_hash(struct fdb *db, const struct q_top *req, struct q_top_result
 		q_err(err, rc, 0, "%s", fdb_errmsg(db));
 		goto out;
 	}
-	ptab_free(&pt);
+	ptab_free(pt);
 	while ((rc = fdb_cursor_next(c)) == 1) {
 		const char *k = fdb_cursor_text(c, 1);
 		if (!k)
 			k = "";
-		if ((i = ttab_get(&t, k, strlen(k), 0)) < 0 || t.e[i].row < 0)
+		if ((i = ttab_get(t, k, strlen(k), 0)) < 0 || t->e[i].row < 0)
 			continue; /* cannot happen: k IN (the rows' keys) */
 		/* at most max_buckets x limit of them (the API's bounds) */
-		long bi = ptab_add(&pt, fdb_cursor_int(c, 0), (size_t)t.e[i].row, fdb_cursor_type(c, 2) == FDB_NULL,
+		long bi = ptab_add(pt, fdb_cursor_int(c, 0), (size_t)t->e[i].row, fdb_cursor_type(c, 2) == FDB_NULL,
 				   fdb_cursor_int(c, 2), SIZE_MAX, err);
 		if (bi < 0) {
 			rc = (int)bi;
@@ -772,31 +774,95 @@ static int top_hash(struct fdb *db, const struct q_top *req, struct q_top_result
 		q_err(err, rc, 0, "%s", fdb_errmsg(db));
 		goto out;
 	}
-	out->buckets = pt.b;
-	out->nbuckets = pt.n;
-	pt.b = NULL;
+	rc = 0;
+	out->buckets = pt->b;
+	out->nbuckets = pt->n;
+	pt->b = NULL;
 	out->scans = 2;
 sort:
 	if (out->nbuckets)
 		qsort(out->buckets, out->nbuckets, sizeof(*out->buckets), cmp_bucket);
-	rc = 1;
 out:
 	fdb_cursor_close(c);
 	top_stmt_free(q);
 	free(order);
-	ptab_free(&pt);
-	ttab_free(&t);
-	if (rc <= 0)
-		q_top_free(out);
-	return rc == -E2BIG ? 0 : rc;
+	return rc;
 }
 
-int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err)
+/* The keys of n requests (same filter, range and metric), their totals and
+ * (bucket_us) every key's buckets, summed in one scan of the matching flows;
+ * then each answered (acc_finish), or marked too_many for the SQL way.  0 or a
+ * negative errno with err filled. */
+static int top_scan(struct fdb *db, struct tacc *acc, size_t n, struct q_error *err)
 {
-	int rc;
-	memset(out, 0, sizeof(*out));
+	struct top_stmt *q = NULL;
+	struct fdb_cursor *c = NULL;
+	char *head = NULL;
+	size_t cap = 64 + n * 256, len;
+	int rc, col = 1;
+	if (!(head = malloc(cap)) || !(q = calloc(1, sizeof(*q)))) {
+		rc = q_err(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	len = (size_t)snprintf(head, cap, "%s AS v", row_values[acc[0].req->metric]);
+	for (size_t j = 0; j < n; j++) {
+		struct tacc *a = &acc[j];
+		a->full = a->req->max_mem ? a->req->max_mem : TOP_MEM;
+		a->t.max_mem = a->full;
+		a->pairs = a->req->bucket_us > 0;
+		a->kcol = col++;
+		len += (size_t)snprintf(head + len, cap - len, ", %s AS k%zu", top_by[a->req->by].key, j);
+		if (a->pairs) {
+			a->tcol = col++;
+			len += (size_t)snprintf(head + len, cap - len, ", (f.last_us / %lld) * %lld AS t%zu",
+						(long long)a->req->bucket_us, (long long)a->req->bucket_us, j);
+		}
+	}
+	if ((rc = top_sql(q, acc[0].req, head, err)) < 0)
+		goto out;
+	if ((rc = fdb_cursor_open(db, q->heap, q->param, q->nparam, &c)) < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	size_t left = n;
+	while (left && (rc = fdb_cursor_next(c)) == 1) {
+		int isnull = fdb_cursor_type(c, 0) == FDB_NULL;
+		int64_t v = isnull ? 0 : fdb_cursor_int(c, 0);
+		for (size_t j = 0; j < n; j++) {
+			if (acc[j].too_many)
+				continue;
+			if ((rc = acc_row(&acc[j], c, isnull, v, err)) < 0)
+				goto out;
+			left -= (size_t)acc[j].too_many;
+		}
+	}
+	if (rc < 0) {
+		q_err(err, rc, 0, "%s", fdb_errmsg(db));
+		goto out;
+	}
+	fdb_cursor_close(c);
+	c = NULL;
+	rc = 0;
+	for (size_t j = 0; j < n && rc == 0; j++)
+		if (!acc[j].too_many)
+			rc = acc_finish(db, &acc[j], err);
+out:
+	fdb_cursor_close(c);
+	top_stmt_free(q);
+	free(head);
+	return rc;
+}
+
+/* The checks q_top documents, for one request of a q_top_many call. */
+static int top_check(const struct q_top *req, const struct q_top *first, struct q_error *err)
+{
 	if (req->by >= Q_BY__COUNT || req->metric >= Q_METRIC__COUNT || req->limit < 1 || req->limit > 1000)
 		return q_err(err, -EINVAL, 0, "bad top request");
+	if (req->filter != first->filter || req->metric != first->metric ||
+	    req->range.has_from != first->range.has_from || req->range.has_to != first->range.has_to ||
+	    (req->range.has_from && req->range.from_us != first->range.from_us) ||
+	    (req->range.has_to && req->range.to_us != first->range.to_us))
+		return q_err(err, -EINVAL, 0, "top requests of one scan must share filter, range and metric");
 	if (req->bucket_us > 0 && req->range.has_from && req->max_buckets > 0) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -805,9 +871,47 @@ int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, str
 			return q_err(err, -E2BIG, 0, "more than %lld buckets: choose a larger bucket or a shorter range",
 				     (long long)req->max_buckets);
 	}
-	if ((rc = top_rollup(db, req, out, err)) != 0)
-		return rc < 0 ? rc : 0;
-	if ((rc = top_hash(db, req, out, err)) != 0)
-		return rc < 0 ? rc : 0;
-	return top_group_by(db, req, out, err);
+	return 0;
+}
+
+int q_top_many(struct fdb *db, const struct q_top *reqs, size_t n, struct q_top_result *outs, struct q_error *err)
+{
+	struct tacc acc[Q_TOP_MANY];
+	size_t na = 0;
+	int rc = 0;
+	if (n < 1 || n > Q_TOP_MANY)
+		return q_err(err, -EINVAL, 0, "bad top request: 1 to %d keys", Q_TOP_MANY);
+	for (size_t i = 0; i < n; i++)
+		memset(&outs[i], 0, sizeof(outs[i]));
+	for (size_t i = 0; i < n; i++)
+		if ((rc = top_check(&reqs[i], &reqs[0], err)) < 0)
+			return rc;
+	/* the rollup answers what it can without reading the flows */
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = top_rollup(db, &reqs[i], &outs[i], err)) < 0)
+			goto fail;
+		if (rc == 0)
+			acc[na++] = (struct tacc){.req = &reqs[i], .out = &outs[i]};
+	}
+	rc = na ? top_scan(db, acc, na, err) : 0;
+	for (size_t j = 0; j < na; j++) {
+		int too_many = acc[j].too_many;
+		acc_free(&acc[j]);
+		if (rc == 0 && too_many) {
+			memset(acc[j].out, 0, sizeof(*acc[j].out));
+			rc = top_group_by(db, acc[j].req, acc[j].out, err);
+		}
+	}
+	if (rc < 0)
+		goto fail;
+	return 0;
+fail:
+	for (size_t i = 0; i < n; i++)
+		q_top_free(&outs[i]);
+	return rc;
+}
+
+int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, struct q_error *err)
+{
+	return q_top_many(db, req, 1, out, err);
 }

@@ -1761,6 +1761,59 @@ static void test_top(void)
 		CHECK(ways[0] && ways[1] && ways[2]);
 		q_top_free(&ref);
 	}
+	/* several keys in one scan (q_top_many): each answer as q_top's alone, with
+	 * its own limit, buckets and memory (the SQL way, two scans) mixed in one
+	 * call, with and without a filter (the rollup answers app and pod then) */
+	for (size_t fi = 0; fi < sizeof(filters) / sizeof(filters[0]); fi++) {
+		struct q_filter *f = NULL;
+		struct q_error e;
+		if (filters[fi])
+			CHECK(q_parse(filters[fi], strlen(filters[fi]), NULL, &f, &e) == 0);
+		struct q_top reqs[Q_TOP_MANY];
+		for (int k = 0; k < Q_TOP_MANY; k++) {
+			reqs[k] = (struct q_top){.filter = f, .by = (enum q_top_by)(k % Q_BY__COUNT),
+						 .metric = Q_METRIC_PACKETS, .limit = 3 + k,
+						 .range = {.has_from = 1, .from_us = (int64_t)FX_T0_US}};
+			if (k % 2 == 0)
+				reqs[k].bucket_us = (k % 4 ? 1 : 2) * 1000000;
+		}
+		reqs[Q_BY_DST].max_mem = 1;        /* too many keys: the SQL way */
+		reqs[Q_BY_SRC].max_mem = 2 << 20;  /* keys fit, not every key's buckets */
+		struct q_top_result many[Q_TOP_MANY];
+		CHECK_OK(q_top_many(st, reqs, Q_TOP_MANY, many, &e));
+		int scanned = 0;
+		for (int k = 0; k < Q_TOP_MANY; k++) {
+			struct q_top_result one;
+			CHECK_OK(q_top(st, &reqs[k], &one, &e));
+			struct q_top_result *m = &many[k];
+			CHECK(m->from_rollup == one.from_rollup && m->in_memory == one.in_memory && m->scans == one.scans);
+			CHECK(m->nrows == one.nrows && m->nrows > 0 && m->total == one.total && m->other == one.other);
+			for (size_t i = 0; i < m->nrows && i < one.nrows; i++)
+				CHECK(!strcmp(m->rows[i].key, one.rows[i].key) && m->rows[i].value == one.rows[i].value);
+			CHECK(m->nbuckets == one.nbuckets && (m->nbuckets > 0) == (reqs[k].bucket_us > 0));
+			for (size_t i = 0; i < m->nbuckets && i < one.nbuckets; i++)
+				CHECK(m->buckets[i].t == one.buckets[i].t && m->buckets[i].row == one.buckets[i].row &&
+				      m->buckets[i].value == one.buckets[i].value);
+			if (k == Q_BY_DST)
+				CHECK(!m->in_memory && m->scans == 2);
+			if (k == Q_BY_SRC && !f) /* 20,000 of them */
+				CHECK(m->in_memory && m->scans == 2);
+			scanned += !m->from_rollup;
+			q_top_free(&one);
+			q_top_free(m);
+		}
+		CHECK(many[0].nrows == 0); /* freed */
+		/* without a filter, pod and iface (no buckets) come from the rollup */
+		CHECK(scanned == (f ? Q_TOP_MANY : Q_TOP_MANY - 2));
+		/* requests of one call share the filter, range and metric */
+		reqs[3].metric = Q_METRIC_BYTES;
+		CHECK(q_top_many(st, reqs, 4, many, &e) == -EINVAL);
+		reqs[3].metric = Q_METRIC_PACKETS;
+		reqs[1].range.has_to = 1;
+		CHECK(q_top_many(st, reqs, 2, many, &e) == -EINVAL);
+		CHECK(q_top_many(st, reqs, Q_TOP_MANY + 1, many, &e) == -EINVAL);
+		q_filter_free(f);
+	}
 	/* ties: one flow per source, limit 7: the smallest addresses as text (10.244.0.10
 	 * is i = 9, an IPv6 one) */
 	struct q_top req = {.by = Q_BY_SRC, .metric = Q_METRIC_FLOWS, .limit = 7};
