@@ -495,88 +495,159 @@ static int parse_bucket(const char *s, int64_t *out)
 	return -EINVAL;
 }
 
+/* The fields of one key's answer, into an open object. */
+static void top_json(struct jbuf *b, int *first, const struct q_top *t, const struct q_top_result *r)
+{
+	jb_kv_str(b, first, "by", q_top_by_name(t->by));
+	jb_kv_str(b, first, "metric", q_metric_name(t->metric));
+	jb_key(b, first, "rows");
+	jb_str(b, "[");
+	for (size_t i = 0; i < r->nrows; i++) {
+		int f2 = 1;
+		jb_str(b, i ? ",{" : "{");
+		jb_kv_str(b, &f2, "key", r->rows[i].key);
+		jb_kv_i64(b, &f2, "value", r->rows[i].value);
+		jb_str(b, "}");
+	}
+	jb_str(b, "]");
+	jb_kv_i64(b, first, "other", r->other);
+	jb_kv_i64(b, first, "total", r->total);
+	/* how it was counted: the per-minute rollup (fast, to the minute) or a scan */
+	jb_kv_str(b, first, "source", r->from_rollup ? "rollup" : "scan");
+	if (r->from_rollup) {
+		jb_kv_i64(b, first, "resolution_us", r->resolution_us);
+		if (r->untracked)
+			jb_kv_i64(b, first, "approximate_flows", r->untracked);
+	}
+	if (t->bucket_us > 0) {
+		jb_kv_i64(b, first, "bucket_us", t->bucket_us);
+		jb_key(b, first, "buckets");
+		jb_str(b, "[");
+		for (size_t i = 0; i < r->nbuckets; i++) {
+			int f2 = 1;
+			jb_str(b, i ? ",{" : "{");
+			jb_kv_i64(b, &f2, "t", r->buckets[i].t);
+			jb_kv_str(b, &f2, "key", r->rows[r->buckets[i].row].key);
+			jb_kv_i64(b, &f2, "value", r->buckets[i].value);
+			jb_str(b, "}");
+		}
+		jb_str(b, "]");
+	}
+}
+
+/* v split at commas into at most max items of up to 40 bytes: their number,
+ * or -1 (too many, too long). */
+static int split_list(const char *v, char items[][41], int max)
+{
+	int n = 0;
+	for (;;) {
+		const char *c = strchr(v, ',');
+		size_t len = c ? (size_t)(c - v) : strlen(v);
+		if (n == max || len > 40)
+			return -1;
+		memcpy(items[n], v, len);
+		items[n++][len] = 0;
+		if (!c)
+			return n;
+		v = c + 1;
+	}
+}
+
+/* by=KEY[,KEY...] (up to Q_TOP_MANY keys, summed in one scan of the flows);
+ * limit and bucket one value for every key or one per key, in by's order (an
+ * empty bucket: none for that key).  One key answers one object; several
+ * answer {"metric", "tops": [one object per key], completeness}. */
 void api_h_top(struct srv_req *req, void *arg)
 {
 	struct api *a = arg;
 	struct q_filter *filter = NULL;
-	struct q_top t = {.by = Q_BY_APP, .metric = Q_METRIC_BYTES, .max_buckets = TOP_MAX_BUCKETS};
-	struct q_top_result r = {0};
+	struct q_top t[Q_TOP_MANY];
+	struct q_top_result r[Q_TOP_MANY];
+	struct q_range range;
+	enum q_metric metric = Q_METRIC_BYTES;
 	struct q_error qe = {0};
 	struct jbuf b = {0};
-	uint64_t limit;
+	char items[Q_TOP_MANY][41];
 	const char *v;
-	int have_result = 0;
+	int n = 1, multi = 0, have_result = 0;
 
-	if (api_common_params(req, &filter, &t.range) < 0)
+	if (api_common_params(req, &filter, &range) < 0)
 		return;
-	if (limit_param(req, "limit", TOP_DEFAULT_LIMIT, TOP_MAX_LIMIT, &limit) < 0)
-		goto out;
-	t.filter = filter;
-	t.limit = (int)limit;
-	if ((v = srv_req_query(req, "by", NULL)) && q_top_by_parse(v, &t.by) < 0) {
-		srv_respond_error(req, 400, "unknown by '%.40s' (app, pod, src, dst, dport, iface, category, host)", v);
-		goto out;
-	}
-	if ((v = srv_req_query(req, "metric", NULL)) && q_metric_parse(v, &t.metric) < 0) {
+	if ((v = srv_req_query(req, "metric", NULL)) && q_metric_parse(v, &metric) < 0) {
 		srv_respond_error(req, 400, "unknown metric '%.40s' (bytes, packets, flows)", v);
 		goto out;
 	}
-	if ((v = srv_req_query(req, "bucket", NULL)) && *v) {
-		if (parse_bucket(v, &t.bucket_us) < 0) {
-			srv_respond_error(req, 400, "bad bucket '%.40s': a width of at least 1s such as 60s, 5m, 1h", v);
+	if ((v = srv_req_query(req, "by", NULL)) && (n = split_list(v, items, Q_TOP_MANY)) < 0) {
+		srv_respond_error(req, 400, "by: at most %d keys, separated by commas", Q_TOP_MANY);
+		goto out;
+	}
+	multi = v && strchr(v, ',');
+	for (int i = 0; i < n; i++) {
+		t[i] = (struct q_top){.filter = filter, .range = range, .by = Q_BY_APP, .metric = metric,
+				      .limit = TOP_DEFAULT_LIMIT, .max_buckets = TOP_MAX_BUCKETS};
+		if (v && q_top_by_parse(items[i], &t[i].by) < 0) {
+			srv_respond_error(req, 400, "unknown by '%.40s' (app, pod, src, dst, dport, iface, category, host)",
+					  items[i]);
 			goto out;
 		}
-		if (!t.range.has_from) {
-			srv_respond_error(req, 400, "bucket needs from (the start of the chart)");
+	}
+	int m;
+	if ((v = srv_req_query(req, "limit", NULL))) {
+		if ((m = split_list(v, items, Q_TOP_MANY)) != 1 && m != n) {
+			srv_respond_error(req, 400, "limit: one number, or one per key of by (%d)", n);
 			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			uint64_t l;
+			if (parse_u64(items[m == 1 ? 0 : i], TOP_MAX_LIMIT, &l) < 0 || l == 0) {
+				srv_respond_error(req, 400, "limit must be a whole number from 1 to %d", TOP_MAX_LIMIT);
+				goto out;
+			}
+			t[i].limit = (int)l;
+		}
+	}
+	if ((v = srv_req_query(req, "bucket", NULL)) && *v) {
+		if ((m = split_list(v, items, Q_TOP_MANY)) != 1 && m != n) {
+			srv_respond_error(req, 400, "bucket: one width, or one per key of by (%d; empty for none)", n);
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			const char *w = items[m == 1 ? 0 : i];
+			if (*w && parse_bucket(w, &t[i].bucket_us) < 0) {
+				srv_respond_error(req, 400, "bad bucket '%.40s': a width of at least 1s such as 60s, 5m, 1h", w);
+				goto out;
+			}
+			if (*w && !range.has_from) {
+				srv_respond_error(req, 400, "bucket needs from (the start of the chart)");
+				goto out;
+			}
 		}
 	}
 	struct fdb *db = api_db(a, req);
 	if (!db)
 		goto out;
-	if (q_top(db, &t, &r, &qe) < 0) {
+	if (q_top_many(db, t, (size_t)n, r, &qe) < 0) {
 		api_query_error(req, &qe, NULL);
 		goto out;
 	}
 	have_result = 1;
 	int first = 1;
 	jb_str(&b, "{");
-	jb_kv_str(&b, &first, "by", q_top_by_name(t.by));
-	jb_kv_str(&b, &first, "metric", q_metric_name(t.metric));
-	jb_key(&b, &first, "rows");
-	jb_str(&b, "[");
-	for (size_t i = 0; i < r.nrows; i++) {
-		int f2 = 1;
-		jb_str(&b, i ? ",{" : "{");
-		jb_kv_str(&b, &f2, "key", r.rows[i].key);
-		jb_kv_i64(&b, &f2, "value", r.rows[i].value);
-		jb_str(&b, "}");
-	}
-	jb_str(&b, "]");
-	jb_kv_i64(&b, &first, "other", r.other);
-	jb_kv_i64(&b, &first, "total", r.total);
-	/* how it was counted: the per-minute rollup (fast, to the minute) or a scan */
-	jb_kv_str(&b, &first, "source", r.from_rollup ? "rollup" : "scan");
-	if (r.from_rollup) {
-		jb_kv_i64(&b, &first, "resolution_us", r.resolution_us);
-		if (r.untracked)
-			jb_kv_i64(&b, &first, "approximate_flows", r.untracked);
-	}
-	if (t.bucket_us > 0) {
-		jb_kv_i64(&b, &first, "bucket_us", t.bucket_us);
-		jb_key(&b, &first, "buckets");
+	if (!multi) {
+		top_json(&b, &first, &t[0], &r[0]);
+	} else {
+		jb_kv_str(&b, &first, "metric", q_metric_name(metric));
+		jb_key(&b, &first, "tops");
 		jb_str(&b, "[");
-		for (size_t i = 0; i < r.nbuckets; i++) {
+		for (int i = 0; i < n; i++) {
 			int f2 = 1;
 			jb_str(&b, i ? ",{" : "{");
-			jb_kv_i64(&b, &f2, "t", r.buckets[i].t);
-			jb_kv_str(&b, &f2, "key", r.rows[r.buckets[i].row].key);
-			jb_kv_i64(&b, &f2, "value", r.buckets[i].value);
+			top_json(&b, &f2, &t[i], &r[i]);
 			jb_str(&b, "}");
 		}
 		jb_str(&b, "]");
 	}
-	api_completeness(a, db, &t.range, &b, &first, NULL);
+	api_completeness(a, db, &range, &b, &first, NULL);
 	jb_str(&b, "}\n");
 	if (b.err) {
 		srv_respond_error(req, 503, "out of memory");
@@ -586,7 +657,8 @@ void api_h_top(struct srv_req *req, void *arg)
 	b.p = NULL;
 out:
 	if (have_result)
-		q_top_free(&r);
+		for (int i = 0; i < n; i++)
+			q_top_free(&r[i]);
 	jb_free(&b);
 	q_filter_free(filter);
 }

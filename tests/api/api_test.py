@@ -376,6 +376,29 @@ def case_top():
     check(st == 200 and j['bucket_us'] == 1000000 and j['buckets'] and
           sum(b['value'] for b in j['buckets']) == sum(r['value'] for r in j['rows']),
           'buckets of 1s: per-bucket values add up to the rows')
+    # several keys in one request (one scan): each answer as its key's alone, with
+    # its own limit and bucket
+    common = {'metric': 'packets', 'from': '2024-11-29T05:59:59Z', 'to': '2024-11-29T06:00:02Z'}
+    for flt in [None, 'proto == udp or dport == 443']:
+        c = dict(common, **({'filter': flt} if flt else {}))
+        st, j = get_json(s.port, '/api/v1/top', dict(c, by='app,src,dst,dport', limit='3,2,5,1', bucket='1s,,2s,'))
+        check(st == 200 and j['metric'] == 'packets' and [t['by'] for t in j['tops']] == ['app', 'src', 'dst', 'dport']
+              and 'complete' in j, 'top by=app,src,dst,dport: one answer per key, in order (filter %s)' % flt)
+        for t, (by, lim, b) in zip(j['tops'], [('app', 3, '1s'), ('src', 2, ''), ('dst', 5, '2s'), ('dport', 1, '')]):
+            st1, one = get_json(s.port, '/api/v1/top', dict(c, by=by, limit=lim, bucket=b))
+            for k in ['complete', 'oldest_us', 'incomplete_because']:
+                one.pop(k, None)
+            check(st1 == 200 and t == one and len(t['rows']) <= lim and ('buckets' in t) == bool(b),
+                  '  %s: the same as by=%s alone (%d rows, %d buckets)' % (by, by, len(t['rows']),
+                                                                          len(t.get('buckets', []))))
+    st, j = get_json(s.port, '/api/v1/top', {'by': 'app,pod', 'metric': 'flows', 'limit': 4})
+    check(st == 200 and [t['source'] for t in j['tops']] == ['rollup', 'rollup'] and
+          all(len(t['rows']) <= 4 for t in j['tops']), 'by=app,pod without a filter: both from the rollup, limit 4 each')
+    for params in [{'by': 'app,src', 'limit': '1,2,3'}, {'by': 'app,src', 'bucket': '1s,2s,3s', 'from': '-1h'},
+                   {'by': 'app,src,dst,dport,pod,iface,host,category,app'}, {'by': 'app,'}, {'by': 'app,src',
+                   'bucket': ',1s'}, {'by': 'app,src', 'limit': '3,0'}]:
+        st, j = get_json(s.port, '/api/v1/top', params)
+        check(st == 400, 'top %s: 400 (%s)' % (params, j.get('error')))
     for params in [{'by': 'color'}, {'metric': 'joules'}, {'bucket': '1s'}, {'bucket': 'soon', 'from': '-1h'},
                    {'bucket': '1s', 'from': '-30d'}, {'limit': 1001}, {'filter': '((('}]:
         st, j = get_json(s.port, '/api/v1/top', params)

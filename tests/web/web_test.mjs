@@ -477,6 +477,11 @@ async function caseChart() {
   check((await page.$$('#chart-pod svg.chart rect.seg')).length > 0, 'the by-pod chart draws bars');
   const talkers = await page.$$eval('#top-dst .bar-row', (bs) => bs.map((b) => b.dataset.key));
   check(talkers.includes('10.244.2.10') && talkers.includes('10.244.2.53'), `top servers: ${talkers.join(', ')}`);
+  const topBys = () => page.evaluate(() => performance.getEntriesByType('resource').map((e) => new URL(e.name))
+    .filter((u) => u.pathname === '/api/v1/top').map((u) => u.searchParams.get('by')));
+  const bys0 = await topBys();
+  check(bys0.length === 2 && bys0.includes('app,pod') && bys0.includes('src,dst'),
+    `no filter: apps and pods (rollup) in one request, clients and servers in another (${bys0.join(' | ')})`);
   await shot(page, 'charts.png');
 
   // Clicking a bar filters: HTTP only, and the charts follow.
@@ -488,6 +493,9 @@ async function caseChart() {
     return keys.length === 1 && keys[0] === '10.244.2.10';
   }, null, { timeout: 15000 });
   check(true, 'with the filter, the only top server is the HTTP server');
+  const bys1 = (await topBys()).slice(bys0.length);
+  check(bys1.length === 1 && bys1[0] === 'app,pod,src,dst',
+    `with a filter, the four top panels come from one request, one scan (${bys1.join(' | ')})`);
   // A matrix cell adds client and server.
   await page.waitForSelector('#matrix-table td.cell');
   await page.click('#matrix-table td.cell');
