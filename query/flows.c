@@ -125,14 +125,8 @@ static int where(struct sqlbuf *q, const struct q_select *sel, int mode, int64_t
 	if (rc < 0)
 		return rc;
 	q->cap = q->filter->nparams + 5;
-	if (!(q->param = calloc(q->cap, sizeof(*q->param)))) {
-		if (err) {
-			err->code = -ENOMEM;
-			err->pos = 0;
-			snprintf(err->msg, sizeof(err->msg), "out of memory");
-		}
-		return -ENOMEM;
-	}
+	if (!(q->param = calloc(q->cap, sizeof(*q->param))))
+		return q_err(err, -ENOMEM, 0, "out of memory");
 	q_sql_params(q->filter, q->param);
 	q->nparam = q->filter->nparams;
 	/* The filter's parameters are ?1..?n (first_param 1); ours follow.  The
@@ -176,14 +170,8 @@ static int where(struct sqlbuf *q, const struct q_select *sel, int mode, int64_t
 		 mode == WHERE_TIME_SCAN || mode == WHERE_WALK ? " INDEXED BY flows_last" : "");
 	size_t need = q->off + strlen(head) + q->filter->where_len + strlen(tail) + strlen(outer) + 1;
 	if (need > sizeof(q->text)) {
-		if (!(q->heap = malloc(need))) {
-			if (err) {
-				err->code = -ENOMEM;
-				err->pos = 0;
-				snprintf(err->msg, sizeof(err->msg), "out of memory");
-			}
-			return -ENOMEM;
-		}
+		if (!(q->heap = malloc(need)))
+			return q_err(err, -ENOMEM, 0, "out of memory");
 		snprintf(q->heap, need, "%s%s%s%s%s", q->text, head, q->filter->where, tail, outer);
 		return 0;
 	}
