@@ -586,7 +586,7 @@ void api_h_top(struct srv_req *req, void *arg)
 		t[i] = (struct q_top){.filter = filter, .range = range, .by = Q_BY_APP, .metric = metric,
 				      .limit = TOP_DEFAULT_LIMIT, .max_buckets = TOP_MAX_BUCKETS};
 		if (v && q_top_by_parse(items[i], &t[i].by) < 0) {
-			srv_respond_error(req, 400, "unknown by '%.40s' (app, pod, src, dst, dport, iface, category, host)",
+			srv_respond_error(req, 400, "unknown by '%.40s' (" Q_TOP_BY_NAMES ")",
 					  items[i]);
 			goto out;
 		}

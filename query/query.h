@@ -237,8 +237,14 @@ long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel,
 
 /* --- top talkers and charts (top.c) --- */
 
+/* pod is the observation point's pod; src_pod ... service name the ends
+ * ("namespace/name", "Kind/name" for workloads; "" where unknown). */
 enum q_top_by { Q_BY_APP, Q_BY_POD, Q_BY_SRC, Q_BY_DST, Q_BY_DPORT, Q_BY_IFACE, Q_BY_CATEGORY,
-		Q_BY_HOST, Q_BY__COUNT };
+		Q_BY_HOST, Q_BY_SRC_POD, Q_BY_DST_POD, Q_BY_SRC_NS, Q_BY_DST_NS, Q_BY_SRC_WORKLOAD,
+		Q_BY_DST_WORKLOAD, Q_BY_SERVICE, Q_BY__COUNT };
+/* The names above, comma-separated, for messages. */
+#define Q_TOP_BY_NAMES "app, pod, src, dst, dport, iface, category, host, src_pod, dst_pod, src_ns, dst_ns," \
+	" src_workload, dst_workload, service"
 enum q_metric { Q_METRIC_BYTES, Q_METRIC_PACKETS, Q_METRIC_FLOWS, Q_METRIC__COUNT };
 /* "app", "pod", ... / "bytes", "packets", "flows": 0 or -EINVAL. */
 int q_top_by_parse(const char *name, enum q_top_by *out);

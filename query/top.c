@@ -50,6 +50,15 @@ static const struct {
 	[Q_BY_IFACE] = {"iface", "coalesce((SELECT iface FROM observation_points o WHERE o.id = f.obs_id), '')"},
 	[Q_BY_CATEGORY] = {"category", "coalesce(f.category, '')"},
 	[Q_BY_HOST] = {"host", "coalesce(f.host, '')"},
+	[Q_BY_SRC_POD] = {"src_pod", "coalesce(f.src_pod, '')"},
+	[Q_BY_DST_POD] = {"dst_pod", "coalesce(f.dst_pod, '')"},
+	[Q_BY_SRC_NS] = {"src_ns", "coalesce(f.src_ns, '')"},
+	[Q_BY_DST_NS] = {"dst_ns", "coalesce(f.dst_ns, '')"},
+	/* "Kind/name", as the workload filter takes it (with src_ns beside it, or a
+	 * filter on the namespace, where names repeat across namespaces) */
+	[Q_BY_SRC_WORKLOAD] = {"src_workload", "coalesce(f.src_workload, '')"},
+	[Q_BY_DST_WORKLOAD] = {"dst_workload", "coalesce(f.dst_workload, '')"},
+	[Q_BY_SERVICE] = {"service", "coalesce(f.service, '')"},
 };
 static const struct {
 	const char *name, *sum;

@@ -79,5 +79,35 @@ grep -q 'POP3 (by-port)' "$tmp/table" && ok "table: a guess is marked" || bad "t
 "$podcap" flows --db "$tmp/f.db" --ndjson 'dport == 8080 and tunnel == none' |
   /usr/bin/python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); sys.exit(0 if r["dst_labels"]=={"app":"web","tier":"frontend"} and r["src_workload"]=="Deployment/client" and r["dst_node"]=="pc-node2" else 1)' &&
   ok "ndjson: labels as an object, workload, node" || bad "ndjson names"
+# top talkers by the ends' names (/api/v1/top by src_pod, dst_pod, src_ns,
+# dst_workload, service in one request): each as SQL counts it
+/usr/bin/python3 - "$podcap" "$tmp/f.db" <<'PY' && ok "top by the ends' names = SQL's counts" || bad "top by names"
+import json, re, sqlite3, subprocess, sys, urllib.parse, urllib.request
+podcap, db = sys.argv[1:3]
+p = subprocess.Popen([podcap, 'serve', '--db', db, '--listen', '127.0.0.1:0'], stdout=subprocess.PIPE,
+                     stderr=subprocess.STDOUT, text=True)
+try:
+    port = None
+    for _ in range(20):
+        m = re.search(r'listening on https?://[^:]+:(\d+)/', p.stdout.readline())
+        if m:
+            port = int(m.group(1))
+            break
+    keys = ['src_pod', 'dst_pod', 'src_ns', 'dst_workload', 'service']
+    q = urllib.parse.urlencode({'by': ','.join(keys), 'metric': 'flows', 'limit': 50})
+    j = json.load(urllib.request.urlopen('http://127.0.0.1:%d/api/v1/top?%s' % (port, q), timeout=30))
+    con = sqlite3.connect(db)
+    good = True
+    for k, t in zip(keys, j['tops']):
+        want = dict(con.execute("SELECT coalesce(%s, ''), count(*) FROM flows GROUP BY 1" % k).fetchall())
+        got = {r['key']: r['value'] for r in t['rows']}
+        named = sorted(x for x in got if x)
+        print('  by %-12s %s' % (k, ', '.join('%s=%d' % (x, got[x]) for x in named)))
+        good = good and t['by'] == k and got == want and len(named) > 0
+    sys.exit(0 if good else 1)
+finally:
+    p.terminate()
+    p.wait()
+PY
 [ $fail = 0 ] && echo "read-names: all passed" || echo "read-names: FAILED"
 exit $fail

@@ -1685,6 +1685,11 @@ static void test_top(void)
 		CHECK_OK(fdb_put_flow(st, &r));
 	}
 	CHECK_OK(fdb_commit(st));
+	/* the Kubernetes names of the ends, for the keys that group by them */
+	sql_exec(db, "UPDATE flows SET src_pod = 'ns' || (id % 3) || '/client-' || (id % 11), src_ns = 'ns' || (id % 3),"
+		     " src_workload = 'Deployment/client-' || (id % 4) WHERE id % 5 != 0;"
+		     " UPDATE flows SET dst_pod = 'ns0/server-' || (id % 7), dst_ns = 'ns0',"
+		     " dst_workload = 'StatefulSet/server', service = 'ns0/svc' || (id % 6) || ':80' WHERE id % 4 = 0");
 	static const char *const filters[] = {NULL, "dport == 443 or proto == udp", "src == 10.244.3.0/24"};
 	int hashed = 0;
 	for (int by = 0; by < Q_BY__COUNT; by++)
@@ -1813,6 +1818,27 @@ static void test_top(void)
 		CHECK(q_top_many(st, reqs, 2, many, &e) == -EINVAL);
 		CHECK(q_top_many(st, reqs, Q_TOP_MANY + 1, many, &e) == -EINVAL);
 		q_filter_free(f);
+	}
+	/* the ends' names: a namespace per client, "" for the flows without one */
+	{
+		struct q_top req = {.by = Q_BY_SRC_NS, .metric = Q_METRIC_FLOWS, .limit = 10};
+		struct q_top_result a;
+		struct q_error e;
+		CHECK_OK(q_top(st, &req, &a, &e));
+		CHECK(a.nrows == 4 && a.total == 20000 && a.other == 0);
+		int64_t none = -1;
+		for (size_t i = 0; i < a.nrows; i++)
+			if (!a.rows[i].key[0])
+				none = a.rows[i].value;
+		CHECK(none == 4000 && !strncmp(a.rows[0].key, "ns", 2));
+		q_top_free(&a);
+		req.by = Q_BY_SERVICE;
+		CHECK_OK(q_top(st, &req, &a, &e));
+		/* ids 4k: svc (4k % 6) is svc0, svc4 or svc2; ties in key order */
+		CHECK(a.nrows == 4 && !strcmp(a.rows[0].key, "") && a.rows[0].value == 15000 &&
+		      !strcmp(a.rows[1].key, "ns0/svc2:80") && a.rows[1].value == 1667 &&
+		      !strcmp(a.rows[3].key, "ns0/svc0:80") && a.rows[3].value == 1666);
+		q_top_free(&a);
 	}
 	/* ties: one flow per source, limit 7: the smallest addresses as text (10.244.0.10
 	 * is i = 9, an IPv6 one) */
