@@ -103,6 +103,8 @@ const struct q_field_def q_field_defs[] = {
 	      .col = {"f.dst_pod"}),
 	FIELD("workload", T_WORKLOAD, GL, 0, NULL, "owner of a pod at either end: \"Deployment/web\", "
 	      "or \"web\" of any kind", .col = {"f.src_workload", "f.dst_workload"}),
+	FIELD("src_workload", T_WORKLOAD, GL, 0, NULL, "owner of the client's pod", .col = {"f.src_workload"}),
+	FIELD("dst_workload", T_WORKLOAD, GL, 0, NULL, "owner of the server's pod", .col = {"f.dst_workload"}),
 	FIELD("label.KEY", T_LABEL, GL | FAM, 0, NULL, "label KEY of a pod at either end: label.app == web",
 	      .col = {"f.src_labels", "f.dst_labels"}),
 	FIELD("src_label.KEY", T_LABEL, GL | FAM, 0, NULL, "label KEY of the client's pod",

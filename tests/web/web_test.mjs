@@ -464,7 +464,13 @@ async function caseDetail() {
 }
 
 async function caseChart() {
-  const { db } = fixture();
+  const { db } = fixture('chart');
+  // Kubernetes names for the fixture's ends, as an agent with --kubernetes writes them
+  execFileSync(PYTHON, ['-c', `import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("UPDATE flows SET src_pod = 'shop/client-' || substr(src, 10), src_ns = 'shop', src_workload = 'Deployment/client' WHERE src LIKE '10.244.1.%'")
+c.execute("UPDATE flows SET dst_pod = 'shop/web-0', dst_ns = 'shop', dst_workload = 'StatefulSet/web' WHERE dst = '10.244.2.10'")
+c.commit()`, db]);
   const s = await Server.start([PODCAP, 'serve', '--db', db, '--listen', '127.0.0.1:0']);
   const page = await newPage();
   await page.goto(s.url + '#view=charts');
@@ -496,11 +502,27 @@ async function caseChart() {
   const bys1 = (await topBys()).slice(bys0.length);
   check(bys1.length === 1 && bys1[0] === 'app,pod,src,dst',
     `with a filter, the four top panels come from one request, one scan (${bys1.join(' | ')})`);
+  // Talkers by pod: the top servers are pods, one request asks by=src_pod,dst_pod
+  // (with the filter, together with app and pod), a click filters on the pod.
+  await page.selectOption('#talkers', 'pod');
+  await page.waitForFunction(() => [...document.querySelectorAll('#top-dst .bar-row')].map((b) => b.dataset.key)
+    .join() === 'shop/web-0', null, { timeout: 15000 });
+  const bys2 = (await topBys()).slice(bys0.length + bys1.length);
+  check(page.url().includes('talkers=pod') && bys2.length === 1 && bys2[0] === 'app,pod,src_pod,dst_pod',
+    `talkers by pod: one request by=${bys2.join(' | ')}, the state in the URL`);
+  const note = await page.textContent('#top-src .panel-note');
+  check(/client pods/.test(note), `the clients' note says pods (${note})`);
+  await page.click('#top-dst .bar-row[data-key="shop/web-0"]');
+  await page.waitForFunction(() => document.querySelector('#filter').value === 'app == HTTP and dst_pod == shop/web-0');
+  check(true, 'clicking a server pod adds "dst_pod == shop/web-0" to the filter');
+  await page.selectOption('#talkers', 'ip');
+  await page.waitForFunction(() => [...document.querySelectorAll('#top-dst .bar-row')].map((b) => b.dataset.key)
+    .join() === '10.244.2.10', null, { timeout: 15000 });
   // A matrix cell adds client and server.
   await page.waitForSelector('#matrix-table td.cell');
   await page.click('#matrix-table td.cell');
-  await page.waitForFunction(() => /app == HTTP and src == 10\.244\.1\.\d+ and dst == 10\.244\.2\.10/.test(document.querySelector('#filter').value));
-  check(true, 'a matrix cell adds "src == A and dst == B" to the filter');
+  await page.waitForFunction(() => /app == HTTP and dst_pod == shop\/web-0 and src_pod == shop\/client-\d+ and dst_pod == shop\/web-0/.test(document.querySelector('#filter').value));
+  check(true, 'a matrix cell adds "src_pod == A and dst_pod == B" to the filter (pods where known)');
   // The same filter in the Flows view.
   await page.click('#nav a[data-view="flows"]');
   await flowsSettled(page);

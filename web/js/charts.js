@@ -54,9 +54,16 @@ function niceMax(v) {
 const KEY_TESTS = {
   app: (k) => (k ? `app == ${quoteValue(k)}` : 'not app exists'),
   pod: (k) => (k ? `obs.pod == ${quoteValue(k)}` : 'not obs.pod exists'),
-  src: (k) => `src == ${quoteValue(k)}`,
-  dst: (k) => `dst == ${quoteValue(k)}`,
 };
+// Top clients and servers by address, or by the Kubernetes names of the ends (the
+// API's by=src_pod, ...; flows without a name are left out of the bars).
+const TALKERS = {
+  ip: { label: 'Address', src: 'src', dst: 'dst', note: 'addresses' },
+  pod: { label: 'Pod', src: 'src_pod', dst: 'dst_pod', note: 'pods' },
+  workload: { label: 'Workload', src: 'src_workload', dst: 'dst_workload', note: 'workloads' },
+  ns: { label: 'Namespace', src: 'src_ns', dst: 'dst_ns', note: 'namespaces' },
+};
+const talkerTest = (by, k) => `${by} == ${quoteValue(k)}`;
 
 export class ChartsView {
   constructor(root, ctx) {
@@ -75,6 +82,10 @@ export class ChartsView {
       id: 'metric', title: 'What the charts count',
       on: { change: () => this.ctx.setState({ metric: this.metricSel.value }, { push: false }) },
     }, Object.entries(METRICS).map(([v, t]) => el('option', { value: v }, t)));
+    this.talkersSel = el('select', {
+      id: 'talkers', title: 'What the top clients and servers are',
+      on: { change: () => this.ctx.setState({ talkers: this.talkersSel.value }, { push: false }) },
+    }, Object.entries(TALKERS).map(([v, t]) => el('option', { value: v }, t.label)));
     this.status = el('div', { class: 'status', id: 'charts-status', 'aria-live': 'polite' });
     this.panels = {
       app: this.panel('chart-app', 'By application over time'),
@@ -85,7 +96,7 @@ export class ChartsView {
     };
     replace(this.root,
       el('div', { class: 'toolbar' }, this.status, el('span', { class: 'spacer' }),
-        el('label', null, 'Count ', this.metricSel)),
+        el('label', null, 'Talkers by ', this.talkersSel), el('label', null, 'Count ', this.metricSel)),
       el('div', { class: 'charts-grid' },
         this.panels.app.node, this.panels.pod.node,
         el('div', { class: 'talkers' }, this.panels.src.node, this.panels.dst.node),
@@ -103,8 +114,9 @@ export class ChartsView {
     this.shown = true;
     this.s = s;
     this.metricSel.value = METRICS[s.metric] ? s.metric : 'bytes';
+    this.talkersSel.value = TALKERS[s.talkers] ? s.talkers : 'ip';
     const r = this.ctx.rangeParams(s);
-    const key = JSON.stringify([s.filter, r.from, r.to, this.metricSel.value]);
+    const key = JSON.stringify([s.filter, r.from, r.to, this.metricSel.value, this.talkersSel.value]);
     if (key !== this.key) {
       this.key = key;
       this.load();
@@ -132,6 +144,7 @@ export class ChartsView {
     const signal = ac.signal;
     const s = this.s;
     const metric = this.metricSel.value;
+    const talkers = TALKERS[this.talkersSel.value];
     const t0 = performance.now();
     for (const p of Object.values(this.panels)) {
       p.node.classList.add('loading');
@@ -163,7 +176,7 @@ export class ChartsView {
     const toS = (range.to / 1e6).toFixed(6);
     const base = { filter: s.filter, from: fromS, to: toS, metric };
     replace(this.status, `${fmtTime(range.from, false)} – ${fmtTime(range.to, false)} UTC · bars of ${bucketText(bucketS)}`);
-    this.data = { metric, bucketUs: bucketS * 1e6, fromUs: Number(fromS) * 1e6, toUs: range.to };
+    this.data = { metric, talkers, bucketUs: bucketS * 1e6, fromUs: Number(fromS) * 1e6, toUs: range.to };
     let filterErrorShown = false;
     // One request can answer several panels: /api/v1/top with by=app,pod,... sums
     // every key in one scan of the flows (four scans of ten million flows each
@@ -203,7 +216,7 @@ export class ChartsView {
       // a filter: no rollup, so all four keys in one scan
       await Promise.all([
         job(['app', 'pod', 'src', 'dst'], '/api/v1/top',
-          { ...base, by: 'app,pod,src,dst', bucket: `${b},${b},,`, limit: `${TOP_KEYS},${TOP_KEYS},10,10` },
+          { ...base, by: `app,pod,${talkers.src},${talkers.dst}`, bucket: `${b},${b},,`, limit: `${TOP_KEYS},${TOP_KEYS},11,11` },
           [this.drawTime, this.drawTime, this.drawTop, this.drawTop]),
         matrix,
       ]);
@@ -212,7 +225,8 @@ export class ChartsView {
       await Promise.all([
         job(['app', 'pod'], '/api/v1/top', { ...base, by: 'app,pod', bucket: b, limit: TOP_KEYS },
           [this.drawTime, this.drawTime]),
-        job(['src', 'dst'], '/api/v1/top', { ...base, by: 'src,dst', limit: 10 }, [this.drawTop, this.drawTop]),
+        job(['src', 'dst'], '/api/v1/top', { ...base, by: `${talkers.src},${talkers.dst}`, limit: 11 },
+          [this.drawTop, this.drawTop]),
         matrix,
       ]);
     }
@@ -329,14 +343,21 @@ export class ChartsView {
   drawTop(p, j) {
     const name = p === this.panels.src ? 'src' : 'dst';
     const metric = this.data.metric;
-    const rows = Array.isArray(j.rows) ? j.rows.filter((r) => r.key) : [];
-    replace(p.note, `${METRICS[metric]} · ${name === 'src' ? 'client' : 'server'} addresses`);
+    const talkers = this.data.talkers;
+    // 11 asked for: the 10 largest named ones even when "no name" is among them
+    const rows = Array.isArray(j.rows) ? j.rows.filter((r) => r.key).slice(0, 10) : [];
+    const unnamed = (Array.isArray(j.rows) ? j.rows : []).find((r) => !r.key);
+    replace(p.note, `${METRICS[metric]} · ${name === 'src' ? 'client' : 'server'} ${talkers.note}` +
+      (unnamed && talkers.src !== 'src' ? ` · without a name: ${fmtMetric(metric, unnamed.value)}` : ''));
     if (rows.length === 0) {
-      replace(p.body, el('p', { class: 'hint' }, 'Nothing in this range.'));
+      replace(p.body, el('p', { class: 'hint' }, unnamed && talkers.src !== 'src'
+        ? `No ${name === 'src' ? 'client' : 'server'} in this range has a name of this kind (the agent names ` +
+          'the ends with --kubernetes, --kubeconfig or --inventory).'
+        : 'Nothing in this range.'));
       return;
     }
     const max = Math.max(...rows.map((r) => r.value)) || 1;
-    const test = KEY_TESTS[name];
+    const test = (k) => talkerTest(talkers[name], k);
     const list = el('ol', { class: 'bars' }, rows.map((r) => {
       const bar = el('span', { class: 'bar' });
       bar.style.width = `${Math.max(1, (100 * r.value) / max)}%`;

@@ -13,7 +13,7 @@ import { Detail } from './detail.js';
 
 const DEFAULTS = {
   view: 'flows', filter: '', range: 'all', from: '', to: '', order: '-id', limit: '100',
-  cols: '', live: '', flow: '', metric: 'bytes',
+  cols: '', live: '', flow: '', metric: 'bytes', talkers: 'ip',
 };
 const PRESETS = new Set(['all', '5m', '15m', '1h', '6h', '24h', '7d', 'custom']);
 const HISTORY_KEY = 'podcap.history';
