@@ -16,6 +16,7 @@
 int cmd_decode(int argc, char **argv);
 int cmd_read(int argc, char **argv);
 int cmd_flows(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_store(int argc, char **argv);

@@ -16,6 +16,7 @@ static const struct command commands[] = {
 	{"decode", cmd_decode, "print one line per packet of a capture file (outer -> inner, tunnel, malformed reason)"},
 	{"read", cmd_read, "read capture files into flow records (SQLite) and, optionally, packet segments"},
 	{"flows", cmd_flows, "list stored flows (table, JSON or CSV) with simple filters"},
+	{"top", cmd_top, "the applications, addresses, ports or pods with the most traffic among a filter's flows"},
 	{"export", cmd_export, "write the packets of a flow or of a filter's flows as pcapng or pcap"},
 	{"run", cmd_run, "the node agent: live capture -> flows -> store"},
 	{"store", cmd_store, "check a packet store: what can and cannot be exported"},
