@@ -72,6 +72,12 @@ out=$(kp where 'x"]}{.y' 2>&1); rc=$?
 [ $rc = 1 ] && echo "$out" | grep -q "is not a pod name" && ok "a name that is not a pod name: exit 1, refused before kubectl" || bad "bad name: rc $rc: $out"
 "$plugin" frob 2>/dev/null; rc=$?
 [ $rc = 2 ] && ok "unknown command: exit 2" || bad "frob: rc $rc"
+out=$(kp top nosuch --by dport 2>&1); rc=$?
+[ $rc = 1 ] && [ "$out" = "kubectl podcap: pod default/nosuch not found" ] && ok "top of an unknown pod: exit 1" || bad "top nosuch: rc $rc: $out"
+"$plugin" top client-1 --by 2>/dev/null; rc=$?
+[ $rc = 2 ] && ok "top --by without a value: exit 2" || bad "top --by: rc $rc"
+"$plugin" sniff client-1 --by app 2>/dev/null; rc=$?
+[ $rc = 2 ] && ok "sniff with a top option: exit 2" || bad "sniff --by: rc $rc"
 # What the plugin asked: the pod by name, the agents by node and label.
 reqs=$(curl -s "http://127.0.0.1:$port/_control/requests" | $py -c 'import json,sys
 for r in json.load(sys.stdin):
@@ -96,7 +102,7 @@ cat >"$tmp/pods.json" <<'EOF'
 {"pods": [{"name": "client-1", "namespace": "default", "host_veth": "lo", "ips": ["127.0.0.1"]}]}
 EOF
 "$podcap" run --backend pcap --iface lo --db "$tmp/f.db" --inventory "$tmp/pods.json" \
-  --listen 127.0.0.1:0 --stats-interval 0 >"$tmp/agent.log" 2>&1 &
+  --listen 127.0.0.1:0 --stats-interval 0 --idle-timeout 1 >"$tmp/agent.log" 2>&1 &
 agent=$!
 for i in $(seq 1 100); do grep -q 'capturing on lo' "$tmp/agent.log" && grep -q 'API and web page on' "$tmp/agent.log" && break; sleep 0.1; done
 url=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/agent.log" | head -1)
@@ -114,6 +120,20 @@ n=$(tshark -r "$tmp/s.pcapng" -Y 'udp.dstport == 9999' 2>/dev/null | wc -l)
 [ $rc = 0 ] && [ "$n" = 20 ] && ok "sniff client-1 --agent URL -c 20: $n packets; $(tail -1 "$tmp/err")" ||
   bad "sniff: rc $rc, $n packets: $(cat "$tmp/err")"
 grep -q "default/client-1 runs on node pc-node1; its agent is podcap/podcap-zmtts" "$tmp/err" && ok "said where" || bad "no where line"
+# top of the pod's flows from the same agent: its UDP flow to 9999 (recorded once
+# idle for a second: the agent runs with --idle-timeout 1)
+for i in $(seq 1 30); do
+  PODCAP=$podcap "$plugin" top client-1 --kubeconfig "$tmp/kubeconfig" --agent "$url" --by dport,src_pod \
+    --metric packets --json proto == udp >"$tmp/top.json" 2>"$tmp/err"; rc=$?
+  [ $rc = 0 ] && $py -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if any(r["key"]=="9999" for r in j["tops"][0]["rows"]) else 1)' "$tmp/top.json" && break
+  sleep 0.5
+done
+$py - "$tmp/top.json" <<'PY' && ok "top client-1 --by dport,src_pod proto == udp: $(head -c 200 "$tmp/top.json")" || bad "top: rc $rc: $(cat "$tmp/top.json" "$tmp/err")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+d, p = ({r["key"]: r["value"] for r in t["rows"]} for t in j["tops"])
+sys.exit(0 if d.get("9999", 0) >= 200 and p.get("default/client-1", 0) >= 200 and j["complete"] else 1)
+PY
 
 # The port-forward path and the token from the Secret, with kubectl's two calls the
 # replay cannot answer stood in for: a wrapper runs the real kubectl for everything
