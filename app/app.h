@@ -73,6 +73,10 @@ int app_check_path(const char *cmd, const char *opt, const char *val);
  * under the position. */
 struct q_error;
 void app_filter_error(const char *cmd, const char *text, const struct q_error *e);
+/* The value of --since (since = 1) or --until into r (a time: epoch seconds, UTC,
+ * or before now: 30s, 2h): 0, or -EINVAL after a message naming podcap CMD. */
+struct q_range;
+int app_range_opt(const char *cmd, int since, const char *val, struct q_range *r);
 
 /* ---- the options `read` and `run` share (options.c) ---- */
 

@@ -59,6 +59,25 @@ void app_filter_error(const char *cmd, const char *text, const struct q_error *e
 	}
 }
 
+/* --since / --until of flows and top into r: 0, or -EINVAL after a message. */
+int app_range_opt(const char *cmd, int since, const char *val, struct q_range *r)
+{
+	struct q_error qe;
+	int64_t t;
+	if (q_time_parse(val, strlen(val), 0, &t, &qe) < 0) {
+		fprintf(stderr, "podcap %s: --%s: '%s': %s\n", cmd, since ? "since" : "until", val, qe.msg);
+		return -EINVAL;
+	}
+	if (since) {
+		r->has_from = 1;
+		r->from_us = t;
+	} else {
+		r->has_to = 1;
+		r->to_us = t;
+	}
+	return 0;
+}
+
 /* ---- --server: the same listing from the query API ---- */
 
 #define REMOTE_PAGE 10000
@@ -234,7 +253,6 @@ int cmd_flows(int argc, char **argv)
 	struct q_select q = {.order = Q_ORDER_LAST_DESC, .limit = FLOWS_DEFAULT_LIMIT};
 	struct q_error qe;
 	unsigned long long v;
-	int64_t t;
 	int c;
 	/* the filter's words, joined by spaces (at most the whole command line) */
 	size_t flen = 1;
@@ -317,18 +335,8 @@ int cmd_flows(int argc, char **argv)
 			break;
 		case 's':
 		case 'u':
-			if (q_time_parse(optarg, strlen(optarg), 0, &t, &qe) < 0) {
-				fprintf(stderr, "podcap flows: --%s: '%s': %s\n", c == 's' ? "since" : "until", optarg,
-					qe.msg);
+			if (app_range_opt("flows", c == 's', optarg, &q.range) < 0)
 				USAGE();
-			}
-			if (c == 's') {
-				q.range.has_from = 1;
-				q.range.from_us = t;
-			} else {
-				q.range.has_to = 1;
-				q.range.to_us = t;
-			}
 			break;
 		case 'h':
 			flows_help();

@@ -318,7 +318,6 @@ int cmd_top(int argc, char **argv)
 	int limit = TOP_DEFAULT_LIMIT, json = 0, status = 1, c, complete = 1;
 	size_t n = 0;
 	char why[512] = "";
-	int64_t t;
 	size_t flen = 1;
 	for (int i = 1; i < argc; i++)
 		flen += strlen(argv[i]) + 1;
@@ -367,17 +366,8 @@ int cmd_top(int argc, char **argv)
 			break;
 		case 's':
 		case 'u':
-			if (q_time_parse(optarg, strlen(optarg), 0, &t, &qe) < 0) {
-				fprintf(stderr, "podcap top: --%s: '%s': %s\n", c == 's' ? "since" : "until", optarg, qe.msg);
+			if (app_range_opt("top", c == 's', optarg, &range) < 0)
 				USAGE();
-			}
-			if (c == 's') {
-				range.has_from = 1;
-				range.from_us = t;
-			} else {
-				range.has_to = 1;
-				range.to_us = t;
-			}
 			break;
 		case 'j':
 			json = 1;
