@@ -294,8 +294,9 @@ int q_top(struct fdb *db, const struct q_top *req, struct q_top_result *out, str
  * and metric; each its own key, limit, bucket_us and max_mem), answered into
  * outs[0..n): those the rollup can answer from it, the rest summed together in
  * one scan of the matching flows instead of one scan each (a chart page's
- * apps, pods, clients and servers).  A key with too many distinct values is
- * answered the SQL way after that scan.  Each result as q_top's; 0 or -errno
+ * apps, pods, clients and servers).  The tables of all keys together stay
+ * within the largest max_mem among them (a call costs what one key did); a key
+ * that does not fit beside the others is answered the SQL way after the scan.  Each result as q_top's; 0 or -errno
  * with err filled (then no result is held). */
 #define Q_TOP_MANY 8
 int q_top_many(struct fdb *db, const struct q_top *reqs, size_t n, struct q_top_result *outs,

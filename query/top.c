@@ -5,6 +5,7 @@
  * query/; the result is the caller's (q_top_free). */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,7 +391,26 @@ struct tent {
 	int64_t last_t;  /* ... and its time: flows come in about time order */
 };
 
+/* What the tables of one q_top_many call hold together: each key also has its
+ * own max_mem, and the call no more than the largest of those, so that a
+ * request for 8 keys costs what one did (the API runs 4 at once). */
+struct tpool {
+	size_t cap, used;
+};
+
+/* A table of cur bytes grows to nxt: true (and counted) if the pool holds it. */
+static bool pool_take(struct tpool *pool, size_t cur, size_t nxt)
+{
+	if (!pool)
+		return true;
+	if (pool->used - cur + nxt > pool->cap)
+		return false;
+	pool->used += nxt - cur;
+	return true;
+}
+
 struct ttab {
+	struct tpool *pool; /* NULL: only max_mem counts */
 	struct tent *e;
 	size_t n, ecap;
 	uint32_t *slot;  /* entry index + 1; 0 = empty */
@@ -428,7 +448,8 @@ static int ttab_reserve(struct ttab *t, size_t len)
 		acap = acap ? 2 * acap : 65536;
 	if (ecap == t->ecap && scap == t->scap && acap == t->acap)
 		return 0;
-	if (ttab_mem(ecap, scap, acap) > t->max_mem)
+	size_t cur = ttab_mem(t->ecap, t->scap, t->acap), nxt = ttab_mem(ecap, scap, acap);
+	if (nxt > t->max_mem || !pool_take(t->pool, cur, nxt)) /* given back by ttab_free */
 		return -E2BIG;
 	if (ecap != t->ecap) {
 		struct tent *ne = realloc(t->e, ecap * sizeof(*ne));
@@ -493,6 +514,8 @@ static long ttab_get(struct ttab *t, const char *k, size_t len, int add)
 
 static void ttab_free(struct ttab *t)
 {
+	if (t->pool)
+		t->pool->used -= ttab_mem(t->ecap, t->scap, t->acap);
 	free(t->e);
 	free(t->slot);
 	free(t->arena);
@@ -539,6 +562,7 @@ static const char *const row_values[Q_METRIC__COUNT] = {
  * addressing table.  While the keys are being summed, .row holds the key's
  * entry in the ttab; in the answer, its row. */
 struct ptab {
+	struct tpool *pool; /* NULL: only the budget of ptab_add counts */
 	struct q_top_bucket *b;
 	size_t n, cap;
 	uint32_t *slot; /* bucket index + 1; 0 = empty */
@@ -549,6 +573,7 @@ static size_t ptab_mem(size_t cap, size_t scap)
 {
 	return cap * sizeof(struct q_top_bucket) + scap * sizeof(uint32_t);
 }
+
 
 /* splitmix64's finaliser over both: bucket times are multiples of the width
  * (many low zero bits), so a plain multiply clustered them (90 % of a 10M-flow
@@ -569,7 +594,7 @@ static long ptab_add(struct ptab *p, int64_t t, size_t row, int isnull, int64_t 
 {
 	if ((p->n + 1) * 2 > p->scap) {
 		size_t ns = p->scap ? 2 * p->scap : 1024;
-		if (ptab_mem(p->cap, ns) > budget)
+		if (ptab_mem(p->cap, ns) > budget || !pool_take(p->pool, ptab_mem(p->cap, p->scap), ptab_mem(p->cap, ns)))
 			return -E2BIG;
 		uint32_t *nb = calloc(ns, sizeof(*nb));
 		if (!nb)
@@ -590,7 +615,7 @@ static long ptab_add(struct ptab *p, int64_t t, size_t row, int isnull, int64_t 
 	if (!p->slot[s]) {
 		if (p->n == p->cap) {
 			size_t nc = p->cap ? 2 * p->cap : 256;
-			if (ptab_mem(nc, p->scap) > budget)
+			if (ptab_mem(nc, p->scap) > budget || !pool_take(p->pool, ptab_mem(p->cap, p->scap), ptab_mem(nc, p->scap)))
 				return -E2BIG;
 			struct q_top_bucket *nb = realloc(p->b, nc * sizeof(*nb));
 			if (!nb)
@@ -607,9 +632,13 @@ static long ptab_add(struct ptab *p, int64_t t, size_t row, int isnull, int64_t 
 
 static void ptab_free(struct ptab *p)
 {
+	struct tpool *pool = p->pool;
+	if (pool)
+		pool->used -= ptab_mem(p->cap, p->scap);
 	free(p->b);
 	free(p->slot);
 	memset(p, 0, sizeof(*p));
+	p->pool = pool;
 }
 
 /* One request's sums during a scan that may serve several (q_top_many: the
@@ -765,6 +794,7 @@ static int acc_finish(struct fdb *db, struct tacc *a, struct q_error *err)
 		goto out;
 	}
 	ptab_free(pt);
+	pt->pool = NULL; /* these are bounded by limit x max_buckets (the API's bounds) */
 	while ((rc = fdb_cursor_next(c)) == 1) {
 		const char *k = fdb_cursor_text(c, 1);
 		if (!k)
@@ -802,7 +832,7 @@ out:
  * (bucket_us) every key's buckets, summed in one scan of the matching flows;
  * then each answered (acc_finish), or marked too_many for the SQL way.  0 or a
  * negative errno with err filled. */
-static int top_scan(struct fdb *db, struct tacc *acc, size_t n, struct q_error *err)
+static int top_scan(struct fdb *db, struct tacc *acc, size_t n, struct tpool *pool, struct q_error *err)
 {
 	struct top_stmt *q = NULL;
 	struct fdb_cursor *c = NULL;
@@ -818,6 +848,7 @@ static int top_scan(struct fdb *db, struct tacc *acc, size_t n, struct q_error *
 		struct tacc *a = &acc[j];
 		a->full = a->req->max_mem ? a->req->max_mem : TOP_MEM;
 		a->t.max_mem = a->full;
+		a->t.pool = a->pt.pool = pool;
 		a->pairs = a->req->bucket_us > 0;
 		a->kcol = col++;
 		len += (size_t)snprintf(head + len, cap - len, ", %s AS k%zu", top_by[a->req->by].key, j);
@@ -902,7 +933,12 @@ int q_top_many(struct fdb *db, const struct q_top *reqs, size_t n, struct q_top_
 		if (rc == 0)
 			acc[na++] = (struct tacc){.req = &reqs[i], .out = &outs[i]};
 	}
-	rc = na ? top_scan(db, acc, na, err) : 0;
+	struct tpool pool = {0};
+	for (size_t j = 0; j < na; j++) {
+		size_t m = acc[j].req->max_mem ? acc[j].req->max_mem : TOP_MEM;
+		pool.cap = m > pool.cap ? m : pool.cap;
+	}
+	rc = na ? top_scan(db, acc, na, &pool, err) : 0;
 	for (size_t j = 0; j < na; j++) {
 		int too_many = acc[j].too_many;
 		acc_free(&acc[j]);

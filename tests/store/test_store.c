@@ -1819,6 +1819,26 @@ static void test_top(void)
 		CHECK(q_top_many(st, reqs, Q_TOP_MANY + 1, many, &e) == -EINVAL);
 		q_filter_free(f);
 	}
+	/* one call's keys share the largest max_mem among them: src alone fits in
+	 * 3 MiB (20,000 addresses: ~2 MiB), twice it does not, so the second goes
+	 * the SQL way; the answers are the same */
+	{
+		struct q_top two[2] = {{.by = Q_BY_SRC, .metric = Q_METRIC_BYTES, .limit = 5, .max_mem = 3 << 20},
+				       {.by = Q_BY_SRC, .metric = Q_METRIC_BYTES, .limit = 6, .max_mem = 3 << 20}};
+		struct q_top_result one, res[2];
+		struct q_error e;
+		CHECK_OK(q_top(st, &two[1], &one, &e));
+		CHECK(one.in_memory);
+		CHECK_OK(q_top_many(st, two, 2, res, &e));
+		CHECK(res[0].in_memory + res[1].in_memory == 1);
+		for (int k = 0; k < 2; k++) {
+			CHECK(res[k].total == one.total && res[k].nrows == (size_t)two[k].limit);
+			for (size_t i = 0; i < res[k].nrows; i++)
+				CHECK(!strcmp(res[k].rows[i].key, one.rows[i].key) && res[k].rows[i].value == one.rows[i].value);
+			q_top_free(&res[k]);
+		}
+		q_top_free(&one);
+	}
 	/* the ends' names: a namespace per client, "" for the flows without one */
 	{
 		struct q_top req = {.by = Q_BY_SRC_NS, .metric = Q_METRIC_FLOWS, .limit = 10};
