@@ -622,6 +622,19 @@ void api_h_top(struct srv_req *req, void *arg)
 				goto out;
 			}
 		}
+		/* keys x buckets over all keys within what one key may have: an answer
+		 * (and its tables) the size one key's could be */
+		int64_t to = range.has_to ? range.to_us : (int64_t)api_now_us(), cells = 0;
+		for (int i = 0; i < n; i++)
+			if (t[i].bucket_us > 0 && to > range.from_us) {
+				int64_t nb = (to - range.from_us) / t[i].bucket_us + 1;
+				cells += (int64_t)t[i].limit * (nb < TOP_MAX_BUCKETS ? nb : TOP_MAX_BUCKETS);
+			}
+		if (cells > (int64_t)TOP_MAX_LIMIT * TOP_MAX_BUCKETS) {
+			srv_respond_error(req, 400, "more than %d keys x buckets over all keys: ask for fewer keys (limit) "
+					  "or larger buckets", TOP_MAX_LIMIT * TOP_MAX_BUCKETS);
+			goto out;
+		}
 	}
 	struct fdb *db = api_db(a, req);
 	if (!db)

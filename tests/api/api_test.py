@@ -395,7 +395,8 @@ def case_top():
     check(st == 200 and [t['source'] for t in j['tops']] == ['rollup', 'rollup'] and
           all(len(t['rows']) <= 4 for t in j['tops']), 'by=app,pod without a filter: both from the rollup, limit 4 each')
     for params in [{'by': 'app,src', 'limit': '1,2,3'}, {'by': 'app,src', 'bucket': '1s,2s,3s', 'from': '-1h'},
-                   {'by': 'app,src,dst,dport,pod,iface,host,category,app'}, {'by': 'app,'}, {'by': 'app,src',
+                   {'by': 'app,src,dst,dport,pod,iface,host,category,app'}, {'by': 'app,'},
+                   {'by': 'app,src', 'limit': 1000, 'bucket': '1s', 'from': '-900s'}, {'by': 'app,src',
                    'bucket': ',1s'}, {'by': 'app,src', 'limit': '3,0'}]:
         st, j = get_json(s.port, '/api/v1/top', params)
         check(st == 400, 'top %s: 400 (%s)' % (params, j.get('error')))
