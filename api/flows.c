@@ -536,15 +536,21 @@ static void top_json(struct jbuf *b, int *first, const struct q_top *t, const st
 }
 
 /* v split at commas into at most max items of up to 40 bytes: their number,
- * or -1 (too many, too long). */
+ * -E2BIG (too many) or -ENAMETOOLONG (an item longer, cut to 40 bytes in
+ * items[0] for the message). */
 static int split_list(const char *v, char items[][41], int max)
 {
 	int n = 0;
 	for (;;) {
 		const char *c = strchr(v, ',');
 		size_t len = c ? (size_t)(c - v) : strlen(v);
-		if (n == max || len > 40)
-			return -1;
+		if (n == max)
+			return -E2BIG;
+		if (len > 40) {
+			memcpy(items[0], v, 40);
+			items[0][40] = 0;
+			return -ENAMETOOLONG;
+		}
 		memcpy(items[n], v, len);
 		items[n++][len] = 0;
 		if (!c)
@@ -578,7 +584,11 @@ void api_h_top(struct srv_req *req, void *arg)
 		goto out;
 	}
 	if ((v = srv_req_query(req, "by", NULL)) && (n = split_list(v, items, Q_TOP_MANY)) < 0) {
-		srv_respond_error(req, 400, "by: at most %d keys, separated by commas", Q_TOP_MANY);
+		if (n == -ENAMETOOLONG)
+			srv_respond_error(req, 400, "unknown by '%s...' (" Q_TOP_BY_NAMES ")", items[0]);
+		else
+			srv_respond_error(req, 400, "by: at most %d keys, separated by commas", Q_TOP_MANY);
+		n = 0;
 		goto out;
 	}
 	multi = v && strchr(v, ',');

@@ -400,6 +400,9 @@ def case_top():
                    'bucket': ',1s'}, {'by': 'app,src', 'limit': '3,0'}]:
         st, j = get_json(s.port, '/api/v1/top', params)
         check(st == 400, 'top %s: 400 (%s)' % (params, j.get('error')))
+    st, j = get_json(s.port, '/api/v1/top', {'by': 'x' * 50 + ',src'})
+    check(st == 400 and j.get('error', '').startswith("unknown by '" + 'x' * 40 + "...'"),
+          'a key name longer than any: 400 unknown by (%s)' % j.get('error', '')[:60])
     for params in [{'by': 'color'}, {'metric': 'joules'}, {'bucket': '1s'}, {'bucket': 'soon', 'from': '-1h'},
                    {'bucket': '1s', 'from': '-30d'}, {'limit': 1001}, {'filter': '((('}]:
         st, j = get_json(s.port, '/api/v1/top', params)
