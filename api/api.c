@@ -188,7 +188,12 @@ int api_common_params(struct srv_req *req, struct q_filter **filter, struct q_ra
 	const char *text = srv_req_query(req, "filter", &len);
 	*filter = NULL;
 	memset(range, 0, sizeof(*range));
-	if (text && len) {
+	/* all blank is no filter, as empty is (the rollup can answer top then);
+	 * otherwise the text as given, for error positions */
+	size_t lead = 0;
+	while (text && lead < len && strchr(" \t\r\n", text[lead]) && text[lead])
+		lead++;
+	if (text && lead < len) {
 		memset(&qe, 0, sizeof(qe));
 		if (q_parse(text, len, NULL, filter, &qe) < 0) {
 			api_query_error(req, &qe, NULL);

@@ -391,6 +391,8 @@ def case_top():
             check(st1 == 200 and t == one and len(t['rows']) <= lim and ('buckets' in t) == bool(b),
                   '  %s: the same as by=%s alone (%d rows, %d buckets)' % (by, by, len(t['rows']),
                                                                           len(t.get('buckets', []))))
+    st, j = get_json(s.port, '/api/v1/top', {'by': 'app', 'filter': ' \t '})
+    check(st == 200 and j['source'] == 'rollup' and j['total'] > 0, 'a blank filter is none: top by app from the rollup')
     st, j = get_json(s.port, '/api/v1/top', {'by': 'app,pod', 'metric': 'flows', 'limit': 4})
     check(st == 200 and [t['source'] for t in j['tops']] == ['rollup', 'rollup'] and
           all(len(t['rows']) <= 4 for t in j['tops']), 'by=app,pod without a filter: both from the rollup, limit 4 each')
