@@ -20,7 +20,7 @@
 #include "query.h"
 
 #define TOP_USAGE "top (--db PATH | --server URL [--token-file FILE] [--cacert FILE]) [FILTER] " \
-	"[--by KEY[,KEY...]] [--metric bytes|packets|flows] [--limit N] [--since T] [--until T] [--json]"
+	"[--by KEY[,KEY...]] [--metric bytes|packets|flows] [--limit N] [--since T] [--until T] [--pod POD] [--json]"
 #define TOP_DEFAULT_LIMIT 10
 
 static void top_help(void)
@@ -44,6 +44,9 @@ static void top_help(void)
 	       "  --since T      flows active since T: epoch seconds, a UTC time, or a time\n"
 	       "                 before now: 30s, 10m, 2h, 3d (as podcap flows)\n"
 	       "  --until T      flows active until T (same forms)\n"
+	       "  --pod POD      only the flows of POD (namespace/name, or name in any\n"
+	       "                 namespace) at either end or as the observation point:\n"
+	       "                 pod == POD and (FILTER)\n"
 	       "  --json         the answer as JSON (one object per key, as /api/v1/top)\n",
 	       Q_TOP_MANY, Q_TOP_BY_NAMES, TOP_DEFAULT_LIMIT);
 }
@@ -113,12 +116,54 @@ static int print_table(const struct top_out *o, size_t n, enum q_metric m)
 	return 0;
 }
 
+/* s as a JSON string: keys come off the wire (a Host cut inside a character), and
+ * a byte that does not start valid UTF-8 becomes U+FFFD, as the API writes it. */
+static json_t *json_text(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s);
+	char *c = malloc(3 * n + 1), *o = c;
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		size_t need = u[i] < 0x80 ? 1 : u[i] >= 0xc2 && u[i] <= 0xdf ? 2 : u[i] >= 0xe0 && u[i] <= 0xef ? 3
+			    : u[i] >= 0xf0 && u[i] <= 0xf4 ? 4 : 0;
+		size_t k = 1;
+		while (need && k < need && i + k < n && (u[i + k] & 0xc0) == 0x80)
+			k++;
+		/* no overlong forms, surrogates or code points past U+10FFFF */
+		int ok = need && k == need &&
+			 !(need == 3 && ((u[i] == 0xe0 && u[i + 1] < 0xa0) || (u[i] == 0xed && u[i + 1] >= 0xa0))) &&
+			 !(need == 4 && ((u[i] == 0xf0 && u[i + 1] < 0x90) || (u[i] == 0xf4 && u[i + 1] >= 0x90)));
+		if (ok) {
+			memcpy(o, u + i, need);
+			o += need;
+			i += need;
+		} else {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		}
+	}
+	*o = 0;
+	json_t *j = json_string(c);
+	free(c);
+	return j;
+}
+
 static json_t *result_json(const struct top_out *o, enum q_metric m)
 {
 	json_t *rows = json_array();
-	for (size_t j = 0; j < o->r.nrows; j++)
-		json_array_append_new(rows, json_pack("{s:s, s:I}", "key", o->r.rows[j].key, "value",
-						      (json_int_t)o->r.rows[j].value));
+	for (size_t j = 0; rows && j < o->r.nrows; j++) {
+		json_t *row = json_pack("{s:o, s:I}", "key", json_text(o->r.rows[j].key), "value",
+					(json_int_t)o->r.rows[j].value);
+		if (!row || json_array_append_new(rows, row) < 0) {
+			json_decref(rows);
+			return NULL;
+		}
+	}
+	if (!rows)
+		return NULL;
 	json_t *j = json_pack("{s:s, s:s, s:o, s:I, s:I, s:s}", "by", q_top_by_name(o->by), "metric",
 			      q_metric_name(m), "rows", rows, "other", (json_int_t)o->r.other, "total",
 			      (json_int_t)o->r.total, "source", o->r.from_rollup ? "rollup" : "scan");
@@ -136,9 +181,12 @@ static int print_json(const struct top_out *o, size_t n, enum q_metric m, int mu
 		j = result_json(&o[0], m);
 	} else {
 		json_t *tops = json_array();
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(tops, result_json(&o[i], m));
-		j = json_pack("{s:s, s:o}", "metric", q_metric_name(m), "tops", tops);
+		for (size_t i = 0; tops && i < n; i++)
+			if (json_array_append_new(tops, result_json(&o[i], m)) < 0) {
+				json_decref(tops);
+				tops = NULL;
+			}
+		j = tops ? json_pack("{s:s, s:o}", "metric", q_metric_name(m), "tops", tops) : NULL;
 	}
 	if (!j)
 		return -ENOMEM;
@@ -261,7 +309,7 @@ static int top_local(const char *path, struct q_top *req, size_t n, struct top_o
 	struct fdb_config cfg;
 	struct fdb *db;
 	struct q_top_result r[Q_TOP_MANY];
-	struct q_error qe;
+	struct q_error qe = {0};
 	char err[512];
 	int64_t until = 0;
 	fdb_config_default(&cfg);
@@ -303,16 +351,17 @@ int cmd_top(int argc, char **argv)
 		{"since", required_argument, NULL, 's'},
 		{"until", required_argument, NULL, 'u'},
 		{"json", no_argument, NULL, 'j'},
+		{"pod", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *db = NULL, *server = NULL, *token_file = NULL, *cacert = NULL, *by = "app";
+	const char *db = NULL, *server = NULL, *token_file = NULL, *cacert = NULL, *by = "app", *pod = NULL;
 	enum q_metric metric = Q_METRIC_BYTES;
 	struct q_range range = {0};
 	struct q_top req[Q_TOP_MANY];
 	struct top_out out[Q_TOP_MANY];
 	struct q_filter *filter = NULL;
-	struct q_error qe;
+	struct q_error qe = {0};
 	struct app_get g = {.cmd = "top"};
 	unsigned long long v;
 	int limit = TOP_DEFAULT_LIMIT, json = 0, status = 1, c, complete = 1;
@@ -372,6 +421,9 @@ int cmd_top(int argc, char **argv)
 		case 'j':
 			json = 1;
 			break;
+		case 'P':
+			pod = optarg;
+			break;
 		case 'h':
 			top_help();
 			status = 0;
@@ -421,6 +473,31 @@ int cmd_top(int argc, char **argv)
 	if (text[strspn(text, " \t\n")] && q_parse(text, strlen(text), NULL, &filter, &qe) < 0) {
 		app_filter_error("top", text, &qe);
 		USAGE();
+	}
+	if (pod) {
+		/* the filter parsed alone first, so that "(FILTER)" is one term and no
+		 * ") or (" in it can undo the pod's test */
+		size_t plen = strlen(pod), tlen = strlen(text);
+		char *both = malloc(2 * plen + tlen + 32), *o = both;
+		if (!both) {
+			fprintf(stderr, "podcap top: out of memory\n");
+			goto out;
+		}
+		o += sprintf(o, "pod == \"");
+		for (const char *pc = pod; *pc; pc++) {
+			if (*pc == '"' || *pc == '\\')
+				*o++ = '\\';
+			*o++ = *pc;
+		}
+		o += sprintf(o, filter ? "\" and (%s)" : "\"", text);
+		free(text);
+		text = both;
+		q_filter_free(filter);
+		filter = NULL;
+		if (q_parse(text, strlen(text), NULL, &filter, &qe) < 0) {
+			fprintf(stderr, "podcap top: --pod: '%s' is not a pod (namespace/name or name)\n", pod);
+			USAGE();
+		}
 	}
 	if (server) {
 		g.server = server;

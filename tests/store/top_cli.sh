@@ -60,6 +60,23 @@ check src_workload src_workload packets 'sum(c2s_pkts + s2c_pkts)' '' 1
 check service service flows 'count(*)' 'src_ns == ns1' "src_ns = 'ns1'"
 check host host bytes 'sum(c2s_bytes + s2c_bytes)' '' 1
 
+# a key that is not UTF-8 (a Host cut inside a character): U+FFFD in --json, no row lost
+cp "$DB" "$T/utf.db"
+sqlite3 "$T/utf.db" "UPDATE flows SET host = CAST(X'636166E92E6578616D706C65' AS TEXT) WHERE id % 2 = 0" || fail "utf8 db"
+expect 0 "$PODCAP" top --db "$T/utf.db" --by host --limit 3 --json
+[ "$("$JQ" -r '.rows | length' "$T/out")" = 3 ] && [ "$("$JQ" -r '.rows[0].key' "$T/out")" = "$(printf 'caf\357\277\275.example')" ] &&
+	ok "--json: a key that is not UTF-8 as U+FFFD, every row kept" || fail "non-UTF-8 key: $(cat "$T/out")"
+
+# --pod: the flows of one pod (either end or the observation point), and-ed with a
+# filter parsed alone first, so that a ")" in it cannot undo the pod's test
+npod=$(sqlite3 "$DB" "SELECT count(*) FROM flows WHERE (src_pod = 'ns1/client-1' OR dst_pod = 'ns1/client-1'
+  OR pod = 'ns1/client-1') AND dport = 443")
+expect 0 "$PODCAP" top --db "$DB" --pod ns1/client-1 --by dport --metric flows --json 'dport == 443'
+[ "$("$JQ" -r .total "$T/out")" = "$npod" ] && [ "$npod" -gt 0 ] && ok "--pod ns1/client-1 'dport == 443': $npod flows, as SQL" ||
+	fail "--pod: $("$JQ" -c . "$T/out") vs $npod"
+expect 2 "$PODCAP" top --db "$DB" --pod ns1/client-1 'dport == 443) or (1'
+grep -q "closes nothing" "$T/err" && ok "--pod with 'dport == 443) or (1': exit 2" || fail "--pod unbalanced: $(cat "$T/err")"
+
 # the rollup answers app without a filter (an empty filter is none), a scan with one
 expect 0 "$PODCAP" top --db "$DB" --json ''
 [ "$("$JQ" -r .source "$T/out")" = rollup ] && ok "by app, no filter: from the rollup" || fail "rollup: $(cat "$T/out")"

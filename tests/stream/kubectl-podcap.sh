@@ -134,6 +134,11 @@ j = json.load(open(sys.argv[1]))
 d, p = ({r["key"]: r["value"] for r in t["rows"]} for t in j["tops"])
 sys.exit(0 if d.get("9999", 0) >= 200 and p.get("default/client-1", 0) >= 200 and j["complete"] else 1)
 PY
+# a filter cannot widen the answer past the pod: an unbalanced ")" is refused (exit 2)
+PODCAP=$podcap "$plugin" top client-1 --kubeconfig "$tmp/kubeconfig" --agent "$url" -- 'dport == 1) or (1' \
+  >"$tmp/out" 2>"$tmp/err"; rc=$?
+[ $rc = 2 ] && grep -q "closes nothing" "$tmp/err" && ok "top with 'dport == 1) or (1': exit 2, not every flow" ||
+  bad "unbalanced filter: rc $rc: $(cat "$tmp/out" "$tmp/err")"
 
 # The port-forward path and the token from the Secret, with kubectl's two calls the
 # replay cannot answer stood in for: a wrapper runs the real kubectl for everything
