@@ -134,6 +134,23 @@ static int top_append(struct top_stmt *q, const char *more, struct q_error *err)
 	return 0;
 }
 
+/* The time bucket of a flow as SQL: that of its last packet, no later than the
+ * range's end (now without one).  A flow still running after the end is in
+ * the range (first_us <= to) and counts in its last bucket, so the buckets add
+ * up to the keys' totals and there are no more of them than the range holds
+ * (the API's max_buckets, the answer's size). */
+static void bucket_sql(char *buf, size_t len, const struct q_top *req)
+{
+	int64_t end = req->range.has_to ? req->range.to_us : 0;
+	if (!req->range.has_to) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		end = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	}
+	snprintf(buf, len, "(min(f.last_us, %lld) / %lld) * %lld", (long long)end, (long long)req->bucket_us,
+		 (long long)req->bucket_us);
+}
+
 /* The rows (t, k, v) of c, grouped by SQL, into out->buckets for the keys among
  * out->rows (few: a linear search).  0 or a negative errno with err filled. */
 static int read_buckets(struct fdb *db, struct fdb_cursor *c, struct q_top_result *out, struct q_error *err)
@@ -342,8 +359,9 @@ static int top_group_by(struct fdb *db, const struct q_top *req, struct q_top_re
 		rc = q_err(err, -ENOMEM, 0, "out of memory");
 		goto out;
 	}
-	snprintf(head, sizeof(head), "(f.last_us / %lld) * %lld AS t, %s AS k, %s AS v", (long long)req->bucket_us,
-		 (long long)req->bucket_us, top_by[req->by].key, metrics[req->metric].sum);
+	char tb[128];
+	bucket_sql(tb, sizeof(tb), req);
+	snprintf(head, sizeof(head), "%s AS t, %s AS k, %s AS v", tb, top_by[req->by].key, metrics[req->metric].sum);
 	if ((rc = top_sql(q, req, head, err)) < 0)
 		goto out;
 	if ((rc = top_append(q, " AND k IN (", err)) < 0)
@@ -776,8 +794,9 @@ static int acc_finish(struct fdb *db, struct tacc *a, struct q_error *err)
 		rc = q_err(err, -ENOMEM, 0, "out of memory");
 		goto out;
 	}
-	snprintf(head, sizeof(head), "(f.last_us / %lld) * %lld AS t, %s AS k, %s AS v", (long long)req->bucket_us,
-		 (long long)req->bucket_us, top_by[req->by].key, row_values[req->metric]);
+	char tb[128];
+	bucket_sql(tb, sizeof(tb), req);
+	snprintf(head, sizeof(head), "%s AS t, %s AS k, %s AS v", tb, top_by[req->by].key, row_values[req->metric]);
 	if ((rc = top_sql(q, req, head, err)) < 0 || (rc = top_append(q, " AND k IN (", err)) < 0)
 		goto out;
 	for (size_t j = 0; j < out->nrows; j++) {
@@ -854,8 +873,9 @@ static int top_scan(struct fdb *db, struct tacc *acc, size_t n, struct tpool *po
 		len += (size_t)snprintf(head + len, cap - len, ", %s AS k%zu", top_by[a->req->by].key, j);
 		if (a->pairs) {
 			a->tcol = col++;
-			len += (size_t)snprintf(head + len, cap - len, ", (f.last_us / %lld) * %lld AS t%zu",
-						(long long)a->req->bucket_us, (long long)a->req->bucket_us, j);
+			char tb[128];
+			bucket_sql(tb, sizeof(tb), a->req);
+			len += (size_t)snprintf(head + len, cap - len, ", %s AS t%zu", tb, j);
 		}
 	}
 	if ((rc = top_sql(q, acc[0].req, head, err)) < 0)

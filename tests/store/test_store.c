@@ -1819,6 +1819,24 @@ static void test_top(void)
 		CHECK(q_top_many(st, reqs, Q_TOP_MANY + 1, many, &e) == -EINVAL);
 		q_filter_free(f);
 	}
+	/* a flow still running at the range's end counts in the last bucket: no
+	 * bucket past the end, and the buckets add up to the keys (both ways) */
+	for (int way = 0; way < 2; way++) {
+		struct q_top req = {.by = Q_BY_APP, .metric = Q_METRIC_FLOWS, .limit = 10, .bucket_us = 1000000,
+				    .max_mem = way ? 1 : 0,
+				    .range = {1, 1, (int64_t)FX_T0_US + 5000000, (int64_t)FX_T0_US + 10000000}};
+		struct q_top_result a;
+		struct q_error e;
+		CHECK_OK(q_top(st, &req, &a, &e));
+		int64_t sum = 0, last = 0;
+		for (size_t i = 0; i < a.nbuckets; i++) {
+			sum += a.buckets[i].value;
+			last = a.buckets[i].t > last ? a.buckets[i].t : last;
+		}
+		CHECK(a.in_memory == !way && a.other == 0 && a.total > 5000 && sum == a.total);
+		CHECK(last == (int64_t)FX_T0_US + 10000000);
+		q_top_free(&a);
+	}
 	/* one call's keys share the largest max_mem among them: src alone fits in
 	 * 3 MiB (20,000 addresses: ~2 MiB), twice it does not, so the second goes
 	 * the SQL way; the answers are the same */
