@@ -73,10 +73,16 @@ struct eng_worker {
 	struct engine *e;
 	unsigned idx;
 	struct fl_config cfg;
-	struct fl_table *flows;  /* set by the worker thread itself: atomic access */
+	struct fl_table *flows;  /* set by the worker thread itself: atomic access;
+	                          * cleared under tables_lock when eng_finish frees it */
 	_Alignas(64) uint64_t last_expire_us; /* the worker's own line */
 	_Alignas(64) pthread_t th;
 	int running;             /* 1 running, 2 asked to stop (atomic) */
+	/* What eng_stats reports once eng_finish has freed the table and joined
+	 * the thread (under tables_lock): its last counters and CPU time. */
+	int retired;
+	struct fl_stats fs_final;
+	uint64_t cpu_final_us;   /* written by the thread as it returns */
 	pthread_mutex_t lock;
 	pthread_cond_t nonempty, nonfull;
 	struct eng_batch *slot[ENG_SLOTS];
@@ -159,6 +165,9 @@ struct engine {
 	uint64_t fr_due_us;      /* next fr_expire() on packet time; UINT64_MAX: none held */
 	uint64_t fr_unfinished, fr_held;
 	pthread_mutex_t pub_lock;
+	/* Held by eng_stats while it reads the flow tables and worker threads, and
+	 * by eng_finish while it joins a worker and takes its table away. */
+	pthread_mutex_t tables_lock;
 	struct dc_counters dc_pub;
 	uint64_t packets_pub, bytes_pub;
 	struct fr_stats fr_pub;
@@ -558,6 +567,7 @@ static void *worker_main(void *arg)
 			break; /* eng_close asked us to stop */
 	}
 	pthread_mutex_unlock(&w->lock);
+	w->cpu_final_us = eng_thread_cpu_us(); /* read after the join */
 	return NULL;
 }
 
@@ -975,6 +985,41 @@ static void end_flows(struct engine *e)
 	}
 }
 
+/* After end_flows: every flow has ended and its record is queued, so the flow
+ * tables are done.  Joins the worker threads and frees the tables (nDPI's module
+ * teardown is ~5-15 ms each) while the sinks flush, instead of after them in
+ * eng_close: a bulk load's flush is the flow database's index build, and this
+ * work then runs on the other core.  eng_stats keeps reporting their last
+ * counters. */
+static void retire_tables(struct engine *e)
+{
+	for (unsigned i = 0; i < e->ntables; i++) {
+		struct eng_worker *w = &e->worker[i];
+		if (e->nworkers && w->running) {
+			/* An empty FLUSH batch with running == 2 makes the worker return
+			 * (as in eng_close); every slot is free after end_flows. */
+			__atomic_store_n(&w->running, 2, __ATOMIC_SEQ_CST);
+			pthread_mutex_lock(&w->lock);
+			wait_slot(w);
+			pthread_mutex_unlock(&w->lock);
+			w->slot[w->head % ENG_SLOTS]->n = 0;
+			send_batch(w, BATCH_FLUSH);
+		}
+		pthread_mutex_lock(&e->tables_lock);
+		if (e->nworkers && w->running) {
+			pthread_join(w->th, NULL); /* under the lock: eng_stats must not read a joined thread's clock */
+			__atomic_store_n(&w->running, 0, __ATOMIC_RELEASE);
+		}
+		struct fl_table *t = w->flows;
+		if (t)
+			fl_table_stats(t, &w->fs_final);
+		w->retired = 1;
+		__atomic_store_n(&w->flows, NULL, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&e->tables_lock);
+		fl_table_free(t);
+	}
+}
+
 int eng_finish(struct engine *e)
 {
 	if (e->finished)
@@ -998,6 +1043,7 @@ int eng_finish(struct engine *e)
 		pthread_cond_signal(&q->wake);
 		pthread_mutex_unlock(&q->lock);
 	}
+	retire_tables(e);
 	for (size_t i = 0; i < e->nsinks; i++) {
 		struct eng_sinkq *q = &e->sq[i];
 		pthread_mutex_lock(&q->lock);
@@ -1020,13 +1066,21 @@ void eng_stats(struct engine *e, struct eng_stats *out)
 	out->fr_held = e->fr_held_pub;
 	pthread_mutex_unlock(&e->pub_lock);
 	/* Worker counters are read without stopping the workers: each field is an
-	 * atomic load (fl_table_stats), so a figure may be a moment old, never torn. */
+	 * atomic load (fl_table_stats), so a figure may be a moment old, never torn.
+	 * tables_lock: eng_finish may be freeing a table meanwhile. */
+	pthread_mutex_lock(&e->tables_lock);
 	for (unsigned i = 0; i < e->ntables; i++) {
 		struct fl_stats fs;
-		struct fl_table *t = __atomic_load_n(&e->worker[i].flows, __ATOMIC_ACQUIRE);
-		if (!t)
+		struct eng_worker *w = &e->worker[i];
+		struct fl_table *t = __atomic_load_n(&w->flows, __ATOMIC_ACQUIRE);
+		if (t) {
+			fl_table_stats(t, &fs);
+			out->tables++;
+		} else if (w->retired) {
+			fs = w->fs_final;
+		} else {
 			continue;
-		fl_table_stats(t, &fs);
+		}
 		out->fl.packets += fs.packets;
 		out->fl.skipped += fs.skipped;
 		out->fl.flows_created += fs.flows_created;
@@ -1043,9 +1097,14 @@ void eng_stats(struct engine *e, struct eng_stats *out)
 		out->caller_waits += __atomic_load_n(&e->worker[i].caller_waits, __ATOMIC_RELAXED);
 		out->worker_waits += __atomic_load_n(&e->worker[i].worker_waits, __ATOMIC_RELAXED);
 	}
-	for (unsigned i = 0; i < e->nworkers; i++)
-		if (e->worker[i].running)
+	for (unsigned i = 0; i < e->nworkers; i++) {
+		/* running changes 1 -> 2 without the lock (a stop asked), to 0 with it */
+		if (__atomic_load_n(&e->worker[i].running, __ATOMIC_ACQUIRE))
 			out->cpu_us_workers += thread_cpu_us(e->worker[i].th);
+		else if (e->worker[i].retired)
+			out->cpu_us_workers += e->worker[i].cpu_final_us;
+	}
+	pthread_mutex_unlock(&e->tables_lock);
 	out->nsinks = e->nsinks;
 	for (size_t i = 0; i < e->nsinks; i++) {
 		struct eng_sinkq *q = &e->sq[i];
@@ -1085,6 +1144,7 @@ int eng_open(const struct eng_config *cfg, const struct eng_sink *sinks, size_t 
 	e->fr_due_us = UINT64_MAX;
 	pthread_mutex_init(&e->obs_lock, NULL);
 	pthread_mutex_init(&e->pub_lock, NULL);
+	pthread_mutex_init(&e->tables_lock, NULL);
 	e->nsinks = nsinks;
 	for (size_t i = 0; i < nsinks; i++) {
 		struct eng_sinkq *q = &e->sq[i];
@@ -1231,9 +1291,9 @@ void eng_close(struct engine *e)
 		send_batch(w, BATCH_FLUSH);
 		pthread_join(w->th, NULL);
 		w->running = 0;
-		/* Its records are copies in the sinks' queues: the table (nDPI's
-		 * module teardown, ~15 ms) goes now, on this core, while the sinks
-		 * still drain theirs (the flow database's deferred index build). */
+		/* Only without eng_finish (which retired them while the sinks
+		 * flushed): its records are copies in the sinks' queues, so the
+		 * table goes now, while the sinks still drain theirs. */
 		fl_table_free(w->flows);
 		w->flows = NULL;
 	}

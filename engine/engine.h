@@ -169,7 +169,8 @@ int eng_record(struct engine *e, struct fl_record *rec);
 /* Wall clock for a live run (call every ~200 ms): flow timers of idle workers,
  * half-filled batches handed over, sinks' tick(). */
 int eng_tick(struct engine *e, uint64_t now_us);
-/* Ends every flow, then every sink's flush(); waits for all of it.  The engine
+/* Ends every flow, then every sink's flush(); waits for all of it.  The flow
+ * tables (and worker threads) are released while the sinks flush.  The engine
  * stays usable for eng_stats.  Returns the first error. */
 int eng_finish(struct engine *e);
 
@@ -204,6 +205,9 @@ struct eng_stats {
 	uint64_t packets;      /* handed to the engine */
 	uint64_t bytes;
 	uint64_t cpu_us_workers; /* all flow workers together (0 when inline) */
+	unsigned tables;         /* flow tables in memory: eng_finish frees them once
+	                          * every flow has ended, while the sinks flush (0
+	                          * from then on; fl keeps their last counters) */
 	size_t nsinks;
 	struct eng_sink_stats sink[ENG_MAX_SINKS];
 };

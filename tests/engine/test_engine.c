@@ -1,6 +1,6 @@
 /* Unit tests of the engine: threads, batches and sinks, with 0, 1 and 2 flow
  * workers, on synthetic UDP flows.
- *   test_engine order|ids|fail|stable|obs|close|noip
+ *   test_engine order|ids|fail|stable|obs|close|noip|teardown
  * Each case checks what engine.h promises a sink: observation points before their
  * packets and records, each flow's packets in order with final ids, records whose
  * ids match the packets', flush after everything, a failing sink ending the run
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "capture.h"
 #include "engine.h"
@@ -62,6 +63,9 @@ struct check {
 	int obs_events;
 	char pod_seen[64];
 	int closed;
+	/* teardown: the engine, asked from flush() how many flow tables it holds */
+	struct engine *e;
+	long tables_at_flush;
 };
 
 static int ck_max(void *ctx, uint64_t *out)
@@ -135,7 +139,21 @@ static int ck_record(void *ctx, const struct fl_record *r)
 
 static int ck_flush(void *ctx)
 {
-	((struct check *)ctx)->flushes++;
+	struct check *c = ctx;
+	c->flushes++;
+	/* teardown: the flow tables are released while the sinks flush, not after
+	 * them; waits up to 5 s for it (eng_stats may be called from any thread) */
+	if (c->e) {
+		struct eng_stats st;
+		for (int i = 0; i < 500; i++) {
+			eng_stats(c->e, &st);
+			c->tables_at_flush = st.tables;
+			if (!st.tables)
+				break;
+			struct timespec ts = {0, 10 * 1000000};
+			nanosleep(&ts, NULL);
+		}
+	}
 	return 0;
 }
 
@@ -368,6 +386,43 @@ static void t_close(void)
 	printf("ok: eng_close alone ends flows and flushes; refused sinks are closed\n");
 }
 
+/* eng_finish frees the flow tables (nDPI's modules) while the sinks flush --
+ * for a bulk load that is the flow database's index build, on the other core --
+ * and eng_stats still reports their counters and the workers' CPU time after. */
+static void t_teardown(void)
+{
+	for (unsigned w = 0; w <= 2; w++) {
+		struct check *c = calloc(1, sizeof(*c));
+		struct engine *e = open_engine(w, c, 1);
+		if (!e)
+			return;
+		c->e = e;
+		c->tables_at_flush = -1;
+		uint32_t obs;
+		struct eng_stats st;
+		eng_obs_point(e, "eth0", "both", NULL, DC_LINK_ETHERNET, 0, &obs);
+		feed(e, obs, 0, 1);
+		eng_stats(e, &st);
+		CHECK(st.tables == (w ? w : 1), "workers %u: %u tables while packets flow", w, st.tables);
+		CHECK(eng_finish(e) == 0, "finish: %s", eng_error(e));
+		CHECK(c->tables_at_flush == 0, "workers %u: %ld flow tables still held while the sink flushed", w,
+		      c->tables_at_flush);
+		eng_stats(e, &st);
+		CHECK(st.tables == 0 && st.fl.flows_created == NFLOWS && st.fl.records == c->records &&
+		      st.fl.packets == NFLOWS * PER_FLOW && st.fl.flows_active == 0,
+		      "workers %u: after finish: %u tables, %llu flows, %llu records (sink %llu), %llu packets", w,
+		      st.tables, (unsigned long long)st.fl.flows_created, (unsigned long long)st.fl.records,
+		      (unsigned long long)c->records, (unsigned long long)st.fl.packets);
+		CHECK(!w || st.cpu_us_workers > 0, "workers %u: worker CPU time kept", w);
+		c->e = NULL;
+		eng_close(e);
+		CHECK(c->finals == NFLOWS && c->flushes == 1 && c->closed, "workers %u: %llu finals, %llu flushes", w,
+		      (unsigned long long)c->finals, (unsigned long long)c->flushes);
+		free(c);
+	}
+	printf("ok: eng_finish frees the flow tables while the sinks flush; their counters stay in eng_stats\n");
+}
+
 /* Frames without IP (ARP) and malformed ones (an IPv4 header cut short) reach
  * the packets sinks with flow id 0, among the flows' packets, and never the flow
  * table; without a packets sink they are only counted. */
@@ -413,7 +468,7 @@ static void t_noip(void)
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
-		fprintf(stderr, "usage: test_engine order|ids|fail|stable|obs|close|noip\n");
+		fprintf(stderr, "usage: test_engine order|ids|fail|stable|obs|close|noip|teardown\n");
 		return 2;
 	}
 	const char *t = argv[1];
@@ -431,6 +486,8 @@ int main(int argc, char **argv)
 		t_close();
 	else if (!strcmp(t, "noip"))
 		t_noip();
+	else if (!strcmp(t, "teardown"))
+		t_teardown();
 	else
 		return 2;
 	return failures ? 1 : 0;
