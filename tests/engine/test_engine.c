@@ -402,7 +402,14 @@ static void t_teardown(void)
 		struct eng_stats st;
 		eng_obs_point(e, "eth0", "both", NULL, DC_LINK_ETHERNET, 0, &obs);
 		feed(e, obs, 0, 1);
-		eng_stats(e, &st);
+		/* each worker thread builds its own table: wait for them */
+		for (int i = 0; i < 500; i++) {
+			eng_stats(e, &st);
+			if (st.tables == (w ? w : 1))
+				break;
+			struct timespec ts = {0, 10 * 1000000};
+			nanosleep(&ts, NULL);
+		}
 		CHECK(st.tables == (w ? w : 1), "workers %u: %u tables while packets flow", w, st.tables);
 		CHECK(eng_finish(e) == 0, "finish: %s", eng_error(e));
 		CHECK(c->tables_at_flush == 0, "workers %u: %ld flow tables still held while the sink flushed", w,
