@@ -68,6 +68,12 @@ int app_parse_uint(const char *s, unsigned long long min, unsigned long long max
  * it starts with '-' ("--db -", "-w --db": a value left out), after a message;
  * 0 or -EINVAL.  Callers that give "-" a meaning (stdout) check for it first. */
 int app_check_path(const char *cmd, const char *opt, const char *val);
+/* --server URL of the API clients: http:// or https:// and a host; 0, or -EINVAL
+ * after a message (the caller prints its usage line, exit 2). */
+int app_check_server(const char *cmd, const char *url);
+/* --listen ADDR:PORT of serve and run, as the server will parse it: 0, or -EINVAL
+ * after a message. */
+int app_check_listen(const char *cmd, const char *addr);
 
 /* Prints a filter error of podcap CMD: the message, then the filter with a caret
  * under the position. */
@@ -77,6 +83,9 @@ void app_filter_error(const char *cmd, const char *text, const struct q_error *e
  * or before now: 30s, 2h): 0, or -EINVAL after a message naming podcap CMD. */
 struct q_range;
 int app_range_opt(const char *cmd, int since, const char *val, struct q_range *r);
+/* --since after --until: -EINVAL after a message (flows, top; the API answers
+ * 400 to the same range). */
+int app_range_check(const char *cmd, const struct q_range *r);
 
 /* ---- the options `read` and `run` share (options.c) ---- */
 

@@ -163,7 +163,15 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 			o->filter_expr = optarg;
 			o->use_filter = 1;
 			break;
-		case O_APP: o->app = optarg; o->use_filter = 1; break;
+		case O_APP:
+			/* empty: the shorthand would drop it and select every flow */
+			if (!*optarg) {
+				fprintf(stderr, "podcap export: --app: empty name\n");
+				return app_usage(EXPORT_USAGE);
+			}
+			o->app = optarg;
+			o->use_filter = 1;
+			break;
 		case O_IP:
 			o->use_filter = 1;
 			if (inet_pton(AF_INET, optarg, a) != 1 && inet_pton(AF_INET6, optarg, a) != 1) {
@@ -180,7 +188,11 @@ static int export_parse(int argc, char **argv, struct export_opts *o)
 			}
 			o->port = (int)v;
 			break;
-		case O_SERVER: o->server = optarg; break;
+		case O_SERVER:
+			if (app_check_server("export", optarg) < 0)
+				return app_usage(EXPORT_USAGE);
+			o->server = optarg;
+			break;
 		case O_LIMIT:
 			if (app_parse_uint(optarg, 1, EXPORT_MAX_FLOWS, &o->limit) < 0) {
 				fprintf(stderr, "podcap export: bad --limit '%s' (1..%d)\n", optarg, EXPORT_MAX_FLOWS);

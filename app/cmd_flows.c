@@ -78,6 +78,15 @@ int app_range_opt(const char *cmd, int since, const char *val, struct q_range *r
 	return 0;
 }
 
+int app_range_check(const char *cmd, const struct q_range *r)
+{
+	if (r->has_from && r->has_to && r->from_us > r->to_us) {
+		fprintf(stderr, "podcap %s: --since is after --until\n", cmd);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* ---- --server: the same listing from the query API ---- */
 
 #define REMOTE_PAGE 10000
@@ -111,7 +120,9 @@ static int remote_line(struct remote_out *r, const char *l, size_t n)
 		json_decref(j);
 		return 0;
 	}
-	if (r->fmt == Q_FMT_JSON && fputs(r->rows ? ",\n" : "\n", stdout) == EOF)
+	/* the array opens with its first row: a request that fails leaves
+	 * nothing on stdout rather than a '[' that no parser takes */
+	if (r->fmt == Q_FMT_JSON && fputs(r->rows ? ",\n" : "[\n", stdout) == EOF)
 		return -EIO;
 	r->rows++;
 	if (fwrite(l, 1, n, stdout) != n || (r->fmt == Q_FMT_NDJSON && putchar('\n') == EOF))
@@ -181,8 +192,6 @@ static int flows_remote(const char *server, const char *token_file, const char *
 	if (q->range.has_to)
 		snprintf(to, sizeof(to), "%lld.%06lld", (long long)(q->range.to_us / 1000000),
 			 (long long)(q->range.to_us % 1000000));
-	if (fmt == Q_FMT_JSON && fputs("[", stdout) == EOF)
-		goto out;
 	for (;;) {
 		int64_t n = left < 0 || left > REMOTE_PAGE ? REMOTE_PAGE : left;
 		snprintf(limit, sizeof(limit), "%lld", (long long)n);
@@ -210,7 +219,7 @@ static int flows_remote(const char *server, const char *token_file, const char *
 		if (!r.cursor[0] || left == 0 || fmt == Q_FMT_TABLE)
 			break;
 	}
-	if (fmt == Q_FMT_JSON && fputs(r.rows ? "\n]\n" : "]\n", stdout) == EOF)
+	if (fmt == Q_FMT_JSON && fputs(r.rows ? "\n]\n" : "[]\n", stdout) == EOF)
 		goto out;
 	if (fflush(stdout) == EOF) {
 		fprintf(stderr, "podcap flows: writing output: %s\n", strerror(errno));
@@ -291,6 +300,8 @@ int cmd_flows(int argc, char **argv)
 				cacert = optarg;
 			break;
 		case 'S':
+			if (app_check_server("flows", optarg) < 0)
+				USAGE();
 			server = optarg;
 			break;
 		case 'j':
@@ -324,6 +335,10 @@ int cmd_flows(int argc, char **argv)
 			app = optarg;
 			break;
 		case 'i':
+			if (!*optarg) {
+				fprintf(stderr, "podcap flows: --ip: empty address\n");
+				USAGE();
+			}
 			ip = optarg;
 			break;
 		case 'p':
@@ -360,6 +375,8 @@ int cmd_flows(int argc, char **argv)
 		fprintf(stderr, "podcap flows: --token-file and --cacert go with --server\n");
 		USAGE();
 	}
+	if (app_range_check("flows", &q.range) < 0)
+		USAGE();
 	/* The filter: the positional words and the shorthands. */
 	text = q_shorthand(words, app, ip, port);
 	if (!text) {

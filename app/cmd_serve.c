@@ -83,7 +83,11 @@ int cmd_serve(int argc, char **argv)
 				cfg.http.tls_key_file = optarg;
 			break;
 		}
-		case O_LISTEN: cfg.http.listen = optarg; break;
+		case O_LISTEN:
+			if (app_check_listen("serve", optarg) < 0)
+				return app_usage(SERVE_USAGE);
+			cfg.http.listen = optarg;
+			break;
 		case O_WORKERS:
 		case O_QMS:
 		case O_EXPORTS: {

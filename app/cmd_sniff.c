@@ -22,6 +22,7 @@
 #include "app.h"
 #include "fsio.h"
 #include "pcapng.h"
+#include "query.h"
 
 #define SNIFF_USAGE "sniff [TARGET] [-n NAMESPACE] [-i IFACE]... [-f BPF] [-s SNAPLEN] [-c COUNT] " \
 	"[--seconds N] [--filter FLOWFILTER] [--inner] [-w FILE|-] [--server URL] [--token-file FILE] [--cacert FILE]"
@@ -324,7 +325,11 @@ int cmd_sniff(int argc, char **argv)
 			out_path = optarg;
 			break;
 		case O_INNER: inner = 1; break;
-		case O_SERVER: server = optarg; break;
+		case O_SERVER:
+			if (app_check_server("sniff", optarg) < 0)
+				return app_usage(SNIFF_USAGE);
+			server = optarg;
+			break;
 		case O_TOKEN: token = optarg; break;
 		case O_CACERT: cacert = optarg; break;
 		case 'h': case O_HELP:
@@ -352,6 +357,17 @@ int cmd_sniff(int argc, char **argv)
 	if (!target && !nifaces && !flow_filter && !bpf) {
 		fprintf(stderr, "podcap sniff: what to capture? give a pod, -i IFACE, a filter or -f BPF\n");
 		return app_usage(SNIFF_USAGE);
+	}
+	if (flow_filter) {
+		/* the agent parses it with the same parser: a syntax error is said
+		 * here with its position, without a connection (as flows and top) */
+		struct q_filter *qf = NULL;
+		struct q_error qe;
+		if (q_parse(flow_filter, strlen(flow_filter), NULL, &qf, &qe) < 0) {
+			app_filter_error("sniff", flow_filter, &qe);
+			return app_usage(SNIFF_USAGE);
+		}
+		q_filter_free(qf);
 	}
 	if (ns && !target) {
 		fprintf(stderr, "podcap sniff: -n goes with a pod name\n");
@@ -430,6 +446,8 @@ int cmd_sniff(int argc, char **argv)
 	int regular = fstat(fd, &fst) == 0 && S_ISREG(fst.st_mode);
 	if (rc > 0) {
 		status = rc == 400 ? 2 : 1;
+	} else if (rc < 0 && !o.nifs && !o.packets) {
+		status = 1; /* no stream at all (could not connect): said above */
 	} else if (o.write_err && regular) {
 		fprintf(stderr, "podcap sniff: %s: %s; the file was not written\n", out_path, strerror(o.write_err));
 		status = 1;

@@ -18,7 +18,10 @@ static void line(void *arg, const char *msg)
 
 int cmd_store(int argc, char **argv)
 {
-	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+	int want_help = 0;
+	for (int i = 1; i < argc; i++)
+		want_help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+	if (want_help) {
 		printf("usage: podcap " STORE_USAGE "\n\n"
 		       "Verifies the packet store in DIR: its index, every segment file (present, as long as\n"
 		       "the index says, its chunk checksums) and which stored packets can no longer be\n"
@@ -26,8 +29,11 @@ int cmd_store(int argc, char **argv)
 		return 0;
 	}
 	if (argc != 3 || strcmp(argv[1], "check")) {
-		fprintf(stderr, "podcap store: %s\n", argc < 2 ? "what to do? (check)" :
-			strcmp(argv[1], "check") ? "unknown action (check)" : "DIR is required");
+		if (argc > 3 && !strcmp(argv[1], "check"))
+			fprintf(stderr, "podcap store: unexpected argument '%s' (one DIR)\n", argv[3]);
+		else
+			fprintf(stderr, "podcap store: %s\n", argc < 2 ? "what to do? (check)" :
+				strcmp(argv[1], "check") ? "unknown action (check)" : "DIR is required");
 		return app_usage(STORE_USAGE);
 	}
 	if (app_check_path("store", "check", argv[2]) < 0)

@@ -395,6 +395,8 @@ int cmd_top(int argc, char **argv)
 			*(c == 'd' ? &db : c == 'T' ? &token_file : &cacert) = optarg;
 			break;
 		case 'S':
+			if (app_check_server("top", optarg) < 0)
+				USAGE();
 			server = optarg;
 			break;
 		case 'b':
@@ -422,6 +424,10 @@ int cmd_top(int argc, char **argv)
 			json = 1;
 			break;
 		case 'P':
+			if (!*optarg) {
+				fprintf(stderr, "podcap top: --pod: empty name (NAMESPACE/POD)\n");
+				USAGE();
+			}
 			pod = optarg;
 			break;
 		case 'h':
@@ -447,6 +453,8 @@ int cmd_top(int argc, char **argv)
 		fprintf(stderr, "podcap top: --token-file and --cacert go with --server\n");
 		USAGE();
 	}
+	if (app_range_check("top", &range) < 0)
+		USAGE();
 	/* the keys: checked here for both modes, so a typo is a usage error */
 	for (const char *p = by;; n++) {
 		const char *comma = strchr(p, ',');

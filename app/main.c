@@ -3,8 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "app.h"
+#include "server.h"
 
 struct command {
 	const char *name;
@@ -100,6 +102,26 @@ int app_check_path(const char *cmd, const char *opt, const char *val)
 	return -EINVAL;
 }
 
+int app_check_server(const char *cmd, const char *url)
+{
+	/* what libcurl would refuse later as a runtime error (exit 1), or send
+	 * somewhere unexpected (ftp://, a bare word taken as a host name) */
+	const char *host = !strncasecmp(url, "http://", 7) ? url + 7 : !strncasecmp(url, "https://", 8) ? url + 8 : NULL;
+	if (host && *host && *host != '/' && *host != ':' && *host != '?')
+		return 0;
+	fprintf(stderr, "podcap %s: --server '%s': expected http://HOST[:PORT] or https://HOST[:PORT]\n", cmd, url);
+	return -EINVAL;
+}
+
+int app_check_listen(const char *cmd, const char *addr)
+{
+	char err[256];
+	if (srv_listen_check(addr, err, sizeof(err)) == 0)
+		return 0;
+	fprintf(stderr, "podcap %s: --listen: %s\n", cmd, err);
+	return -EINVAL;
+}
+
 int main(int argc, char **argv)
 {
 	/* Installed under Wireshark's extcap folder as "podcapdump", a link to this
@@ -114,6 +136,19 @@ int main(int argc, char **argv)
 	}
 	const char *name = argv[1];
 	if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+		/* "podcap help read" is "podcap read --help" */
+		for (size_t i = 0; argc == 3 && i < sizeof(commands) / sizeof(commands[0]); i++)
+			if (!strcmp(argv[2], commands[i].name)) {
+				char prog[64], help_opt[] = "--help";
+				snprintf(prog, sizeof(prog), "podcap %s", argv[2]);
+				char *hargv[] = {prog, help_opt, NULL};
+				return commands[i].run(2, hargv);
+			}
+		if (argc == 3) {
+			fprintf(stderr, "podcap: no command '%s'\n", argv[2]);
+			help(stderr);
+			return 2;
+		}
 		help(stdout);
 		return 0;
 	}

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app.h"
@@ -35,7 +37,8 @@ struct app_option {
 
 static const struct app_option options[] = {
 	{"db", O_DB, "PATH", APP_READ | APP_RUN, "flow database (created if missing)"},
-	{"config", O_CONFIG, "FILE", APP_RUN, "options as 'key = value' lines (same names as the long options)"},
+	{"config", O_CONFIG, "FILE", APP_RUN, "options as 'key = value' lines (same names as the long options;\n"
+						"a switch alone or '= yes' / '= no'); the command line wins"},
 	{"backend", O_BACKEND, "B", APP_RUN, "ebpf (default; tc clsact + ring buffer, falls back to pcap) or pcap"},
 	{"netns", O_NETNS, "NAME", APP_RUN, "capture inside network namespace NAME (/run/netns/NAME), e.g. a node"},
 	{"iface", O_IFACE, "IF", APP_RUN, "capture on IF (repeatable); default: every pod veth, overlay and NIC,\n"
@@ -296,7 +299,11 @@ static int apply(enum app_cmd cmd, struct app_opts *o, const struct app_option *
 			o->stats_s = v;
 		break;
 	case O_FILTER: o->live.filter = val; break;
-	case O_LISTEN: o->listen = val; break;
+	case O_LISTEN:
+		if (app_check_listen(cmd_name(cmd), val) < 0)
+			return 2;
+		o->listen = val;
+		break;
 	case O_TOKEN_FILE: o->token_file = val; break;
 	case O_TLS_CERT: o->tls_cert = val; break;
 	case O_TLS_KEY: o->tls_key = val; break;
@@ -354,6 +361,21 @@ static void print_help(enum app_cmd cmd)
 	}
 }
 
+/* A switch (an option without a value) in a config file: "key", "key = yes"
+ * (true, on, 1) sets it, "key = no" (false, off, 0) leaves it as it was; 1 for
+ * anything else. */
+static int config_switch(const char *val, int *on)
+{
+	static const char *const yes[] = {"", "yes", "true", "on", "1"}, *const no[] = {"no", "false", "off", "0"};
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (!strcasecmp(val, yes[i]))
+			return *on = 1, 0;
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (!strcasecmp(val, no[i]))
+			return *on = 0, 0;
+	return 1;
+}
+
 /* Reads 'key = value' lines; '#' starts a comment.  The strings are kept for the
  * life of the process (options point into them). */
 static int load_config(enum app_cmd cmd, struct app_opts *o, const char *path)
@@ -361,8 +383,19 @@ static int load_config(enum app_cmd cmd, struct app_opts *o, const char *path)
 	FILE *f = fopen(path, "r");
 	char line[1024];
 	int lineno = 0;
+	struct stat sb;
 	if (!f) {
 		fprintf(stderr, "podcap %s: --config %s: %s\n", cmd_name(cmd), path, strerror(errno));
+		return 2;
+	}
+	/* fopen opens a directory for reading; fgets then fails at once, which
+	 * looked like an empty file: the agent ran on its defaults */
+	if (fstat(fileno(f), &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		int st_err = errno;
+		fprintf(stderr, "podcap %s: --config %s: %s\n", cmd_name(cmd), path,
+			fstat(fileno(f), &sb) < 0 ? strerror(st_err) :
+			S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+		fclose(f);
 		return 2;
 	}
 	while (fgets(line, sizeof(line), f)) {
@@ -384,16 +417,27 @@ static int load_config(enum app_cmd cmd, struct app_opts *o, const char *path)
 		for (size_t n = strlen(val); n && (val[n - 1] == ' ' || val[n - 1] == '\t'); n--)
 			val[n - 1] = '\0';
 		const struct app_option *op = find_option(cmd, k);
+		int on = 1, bad_switch = op && !op->arg && config_switch(val, &on);
+		if (op && !op->arg && !bad_switch && !on)
+			continue; /* "no-dpi = no": the default stays */
 		char *vv = strdup(val);
-		if (!op || op->id == O_CONFIG || op->id == O_HELP || !vv || (op->arg && !*vv) ||
-		    apply(cmd, o, op, vv)) {
+		if (!op || op->id == O_CONFIG || op->id == O_HELP || !vv || (op->arg && !*vv) || bad_switch ||
+		    apply(cmd, o, op, op->arg ? vv : (char *)"")) {
 			if (!op)
 				fprintf(stderr, "podcap %s: unknown option '%s'\n", cmd_name(cmd), k);
+			else if (bad_switch)
+				fprintf(stderr, "podcap %s: %s takes no value, or yes / no (not '%s')\n", cmd_name(cmd), k,
+					val);
 			fprintf(stderr, "podcap %s: %s:%d: bad line\n", cmd_name(cmd), path, lineno);
 			free(vv);
 			fclose(f);
 			return 2;
 		}
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "podcap %s: --config %s: %s\n", cmd_name(cmd), path, strerror(errno ? errno : EIO));
+		fclose(f);
+		return 2;
 	}
 	fclose(f);
 	return 0;
@@ -409,15 +453,21 @@ int app_opts_parse(enum app_cmd cmd, int argc, char **argv, struct app_opts *o, 
 						  NULL, (int)(1000 + i)};
 	lo[n] = (struct option){0, 0, 0, 0};
 
-	/* --config first, so command-line options override the file. */
-	if (cmd == APP_RUN)
-		for (int i = 1; i < argc - 1; i++)
-			if (!strcmp(argv[i], "--config") &&
-			    (app_check_path(cmd_name(cmd), "--config", argv[i + 1]) < 0 || load_config(cmd, o, argv[i + 1])))
-				return app_usage(app_opts_usage(cmd));
-	optind = 1;
-	opterr = 1;
 	int c;
+	/* --config first, so command-line options override the file: a quiet
+	 * pass of getopt itself, which knows every spelling (--config F,
+	 * --config=F, an abbreviation such as --conf F); the pass below reports
+	 * the errors. */
+	if (cmd == APP_RUN) {
+		optind = 0;
+		opterr = 0;
+		while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1)
+			if (c >= 1000 && c < 1000 + (int)N_OPTIONS && options[c - 1000].id == O_CONFIG &&
+			    (app_check_path(cmd_name(cmd), "--config", optarg) < 0 || load_config(cmd, o, optarg)))
+				return app_usage(app_opts_usage(cmd));
+	}
+	optind = 0; /* 0, not 1: glibc's getopt starts over (a pass above) */
+	opterr = 1;
 	while ((c = getopt_long(argc, argv, cmd == APP_READ ? "hq" : "h", lo, NULL)) != -1) {
 		if (c == 'h') {
 			print_help(cmd);

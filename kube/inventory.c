@@ -444,8 +444,11 @@ fail:
 		k->st.stale_since_us = k->st.last_error_us;
 	k->st.stale = 1;
 	k->st.connected = 0;
+	int had_state = k->st.synced;
 	pthread_mutex_unlock(&k->st_lock);
-	klog(k, KUBE_LOG_ERROR, "inventory: %s; keeping the last good state", err);
+	/* before the first good load the caller (kinv_open) says it: once */
+	if (had_state)
+		klog(k, KUBE_LOG_ERROR, "inventory: %s; keeping the last good state", err);
 	return ret;
 }
 

@@ -94,6 +94,13 @@ int srv_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *ssle
 	return 0;
 }
 
+int srv_listen_check(const char *addr, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	return srv_parse_listen(addr, &ss, &len, err, errlen) < 0 ? -EINVAL : 0;
+}
+
 bool srv_addr_is_loopback(const struct sockaddr *sa)
 {
 	if (sa->sa_family == AF_INET) {

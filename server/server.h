@@ -149,6 +149,10 @@ struct srv_stats {
  * e.g. -EADDRINUSE "listen 127.0.0.1:7070: address already in use", -EPERM for a
  * non-loopback address without a token. */
 int srv_open(const struct srv_config *cfg, struct srv **out, char *err, size_t errlen);
+/* Any thread: 0 if addr is a listen address srv_open would take (HOST:PORT,
+ * [IPV6]:PORT), else -EINVAL and its message in err; binds nothing.  For
+ * command lines, to refuse a bad --listen as a usage error before any work. */
+int srv_listen_check(const char *addr, char *err, size_t errlen);
 
 /* Declares a concurrency class (e.g. "export"): at most max_concurrent requests of its
  * routes are in progress at once (from admission to the response's last byte); one
