@@ -417,7 +417,14 @@ void api_h_stream(struct srv_req *req, void *arg)
 	spec.max_us = seconds * 1000000u;
 	const char *target = srv_req_query(req, "target", NULL), *pod = srv_req_query(req, "pod", NULL);
 	const char *ns = srv_req_query(req, "namespace", NULL);
-	size_t nifaces = srv_req_query_all(req, "iface", ifaces, 16);
+	/* srv_req_query_all returns how many there are, storing at most 16: more
+	 * is a bad request, not a read past ifaces[] */
+	size_t nifaces = srv_req_query_all(req, "iface", ifaces, sizeof(ifaces) / sizeof(ifaces[0]));
+	if (nifaces > sizeof(ifaces) / sizeof(ifaces[0])) {
+		srv_respond_error(req, 400, "at most %zu iface parameters (%zu given)", sizeof(ifaces) / sizeof(ifaces[0]),
+				  nifaces);
+		return;
+	}
 	if (target && !*target)
 		target = NULL;
 	if (pod && !*pod)
