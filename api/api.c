@@ -354,10 +354,35 @@ static void h_healthz(struct srv_req *req, void *arg)
 
 /* ---- lifecycle ---- */
 
+/* Every handler runs behind this: a parameter value with a NUL byte (%00) is a
+ * 400 here, except those whose parsers take a length and say where the NUL is
+ * (filter, from, to).  The others read their value as a C string, which ended
+ * at the NUL: limit=10%00junk was limit=10, format=csv%00x was csv. */
+static void params_checked(struct srv_req *req, void *arg)
+{
+	struct api_route *r = arg;
+	size_t n = srv_req_query_count(req);
+	for (size_t i = 0; i < n; i++) {
+		const char *name, *value;
+		size_t len;
+		if (srv_req_query_at(req, i, &name, &value, &len) < 0 || !memchr(value, 0, len))
+			continue;
+		if (strcmp(name, "filter") && strcmp(name, "from") && strcmp(name, "to")) {
+			srv_respond_error(req, 400, "%.40s: a NUL byte (%%00) in its value", name);
+			return;
+		}
+	}
+	r->fn(req, r->a);
+}
+
 static int route(struct api *a, const char *pattern, srv_handler_fn fn, unsigned flags, int cls)
 {
 	struct srv_route_opts o = {.flags = flags, .limit_class = cls};
-	return srv_route(a->srv, "GET", pattern, fn, a, &o);
+	if (a->nroutes == API_MAX_ROUTES)
+		return -ENOSPC;
+	struct api_route *r = &a->routes[a->nroutes++];
+	*r = (struct api_route){fn, a};
+	return srv_route(a->srv, "GET", pattern, params_checked, r, &o);
 }
 
 int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_t errlen)

@@ -79,8 +79,16 @@ struct api_handles {
 	uint64_t store_retry_us;
 };
 
+#define API_MAX_ROUTES 24
+struct api_route {
+	srv_handler_fn fn;
+	struct api *a;
+};
+
 struct api {
 	struct api_config cfg;
+	struct api_route routes[API_MAX_ROUTES]; /* route(): the handlers behind params_checked */
+	unsigned nroutes;
 	char *db_path, *store_dir, *mode;
 	struct srv *srv;
 	pthread_key_t key;

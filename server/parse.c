@@ -387,6 +387,37 @@ long srv_query_parse(const char *q, size_t len, struct srv_kv *out, size_t max,
 	return (long)n;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF), 0 if there is none. */
+static size_t utf8_seq(const unsigned char *s, size_t len)
+{
+	unsigned char c = s[0];
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xbf;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (len < n || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t k = 2; k < n; k++)
+		if (s[k] < 0x80 || s[k] > 0xbf)
+			return 0;
+	return n;
+}
+
 size_t srv_json_escape(char *dst, size_t dstlen, const char *s, size_t len)
 {
 	size_t o = 0;
@@ -414,9 +445,22 @@ size_t srv_json_escape(char *dst, size_t dstlen, const char *s, size_t len)
 		} else if (c < 0x20 || c == 0x7f) {
 			snprintf(esc, sizeof(esc), "\\u%04x", c);
 			elen = 6;
-		} else {
+		} else if (c < 0x80) {
 			esc[0] = (char)c;
 			elen = 1;
+		} else {
+			/* a client's bytes echoed in an error: JSON is UTF-8, so a
+			 * byte that does not start a whole character (%ff, or one a
+			 * %.40s cut in two) becomes U+FFFD, as api/json.c writes them */
+			size_t n = utf8_seq((const unsigned char *)s + i, len - i);
+			if (n) {
+				memcpy(esc, s + i, n);
+				elen = n;
+				i += n - 1;
+			} else {
+				memcpy(esc, "\\ufffd", 6);
+				elen = 6;
+			}
 		}
 		if (o + elen + 1 > dstlen)
 			break;

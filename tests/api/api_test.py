@@ -448,6 +448,26 @@ def case_hostile():
     resp = c.recv(4096)
     c.close()
     check(resp.startswith(b'HTTP/1.1 400') or resp == b'', 'garbage request line: 400 or closed')
+    # a NUL byte ended C-string parameters early (limit=10%00junk was limit=10):
+    # 400 for all but filter, from and to, whose parsers say where it is
+    for q in ['limit=10%00junk', 'format=csv%00x', 'order=id%00zz', 'cursor=-id:5:5%00zz']:
+        st, h, body = get(s.port, '/api/v1/flows?' + q)
+        check(st == 400 and b'NUL byte' in body, 'flows?%s: 400 (%s)' % (q, body[:60]))
+    for q in ['by=app%00junk', 'metric=flows%00x', 'bucket=60s%00x&from=-1h']:
+        st, h, body = get(s.port, '/api/v1/top?' + q)
+        check(st == 400 and b'NUL byte' in body, 'top?%s: 400 (%s)' % (q, body[:60]))
+    st, j = get_json(s.port, '/api/v1/flows', {'filter': 'app == "a\x00b"'})
+    check(st == 400 and j.get('position') is not None, 'filter with a NUL: 400 at its position (%s)' % j.get('error'))
+    # errors that echo a parameter are JSON (UTF-8) whatever its bytes
+    for q in ['order=%ff%fe', 'order=x' + '%C3%A9' * 20, 'format=%C0%AF', 'metric=%ED%A0%80']:
+        path = '/api/v1/top?' + q if q.startswith('metric') else '/api/v1/flows?' + q
+        st, h, body = get(s.port, path)
+        try:
+            j = json.loads(body.decode('utf-8'))
+        except (UnicodeDecodeError, ValueError) as e:
+            j = {'error': 'not JSON: %s' % e}
+        check(st == 400 and h.get('content-type', '').startswith('application/json') and 'not JSON' not in j['error'],
+              '%s: 400, JSON error %r' % (q[:30], j.get('error', '')[:60]))
     st, j = get_json(s.port, '/api/v1/flows', {'limit': 1})
     check(st == 200, 'still answering')
     s.stop()

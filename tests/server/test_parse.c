@@ -197,6 +197,17 @@ static void test_misc(void)
 	/* Truncation never splits an escape. */
 	CHECK(srv_json_escape(out, 4, "ab\"cd", 5) == 2 && strcmp(out, "ab") == 0);
 	CHECK(srv_json_escape(out, 1, "x", 1) == 0 && out[0] == '\0');
+	/* UTF-8: whole characters pass, anything else is U+FFFD (an error echoing
+	 * order=%ff%fe, or a character a %.40s cut in two, was not JSON) */
+	CHECK(srv_json_escape(out, sizeof(out), "\xc3\xa9", 2) == 2 && strcmp(out, "\xc3\xa9") == 0);
+	CHECK(srv_json_escape(out, sizeof(out), "\xf0\x9f\x98\x80!", 5) == 5);
+	CHECK(srv_json_escape(out, sizeof(out), "\xff\xfe", 2) == 12 && strcmp(out, "\\ufffd\\ufffd") == 0);
+	CHECK(srv_json_escape(out, sizeof(out), "a\xc3", 2) == 7 && strcmp(out, "a\\ufffd") == 0);
+	CHECK(srv_json_escape(out, sizeof(out), "\xc0\xaf", 2) == 12);          /* overlong '/' */
+	CHECK(srv_json_escape(out, sizeof(out), "\xed\xa0\x80", 3) == 18);     /* a surrogate */
+	CHECK(srv_json_escape(out, sizeof(out), "\xf4\x90\x80\x80", 4) == 24); /* above U+10FFFF */
+	/* a character is never split by the size */
+	CHECK(srv_json_escape(out, 3, "a\xc3\xa9", 3) == 1 && strcmp(out, "a") == 0);
 
 	const char *etag = "\"abc123\"";
 	CHECK(srv_etag_match("\"abc123\"", 8, etag));
