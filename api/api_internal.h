@@ -95,6 +95,10 @@ struct api {
 	int key_ok;
 	uint64_t start_us;       /* wall clock at api_open */
 	int export_class;
+	/* pcap answers (atomic): answered, limited (the limit left matching flows
+	 * out: X-Podcap-Complete: false), damaged (packets the store could not
+	 * read: the answer was cut), failed (an error, as JSON or a cut) */
+	uint64_t exports, exports_limited, exports_damaged, exports_failed;
 
 	/* agent parts (api_attach), read by handlers */
 	struct engine *eng;

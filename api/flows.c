@@ -312,17 +312,56 @@ out:
 /* ---- pcapng exports ---- */
 
 struct export_ctx {
+	struct api *a;
 	struct srv_req *req;
+	const char *type;   /* the answer's Content-Type */
+	const char *disposition; /* its Content-Disposition */
+	int begun;          /* 200 and the headers sent: errors can only cut it now */
 	int err;
+	uint64_t corrupt, missing;
 };
 
+/* The answer begins with its first byte, not before: until then the flows'
+ * selection can still add headers, and an error (no such flows, a pcap file
+ * asked for flows of different link types) is still a JSON error. */
 static int export_sink(void *arg, const uint8_t *buf, size_t len)
 {
 	struct export_ctx *x = arg;
+	if (!x->begun) {
+		srv_add_header(x->req, "Content-Disposition", x->disposition);
+		if (srv_stream_begin(x->req, 200, x->type) < 0)
+			return x->err = -EIO;
+		x->begun = 1;
+	}
 	int rc = srv_stream_write(x->req, buf, len);
 	if (rc < 0)
 		x->err = rc;
 	return rc;
+}
+
+static void export_selected(void *arg, uint64_t n, int more)
+{
+	struct export_ctx *x = arg;
+	char v[24];
+	if (x->begun)
+		return;
+	snprintf(v, sizeof(v), "%" PRIu64, n);
+	srv_add_header(x->req, "X-Podcap-Flows", v);
+	srv_add_header(x->req, "X-Podcap-Complete", more ? "false" : "true");
+	if (more) {
+		srv_add_header(x->req, "X-Podcap-Incomplete-Because", "limit");
+		__atomic_add_fetch(&x->a->exports_limited, 1, __ATOMIC_RELAXED);
+	}
+}
+
+static void export_report(void *arg, const struct pks_flow *f)
+{
+	struct export_ctx *x = arg;
+	x->corrupt += f->corrupt;
+	x->missing += f->missing;
+	if (f->corrupt)
+		fprintf(stderr, "podcap: api: export: flow %" PRIu64 ": %" PRIu64 " packets unreadable (the packet "
+			"store is damaged: podcap store check)\n", f->id, f->corrupt);
 }
 
 static void export_log(void *arg, const char *msg)
@@ -365,33 +404,56 @@ static int format_param(struct srv_req *req, enum pn_format *out, const char **t
 	return -1;
 }
 
-/* Streams the packets of ids (or of sel) as pcapng; the answer has begun when
- * this is called. */
-static void export_stream(struct srv_req *req, struct fdb *db, struct pks *store, const uint64_t *ids, size_t n,
-			  const struct q_select *sel, enum pn_format format)
+/* Streams the packets of ids (or of sel) as pcapng (or pcap) of Content-Type
+ * type.  The answer begins with its first byte (export_sink).  Packets the
+ * store could not read (damage, not expiry) cut it at the end, as any failure
+ * midway: it cannot be mistaken for a complete capture. */
+static void export_stream(struct api *a, struct srv_req *req, struct fdb *db, struct pks *store,
+			  const uint64_t *ids, size_t n, const struct q_select *sel, enum pn_format format,
+			  const char *type, const char *disposition)
 {
-	struct export_ctx x = {.req = req};
+	struct export_ctx x = {.a = a, .req = req, .type = type, .disposition = disposition};
 	struct q_error qe = {0};
 	struct pn_config pc;
 	pn_config_default(&pc);
 	pc.format = format;
+	__atomic_add_fetch(&a->exports, 1, __ATOMIC_RELAXED);
 	struct pn_writer *w = pn_open_sink(export_sink, &x, &pc);
 	if (!w) {
-		srv_stream_abort(req);
+		__atomic_add_fetch(&a->exports_failed, 1, __ATOMIC_RELAXED);
+		srv_respond_error(req, 503, "out of memory");
 		return;
 	}
 	uint64_t selected = 0, written = 0;
-	struct q_export_opts xo = {.inner = inner_param(req) == 1};
-	int rc = q_export_ex(db, store, ids, n, sel, &xo, w, NULL, NULL, export_log, NULL, &selected, &written, &qe);
+	struct q_export_opts xo = {.inner = inner_param(req) == 1, .on_selected = export_selected,
+				   .on_selected_arg = &x};
+	int rc = q_export_ex(db, store, ids, n, sel, &xo, w, export_report, &x, export_log, NULL, &selected,
+			     &written, &qe);
 	if (rc == -ENOENT && !selected)
 		rc = 0; /* no flow matched: a valid capture without packets */
+	if (rc < 0 && !x.begun) {
+		/* nothing sent yet: the error as JSON (pn_close would send the header) */
+		pn_discard(w);
+		__atomic_add_fetch(&a->exports_failed, 1, __ATOMIC_RELAXED);
+		srv_respond_error(req, rc == -EPROTOTYPE ? 409 : rc == -ETIMEDOUT ? 503 : 500, "%s", qe.msg);
+		return;
+	}
 	int crc = pn_close(w);
-	if (rc < 0 || crc < 0 || x.err < 0) {
+	if (rc < 0 || crc < 0 || x.err < 0 || x.corrupt) {
 		/* Cut, so the client sees an incomplete body and not a short capture. */
 		if (rc < 0 && x.err == 0)
 			fprintf(stderr, "podcap: api: export stopped: %s\n", qe.msg);
+		__atomic_add_fetch(x.corrupt && rc >= 0 && crc >= 0 && x.err >= 0 ? &a->exports_damaged
+										    : &a->exports_failed,
+				   1, __ATOMIC_RELAXED);
 		srv_stream_abort(req);
 		return;
+	}
+	if (!x.begun) {
+		/* pn_close had nothing to send (it always has a header) */
+		srv_add_header(req, "Content-Disposition", disposition);
+		if (srv_stream_begin(req, 200, type) < 0)
+			return;
 	}
 	srv_stream_end(req);
 }
@@ -423,18 +485,16 @@ void api_h_flow_pcap(struct srv_req *req, void *arg)
 		srv_respond_error(req, 404, "no flow %" PRIu64, id);
 		return;
 	}
-	struct pks *store = api_store(a, req);
-	if (!store)
-		return;
+	/* the request's own parameters first (400), then what the server has (409) */
 	enum pn_format format;
 	const char *type, *ext;
 	if (format_param(req, &format, &type, &ext) < 0)
 		return;
-	snprintf(hdr, sizeof(hdr), "attachment; filename=\"podcap-flow-%" PRIu64 ".%s\"", id, ext);
-	srv_add_header(req, "Content-Disposition", hdr);
-	if (srv_stream_begin(req, 200, type) < 0)
+	struct pks *store = api_store(a, req);
+	if (!store)
 		return;
-	export_stream(req, db, store, &id, 1, NULL, format);
+	snprintf(hdr, sizeof(hdr), "attachment; filename=\"podcap-flow-%" PRIu64 ".%s\"", id, ext);
+	export_stream(a, req, db, store, &id, 1, NULL, format, type, hdr);
 }
 
 void api_h_pcap(struct srv_req *req, void *arg)
@@ -462,10 +522,7 @@ void api_h_pcap(struct srv_req *req, void *arg)
 		goto out;
 	char hdr[96];
 	snprintf(hdr, sizeof(hdr), "attachment; filename=\"podcap-export.%s\"", ext);
-	srv_add_header(req, "Content-Disposition", hdr);
-	if (srv_stream_begin(req, 200, type) < 0)
-		goto out;
-	export_stream(req, db, store, NULL, 0, &sel, format);
+	export_stream(a, req, db, store, NULL, 0, &sel, format, type, hdr);
 out:
 	q_filter_free(filter);
 }

@@ -255,6 +255,17 @@ static void stats_server(struct api *a, struct jbuf *b, int *first)
 	jb_kv_u64(b, &f, "timeouts", s.timeouts_request + s.timeouts_write);
 	jb_kv_u64(b, &f, "streams_cut", s.streams_cut);
 	jb_str(b, "}");
+	/* pcap answers: limited = the limit left matching flows out (said in
+	 * X-Podcap-Complete: false); damaged = cut because the packet store could
+	 * not read some of their packets; failed = an error (JSON, or a cut) */
+	f = 1;
+	jb_key(b, first, "exports");
+	jb_str(b, "{");
+	jb_kv_u64(b, &f, "answered", __atomic_load_n(&a->exports, __ATOMIC_RELAXED));
+	jb_kv_u64(b, &f, "limited", __atomic_load_n(&a->exports_limited, __ATOMIC_RELAXED));
+	jb_kv_u64(b, &f, "damaged", __atomic_load_n(&a->exports_damaged, __ATOMIC_RELAXED));
+	jb_kv_u64(b, &f, "failed", __atomic_load_n(&a->exports_failed, __ATOMIC_RELAXED));
+	jb_str(b, "}");
 }
 
 void api_h_stats(struct srv_req *req, void *arg)
@@ -614,6 +625,16 @@ void api_h_metrics(struct srv_req *req, void *arg)
 	prom_u64(&b, "podcap_http_connections", "gauge", "Open HTTP connections.", s.connections_active);
 	prom_u64(&b, "podcap_http_streams_cut_total", "counter",
 		 "Streamed answers that ended before their last byte (client gone, stalled, stopping).", s.streams_cut);
+	prom_head(&b, "podcap_exports_total", "counter",
+		  "pcap answers by outcome: all; limited (the limit left matching flows out); damaged (cut: "
+		  "packets the store could not read); failed.");
+	jb_fmt(&b, "podcap_exports_total{outcome=\"all\"} %" PRIu64 "\n", __atomic_load_n(&a->exports, __ATOMIC_RELAXED));
+	jb_fmt(&b, "podcap_exports_total{outcome=\"limited\"} %" PRIu64 "\n",
+	       __atomic_load_n(&a->exports_limited, __ATOMIC_RELAXED));
+	jb_fmt(&b, "podcap_exports_total{outcome=\"damaged\"} %" PRIu64 "\n",
+	       __atomic_load_n(&a->exports_damaged, __ATOMIC_RELAXED));
+	jb_fmt(&b, "podcap_exports_total{outcome=\"failed\"} %" PRIu64 "\n",
+	       __atomic_load_n(&a->exports_failed, __ATOMIC_RELAXED));
 	if (b.err) {
 		jb_free(&b);
 		srv_respond_error(req, 503, "out of memory");

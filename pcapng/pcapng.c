@@ -456,3 +456,14 @@ int pn_close(struct pn_writer *w)
 	free(w);
 	return rc;
 }
+
+void pn_discard(struct pn_writer *w)
+{
+	if (!w)
+		return;
+	if (w->flags & PN_OWN_FD)
+		close(w->fd);
+	free(w->ifaces);
+	free(w->buf);
+	free(w);
+}

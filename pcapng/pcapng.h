@@ -116,6 +116,10 @@ const char *pn_errmsg(const struct pn_writer *w);
 /* Flushes and frees the writer; closes the fd when PN_OWN_FD.  Returns 0 or the
  * first error seen (write or close).  w may be NULL. */
 int pn_close(struct pn_writer *w);
+/* Frees the writer without writing what is still queued (closes the fd when
+ * PN_OWN_FD): for an answer that turns into an error before its first byte.
+ * w may be NULL. */
+void pn_discard(struct pn_writer *w);
 
 /* pcapng block types and constants shared with readers of our own files. */
 #define PN_BT_SHB 0x0A0D0D0Au

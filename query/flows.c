@@ -887,6 +887,7 @@ int q_export_ex(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n
 	struct sqlbuf *q = calloc(1, sizeof(*q));
 	int rc;
 	uint64_t nsel = 0;
+	int more = 0;
 
 	*written = 0;
 	if (selected)
@@ -938,8 +939,10 @@ int q_export_ex(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n
 		if ((rc = open_page(db, q, sel, &c, &first, err)) < 0)
 			goto out;
 		for (rc = first; rc == 1; rc = fdb_cursor_next(c)) {
-			if (sel->limit >= 0 && (int64_t)nsel == sel->limit)
+			if (sel->limit >= 0 && (int64_t)nsel == sel->limit) {
+				more = 1;
 				break; /* the row where() adds to tell whether more follow */
+			}
 			uint64_t id = (uint64_t)fdb_cursor_int(c, 0);
 			const char *t = fdb_cursor_text(c, 1);
 			char cid[64];
@@ -960,6 +963,8 @@ int q_export_ex(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n
 	}
 	if (selected)
 		*selected = nsel;
+	if (opts && opts->on_selected)
+		opts->on_selected(opts->on_selected_arg, nsel, more);
 	if (!nsel) {
 		rc = q_err(err, -ENOENT, 0, "no matching flows");
 		goto out;

@@ -347,6 +347,11 @@ int q_export(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, c
  * and every interface as Ethernet. */
 struct q_export_opts {
 	int inner;
+	/* Called once the flows are chosen, before a packet is written (may be
+	 * NULL): n flows, more = 1 when sel's limit left matching flows out.  The
+	 * API sets its answer's headers there. */
+	void (*on_selected)(void *arg, uint64_t n, int more);
+	void *on_selected_arg;
 };
 int q_export_ex(struct fdb *db, struct pks *store, const uint64_t *ids, size_t n, const struct q_select *sel,
 		const struct q_export_opts *opts, struct pn_writer *w,

@@ -301,12 +301,75 @@ def case_pcap():
     r = subprocess.run(['capinfos', '-t', '-c', out], capture_output=True, text=True)
     check(st == 200 and 'pcap' in r.stdout and 'Number of packets:   6' in r.stdout,
           'format=pcap, limit=3: a pcap file with the 6 packets of 3 flows')
+    # the limit says so: X-Podcap-Complete (the answer began before a trailer could)
+    hs = h
+    st, j = get_json(s.port, '/api/v1/stats')
+    check(hs.get('x-podcap-complete') == 'false' and hs.get('x-podcap-flows') == '3' and
+          hs.get('x-podcap-incomplete-because') == 'limit' and j.get('exports', {}).get('limited') == 1,
+          'limit=3 of more: X-Podcap-Complete: false, X-Podcap-Flows: 3, because limit; stats exports.limited')
+    st, h, body = get(s.port, '/api/v1/pcap', {'filter': 'app == DNS and iface == "veth.pcap"'})
+    check(h.get('x-podcap-complete') == 'true' and h.get('x-podcap-flows') == '40', 'all 40: X-Podcap-Complete: true')
     for path, params, code in [('/api/v1/flows/424242/pcap', None, 404), ('/api/v1/flows/x/pcap', None, 400),
                                ('/api/v1/pcap', {'filter': 'dport =='}, 400),
-                               ('/api/v1/pcap', {'format': 'bmp'}, 400)]:
+                               ('/api/v1/pcap', {'format': 'bmp'}, 400),
+                               ('/api/v1/flows/%s/pcap' % ids[0], {'format': 'bmp'}, 400)]:
         st, j = get_json(s.port, path, params)
         check(st == code, '%s %s: %d' % (path, params or '', code))
     s.stop()
+    # a pcap file cannot hold two link types: known before the first byte, so a
+    # JSON error (it was 200 and a cut body)
+    d2 = os.path.join(TMP, 'links')
+    os.makedirs(d2, exist_ok=True)
+    subprocess.run(['/usr/bin/python3', '-c', '''
+import sys, logging
+logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+from scapy.all import Ether, IP, UDP, Raw, wrpcap
+d = sys.argv[1]
+wrpcap(d + "/eth.pcap", [Ether() / IP(src="10.2.0.1", dst="10.2.0.2") / UDP(sport=5, dport=53) / Raw(b"a" * 20)])
+wrpcap(d + "/raw.pcap", [IP(src="10.3.0.1", dst="10.3.0.2") / UDP(sport=6, dport=53) / Raw(b"b" * 20)], linktype=101)
+''', d2], check=True)
+    subprocess.run([PODCAP, 'read', os.path.join(d2, 'eth.pcap'), os.path.join(d2, 'raw.pcap'), '--db',
+                    os.path.join(d2, 'f.db'), '--store', os.path.join(d2, 'store'), '-q'], check=True)
+    s = serve(os.path.join(d2, 'f.db'))
+    st, h, body = get(s.port, '/api/v1/pcap', {'format': 'pcap'})
+    j = json.loads(body) if h.get('content-type', '').startswith('application/json') else {'error': repr(body[:40])}
+    check(st == 409 and 'different link types' in j.get('error', '') and 'content-disposition' not in h,
+          'format=pcap over two link types: %d %s' % (st, j.get('error')))
+    st, h, body = get(s.port, '/api/v1/pcap')
+    check(st == 200 and len(body) > 100, 'the same flows as pcapng: 200')
+    st, j = get_json(s.port, '/api/v1/stats')
+    check(j.get('exports', {}).get('failed') == 1, 'stats exports.failed %s' % j.get('exports'))
+    s.stop()
+    # a damaged packet store: packets it cannot read cut the answer (the CLI says
+    # "unreadable" and fails); it was a 200 with a valid, short capture
+    d = os.path.join(TMP, 'damaged')
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(os.path.join(TMP, 'f', 'store'), d)
+    for seg in [os.path.join(d, x) for x in os.listdir(d) if x.endswith('.pcapng')]:
+        with open(seg, 'r+b') as f:
+            size = os.path.getsize(seg)
+            for off in range(4096, size - 64, 2048):
+                f.seek(off)
+                f.write(b'\xaa' * 48)
+    bad = None
+    for fid in ids:
+        r = subprocess.run([PODCAP, 'export', '--db', db, '--store', d, '--flow', fid, '-w', '-'], capture_output=True, text=True,
+                           errors='replace')
+        if 'unreadable' in r.stderr:
+            bad = fid
+            break
+    check(bad is not None, 'the damage makes some flow unreadable for podcap export (flow %s)' % bad)
+    if bad:
+        s = serve(db, '--store', d)
+        try:
+            st, h, body = get(s.port, '/api/v1/flows/%s/pcap' % bad)
+            cut = False
+        except http.client.IncompleteRead:
+            cut = True
+        st2, j = get_json(s.port, '/api/v1/stats')
+        check(cut and j.get('exports', {}).get('damaged') == 1,
+              'flow %s with unreadable packets: the answer is cut; stats exports %s' % (bad, j.get('exports')))
+        s.stop()
     # a database without a packet store: 409
     db2 = fixture('nostore', n=5, store=False)
     s = serve(db2)
