@@ -354,10 +354,27 @@ static void h_healthz(struct srv_req *req, void *arg)
 
 /* ---- lifecycle ---- */
 
-/* Every handler runs behind this: a parameter value with a NUL byte (%00) is a
- * 400 here, except those whose parsers take a length and say where the NUL is
- * (filter, from, to).  The others read their value as a C string, which ended
- * at the NUL: limit=10%00junk was limit=10, format=csv%00x was csv. */
+/* Whether name is one of the comma-separated list. */
+static int in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = list; p && *p;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (len == n && !memcmp(p, name, n))
+			return 1;
+		p = comma ? comma + 1 : NULL;
+	}
+	return 0;
+}
+
+/* Every handler runs behind this, which refuses with 400:
+ *  - a parameter the route does not take: a typo (filtr=) was ignored, and the
+ *    answer held every flow;
+ *  - one given twice (limit=10&limit=20 used the first), but for repeatable ones;
+ *  - a value with a NUL byte (%00), except filter, from and to, whose parsers take
+ *    a length and say where it is: the others read their value as a C string,
+ *    which ended at the NUL (limit=10%00junk was limit=10). */
 static void params_checked(struct srv_req *req, void *arg)
 {
 	struct api_route *r = arg;
@@ -365,9 +382,22 @@ static void params_checked(struct srv_req *req, void *arg)
 	for (size_t i = 0; i < n; i++) {
 		const char *name, *value;
 		size_t len;
-		if (srv_req_query_at(req, i, &name, &value, &len) < 0 || !memchr(value, 0, len))
+		if (srv_req_query_at(req, i, &name, &value, &len) < 0)
 			continue;
-		if (strcmp(name, "filter") && strcmp(name, "from") && strcmp(name, "to")) {
+		if (r->params && !in_list(r->params, name)) {
+			srv_respond_error(req, 400, "unknown parameter '%.40s' (%s)", name,
+					  *r->params ? r->params : "this takes none");
+			return;
+		}
+		if (r->params && !in_list(r->repeat, name))
+			for (size_t k = 0; k < i; k++) {
+				const char *other, *v2;
+				if (srv_req_query_at(req, k, &other, &v2, NULL) == 0 && !strcmp(other, name)) {
+					srv_respond_error(req, 400, "parameter '%.40s' given more than once", name);
+					return;
+				}
+			}
+		if (memchr(value, 0, len) && strcmp(name, "filter") && strcmp(name, "from") && strcmp(name, "to")) {
 			srv_respond_error(req, 400, "%.40s: a NUL byte (%%00) in its value", name);
 			return;
 		}
@@ -375,13 +405,14 @@ static void params_checked(struct srv_req *req, void *arg)
 	r->fn(req, r->a);
 }
 
-static int route(struct api *a, const char *pattern, srv_handler_fn fn, unsigned flags, int cls)
+static int route(struct api *a, const char *pattern, srv_handler_fn fn, unsigned flags, int cls,
+		 const char *params, const char *repeat)
 {
 	struct srv_route_opts o = {.flags = flags, .limit_class = cls};
 	if (a->nroutes == API_MAX_ROUTES)
 		return -ENOSPC;
 	struct api_route *r = &a->routes[a->nroutes++];
-	*r = (struct api_route){fn, a};
+	*r = (struct api_route){fn, a, params, repeat};
 	return srv_route(a->srv, "GET", pattern, params_checked, r, &o);
 }
 
@@ -456,17 +487,21 @@ int api_open(const struct api_config *cfg_in, struct api **out, char *err, size_
 		snprintf(err, errlen, "srv_class: %s", strerror(-rc));
 		goto fail;
 	}
-	if ((rc = route(a, "/healthz", h_healthz, SRV_INLINE | SRV_PUBLIC, 0)) < 0 ||
-	    (rc = route(a, "/api/v1/flows", api_h_flows, 0, 0)) < 0 ||
-	    (rc = route(a, "/api/v1/flows/{id}", api_h_flow, 0, 0)) < 0 ||
-	    (rc = route(a, "/api/v1/flows/{id}/pcap", api_h_flow_pcap, 0, a->export_class)) < 0 ||
-	    (rc = route(a, "/api/v1/pcap", api_h_pcap, 0, a->export_class)) < 0 ||
-	    (rc = route(a, "/api/v1/top", api_h_top, 0, 0)) < 0 ||
-	    (rc = route(a, "/api/v1/stats", api_h_stats, 0, 0)) < 0 ||
-	    (rc = route(a, "/api/v1/interfaces", api_h_interfaces, 0, 0)) < 0 ||
-	    (rc = route(a, "/api/v1/fields", api_h_fields, SRV_INLINE, 0)) < 0 ||
-	    (rc = route(a, "/metrics", api_h_metrics, 0, 0)) < 0 ||
-	    (rc = route(a, "/api/v1/stream", api_h_stream, 0, a->stream_class)) < 0 ||
+	/* the parameters each route takes (docs/api.md); probes and scrapers
+	 * (healthz, metrics) may add their own */
+	if ((rc = route(a, "/healthz", h_healthz, SRV_INLINE | SRV_PUBLIC, 0, NULL, NULL)) < 0 ||
+	    (rc = route(a, "/api/v1/flows", api_h_flows, 0, 0, "filter,from,to,limit,order,cursor,format", NULL)) < 0 ||
+	    (rc = route(a, "/api/v1/flows/{id}", api_h_flow, 0, 0, "", NULL)) < 0 ||
+	    (rc = route(a, "/api/v1/flows/{id}/pcap", api_h_flow_pcap, 0, a->export_class, "format,inner", NULL)) < 0 ||
+	    (rc = route(a, "/api/v1/pcap", api_h_pcap, 0, a->export_class, "filter,from,to,limit,format,inner",
+			NULL)) < 0 ||
+	    (rc = route(a, "/api/v1/top", api_h_top, 0, 0, "filter,from,to,by,metric,bucket,limit", NULL)) < 0 ||
+	    (rc = route(a, "/api/v1/stats", api_h_stats, 0, 0, "", NULL)) < 0 ||
+	    (rc = route(a, "/api/v1/interfaces", api_h_interfaces, 0, 0, "", NULL)) < 0 ||
+	    (rc = route(a, "/api/v1/fields", api_h_fields, SRV_INLINE, 0, "", NULL)) < 0 ||
+	    (rc = route(a, "/metrics", api_h_metrics, 0, 0, NULL, NULL)) < 0 ||
+	    (rc = route(a, "/api/v1/stream", api_h_stream, 0, a->stream_class,
+			"target,pod,namespace,iface,filter,bpf,snaplen,count,seconds,bytes,inner", "iface")) < 0 ||
 	    (rc = srv_static(a->srv, "/api/v1/", api_doc_assets, api_doc_assets_count)) < 0 ||
 	    (rc = srv_static(a->srv, "/", web_assets, web_assets_count)) < 0) {
 		snprintf(err, errlen, "registering routes: %s", strerror(-rc));

@@ -83,6 +83,9 @@ struct api_handles {
 struct api_route {
 	srv_handler_fn fn;
 	struct api *a;
+	/* the query parameters it takes, "a,b,c" (NULL: any); those in repeat may
+	 * be given more than once */
+	const char *params, *repeat;
 };
 
 struct api {

@@ -269,6 +269,7 @@ void api_h_flow(struct srv_req *req, void *arg)
 	const char *src = rc == 1 ? fdb_cursor_text(c, 1) : NULL;
 	const char *dst = rc == 1 ? fdb_cursor_text(c, 2) : NULL;
 	jb_str(&rel, "[]");
+	struct q_page rpage = {0};
 	if (plain_value(cid) && plain_value(src) && plain_value(dst)) {
 		int64_t t0 = fdb_cursor_int(c, 3), t1 = fdb_cursor_int(c, 4);
 		snprintf(text, sizeof(text),
@@ -279,7 +280,7 @@ void api_h_flow(struct srv_req *req, void *arg)
 		if (q_parse(text, strlen(text), NULL, &f, &qe) == 0) {
 			rs.filter = f;
 			rel.len = 0;
-			n = q_list_flows(db, store, &rs, Q_FMT_JSON, jb_write, &rel, NULL, &qe);
+			n = q_list_flows(db, store, &rs, Q_FMT_JSON, jb_write, &rel, &rpage, &qe);
 			if (n < 0) {
 				api_query_error(req, &qe, "related flows");
 				goto out;
@@ -294,7 +295,8 @@ void api_h_flow(struct srv_req *req, void *arg)
 	jb_raw(&b, one.p, one.len);
 	jb_str(&b, ",\"related\":");
 	jb_raw(&b, rel.p, rel.len);
-	jb_str(&b, "}\n");
+	/* at most RELATED_MAX: say when there were more */
+	jb_str(&b, rpage.more ? ",\"related_complete\":false}\n" : ",\"related_complete\":true}\n");
 	if (b.err || one.err || rel.err) {
 		srv_respond_error(req, 503, "out of memory");
 		goto out;

@@ -262,7 +262,7 @@ def case_detail():
     check(st == 200 and j['flow']['id'] == fid, 'GET /api/v1/flows/{id}: the flow')
     rel = j['related']
     check(len(rel) == 1 and rel[0]['community_id'] == j['flow']['community_id'] and rel[0]['iface'] == 'underlay.pcap'
-          and rel[0]['tunnel'] == 'vxlan' and rel[0]['vni'] == 42,
+          and rel[0]['tunnel'] == 'vxlan' and rel[0]['vni'] == 42 and j.get('related_complete') is True,
           'related: the same connection on the underlay (VXLAN 42), same Community ID')
     st, j = get_json(s.port, '/api/v1/flows/' + rel[0]['id'])
     check(st == 200 and [r['id'] for r in j['related']] == [fid], 'and back')
@@ -521,6 +521,18 @@ def case_hostile():
         check(st == 400 and b'NUL byte' in body, 'top?%s: 400 (%s)' % (q, body[:60]))
     st, j = get_json(s.port, '/api/v1/flows', {'filter': 'app == "a\x00b"'})
     check(st == 400 and j.get('position') is not None, 'filter with a NUL: 400 at its position (%s)' % j.get('error'))
+    # a parameter the route does not take (a typo answered every flow) or one
+    # given twice (the first won): 400
+    for path, q, what in [('/api/v1/flows', 'filtr=app%3D%3DDNS', "unknown parameter 'filtr'"),
+                          ('/api/v1/flows', 'limit=10&limit=20', "'limit' given more than once"),
+                          ('/api/v1/flows', 'from=-1h&from=abc', "'from' given more than once"),
+                          ('/api/v1/top', 'by=app&order=id', "unknown parameter 'order'"),
+                          ('/api/v1/stats', 'x=1', "unknown parameter 'x' (this takes none)"),
+                          ('/api/v1/pcap', 'cursor=1', "unknown parameter 'cursor'")]:
+        st, h, body = get(s.port, path + '?' + q)
+        check(st == 400 and what.encode() in body, '%s?%s: 400 %s' % (path, q, body[:70]))
+    st, h, body = get(s.port, '/healthz?probe=1')
+    check(st == 200, '/healthz takes what a probe adds: 200')
     # errors that echo a parameter are JSON (UTF-8) whatever its bytes
     for q in ['order=%ff%fe', 'order=x' + '%C3%A9' * 20, 'format=%C0%AF', 'metric=%ED%A0%80']:
         path = '/api/v1/top?' + q if q.startswith('metric') else '/api/v1/flows?' + q
