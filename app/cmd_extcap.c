@@ -272,6 +272,10 @@ int cmd_extcap(int argc, char **argv)
 		fprintf(stderr, "podcapdump: give --extcap-dlts, --extcap-config or --capture --fifo PATH\n");
 		return 2;
 	}
+	if (pod_or_if && target) {
+		fprintf(stderr, "podcapdump: --target is for the interface 'podcap'; '%s' names what it captures\n", iface);
+		return 2;
+	}
 	if (!pod_or_if && !target) {
 		fprintf(stderr, "podcapdump: interface 'podcap' needs --target (a pod, an interface or a flow filter)\n");
 		return 2;
@@ -282,8 +286,6 @@ int cmd_extcap(int argc, char **argv)
 	if (is_if) {
 		args[n++] = "-i";
 		args[n++] = (char *)pod_or_if;
-	} else {
-		args[n++] = (char *)(pod_or_if ? pod_or_if : target);
 	}
 	args[n++] = "-w";
 	args[n++] = (char *)fifo;
@@ -310,6 +312,12 @@ int cmd_extcap(int argc, char **argv)
 	if (count) {
 		args[n++] = "-c";
 		args[n++] = (char *)count;
+	}
+	if (!is_if) {
+		/* last, after "--": a target (or a flow filter) that starts with '-'
+		 * is not an option */
+		args[n++] = "--";
+		args[n++] = (char *)(pod_or_if ? pod_or_if : target);
 	}
 	args[n] = NULL;
 	return cmd_sniff(n, args);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "api.h"
 #include "app.h"
@@ -126,6 +127,14 @@ int cmd_serve(int argc, char **argv)
 	if (!cfg.http.tls_cert_file != !cfg.http.tls_key_file) {
 		fprintf(stderr, "podcap serve: --tls-cert and --tls-key go together\n");
 		return app_usage(SERVE_USAGE);
+	}
+	/* a store given by name must be there: else the server ran and every
+	 * pcap download answered 503 */
+	struct stat sst;
+	if (cfg.store_dir && (stat(cfg.store_dir, &sst) < 0 || !S_ISDIR(sst.st_mode))) {
+		fprintf(stderr, "podcap serve: --store %s: %s\n", cfg.store_dir,
+			stat(cfg.store_dir, &sst) < 0 ? strerror(errno) : "not a directory");
+		return 1;
 	}
 	/* Signals are taken by this thread alone (sigwait): the server's threads,
 	 * made in api_open, inherit the blocked mask. */

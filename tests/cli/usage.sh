@@ -57,6 +57,8 @@ expect 2 'listen address .bogus.: expected HOST:PORT' -- timeout 10 "$podcap" ru
 expect 2 'expected HOST:PORT|port' -- timeout 10 "$podcap" serve --db "$tmp/t.db" --listen 127.0.0.1:99999
 expect 2 'listen address' -- timeout 10 "$podcap" serve --db "$tmp/t.db" --listen ''
 
+expect 1 '--store .*/nostore: No such file or directory' -- timeout 10 "$podcap" serve --db "$tmp/t.db" --store "$tmp/nostore" --listen 127.0.0.1:0
+
 # empty shorthands select nothing rather than everything
 expect 2 '--app: empty name' -- "$podcap" export --db "$tmp/t.db" --store "$tmp/st" --app '' -w "$tmp/all.pcapng"
 [ ! -e "$tmp/all.pcapng" ] && ok "export --app '' wrote no file" || bad "export --app '' wrote $tmp/all.pcapng"

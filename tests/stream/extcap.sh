@@ -76,6 +76,14 @@ n=$("$dump_bin" --extcap-interface podcap-if-lo --extcap-config | grep -c -- '--
 [ $rc = 2 ] && grep -q "needs --target" "$tmp/err" && ok "generic interface without --target: exit 2" || bad "no target: rc $rc"
 "$dump_bin" --bogus 2>/dev/null; rc=$?
 [ $rc = 2 ] && ok "unknown option: exit 2" || bad "unknown option: rc $rc"
+# --target with an interface that names what it captures: refused, not ignored
+"$dump_bin" --extcap-interface podcap-if-lo --capture --fifo "$tmp/none" --server "$url" --target web 2>"$tmp/err"; rc=$?
+[ $rc = 2 ] && grep -q "is for the interface 'podcap'" "$tmp/err" && ok "--target with podcap-if-lo: exit 2" ||
+  bad "--target with podcap-if-lo: rc $rc $(cat "$tmp/err")"
+# a target that starts with '-' is a target (a flow filter here), not an option of sniff
+"$dump_bin" --extcap-interface podcap --capture --fifo "$tmp/none" --server "$url" --target='-w/tmp/x' 2>"$tmp/err"; rc=$?
+grep -q "what to capture" "$tmp/err" && bad "--target=-w...: parsed as an option: $(cat "$tmp/err")" ||
+  ok "--target=-w/tmp/x: a target (rc $rc: $(head -1 "$tmp/err"))"
 
 # --capture --fifo, read by tshark as Wireshark reads it; the agent captures lo,
 # so the capture filter keeps the stream's own TCP out of it.
