@@ -88,9 +88,14 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* eBPF sends only the first packets of each flow to user space; the kernel keeps
- * exact per-flow counters.  Records of untunnelled flows take the kernel's counts
- * (tunnelled ones are keyed by their inner tuple, the kernel by the outer one). */
+/* eBPF sends only the first packets of each flow to user space (and one per
+ * keepalive period while it goes on); the kernel keeps exact per-flow counters.
+ * Records of untunnelled flows take the kernel's counts (tunnelled ones are
+ * keyed by their inner tuple, the kernel by the outer one).  A final record
+ * takes the keys out with their counts: a later packet of the same tuple starts
+ * a new flow, and nothing the kernel counted after it is left unrecorded (a
+ * flow that went on past its first packets and an idle end was: its record had
+ * the counts of the moment, the rest stayed in the map). */
 static void kernel_counts(void *arg, struct fl_record *rec)
 {
 	struct run_ctx *c = arg;
@@ -107,8 +112,10 @@ static void kernel_counts(void *arg, struct fl_record *rec)
 	rev.sport = rec->key.dport;
 	rev.dport = rec->key.sport;
 	uint64_t p[2], b[2];
-	if (cap_live_flow_counters(c->live, ifindex, &rec->key, &p[0], &b[0]) < 0 ||
-	    cap_live_flow_counters(c->live, ifindex, &rev, &p[1], &b[1]) < 0)
+	int final = rec->end != FL_END_ACTIVE;
+	int (*get)(struct cap_live *, uint32_t, const struct dc_tuple *, uint64_t *, uint64_t *) =
+		final ? cap_live_flow_take : cap_live_flow_counters;
+	if (get(c->live, ifindex, &rec->key, &p[0], &b[0]) < 0 || get(c->live, ifindex, &rev, &p[1], &b[1]) < 0)
 		return;
 	for (int d = 0; d < 2; d++)
 		if (p[d] > rec->pkts[d]) {
@@ -489,6 +496,9 @@ static int run_start(struct run_ctx *c)
 	} else {
 		inventory_mtime(c->o->inventory, &c->inv_mtime);
 	}
+	/* a long flow's packet reaches the flow table at least twice per idle
+	 * timeout, so it is not ended while the kernel still counts it */
+	c->o->live.keepalive_us = c->o->eng.fl.idle_timeout_us / 2;
 	if (cap_live_open(&c->o->live, &c->live, err, sizeof(err)) < 0) {
 		fprintf(stderr, "podcap run: %s\n", err);
 		return -1;

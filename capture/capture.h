@@ -127,6 +127,9 @@ struct cap_live_config {
 	                         * rounded up to a power of two (default 8 MiB) */
 	const char *filter;     /* pcap: BPF filter expression, NULL = all */
 	uint32_t flow_packets;  /* eBPF: packets of each flow sent up (default 16) */
+	uint64_t keepalive_us;  /* eBPF: and one per this period while it has packets,
+	                         * so that user space does not end a long flow as idle
+	                         * (0: none; the agent sets half the idle timeout) */
 	uint32_t max_flows;     /* eBPF: flow counter map entries (default 65536) */
 	int no_fallback;        /* eBPF: fail instead of falling back to libpcap */
 };
@@ -229,6 +232,12 @@ int cap_live_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pk
  * libpcap, -EINVAL for a tuple without family. */
 int cap_live_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,
 			   uint64_t *pkts, uint64_t *bytes);
+/* The same for a flow that has ended: its keys leave the map with their final
+ * counts (one step on 5.14+), so that a later packet of the tuple starts a new
+ * key whose first packets go up (a new flow) instead of adding to these.  What
+ * an interface counted (cap_live_counted) keeps them.  Any thread. */
+int cap_live_flow_take(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t, uint64_t *pkts,
+		       uint64_t *bytes);
 
 void cap_live_close(struct cap_live *l);
 

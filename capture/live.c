@@ -410,7 +410,18 @@ int cap_live_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc
 		return -EOPNOTSUPP;
 	if (t->family != 4 && t->family != 6)
 		return -EINVAL;
-	return lb_flow_counters(l, ifindex, t, pkts, bytes);
+	return lb_flow_counters(l, ifindex, t, 0, pkts, bytes);
+}
+
+int cap_live_flow_take(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t, uint64_t *pkts,
+		       uint64_t *bytes)
+{
+	*pkts = *bytes = 0;
+	if (l->backend != CAP_BACKEND_EBPF)
+		return -EOPNOTSUPP;
+	if (t->family != 4 && t->family != 6)
+		return -EINVAL;
+	return lb_flow_counters(l, ifindex, t, 1, pkts, bytes);
 }
 
 void cap_live_close(struct cap_live *l)

@@ -1,6 +1,7 @@
 /* live_bpf — the eBPF tc backend of live capture (tc.bpf.c + its skeleton).
  * Separate from live.c because pcap.h and linux/bpf.h both define struct bpf_insn. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,13 @@ struct lb_state {
 	int no_lookup_delete; /* nor lookup-and-delete */
 	/* taken out of the flow map by the counts-only sweep, all interfaces */
 	uint64_t swept_pkts, swept_bytes, swept_flows;
+	/* taken out by lb_flow_counters(take) as flows end (the flow workers'
+	 * threads): per interface and direction, so that what an interface counted
+	 * never goes down; under taken_lock */
+	pthread_mutex_t taken_lock;
+	struct lb_taken { uint32_t ifindex; uint64_t pkts[2], bytes[2]; } *taken;
+	size_t ntaken, taken_cap;
+	uint64_t taken_all_pkts, taken_all_bytes;
 	/* when lb_stats last summed every interface (live_if.sum_*) */
 	uint64_t sums_ms;
 	int sums_valid;
@@ -117,6 +125,14 @@ static int bpf_open(struct cap_live *l, char *errbuf, size_t errlen)
 		return err;
 	}
 	l->bpf->skel->rodata->flow_packets = l->cfg.flow_packets;
+	/* a keepalive period of 2^k ns, the largest within keepalive_us */
+	uint32_t ks = 63;
+	if (l->cfg.keepalive_us) {
+		uint64_t ns = l->cfg.keepalive_us * 1000u;
+		for (ks = 20; ks < 62 && (1ull << (ks + 1)) <= ns; ks++)
+			;
+	}
+	l->bpf->skel->rodata->keepalive_shift = ks;
 	l->bpf->skel->rodata->snaplen = l->cfg.snaplen > PC_SNAP_MAX ? PC_SNAP_MAX : l->cfg.snaplen;
 	/* The ring's size must be a power of two (and a multiple of the page size). */
 	uint32_t ring = 1u << 20;
@@ -338,8 +354,56 @@ static void sum_one(void *arg, const struct pc_flow_key *k, const struct pc_flow
 	c->bytes += v->bytes;
 }
 
+/* What lb_flow_counters(take) took out of the map for ifindex (both directions or
+ * one) into *pkts and *bytes. */
+static void taken_of(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes)
+{
+	*pkts = *bytes = 0;
+	pthread_mutex_lock(&l->bpf->taken_lock);
+	for (size_t i = 0; i < l->bpf->ntaken; i++) {
+		struct lb_taken *t = &l->bpf->taken[i];
+		if (t->ifindex != ifindex)
+			continue;
+		for (int d = 0; d < 2; d++)
+			if (dir == CAP_DIR_UNKNOWN || (dir == CAP_DIR_IN) == (d == PC_DIR_INGRESS)) {
+				*pkts += t->pkts[d];
+				*bytes += t->bytes[d];
+			}
+		break;
+	}
+	pthread_mutex_unlock(&l->bpf->taken_lock);
+}
+
+static void taken_add(struct cap_live *l, uint32_t ifindex, int dir, uint64_t pkts, uint64_t bytes)
+{
+	pthread_mutex_lock(&l->bpf->taken_lock);
+	l->bpf->taken_all_pkts += pkts;
+	l->bpf->taken_all_bytes += bytes;
+	size_t i = 0;
+	while (i < l->bpf->ntaken && l->bpf->taken[i].ifindex != ifindex)
+		i++;
+	if (i == l->bpf->ntaken && l->bpf->ntaken == l->bpf->taken_cap) {
+		size_t cap = l->bpf->taken_cap ? 2 * l->bpf->taken_cap : 16;
+		struct lb_taken *n = realloc(l->bpf->taken, cap * sizeof(*n));
+		if (n) {
+			l->bpf->taken = n;
+			l->bpf->taken_cap = cap;
+		}
+	}
+	if (i == l->bpf->ntaken && i < l->bpf->taken_cap) {
+		memset(&l->bpf->taken[i], 0, sizeof(l->bpf->taken[i]));
+		l->bpf->taken[i].ifindex = ifindex;
+		l->bpf->ntaken++;
+	}
+	if (i < l->bpf->ntaken) {
+		l->bpf->taken[i].pkts[dir & 1] += pkts;
+		l->bpf->taken[i].bytes[dir & 1] += bytes;
+	}
+	pthread_mutex_unlock(&l->bpf->taken_lock);
+}
+
 /* Sums the flow counter map, optionally for one interface/direction, with what
- * the counts-only sweep took out of it. */
+ * the counts-only sweep and the ended flows took out of it. */
 static void bpf_sum(struct cap_live *l, int all, uint32_t ifindex, int dir, uint64_t *pkts,
 		    uint64_t *bytes, uint64_t *entries, uint64_t *delivered, uint64_t *heads)
 {
@@ -361,6 +425,10 @@ static void bpf_sum(struct cap_live *l, int all, uint32_t ifindex, int dir, uint
 	if (all) {
 		c.pkts += l->bpf->swept_pkts;
 		c.bytes += l->bpf->swept_bytes;
+		pthread_mutex_lock(&l->bpf->taken_lock);
+		c.pkts += l->bpf->taken_all_pkts;
+		c.bytes += l->bpf->taken_all_bytes;
+		pthread_mutex_unlock(&l->bpf->taken_lock);
 	} else {
 		struct live_if *ifc = find_if(l, ifindex);
 		for (int d = 0; ifc && d < 2; d++)
@@ -368,6 +436,10 @@ static void bpf_sum(struct cap_live *l, int all, uint32_t ifindex, int dir, uint
 				c.pkts += ifc->swept_pkts[d];
 				c.bytes += ifc->swept_bytes[d];
 			}
+		uint64_t tp, tb;
+		taken_of(l, ifindex, dir, &tp, &tb);
+		c.pkts += tp;
+		c.bytes += tb;
 	}
 	*pkts = c.pkts;
 	*bytes = c.bytes;
@@ -574,6 +646,8 @@ int lb_sweep(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, 
 int lb_open(struct cap_live *l, char *errbuf, size_t errlen)
 {
 	l->bpf = calloc(1, sizeof(*l->bpf));
+	if (l->bpf)
+		pthread_mutex_init(&l->bpf->taken_lock, NULL);
 	if (!l->bpf) {
 		snprintf(errbuf, errlen, "out of memory");
 		return -ENOMEM;
@@ -645,13 +719,17 @@ int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, ui
 				*pkts += ifc->sum_pkts[d] + ifc->swept_pkts[d];
 				*bytes += ifc->sum_bytes[d] + ifc->swept_bytes[d];
 			}
+		uint64_t tp, tb;
+		taken_of(l, ifindex, dir, &tp, &tb);
+		*pkts += tp;
+		*bytes += tb;
 		return 0;
 	}
 	bpf_sum(l, 0, ifindex, dir, pkts, bytes, NULL, NULL, NULL);
 	return 0;
 }
 
-int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,
+int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t, int take,
 		     uint64_t *pkts, uint64_t *bytes)
 {
 	int fd = bpf_map__fd(l->bpf->skel->maps.flows);
@@ -671,10 +749,27 @@ int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple
 	for (int dir = PC_DIR_INGRESS; dir <= PC_DIR_EGRESS; dir++) {
 		key.dir = (uint8_t)dir;
 		/* BPF_F_LOCK-free lookup: the values are updated with atomics, a torn
-		 * read can only be one packet behind. */
-		if (bpf_map_lookup_elem(fd, &key, &val) == 0) {
+		 * read can only be one packet behind.  take: the flow has ended, its
+		 * key goes with its final counts in one step (a packet after it starts
+		 * a new key, whose first packets go up: a new flow), so that a flow
+		 * resuming on the same tuple is not counted again from zero. */
+		int got;
+		if (take && !l->bpf->no_lookup_delete) {
+			got = bpf_map_lookup_and_delete_elem(fd, &key, &val) == 0;
+			if (!got && errno != ENOENT) {
+				l->bpf->no_lookup_delete = 1; /* before 5.14: lookup, then delete */
+				got = bpf_map_lookup_elem(fd, &key, &val) == 0 && bpf_map_delete_elem(fd, &key) == 0;
+			}
+		} else if (take) {
+			got = bpf_map_lookup_elem(fd, &key, &val) == 0 && bpf_map_delete_elem(fd, &key) == 0;
+		} else {
+			got = bpf_map_lookup_elem(fd, &key, &val) == 0;
+		}
+		if (got) {
 			*pkts += val.pkts;
 			*bytes += val.bytes;
+			if (take)
+				taken_add(l, ifindex, dir, val.pkts, val.bytes);
 		}
 	}
 	return 0;
@@ -686,6 +781,8 @@ void lb_close(struct cap_live *l)
 		return;
 	ring_buffer__free(l->bpf->rb);
 	pc_tc__destroy(l->bpf->skel);
+	pthread_mutex_destroy(&l->bpf->taken_lock);
+	free(l->bpf->taken);
 	free(l->bpf);
 	l->bpf = NULL;
 }
@@ -719,10 +816,10 @@ int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, ui
 	*pkts = *bytes = 0;
 	return -EOPNOTSUPP;
 }
-int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,
+int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t, int take,
 		     uint64_t *pkts, uint64_t *bytes)
 {
-	(void)l; (void)ifindex; (void)t;
+	(void)l; (void)ifindex; (void)t; (void)take;
 	*pkts = *bytes = 0;
 	return -EOPNOTSUPP;
 }

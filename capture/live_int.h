@@ -96,7 +96,7 @@ void lb_set_recording(struct cap_live *l, int on);
 int lb_set_streamed(struct cap_live *l, struct live_if *ifc, int on);
 void lb_stats(struct cap_live *l, struct cap_live_stats *out);
 int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes);
-int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t,
+int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple *t, int take,
 		     uint64_t *pkts, uint64_t *bytes);
 int lb_sweep(struct cap_live *l, uint64_t idle_us, int final, cap_counts_fn fn, void *arg);
 void lb_close(struct cap_live *l);

@@ -3,7 +3,10 @@
  *
  * Every packet is counted exactly in an LRU hash keyed by (ifindex, direction,
  * 5-tuple; ICMP without type and code, as user space keys its flows); the first
- * flow_packets packets of each flow (enough for nDPI), every ICMP error and,
+ * flow_packets packets of each flow (enough for nDPI), one packet of each flow
+ * per keepalive period (so user space sees a long flow go on, or resume after
+ * a pause, and does not end it as idle while the kernel still counts it), every
+ * ICMP error and,
  * while user space sets record_all, every packet, go up a ring buffer truncated
  * to snaplen; so does every packet of an interface in `streamed` (a live stream
  * watches it).  What the ring cannot take is counted per CPU, never silent.  The
@@ -22,6 +25,9 @@
 #define PC_IPPROTO_ICMPV6 58
 
 const volatile __u32 flow_packets = 16;
+/* The keepalive period is 2^keepalive_shift ns (user space: at most half the
+ * flows' idle timeout); 63 = none. */
+const volatile __u32 keepalive_shift = 63;
 const volatile __u32 snaplen = 256;
 /* Written by user space at run time (a recording in progress). */
 volatile __u32 record_all;
@@ -312,10 +318,15 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	}
 	seen = __sync_fetch_and_add(&v->pkts, 1);
 	__sync_fetch_and_add(&v->bytes, skb->len);
-	if (v->last_ns != now)
+	__u64 prev = v->last_ns;
+	if (prev != now)
 		v->last_ns = now;
+	/* the first packet of each keepalive period (the clock crossed into a new
+	 * one since the flow's last packet): two shifts of values at hand */
+	__u32 ks = keepalive_shift & 63;
+	int keepalive = (prev >> ks) != (now >> ks);
 
-	if (seen < flow_packets || icmp_error)
+	if (seen < flow_packets || icmp_error || keepalive)
 		flags |= PC_REC_FLOW_HEAD;
 	if (record_all)
 		flags |= PC_REC_RECORDING;
