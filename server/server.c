@@ -255,6 +255,15 @@ static bool token_ok(struct srv *srv, h2o_req_t *req)
 	return CRYPTO_memcmp(digest, srv->token_digest, sizeof(digest)) == 0;
 }
 
+bool srv__auth_missing(struct srv_req *req)
+{
+	struct srv *srv = req->srv;
+	if (!srv->has_token || !req->h2o || token_ok(srv, req->h2o))
+		return false;
+	SRV_COUNT(srv, rejected_auth);
+	return true;
+}
+
 static bool method_is(const struct srv_route_def *rt, h2o_iovec_t m, bool *via_head)
 {
 	size_t len = strlen(rt->method);

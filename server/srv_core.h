@@ -71,6 +71,11 @@ struct srv_hdr {
 
 enum srv_mode { SRV_MODE_NONE, SRV_MODE_WHOLE, SRV_MODE_STREAM };
 
+/* Loop thread, inline handlers: true (and counted as rejected_auth) when the
+ * server has a token and req does not carry it, for a public route that must not
+ * tell a stranger which paths exist. */
+bool srv__auth_missing(struct srv_req *req);
+
 struct srv_req {
 	struct srv *srv;
 	atomic_uint refs;

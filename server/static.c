@@ -38,6 +38,13 @@ static void static_handler(struct srv_req *req, void *arg)
 			srv_respond_static(req, 200, a->content_type, a->data, a->len);
 		return;
 	}
+	/* Without the token an unknown path is a 401, as everywhere else: the
+	 * public files are known, nothing else can be probed. */
+	if (srv__auth_missing(req)) {
+		srv_add_header(req, "www-authenticate", "Bearer realm=\"podcap\"");
+		srv_respond_error(req, 401, "a bearer token is required (Authorization: Bearer <token>)");
+		return;
+	}
 	srv_respond_error(req, 404, "no such file");
 }
 

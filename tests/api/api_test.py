@@ -655,6 +655,15 @@ def case_auth():
     for path in ['/metrics', '/api/v1/stats', '/api/v1/flows/1/pcap']:
         st, h, body = get(s.port, path)
         check(st == 401, '%s needs the token' % path)
+    # unknown paths cannot be probed without the token (docs/server.md): 401, not 404,
+    # under the public files' prefixes too; with it, 404
+    for path in ['/api/v1/nope', '/api/nope', '/nope', '/js/nope.js']:
+        st, h, body = get(s.port, path)
+        st2, h2, body2 = get(s.port, path, headers={'Authorization': 'Bearer s3cret-token-0123456789'})
+        check(st == 401 and 'bearer' in h.get('www-authenticate', '').lower() and st2 == 404,
+              '%s: 401 without the token, 404 with it (%d, %d)' % (path, st, st2))
+    st, h, body = get(s.port, '/api/v1/openapi.json')
+    check(st == 200, 'the public files still need no token: /api/v1/openapi.json 200')
     s.stop()
 
 
