@@ -135,6 +135,16 @@ void jb_jstrn(struct jbuf *b, const char *s, size_t n)
 			run++;
 			continue;
 		}
+		if (l == 2 && c == 0xc2 && u[i + 1] <= 0x9f) {
+			/* a C1 control (U+0080..U+009F): terminals obey them too */
+			jb_raw(b, s + i - run, run);
+			run = 0;
+			char esc[8];
+			snprintf(esc, sizeof(esc), "\\u%04x", u[i + 1]);
+			jb_str(b, esc);
+			i += 2;
+			continue;
+		}
 		if (l > 1) {
 			i += l;
 			run += l;

@@ -477,6 +477,30 @@ static void out_fmt(struct out *o, const char *fmt, ...)
 		out_bytes(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
+/* JSON text from SQLite's json_object(), which escapes C0 controls only: DEL and
+ * C1 controls (as UTF-8: C2 80..9F, which terminals also obey) go out as
+ * \u007f / \u0080.. too, so a JSON answer shown raw carries no escape sequence
+ * either.  They can only be inside strings (the structure is ASCII). */
+static void out_json(struct out *o, const char *s, size_t n)
+{
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		unsigned code;
+		if (ch == 0x7f)
+			code = 0x7f;
+		else if (ch == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9f)
+			code = (unsigned char)s[i + 1];
+		else
+			continue;
+		out_bytes(o, s + start, i - start);
+		out_fmt(o, "\\u%04x", code);
+		i += code == 0x7f ? 0 : 1;
+		start = i + 1;
+	}
+	out_bytes(o, s + start, n - start);
+}
+
 /* One CSV field.  Host names and other texts come off the wire: control
  * characters (C0, DEL, and C1 as UTF-8, which terminals also obey) are written
  * as '?', as the table does, so a CSV shown in a terminal or read by a careless
@@ -625,10 +649,20 @@ static int table_row(struct fdb_cursor *c, struct table_row *row)
 	for (int k = 0; k < TABLE_COLS; k++) {
 		if (!(row->col[k] = strdup(v[k])))
 			return -ENOMEM;
-		/* Host names come off the wire: no terminal escape sequences. */
-		for (char *ch = row->col[k]; *ch; ch++)
-			if ((unsigned char)*ch < 0x20 || *ch == 0x7f)
-				*ch = '?';
+		/* Host names come off the wire: no terminal escape sequences (C0,
+		 * DEL, and C1 as UTF-8, as the CSV writes them). */
+		char *w = row->col[k];
+		for (const unsigned char *ch = (const unsigned char *)row->col[k]; *ch; ch++) {
+			if (*ch < 0x20 || *ch == 0x7f) {
+				*w++ = '?';
+			} else if (*ch == 0xc2 && ch[1] >= 0x80 && ch[1] <= 0x9f) {
+				*w++ = '?';
+				ch++;
+			} else {
+				*w++ = (char)*ch;
+			}
+		}
+		*w = 0;
 	}
 	return 0;
 }
@@ -743,9 +777,9 @@ long q_list_flows(struct fdb *db, struct pks *store, const struct q_select *sel,
 				out_str(o, "null");
 			} else {
 				/* both json_object texts as one object, then packets_state */
-				out_bytes(o, obj, len - 1);
+				out_json(o, obj, len - 1);
 				out_str(o, ",");
-				out_bytes(o, obj2 + 1, len2 - 2);
+				out_json(o, obj2 + 1, len2 - 2);
 				out_fmt(o, ",\"packets_state\":\"%s\"}",
 					packets_state(store, fdb_cursor_int(c, 0), fdb_cursor_text(c, 1)));
 			}

@@ -404,6 +404,22 @@ static void test_upsert(void)
 	CHECK(query_buf(st, &q, Q_FMT_JSON, &out) == 1);
 	CHECK(!strchr(out, '\x1b') && strstr(out, "evil\\u001b[2J"));
 	free(out);
+	/* DEL and C1 controls (UTF-8 C2 80..9F, which terminals obey too): '?' in the
+	 * table and CSV, \u007f / \u0085 in JSON (SQLite's json_object left them
+	 * raw, the table only replaced C0 and DEL); other UTF-8 passes */
+	fx_record(&r, 78, "10.0.0.1", 1, "10.0.0.8", 7778, FX_T0_US);
+	snprintf(r.host, sizeof(r.host), "c1\x7f\xc2\x85\xc2\x9b[2J\xc3\xa9x");
+	CHECK_OK(fdb_put_flow(st, &r));
+	q.port = 7778;
+	CHECK(query_buf(st, &q, Q_FMT_TABLE, &out) == 1);
+	CHECK(strstr(out, "c1???[2J\xc3\xa9x") && !strstr(out, "\xc2\x85"));
+	free(out);
+	CHECK(query_buf(st, &q, Q_FMT_CSV, &out) == 1);
+	CHECK(strstr(out, "c1???[2J\xc3\xa9x"));
+	free(out);
+	CHECK(query_buf(st, &q, Q_FMT_JSON, &out) == 1);
+	CHECK(strstr(out, "c1\\u007f\\u0085\\u009b[2J\xc3\xa9x") && !strchr(out, 0x7f));
+	free(out);
 	CHECK_OK(fdb_close(st));
 	check_integrity(db);
 }
