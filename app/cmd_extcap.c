@@ -145,7 +145,7 @@ static void print_config(const char *iface, const char *server)
 	if (!strcmp(iface, "podcap"))
 		printf("arg {number=%d}{call=--target}{display=Pod, interface or flow filter}{type=string}{required=true}"
 		       "{tooltip=namespace/pod, an interface the agent captures, or a flow filter such as "
-		       "'dst.port == 53'}{group=Capture}\n", n++);
+		       "'dport == 53'}{group=Capture}\n", n++);
 	printf("arg {number=%d}{call=--inner}{display=Decapsulate tunnels}{type=boolflag}{default=false}"
 	       "{tooltip=Write VXLAN/Geneve/IPIP packets as the pods' own packets}{group=Capture}\n", n++);
 	printf("arg {number=%d}{call=--snaplen}{display=Snap length}{type=unsigned}{range=1,262144}"

@@ -130,8 +130,9 @@ const struct q_field_def q_field_defs[] = {
 	FIELD("direction", T_TEXT, NC, 0, NULL, "direction of the observation point",
 	      .col = {"op.direction"}, .wrap = OBS_WRAP, .exists = "f.obs_id IS NOT NULL"),
 	/* tunnels: the outer (underlay) header of an encapsulated flow */
-	FIELD("tunnel", T_TEXT, NC, 0, NULL, "encapsulation: none, vxlan, geneve, gre, erspan, ipip, "
-	      "6in4, 4in6, 6in6 (exists: not none)", .col = {"f.tunnel"},
+	FIELD("tunnel", T_TEXT, NC, 0, NULL, "encapsulation (the outermost): none, vxlan, geneve, gre, erspan, "
+	      "ipip, 6in4, 4in6, 6in6, gtp-u, gtp-v0, gtp-prime, gre-udp, mpls, vxlan-gpe, teredo, ayiya, wccp, "
+	      "capwap (exists: not none)", .col = {"f.tunnel"},
 	      .exists = "f.tunnel <> 'none'"),
 	FIELD("vni", T_INT, 0, 4294967295, NULL, "tunnel id: VXLAN/Geneve VNI, GRE key, ERSPAN session",
 	      .col = {"f.vni"}),
