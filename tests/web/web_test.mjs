@@ -392,6 +392,11 @@ async function caseBadFilter() {
 
 async function caseDetail() {
   const { db, dir } = fixture();
+  // pod labels, as the agent writes them (the API gives them as an object)
+  execFileSync(PYTHON, ['-c', `import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("UPDATE flows SET src_pod = 'shop/client-0', src_labels = '{\\"app\\":\\"web\\",\\"tier\\":\\"front\\"}'")
+c.commit()`, db]);
   const s = await Server.start([PODCAP, 'serve', '--db', db, '--listen', '127.0.0.1:0']);
   const page = await newPage();
   await page.goto(s.url + '#filter=' + encodeURIComponent('retrans > 0 and iface == "veth.pcap"'));
@@ -409,6 +414,7 @@ async function caseDetail() {
   check(retr[0] === String(f.c2s_retrans) && Number(retr[0]) > 0, `detail: retransmissions per direction (${retr})`);
   for (const k of ['HTTP', 'Web', 'dpi', f.host, f.community_id]) check(text.includes(k), `detail shows ${k}`);
   check(text.includes('Same connection elsewhere (1)'), 'detail: the underlay record of the same connection');
+  check(text.includes('app=web, tier=front') && !text.includes('[object Object]'), 'detail: the pod labels as key=value');
   // The related record (VXLAN on the underlay) opens with its tunnel.
   await page.click('#detail table.related tbody tr');
   await page.waitForFunction((i) => document.querySelector('#detail h2')?.textContent !== `Flow ${i}` &&
@@ -473,6 +479,25 @@ c.execute("UPDATE flows SET dst_pod = 'shop/web-0', dst_ns = 'shop', dst_workloa
 c.commit()`, db]);
   const s = await Server.start([PODCAP, 'serve', '--db', db, '--listen', '127.0.0.1:0']);
   const page = await newPage();
+  // an empty database: no flows yet, not 1970 (its oldest and newest are 0)
+  const empty = path.join(TMP, 'empty.pcap');
+  fs.writeFileSync(empty, Buffer.from('d4c3b2a1020004000000000000000000ffff000001000000', 'hex'));
+  const edb = path.join(TMP, 'empty.db');
+  execFileSync(PODCAP, ['read', empty, '--db', edb, '-q']);
+  const se = await Server.start([PODCAP, 'serve', '--db', edb, '--listen', '127.0.0.1:0']);
+  const pe = await newPage();
+  await pe.goto(se.url + '#view=charts');
+  await pe.waitForFunction(() => /No flows in the database yet/.test(document.querySelector('#view-charts').textContent),
+    null, { timeout: 15000 }).catch(() => {});
+  const et = await pe.textContent('#view-charts');
+  check(/No flows in the database yet/.test(et) && !/1970/.test(et), `charts of an empty database: "no flows yet", no 1970`);
+  // a range start that is not a time is said, not replaced by all time
+  await pe.goto(se.url + '#view=charts&range=custom&from=yesterday');
+  await pe.waitForFunction(() => /not a time/.test(document.querySelector('#view-charts').textContent), null,
+    { timeout: 15000 }).catch(() => {});
+  check(/not a time/.test(await pe.textContent('#view-charts')), 'charts: a custom start that is not a time is an error');
+  await pe.close();
+  await se.stop();
   await page.goto(s.url + '#view=charts');
   await page.waitForSelector('#chart-app svg.chart rect.seg', { timeout: 15000 });
   await page.waitForSelector('#matrix-table td.cell', { timeout: 15000 });
@@ -580,12 +605,22 @@ async function caseUnreachable() {
   await page.waitForFunction(() => /attempt [2-9]/.test(document.querySelector('#banner').textContent), null, { timeout: 15000 });
   check(true, 'the banner counts retries');
   await shot(page, 'banner.png');
+  // The Charts view fails too while the agent is away; back on Flows.
+  await page.evaluate(() => { location.hash = '#view=charts'; });
+  await page.waitForFunction(() => /did not answer/.test(document.querySelector('#view-charts').textContent), null,
+    { timeout: 15000 });
+  await page.evaluate(() => { location.hash = '#view=flows'; });
   // The agent comes back on the same address: the banner goes, the rows return.
   s = await Server.start([PODCAP, 'serve', '--db', db, '--listen', `127.0.0.1:${port}`]);
   await page.click('#banner button');
   await page.waitForSelector('#banner', { state: 'hidden', timeout: 20000 });
   await flowsSettled(page);
   check((await rowIds(page)).join() === ids.join(), 'after it is back: no banner, the same rows');
+  // ... and the other views load again when shown (they kept their failed answer)
+  await page.evaluate(() => { location.hash = '#view=charts'; });
+  const drawn = await page.waitForSelector('#chart-app svg.chart', { timeout: 15000 }).then(() => true, () => false);
+  check(drawn && !/did not answer/.test(await page.textContent('#view-charts')),
+    'after it is back: the Charts view draws again, not its outage message');
   noProblems(page, 'unreachable');
   await s.stop();
 }

@@ -117,6 +117,11 @@ export async function getJSON(path, params, { signal } = {}) {
 export async function download(path, params, fallbackName) {
   const url = apiUrl(path, params);
   if (!token()) {
+    // a link's failure is only a cancelled download the page never hears of: ask
+    // the agent first whether it answers at all (the answer itself streams to disk)
+    let up = false;
+    try { up = (await fetch('/healthz', { cache: 'no-store', signal: AbortSignal.timeout(5000) })).ok; } catch { up = false; }
+    if (!up) throw new ApiError(0, { error: 'the agent did not answer; nothing was downloaded' });
     const a = document.createElement('a');
     a.href = url;
     a.download = fallbackName || '';

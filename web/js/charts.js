@@ -253,12 +253,15 @@ export class ChartsView {
     const st = await getJSON('/api/v1/stats', null, { signal });
     const now = Number.isFinite(st.now_us) ? st.now_us : Date.now() * 1000;
     const fdb = st.flowdb || {};
-    const oldest = Number.isFinite(fdb.oldest_us) ? fdb.oldest_us : null;
-    const newest = Number.isFinite(fdb.newest_us) ? fdb.newest_us : null;
-    let from = r.from ? parseTimeUs(r.from, now) : oldest;
-    let to = r.to ? parseTimeUs(r.to, now) : (r.from ? now : newest);
-    if (from === null) from = oldest;
-    if (to === null) to = r.from ? now : newest;
+    // an empty database says 0 for both (not null): no flows, not 1970
+    const oldest = Number.isFinite(fdb.oldest_us) && fdb.oldest_us > 0 ? fdb.oldest_us : null;
+    const newest = Number.isFinite(fdb.newest_us) && fdb.newest_us > 0 ? fdb.newest_us : null;
+    // a range the user typed and that is not a time is said, not replaced by
+    // everything (as the Flows view gets it from the API)
+    let from = oldest, to = r.from ? now : newest;
+    if (r.from && (from = parseTimeUs(r.from, now)) === null) throw new Error(`the range's start '${r.from}' is not a time`);
+    if (r.to && (to = parseTimeUs(r.to, now)) === null) throw new Error(`the range's end '${r.to}' is not a time`);
+    if (r.from && r.to && from > to) throw new Error('the range starts after it ends');
     if (from === null || to === null) return null;
     if (oldest !== null && from < oldest && !r.from) from = oldest;
     if (to <= from) to = from + 1e6;

@@ -23,13 +23,15 @@ function section(title, ...body) {
   return el('section', { class: 'detail-section' }, el('h3', null, title), ...body);
 }
 
-function labelsText(json) {
-  if (!json) return '';
-  try {
-    const o = JSON.parse(json);
-    if (o && typeof o === 'object') return Object.entries(o).map(([k, v]) => `${k}=${v}`).join(', ');
-  } catch { /* not JSON: show it as it is */ }
-  return String(json);
+// Pod labels: the API gives an object (docs/api.md); older answers a JSON text.
+function labelsText(v) {
+  if (!v) return '';
+  let o = v;
+  if (typeof v === 'string') {
+    try { o = JSON.parse(v); } catch { return v; /* not JSON: show it as it is */ }
+  }
+  if (o && typeof o === 'object') return Object.entries(o).map(([k, x]) => `${k}=${x}`).join(', ');
+  return String(v);
 }
 
 function secondsParam(us) {
@@ -110,10 +112,13 @@ export class Detail {
     };
     const errLine = el('p', { class: 'error', hidden: true });
     const fail = (e) => { errLine.hidden = false; errLine.textContent = 'Download: ' + e.message; };
+    // nothing stored (no packet store, --store-first, retention): nothing to download
+    const none = f.packets_state === 'none' || f.packets_state === 'expired';
     const buttons = el('div', { class: 'buttons' },
       el('button', {
-        type: 'button', class: 'primary', id: 'download-pcap',
-        title: 'The stored packets of this record (pcapng), as podcap export --flow writes them',
+        type: 'button', class: none ? '' : 'primary', id: 'download-pcap', disabled: none,
+        title: none ? 'No packets of this record are stored'
+          : 'The stored packets of this record (pcapng), as podcap export --flow writes them',
         on: { click: () => download(`/api/v1/flows/${f.id}/pcap`, null, pcapName).catch(fail) },
       }, 'Download pcap'),
       f.community_id ? el('button', {

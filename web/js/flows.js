@@ -228,8 +228,12 @@ export class FlowsView {
   failed(e, s) {
     this.rows = [];
     this.next = null;
+    this.message.hidden = true; // "no flows match" belonged to the last answer
     replace(this.tbody);
-    if (e instanceof ApiError && e.status === 400 && (e.position !== null || /from|to|time/i.test(e.message))) {
+    if (e instanceof ApiError && e.status === 400 && /^(from|to)\b/.test(e.message)) {
+      // the range, not the filter (the API names the parameter): the filter stays as it is
+      this.setStatus('The time range was refused: ' + e.message, true);
+    } else if (e instanceof ApiError && e.status === 400 && e.position !== null) {
       this.ctx.showFilterError(e, s.filter);
       this.setStatus('The filter or range was refused; nothing shown.');
     } else if (e instanceof ApiError && e.network) {
@@ -371,6 +375,9 @@ export class FlowsView {
     if (!this.next) return;
     this.cursors[this.page + 1] = this.next;
     this.page++;
+    // a second click (or 'n') before this page arrives must not reuse its cursor
+    this.next = null;
+    this.updatePager();
     this.load();
   }
 
@@ -448,6 +455,9 @@ export class FlowsView {
 
   async poll() {
     if (this.livePending || isDown() || !this.shown || this.root.classList.contains('loading')) return;
+    // a query the API refused (400) is not asked again every second: the next
+    // change of filter or range makes a new key
+    if (this.refusedKey === this.key) return;
     this.livePending = true;
     const key = this.key;
     try {
@@ -473,8 +483,9 @@ export class FlowsView {
         this.liveBadge.textContent = `${fmtInt(this.newSince)} new flow${this.newSince === 1 ? '' : 's'}: show`;
         this.liveBadge.hidden = false;
       }
-    } catch {
+    } catch (e) {
       // An outage shows in the banner; a refused filter already shows at the box.
+      if (e instanceof ApiError && e.status === 400) this.refusedKey = key;
     } finally {
       this.livePending = false;
     }

@@ -7,7 +7,8 @@ import { getJSON, isDown } from './api.js';
 import { el, replace, fmtBytes, fmtInt, fmtTime, fmtDur } from './util.js';
 
 const REFRESH_MS = 2000;
-const LOSS_RE = /drop|lost|error|discard|evict|reject|malformed|bad|refused|timeout|cut|warning|giveup/i;
+// (not "timeout": the server's timeouts are idle keep-alive connections it closed)
+const LOSS_RE = /drop|lost|error|discard|evict|reject|malformed|bad|refused|cut|warning|giveup|damaged|failed/i;
 const BYTES_RE = /bytes$/;
 const TIME_RE = /_us$/;
 

@@ -251,8 +251,9 @@ function drawBanner(kind, ls) {
     if (b.classList.contains('down')) {
       b.hidden = true;
       b.className = 'banner';
-      // Back: redraw what the outage interrupted.
-      views[state.view].refresh(true);
+      // Back: redraw what the outage interrupted, and let every other view load
+      // again when it is shown (each kept the failed answer of its last query)
+      for (const v of Object.values(views)) v.refresh(true);
       if (state.flow && detail) detail.open(state.flow, true);
     }
     return;

@@ -61,12 +61,27 @@ export function replace(node, ...children) {
 
 // Powers of 1000, as the filter language's sizes (1M = 1,000,000), so a value read
 // off the page can be typed back into a filter.
+// v (already divided to units[i]) with 3 significant digits, moving to the next
+// unit when rounding reaches 1000 (999,999 B is "1.00 MB", not "1000 kB") and
+// dropping a decimal when it reaches 10 or 100 (9,999 B is "10.0 kB").
+function scaled(v, i, units, sep) {
+  for (;;) {
+    const digits = Math.abs(v) < 10 ? 2 : Math.abs(v) < 100 ? 1 : 0;
+    let s = v.toFixed(digits);
+    const r = Math.abs(Number(s));
+    if (r >= 1000 && i < units.length - 1) { v /= 1000; i++; continue; }
+    if ((digits === 2 && r >= 10) || (digits === 1 && r >= 100)) s = v.toFixed(digits - 1);
+    return s + sep + units[i];
+  }
+}
+
 export function fmtBytes(n) {
   if (n === null || n === undefined || Number.isNaN(n)) return '';
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
   let v = Number(n), i = 0;
+  if (Math.abs(v) < 1000) return String(v) + ' B';
   while (Math.abs(v) >= 1000 && i < units.length - 1) { v /= 1000; i++; }
-  return (i === 0 ? String(v) : v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)) + ' ' + units[i];
+  return scaled(v, i, units, ' ');
 }
 
 export function fmtCount(n) {
@@ -76,7 +91,7 @@ export function fmtCount(n) {
   const units = ['', 'k', 'M', 'G', 'T'];
   let x = v, i = 0;
   while (Math.abs(x) >= 1000 && i < units.length - 1) { x /= 1000; i++; }
-  return x.toFixed(x < 10 ? 2 : x < 100 ? 1 : 0) + units[i];
+  return scaled(x, i, units, '');
 }
 
 export function fmtInt(n) {
@@ -89,8 +104,15 @@ export function fmtDur(us) {
   if (us === null || us === undefined || Number.isNaN(us)) return '';
   const v = Number(us);
   if (v < 1000) return v + ' µs';
-  if (v < 1e6) return (v / 1000).toFixed(v < 1e4 ? 2 : 1) + ' ms';
-  if (v < 60e6) return (v / 1e6).toFixed(2) + ' s';
+  // a value that rounds up to the next unit is written in it (999,999 µs: 1.00 s)
+  if (v < 1e6) {
+    const ms = (v / 1000).toFixed(v < 9995 ? 2 : 1);
+    if (Number(ms) < 1000) return ms + ' ms';
+  }
+  if (v < 60e6) {
+    const s = (v / 1e6).toFixed(2);
+    if (Number(s) < 60) return s + ' s';
+  }
   const s = Math.round(v / 1e6);
   if (s < 3600) return Math.floor(s / 60) + 'm' + String(s % 60).padStart(2, '0') + 's';
   if (s < 86400) return Math.floor(s / 3600) + 'h' + String(Math.floor(s / 60) % 60).padStart(2, '0') + 'm';
