@@ -299,11 +299,14 @@ void api_completeness(struct api *a, struct fdb *db, const struct q_range *range
 		bool in_run = !range->has_to || range->to_us >= (int64_t)a->start_us;
 		struct eng_stats es;
 		eng_stats(e, &es);
-		uint64_t kd = 0, rd = 0;
+		uint64_t kd = 0, rd = 0, cl = 0, full = 0;
 		pthread_mutex_lock(&a->cap_lock);
 		if (a->have_capture) {
 			kd = a->cap.kernel_drops;
 			rd = a->cap.ring_drops;
+			cl = a->cap.counts_lost;
+			/* a full eBPF flow map evicts keys with their counts */
+			full = a->cap.flow_map_size && a->cap.flow_map_entries >= a->cap.flow_map_size;
 		}
 		pthread_mutex_unlock(&a->cap_lock);
 		struct fdb_sink_stats fs = {0};
@@ -315,6 +318,7 @@ void api_completeness(struct api *a, struct fdb *db, const struct q_range *range
 			{"packets dropped in the capture ring", rd},
 			{"flows ended early by the flow table's memory cap", es.fl.evicted},
 			{"flow records the database refused", fs.lost},
+			{"counts-only flow records lost", cl},
 		};
 		for (size_t i = 0; in_run && i < sizeof(loss) / sizeof(loss[0]); i++) {
 			if (!loss[i].n)
@@ -326,6 +330,14 @@ void api_completeness(struct api *a, struct fdb *db, const struct q_range *range
 				jb_str(&why, ",");
 			wfirst = 0;
 			jb_jstr(&why, s);
+		}
+		if (in_run && full) {
+			complete = false;
+			if (!wfirst)
+				jb_str(&why, ",");
+			wfirst = 0;
+			jb_jstr(&why, "the kernel's flow map is full: it evicts the least recently used keys with their "
+				       "counts");
 		}
 	}
 	jb_str(&why, "]");

@@ -86,6 +86,10 @@ struct api_capture {
 	/* eBPF: flows of which no packet got through the ring, recorded from the
 	 * kernel's counters alone (end "counts") */
 	uint64_t counts_records;
+	uint64_t counts_lost;         /* ... that could not be added (eng_record refused them) */
+	/* eBPF: keys in the kernel's flow counter map and its size: a full map
+	 * evicts the least recently used keys (their counts are then lost) */
+	uint64_t flow_map_entries, flow_map_size;
 	const struct api_iface *ifaces;
 	size_t nifaces;
 };

@@ -78,6 +78,11 @@ static void stats_capture(struct jbuf *b, int *first, const struct api_capture *
 	jb_kv_u64(b, &f, "ring_drops", cap->ring_drops);
 	jb_kv_u64(b, &f, "bad_records", cap->bad_records);
 	jb_kv_u64(b, &f, "counts_records", cap->counts_records);
+	jb_kv_u64(b, &f, "counts_lost", cap->counts_lost);
+	if (cap->flow_map_size) {
+		jb_kv_u64(b, &f, "flow_map_entries", cap->flow_map_entries);
+		jb_kv_u64(b, &f, "flow_map_size", cap->flow_map_size);
+	}
 	jb_str(b, "}");
 	jb_key(b, first, "interfaces");
 	jb_str(b, "[");
@@ -441,6 +446,15 @@ static void metrics_capture(struct jbuf *b, const struct api_capture *c)
 	prom_u64(b, "podcap_capture_counts_records_total", "counter",
 		 "eBPF: flow records from the kernel's counters alone (no packet of the flow got through the ring).",
 		 c->counts_records);
+	prom_u64(b, "podcap_capture_counts_lost_total", "counter",
+		 "eBPF: counts-only flow records that could not be added (lost).", c->counts_lost);
+	if (c->flow_map_size) {
+		prom_u64(b, "podcap_capture_flow_map_entries", "gauge",
+			 "eBPF: keys in the kernel's flow counter map (full: the least recently used are evicted "
+			 "with their counts).", c->flow_map_entries);
+		prom_u64(b, "podcap_capture_flow_map_size", "gauge", "eBPF: the flow counter map's size.",
+			 c->flow_map_size);
+	}
 	static const struct { const char *name, *help; size_t off; } per_if[] = {
 		{"podcap_interface_received_packets_total", "Packets received on the interface by the capture.",
 		 offsetof(struct api_iface, received)},

@@ -411,7 +411,10 @@ static void publish_capture(struct run_ctx *c)
 	struct api_capture ac = {
 		.backend = cap_backend_name(cap_live_backend(c->live)),
 		.received = ls.received, .kernel_drops = ls.kernel_drops, .ring_drops = ls.ring_drops,
-		.bad_records = ls.bad_records, .counts_records = c->counts_records, .ifaces = ai, .nifaces = n,
+		.bad_records = ls.bad_records, .counts_records = c->counts_records, .counts_lost = c->counts_lost,
+		.flow_map_entries = ls.flow_entries,
+		.flow_map_size = ls.flow_map_size,
+		.ifaces = ai, .nifaces = n,
 	};
 	api_publish_capture(c->api, &ac);
 }

@@ -701,6 +701,7 @@ void lb_stats(struct cap_live *l, struct cap_live_stats *out)
 	bpf_sum(l, 1, 0, 0, &out->flow_pkts, &out->flow_bytes, &out->flow_entries, &out->flows_delivered,
 		&out->flows_heads);
 	out->flows_swept = l->bpf->swept_flows;
+	out->flow_map_size = l->cfg.max_flows;
 }
 
 int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes)

@@ -751,6 +751,10 @@ def case_agent():
         check(ok, 'agent stats: the interface received the pings, records made (%s)' % j.get('interfaces'))
         check(j['mode'] == 'agent' and j['backend'] in ('ebpf', 'pcap') and 'capture' in j and 'decode' in j and
               'sinks' in j and 'pktstore' in j, 'agent stats: backend, capture, decode, sinks, pktstore')
+        cap = j.get('capture', {})
+        check('counts_lost' in cap and (j['backend'] != 'ebpf' or
+                                        (cap.get('flow_map_size') == 65536 and 0 < cap.get('flow_map_entries', 0) < 65536)),
+              'agent stats: counts_lost, and the eBPF flow map\'s fill (%s)' % cap)
         ok = False
         for _ in range(100):
             st, j = get_json(s.port, '/api/v1/flows', {'filter': 'proto == icmp'})
