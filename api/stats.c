@@ -184,6 +184,7 @@ static int stats_flowdb(struct api *a, struct srv_req *req, struct jbuf *b, int 
 		jb_kv_u64(b, &f, "lost", ss.lost);
 		jb_kv_u64(b, &f, "commits", ss.commits);
 		jb_kv_u64(b, &f, "retained", ss.retained);
+		jb_kv_u64(b, &f, "names_expired", ss.names_expired);
 	}
 	uint64_t max_id = 0;
 	int64_t oldest = 0, newest = 0, retained = 0;
@@ -598,6 +599,9 @@ void api_h_metrics(struct srv_req *req, void *arg)
 			 ss.lost);
 		prom_u64(&b, "podcap_flowdb_rows_retained_total", "counter", "Flow rows deleted by retention.",
 			 ss.retained);
+		prom_u64(&b, "podcap_flowdb_names_expired_total", "counter",
+			 "Kubernetes names gone from the dictionary before their flow's row was written (no names).",
+			 ss.names_expired);
 	}
 	prom_u64(&b, "podcap_flowdb_bytes", "gauge", "Size of the flow database with its WAL.", db_bytes(a->db_path));
 	if (a->cfg.db_cap_bytes)

@@ -216,6 +216,8 @@ struct fdb_sink_stats {
 	uint64_t commits;
 	uint64_t retained;      /* rows deleted by retention */
 	uint64_t index_us;      /* CPU time of the deferred index build */
+	uint64_t names_expired; /* Kubernetes names gone from the dictionary before their
+	                         * row was written (the row has no names) */
 };
 int fdb_sink_open(const char *path, const struct fdb_config *cfg, const char *packet_store_dir,
 		  struct fdb_sink **out, struct eng_sink *as_sink, char *errbuf, size_t errlen);

@@ -43,6 +43,7 @@ static void publish(struct fdb_sink *s)
 	s->st.commits = fs.commits;
 	s->st.retained = fs.retained;
 	s->st.index_us = fs.index_us;
+	s->st.names_expired = fs.names_expired;
 	pthread_mutex_lock(&s->lock);
 	s->pub = s->st;
 	pthread_mutex_unlock(&s->lock);
@@ -84,9 +85,13 @@ static int sink_record(void *ctx, const struct fl_record *rec)
 	struct fdb_sink *s = ctx;
 	struct fl_record r = *rec;
 	r.obs_id = rec->obs_id <= ENG_MAX_OBS ? s->obs_map[rec->obs_id] : 0;
+	uint32_t pending = fdb_pending(s->db);
 	int rc = fdb_put_flow(s->db, &r);
 	if (rc < 0) {
-		s->st.lost++;
+		/* this row, and the transaction's others when SQLite rolled it back
+		 * (an I/O error, a full disk: nothing is pending any more) */
+		s->st.lost += 1 + (fdb_pending(s->db) == 0 ? pending : 0);
+		publish(s);
 		return rc;
 	}
 	s->dirty = 1;

@@ -755,6 +755,8 @@ def case_agent():
         check('counts_lost' in cap and (j['backend'] != 'ebpf' or
                                         (cap.get('flow_map_size') == 65536 and 0 < cap.get('flow_map_entries', 0) < 65536)),
               'agent stats: counts_lost, and the eBPF flow map\'s fill (%s)' % cap)
+        check(j.get('flowdb', {}).get('names_expired') == 0 and 'lost' in j.get('flowdb', {}),
+              'agent stats: flowdb.names_expired and lost')
         ok = False
         for _ in range(100):
             st, j = get_json(s.port, '/api/v1/flows', {'filter': 'proto == icmp'})
