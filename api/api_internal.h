@@ -102,6 +102,9 @@ struct api {
 	 * out: X-Podcap-Complete: false), damaged (packets the store could not
 	 * read: the answer was cut), failed (an error, as JSON or a cut) */
 	uint64_t exports, exports_limited, exports_damaged, exports_failed;
+	/* ... missing: none of the packets asked for is still stored (410);
+	 * partial: some were not (retention), the rest was sent */
+	uint64_t exports_missing, exports_partial;
 
 	/* agent parts (api_attach), read by handlers */
 	struct engine *eng;

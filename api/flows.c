@@ -22,6 +22,8 @@
 #define TOP_MAX_BUCKETS 1000
 #define RELATED_WINDOW_US (120ull * 1000000u)
 #define RELATED_MAX 100
+/* pcap answers hold back their first bytes (the header and interface blocks) */
+#define EXPORT_HOLD 65536
 
 /* A non-negative decimal integer with nothing around it, at most max. */
 static int parse_u64(const char *s, uint64_t max, uint64_t *out)
@@ -321,19 +323,41 @@ struct export_ctx {
 	int begun;          /* 200 and the headers sent: errors can only cut it now */
 	int err;
 	uint64_t corrupt, missing;
+	uint8_t hold[EXPORT_HOLD]; /* the first bytes, held back (see export_sink) */
+	size_t held;
 };
 
-/* The answer begins with its first byte, not before: until then the flows'
- * selection can still add headers, and an error (no such flows, a pcap file
- * asked for flows of different link types) is still a JSON error. */
+/* Sends 200, the headers and what was held back. */
+static int export_begin(struct export_ctx *x)
+{
+	srv_add_header(x->req, "Content-Disposition", x->disposition);
+	if (srv_stream_begin(x->req, 200, x->type) < 0)
+		return x->err = -EIO;
+	x->begun = 1;
+	int rc = x->held ? srv_stream_write(x->req, x->hold, x->held) : 0;
+	x->held = 0;
+	if (rc < 0)
+		x->err = rc;
+	return rc;
+}
+
+/* The answer begins once more than the header and interface blocks are there
+ * (EXPORT_HOLD bytes), or at the end: until then the flows' selection can still
+ * add headers, and an error (no such flows, a pcap file asked for flows of
+ * different link types, every packet gone from the store) is still a JSON
+ * error. */
 static int export_sink(void *arg, const uint8_t *buf, size_t len)
 {
 	struct export_ctx *x = arg;
 	if (!x->begun) {
-		srv_add_header(x->req, "Content-Disposition", x->disposition);
-		if (srv_stream_begin(x->req, 200, x->type) < 0)
-			return x->err = -EIO;
-		x->begun = 1;
+		if (x->held + len <= sizeof(x->hold)) {
+			memcpy(x->hold + x->held, buf, len);
+			x->held += len;
+			return 0;
+		}
+		int rc = export_begin(x);
+		if (rc < 0)
+			return rc;
 	}
 	int rc = srv_stream_write(x->req, buf, len);
 	if (rc < 0)
@@ -407,57 +431,80 @@ static int format_param(struct srv_req *req, enum pn_format *out, const char **t
 }
 
 /* Streams the packets of ids (or of sel) as pcapng (or pcap) of Content-Type
- * type.  The answer begins with its first byte (export_sink).  Packets the
- * store could not read (damage, not expiry) cut it at the end, as any failure
- * midway: it cannot be mistaken for a complete capture. */
+ * type.  The answer begins once there is more than its header (export_sink), so
+ * an error found before is a JSON error.  Packets the store could not read
+ * (damage, not expiry) cut it at the end, as any failure midway: it cannot be
+ * mistaken for a complete capture. */
 static void export_stream(struct api *a, struct srv_req *req, struct fdb *db, struct pks *store,
 			  const uint64_t *ids, size_t n, const struct q_select *sel, enum pn_format format,
 			  const char *type, const char *disposition)
 {
-	struct export_ctx x = {.a = a, .req = req, .type = type, .disposition = disposition};
+	struct export_ctx *x = calloc(1, sizeof(*x)); /* EXPORT_HOLD bytes: not on the stack */
+	struct pn_writer *w = NULL;
 	struct q_error qe = {0};
 	struct pn_config pc;
-	pn_config_default(&pc);
-	pc.format = format;
 	__atomic_add_fetch(&a->exports, 1, __ATOMIC_RELAXED);
-	struct pn_writer *w = pn_open_sink(export_sink, &x, &pc);
+	if (x) {
+		*x = (struct export_ctx){.a = a, .req = req, .type = type, .disposition = disposition};
+		pn_config_default(&pc);
+		pc.format = format;
+		w = pn_open_sink(export_sink, x, &pc);
+	}
 	if (!w) {
 		__atomic_add_fetch(&a->exports_failed, 1, __ATOMIC_RELAXED);
 		srv_respond_error(req, 503, "out of memory");
-		return;
+		goto out;
 	}
 	uint64_t selected = 0, written = 0;
 	struct q_export_opts xo = {.inner = inner_param(req) == 1, .on_selected = export_selected,
-				   .on_selected_arg = &x};
-	int rc = q_export_ex(db, store, ids, n, sel, &xo, w, export_report, &x, export_log, NULL, &selected,
+				   .on_selected_arg = x};
+	int rc = q_export_ex(db, store, ids, n, sel, &xo, w, export_report, x, export_log, NULL, &selected,
 			     &written, &qe);
 	if (rc == -ENOENT && !selected)
 		rc = 0; /* no flow matched: a valid capture without packets */
-	if (rc < 0 && !x.begun) {
-		/* nothing sent yet: the error as JSON (pn_close would send the header) */
+	if (rc < 0 && !x->begun) {
+		/* nothing sent yet: the error as JSON */
 		pn_discard(w);
 		__atomic_add_fetch(&a->exports_failed, 1, __ATOMIC_RELAXED);
 		srv_respond_error(req, rc == -EPROTOTYPE ? 409 : rc == -ETIMEDOUT ? 503 : 500, "%s", qe.msg);
-		return;
+		goto out;
 	}
+	if (rc >= 0 && !x->begun && !written && (x->missing || x->corrupt)) {
+		/* every packet asked for is gone (retention, a segment deleted) or
+		 * unreadable: say so, as podcap export does (exit 1), not with an
+		 * empty capture */
+		pn_discard(w);
+		__atomic_add_fetch(x->corrupt ? &a->exports_damaged : &a->exports_missing, 1, __ATOMIC_RELAXED);
+		if (x->corrupt)
+			srv_respond_error(req, 500, "no packets to send: the packet store could not read the %" PRIu64
+					  " packets asked for (it is damaged: podcap store check)", x->corrupt);
+		else
+			srv_respond_error(req, 410, "no packets to send: the %" PRIu64 " packets of the %s are no "
+					  "longer in the packet store (retention, or files deleted)", x->missing,
+					  selected == 1 ? "flow" : "flows");
+		goto out;
+	}
+	if (rc >= 0 && x->missing && !x->corrupt)
+		__atomic_add_fetch(&a->exports_partial, 1, __ATOMIC_RELAXED);
 	int crc = pn_close(w);
-	if (rc < 0 || crc < 0 || x.err < 0 || x.corrupt) {
+	if (rc < 0 || crc < 0 || x->err < 0 || x->corrupt) {
 		/* Cut, so the client sees an incomplete body and not a short capture. */
-		if (rc < 0 && x.err == 0)
+		if (rc < 0 && x->err == 0)
 			fprintf(stderr, "podcap: api: export stopped: %s\n", qe.msg);
-		__atomic_add_fetch(x.corrupt && rc >= 0 && crc >= 0 && x.err >= 0 ? &a->exports_damaged
-										    : &a->exports_failed,
+		__atomic_add_fetch(x->corrupt && rc >= 0 && crc >= 0 && x->err >= 0 ? &a->exports_damaged
+											 : &a->exports_failed,
 				   1, __ATOMIC_RELAXED);
-		srv_stream_abort(req);
-		return;
+		if (x->begun || export_begin(x) == 0)
+			srv_stream_abort(req);
+		goto out;
 	}
-	if (!x.begun) {
-		/* pn_close had nothing to send (it always has a header) */
-		srv_add_header(req, "Content-Disposition", disposition);
-		if (srv_stream_begin(req, 200, type) < 0)
-			return;
+	if (!x->begun && export_begin(x) < 0) {
+		srv_stream_abort(req);
+		goto out;
 	}
 	srv_stream_end(req);
+out:
+	free(x);
 }
 
 void api_h_flow_pcap(struct srv_req *req, void *arg)

@@ -271,6 +271,8 @@ static void stats_server(struct api *a, struct jbuf *b, int *first)
 	jb_kv_u64(b, &f, "limited", __atomic_load_n(&a->exports_limited, __ATOMIC_RELAXED));
 	jb_kv_u64(b, &f, "damaged", __atomic_load_n(&a->exports_damaged, __ATOMIC_RELAXED));
 	jb_kv_u64(b, &f, "failed", __atomic_load_n(&a->exports_failed, __ATOMIC_RELAXED));
+	jb_kv_u64(b, &f, "missing", __atomic_load_n(&a->exports_missing, __ATOMIC_RELAXED));
+	jb_kv_u64(b, &f, "partial", __atomic_load_n(&a->exports_partial, __ATOMIC_RELAXED));
 	jb_str(b, "}");
 }
 
@@ -653,6 +655,10 @@ void api_h_metrics(struct srv_req *req, void *arg)
 	       __atomic_load_n(&a->exports_damaged, __ATOMIC_RELAXED));
 	jb_fmt(&b, "podcap_exports_total{outcome=\"failed\"} %" PRIu64 "\n",
 	       __atomic_load_n(&a->exports_failed, __ATOMIC_RELAXED));
+	jb_fmt(&b, "podcap_exports_total{outcome=\"missing\"} %" PRIu64 "\n",
+	       __atomic_load_n(&a->exports_missing, __ATOMIC_RELAXED));
+	jb_fmt(&b, "podcap_exports_total{outcome=\"partial\"} %" PRIu64 "\n",
+	       __atomic_load_n(&a->exports_partial, __ATOMIC_RELAXED));
 	if (b.err) {
 		jb_free(&b);
 		srv_respond_error(req, 503, "out of memory");

@@ -363,13 +363,25 @@ wrpcap(d + "/raw.pcap", [IP(src="10.3.0.1", dst="10.3.0.2") / UDP(sport=6, dport
         s = serve(db, '--store', d)
         try:
             st, h, body = get(s.port, '/api/v1/flows/%s/pcap' % bad)
-            cut = False
+            # nothing readable at all: a JSON error before any byte of a capture
+            cut = st == 500 and b'could not read' in body
         except http.client.IncompleteRead:
             cut = True
         st2, j = get_json(s.port, '/api/v1/stats')
         check(cut and j.get('exports', {}).get('damaged') == 1,
-              'flow %s with unreadable packets: the answer is cut; stats exports %s' % (bad, j.get('exports')))
+              'flow %s with unreadable packets: the answer is cut (or a 500 when none was readable); stats exports %s'
+              % (bad, j.get('exports')))
         s.stop()
+    # every segment gone: 410 and a JSON error, as podcap export exits 1 (it was a
+    # 200 with a capture of no packets)
+    for seg in [x for x in os.listdir(d) if x.endswith('.pcapng')]:
+        os.unlink(os.path.join(d, seg))
+    s = serve(db, '--store', d)
+    st, j = get_json(s.port, '/api/v1/flows/%s/pcap' % ids[0])
+    st2, j2 = get_json(s.port, '/api/v1/stats')
+    check(st == 410 and 'no longer in the packet store' in j.get('error', '') and j2.get('exports', {}).get('missing') == 1,
+          'the packets gone: 410 %s; stats exports %s' % (j.get('error'), j2.get('exports')))
+    s.stop()
     # a database without a packet store: 409
     db2 = fixture('nostore', n=5, store=False)
     s = serve(db2)
