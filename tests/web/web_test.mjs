@@ -500,6 +500,13 @@ c.commit()`, db]);
   await se.stop();
   await page.goto(s.url + '#view=charts');
   await page.waitForSelector('#chart-app svg.chart rect.seg', { timeout: 15000 });
+  // axis labels over more than a day carry the date (they repeated 05:00 12:00 ... without it)
+  const lab = await page.evaluate(async () => {
+    const u = await import('/js/util.js');
+    const t = Date.UTC(2024, 10, 29, 5, 0) * 1000;
+    return [u.fmtAxisTime(t, 3600e6, 2 * 86400e6), u.fmtAxisTime(t, 3600e6, 6 * 3600e6)];
+  });
+  check(lab[0] === '11-29 05:00' && lab[1] === '05:00', `axis labels: with the date over days, without within one (${lab})`);
   await page.waitForSelector('#matrix-table td.cell', { timeout: 15000 });
   const segs = await page.$$eval('#chart-app svg.chart rect.seg', (rs) => rs.filter((r) => r.getBBox().height > 0).length);
   check(segs >= 3, `the by-app chart draws bars (${segs} segments)`);
@@ -635,6 +642,9 @@ async function caseHealth() {
   check(ifs.some((t) => t.includes('veth.pcap')) && ifs.some((t) => t.includes('underlay.pcap')), 'interfaces: both capture files');
   const text = await page.textContent('#view-health');
   check(text.includes('serve') && text.includes('flowdb') && text.includes('Flow database'), 'stats: mode, flow database');
+  // times in UTC like the rest of the page (it said the browser's local time), and
+  // the server's idle keep-alive timeouts are not a loss
+  check(/Updated \d\d:\d\d:\d\d UTC/.test(text) && /Oldest flow[^]*UTC/.test(text), 'health: times in UTC');
   await shot(page, 'health.png');
   noProblems(page, 'health');
   await s.stop();

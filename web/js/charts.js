@@ -311,10 +311,11 @@ export class ChartsView {
       chart.appendChild(svg('line', { x1: m.l, x2: W - m.r, y1: y, y2: y, class: 'grid' }));
       chart.appendChild(svg('text', { x: m.l - 6, y: y + 4, class: 'axis', 'text-anchor': 'end' }, fmtMetric(metric, (max * k) / 4)));
     }
-    const labelEvery = Math.max(1, Math.ceil(n / Math.max(2, Math.floor(pw / 70))));
+    const span = n * step; // over a day, labels carry the date (MM-DD hh:mm): wider
+    const labelEvery = Math.max(1, Math.ceil(n / Math.max(2, Math.floor(pw / (span > 86400e6 && step < 86400e6 ? 95 : 70)))));
     for (let i = 0; i < n; i += labelEvery) {
       chart.appendChild(svg('text', { x: m.l + i * bw + bw / 2, y: H - 6, class: 'axis', 'text-anchor': 'middle' },
-        fmtAxisTime(t0 + i * step, step)));
+        fmtAxisTime(t0 + i * step, step, span)));
     }
     const gap = bw > 4 ? 1 : 0;
     cols.forEach((c, i) => {

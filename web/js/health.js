@@ -126,7 +126,8 @@ export class HealthView {
       if (!this.shown) return;
       this.loadedOnce = true;
       this.draw(st, Array.isArray(ifs) ? ifs : []);
-      replace(this.status, `Updated ${new Date().toLocaleTimeString()} · refreshes every ${REFRESH_MS / 1000} s`);
+      // UTC, as every other time on the page
+      replace(this.status, `Updated ${fmtTime(Date.now() * 1000, false).slice(11)} UTC · refreshes every ${REFRESH_MS / 1000} s`);
     } catch (e) {
       replace(this.status, el('span', { class: 'error' }, 'Could not load the stats: ' + e.message));
     } finally {
@@ -140,10 +141,10 @@ export class HealthView {
       ['Uptime', st.uptime_s !== undefined ? fmtUptime(st.uptime_s) : '–'],
       ['Packets received', at(st, 'capture.received')],
       ['Active flows', at(st, 'flows.active')],
-      ['Flow records', at(st, 'flowdb.rows') ?? at(st, 'flowdb.max_id')],
+      ['Flow records', at(st, 'flowdb.rows_written') ?? at(st, 'flowdb.max_id')],
       ['Flow database', ofCap(at(st, 'flowdb.bytes'), at(st, 'flowdb.cap_bytes'))],
       ['Packet store', ofCap(at(st, 'pktstore.disk_bytes'), at(st, 'pktstore.cap_bytes'))],
-      ['Oldest flow', at(st, 'flowdb.oldest_us') ? fmtTime(at(st, 'flowdb.oldest_us'), false) : undefined],
+      ['Oldest flow', at(st, 'flowdb.oldest_us') ? fmtTime(at(st, 'flowdb.oldest_us'), false) + ' UTC' : undefined],
     ].filter(([, v]) => v !== undefined && v !== null);
     const losses = LOSSES.map(([label, path]) => [label, at(st, path)]).filter(([, v]) => v !== undefined);
     const lossTotal = losses.reduce((a, [, v]) => a + (Number(v) || 0), 0);

@@ -134,11 +134,13 @@ export function fmtTime(us, withMs = true) {
 }
 
 // A time-axis label: the shortest form that still tells buckets of this width apart.
-export function fmtAxisTime(us, stepUs) {
+// spanUs: the whole axis; over more than a day a clock time carries its date.
+export function fmtAxisTime(us, stepUs, spanUs = 0) {
   const d = new Date(Math.floor(us / 1000));
   const hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
-  if (stepUs < 60e6) return hm + ':' + pad(d.getUTCSeconds());
-  if (stepUs < 86400e6) return hm;
+  const day = spanUs > 86400e6 ? `${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ` : '';
+  if (stepUs < 60e6) return day + hm + ':' + pad(d.getUTCSeconds());
+  if (stepUs < 86400e6) return day + hm;
   return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
 }
 
