@@ -556,6 +556,11 @@ void api_attach_kube(struct api *a, struct kube *k)
 	__atomic_store_n(&a->kube, k, __ATOMIC_RELEASE);
 }
 
+void api_attach_nat(struct api *a, struct kube_nat *n)
+{
+	__atomic_store_n(&a->nat, n, __ATOMIC_RELEASE);
+}
+
 void api_publish_capture(struct api *a, const struct api_capture *c)
 {
 	pthread_mutex_lock(&a->cap_lock);

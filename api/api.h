@@ -71,6 +71,10 @@ void api_attach_streams(struct api *a, struct strm_hub *h);
 
 /* The agent: the source of Kubernetes names, whose status /api/v1/stats shows. */
 void api_attach_kube(struct api *a, struct kube *k);
+/* The conntrack reader naming Services after DNAT, for its counters in the
+ * stats (the caller's; it outlives the API's answers, like k). */
+struct kube_nat;
+void api_attach_nat(struct api *a, struct kube_nat *n);
 
 /* Capture counters, from the capture thread. */
 struct api_iface {

@@ -111,6 +111,7 @@ struct api {
 	struct fdb_sink *fdbs;
 	struct pks_sink *pkss;
 	struct kube *kube;       /* names' source, for stats (api_attach_kube) */
+	struct kube_nat *nat;    /* Services after DNAT (conntrack), for stats; may be NULL */
 	pthread_mutex_t cap_lock;
 	int have_capture;
 	char backend[16];

@@ -314,6 +314,24 @@ void api_h_stats(struct srv_req *req, void *arg)
 		}
 		free(kj);
 	}
+	struct kube_nat *nat = __atomic_load_n(&a->nat, __ATOMIC_ACQUIRE);
+	if (nat) {
+		/* Services after DNAT: what the conntrack reader lost (event overruns,
+		 * translations overwritten in a full ring, read errors) */
+		struct kube_nat_stats ns;
+		kube_nat_stats(nat, &ns);
+		int f = 1;
+		jb_key(&b, &first, "conntrack");
+		jb_str(&b, "{");
+		jb_kv_u64(&b, &f, "entries", ns.entries);
+		jb_kv_u64(&b, &f, "added", ns.added);
+		jb_kv_u64(&b, &f, "lookups", ns.lookups);
+		jb_kv_u64(&b, &f, "hits", ns.hits);
+		jb_kv_u64(&b, &f, "overruns", ns.overruns);
+		jb_kv_u64(&b, &f, "evicted", ns.evicted);
+		jb_kv_u64(&b, &f, "errors", ns.errors);
+		jb_str(&b, "}");
+	}
 	jb_str(&b, "}\n");
 	if (b.err) {
 		jb_free(&b);
@@ -636,6 +654,17 @@ void api_h_metrics(struct srv_req *req, void *arg)
 		prom_u64(&b, "podcap_stream_bytes_total", "counter", "Bytes sent to live stream clients.", st.bytes);
 		prom_u64(&b, "podcap_stream_dropped_total", "counter",
 			 "Packets a live stream could not deliver (its client too slow); also in its ISBs.", st.dropped);
+	}
+	struct kube_nat *nat = __atomic_load_n(&a->nat, __ATOMIC_ACQUIRE);
+	if (nat) {
+		struct kube_nat_stats ns;
+		kube_nat_stats(nat, &ns);
+		prom_u64(&b, "podcap_conntrack_overruns_total", "counter",
+			 "conntrack events lost (the socket overran; a dump followed): Services after DNAT may go unnamed.",
+			 ns.overruns);
+		prom_u64(&b, "podcap_conntrack_evicted_total", "counter",
+			 "Live translated connections overwritten because the ring was full.", ns.evicted);
+		prom_u64(&b, "podcap_conntrack_errors_total", "counter", "conntrack read errors.", ns.errors);
 	}
 	struct srv_stats s;
 	srv_stats(a->srv, &s);

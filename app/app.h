@@ -156,6 +156,8 @@ void app_names_hook(void *arg, struct fl_record *rec);
 const struct fl_names *app_names_dict(const struct app_names *n);
 /* The Kubernetes source behind the names (for the API's stats), or NULL. */
 struct kube *app_names_kube(const struct app_names *n);
+/* Its conntrack reader (Services after DNAT), NULL without one. */
+struct kube_nat *app_names_nat(const struct app_names *n);
 /* kube_status_json() of the source, for /api/v1/stats; -ENOENT without one. */
 int app_names_status_json(const struct app_names *n, char *buf, size_t len);
 /* One line: source state, counters, conntrack, dictionary. */

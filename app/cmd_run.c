@@ -540,8 +540,10 @@ static int run_start(struct run_ctx *c)
 		}
 		strm_hub_sink(c->hub, &c->sinks.sink[c->sinks.n++]);
 		api_metrics_sink(c->api, &c->sinks.sink[c->sinks.n++]);
-		if (c->names)
+		if (c->names) {
 			api_attach_kube(c->api, app_names_kube(c->names));
+			api_attach_nat(c->api, app_names_nat(c->names));
+		}
 	}
 	/* The engine owns the sinks from here on, also when it fails to open. */
 	c->sinks_given = 1;

@@ -277,3 +277,8 @@ struct kube *app_names_kube(const struct app_names *n)
 {
 	return n ? n->k : NULL;
 }
+
+struct kube_nat *app_names_nat(const struct app_names *n)
+{
+	return n ? n->nat : NULL;
+}

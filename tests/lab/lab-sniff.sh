@@ -90,6 +90,9 @@ for backend in ebpf pcap; do
   url=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1)
   [ -n "$url" ] && grep -q "backend $backend" "$log" || { cat "$log"; bad "$backend: agent did not start"; kill $agent; wait $agent; agent=""; continue; }
   sleep 1.2 # the capture publishes its interfaces to the API once a second
+  # the conntrack reader's counters (Services after DNAT) reach the stats
+  ct=$(curl -s "$url/api/v1/stats" | /usr/bin/python3 -c 'import json,sys; c=json.load(sys.stdin).get("conntrack"); print(c is not None and all(k in c for k in ("overruns","evicted","errors")))')
+  [ "$ct" = True ] && ok "$backend: conntrack counters in /api/v1/stats" || bad "$backend: no conntrack counters in the stats ($ct)"
   r0=$(veth_received)
   if [ $backend = ebpf ]; then
     before=$(sampled)
