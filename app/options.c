@@ -420,8 +420,10 @@ static int load_config(enum app_cmd cmd, struct app_opts *o, const char *path)
 		int on = 1, bad_switch = op && !op->arg && config_switch(val, &on);
 		if (op && !op->arg && !bad_switch && !on)
 			continue; /* "no-dpi = no": the default stays */
-		char *vv = strdup(val);
-		if (!op || op->id == O_CONFIG || op->id == O_HELP || !vv || (op->arg && !*vv) || bad_switch ||
+		/* a value is kept for the life of the process (options point into it);
+		 * a switch has none */
+		char *vv = op && op->arg ? strdup(val) : NULL;
+		if (!op || op->id == O_CONFIG || op->id == O_HELP || (op->arg && (!vv || !*vv)) || bad_switch ||
 		    apply(cmd, o, op, op->arg ? vv : (char *)"")) {
 			if (!op)
 				fprintf(stderr, "podcap %s: unknown option '%s'\n", cmd_name(cmd), k);
