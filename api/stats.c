@@ -107,6 +107,7 @@ static void stats_engine(struct jbuf *b, int *first, struct engine *e)
 	jb_str(b, "{");
 	jb_kv_u64(b, &f, "packets", es.packets);
 	jb_kv_u64(b, &f, "bytes", es.bytes);
+	jb_kv_u64(b, &f, "frames_cut", es.frames_cut);
 	jb_kv_u64(b, &f, "not_ip", es.dc.by_reason[DC_NOT_IP]);
 	jb_kv_u64(b, &f, "unsupported", es.dc.by_reason[DC_UNSUPPORTED]);
 	jb_kv_u64(b, &f, "malformed", malformed);

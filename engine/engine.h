@@ -203,6 +203,9 @@ struct eng_stats {
 	 * no batch and slept.  All workers together. */
 	uint64_t batches, caller_waits, worker_waits;
 	uint64_t packets;      /* handed to the engine */
+	uint64_t frames_cut;   /* copied (not stable) frames longer than a batch's 192 KiB, cut
+	                        * to it (a snap length above 192 KiB; the rest of the frame is
+	                        * neither decoded nor stored) */
 	uint64_t bytes;
 	uint64_t cpu_us_workers; /* all flow workers together (0 when inline) */
 	unsigned tables;         /* flow tables in memory: eng_finish frees them once
