@@ -989,6 +989,17 @@ static void end_flows(struct engine *e)
 	}
 }
 
+/* An empty FLUSH batch with running == 2 makes worker w return (join it next). */
+static void ask_stop(struct eng_worker *w)
+{
+	__atomic_store_n(&w->running, 2, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&w->lock);
+	wait_slot(w);
+	pthread_mutex_unlock(&w->lock);
+	w->slot[w->head % ENG_SLOTS]->n = 0;
+	send_batch(w, BATCH_FLUSH);
+}
+
 /* After end_flows: every flow has ended and its record is queued, so the flow
  * tables are done.  Joins the worker threads and frees the tables (nDPI's module
  * teardown is ~5-15 ms each) while the sinks flush, instead of after them in
@@ -999,16 +1010,8 @@ static void retire_tables(struct engine *e)
 {
 	for (unsigned i = 0; i < e->ntables; i++) {
 		struct eng_worker *w = &e->worker[i];
-		if (e->nworkers && w->running) {
-			/* An empty FLUSH batch with running == 2 makes the worker return
-			 * (as in eng_close); every slot is free after end_flows. */
-			__atomic_store_n(&w->running, 2, __ATOMIC_SEQ_CST);
-			pthread_mutex_lock(&w->lock);
-			wait_slot(w);
-			pthread_mutex_unlock(&w->lock);
-			w->slot[w->head % ENG_SLOTS]->n = 0;
-			send_batch(w, BATCH_FLUSH);
-		}
+		if (e->nworkers && w->running)
+			ask_stop(w); /* every slot is free after end_flows */
 		pthread_mutex_lock(&e->tables_lock);
 		if (e->nworkers && w->running) {
 			pthread_join(w->th, NULL); /* under the lock: eng_stats must not read a joined thread's clock */
@@ -1287,13 +1290,7 @@ void eng_close(struct engine *e)
 		struct eng_worker *w = &e->worker[i];
 		if (!w->running)
 			continue;
-		/* An empty FLUSH batch with running == 2 makes the worker return. */
-		__atomic_store_n(&w->running, 2, __ATOMIC_SEQ_CST);
-		pthread_mutex_lock(&w->lock);
-		wait_slot(w);
-		pthread_mutex_unlock(&w->lock);
-		w->slot[w->head % ENG_SLOTS]->n = 0;
-		send_batch(w, BATCH_FLUSH);
+		ask_stop(w);
 		pthread_join(w->th, NULL);
 		w->running = 0;
 		/* Only without eng_finish (which retired them while the sinks
