@@ -352,13 +352,14 @@ static void print_stats(struct run_ctx *c, uint64_t elapsed_ms, const char *when
 	       (unsigned long long)ps.fr.bad, (unsigned long long)ps.fr_held,
 	       (unsigned long long)ps.fr.bytes);
 	if (cap_live_backend(c->live) == CAP_BACKEND_EBPF)
-		/* kernel_flows: in the map now; counts_records: taken out of it as
+		/* kernel_flows: keys in the map now; kernel_flows_taken: taken out
+		 * with their flow's final record; counts_records: taken out as
 		 * records of their own (no packet of theirs reached us) */
-		printf(" kernel_counted_pkts=%llu kernel_counted_bytes=%llu kernel_flows=%llu"
+		printf(" kernel_counted_pkts=%llu kernel_counted_bytes=%llu kernel_flows=%llu kernel_flows_taken=%llu"
 		       " kernel_flows_delivered=%llu kernel_flows_heads=%llu counts_records=%llu counts_lost=%llu",
 		       (unsigned long long)ls.flow_pkts, (unsigned long long)ls.flow_bytes,
-		       (unsigned long long)ls.flow_entries, (unsigned long long)ls.flows_delivered,
-		       (unsigned long long)ls.flows_heads,
+		       (unsigned long long)ls.flow_entries, (unsigned long long)ls.flows_taken,
+		       (unsigned long long)ls.flows_delivered, (unsigned long long)ls.flows_heads,
 		       (unsigned long long)c->counts_records, (unsigned long long)c->counts_lost);
 	if (c->hub) {
 		struct strm_hub_stats ss;

@@ -154,6 +154,9 @@ struct cap_live_stats {
 	uint64_t flow_pkts, flow_bytes; /* eBPF: exact totals of the flow counter map */
 	uint64_t flow_entries;  /* eBPF: flows in the counter map */
 	uint64_t flow_map_size; /* eBPF: its size (full: it evicts the least recently used) */
+	uint64_t flows_taken;   /* eBPF: keys taken out with their flow's final record
+	                         * (cap_live_flow_take); flows_delivered and flows_heads
+	                         * count them too */
 	uint64_t flows_delivered; /* eBPF: of those, flows with a packet in user space */
 	uint64_t flows_heads;   /* eBPF: ... with all of their first flow_packets there */
 	uint64_t flows_swept;   /* eBPF: flows handed over counts-only (cap_live_sweep_counts) */

@@ -74,6 +74,9 @@ struct lb_state {
 	struct lb_taken { uint32_t ifindex; uint64_t pkts[2], bytes[2]; } *taken;
 	size_t ntaken, taken_cap;
 	uint64_t taken_all_pkts, taken_all_bytes;
+	/* keys taken, and of them with packets delivered / all of their first ones,
+	 * for lb_stats as its map walk counts the keys still there */
+	uint64_t taken_keys, taken_delivered, taken_heads;
 	/* when lb_stats last summed every interface (live_if.sum_*) */
 	uint64_t sums_ms;
 	int sums_valid;
@@ -374,11 +377,15 @@ static void taken_of(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pk
 	pthread_mutex_unlock(&l->bpf->taken_lock);
 }
 
-static void taken_add(struct cap_live *l, uint32_t ifindex, int dir, uint64_t pkts, uint64_t bytes)
+static void taken_add(struct cap_live *l, uint32_t ifindex, int dir, const struct pc_flow_val *v)
 {
+	uint64_t pkts = v->pkts, bytes = v->bytes;
 	pthread_mutex_lock(&l->bpf->taken_lock);
 	l->bpf->taken_all_pkts += pkts;
 	l->bpf->taken_all_bytes += bytes;
+	l->bpf->taken_keys++;
+	l->bpf->taken_delivered += v->delivered != 0;
+	l->bpf->taken_heads += v->delivered >= (v->pkts < l->cfg.flow_packets ? v->pkts : l->cfg.flow_packets);
 	size_t i = 0;
 	while (i < l->bpf->ntaken && l->bpf->taken[i].ifindex != ifindex)
 		i++;
@@ -702,6 +709,11 @@ void lb_stats(struct cap_live *l, struct cap_live_stats *out)
 		&out->flows_heads);
 	out->flows_swept = l->bpf->swept_flows;
 	out->flow_map_size = l->cfg.max_flows;
+	pthread_mutex_lock(&l->bpf->taken_lock);
+	out->flows_taken = l->bpf->taken_keys;
+	out->flows_delivered += l->bpf->taken_delivered;
+	out->flows_heads += l->bpf->taken_heads;
+	pthread_mutex_unlock(&l->bpf->taken_lock);
 }
 
 int lb_counted(struct cap_live *l, uint32_t ifindex, int dir, uint64_t *pkts, uint64_t *bytes)
@@ -770,7 +782,7 @@ int lb_flow_counters(struct cap_live *l, uint32_t ifindex, const struct dc_tuple
 			*pkts += val.pkts;
 			*bytes += val.bytes;
 			if (take)
-				taken_add(l, ifindex, dir, val.pkts, val.bytes);
+				taken_add(l, ifindex, dir, &val);
 		}
 	}
 	return 0;
