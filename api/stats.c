@@ -534,6 +534,13 @@ static void metrics_engine(struct jbuf *b, struct engine *e)
 	prom_u64(b, "podcap_flows_evicted_total", "counter", "Flows ended early by the flow table's memory cap.",
 		 es.fl.evicted);
 	prom_u64(b, "podcap_dpi_giveup_total", "counter", "Flows nDPI gave up on.", es.fl.dpi_giveup);
+	/* in /api/v1/stats already; here too, so an alert can see every loss */
+	prom_u64(b, "podcap_flow_skipped_packets_total", "counter",
+		 "Packets the flow tables could not account to a flow (no memory for a new one).", es.fl.skipped);
+	prom_u64(b, "podcap_dpi_alloc_failures_total", "counter",
+		 "Flows nDPI could not classify for want of memory.", es.fl.dpi_alloc_fail);
+	prom_u64(b, "podcap_decode_frames_cut_total", "counter",
+		 "Copied frames longer than a batch (192 KiB), cut to it (a snap length above it).", es.frames_cut);
 	prom_head(b, "podcap_sink_records_total", "counter", "Records a sink received.");
 	for (size_t i = 0; i < es.nsinks; i++)
 		jb_fmt(b, "podcap_sink_records_total{sink=\"%s\"} %" PRIu64 "\n", es.sink[i].name,
@@ -639,6 +646,11 @@ void api_h_metrics(struct srv_req *req, void *arg)
 			 st.segments_deleted);
 		prom_u64(&b, "podcap_pktstore_index_lost_total", "counter",
 			 "Packets whose index entry could not be committed.", st.index_lost);
+		prom_u64(&b, "podcap_pktstore_skipped_limit_total", "counter",
+			 "Packets not stored because their flow had its first N (--store-first).", st.skipped_limit);
+		prom_u64(&b, "podcap_pktstore_warnings_total", "counter",
+			 "Packet store problems reported (damaged index, undeletable segments, a full disk).",
+			 st.warnings);
 		prom_u64(&b, "podcap_pktstore_bytes", "gauge", "Segments and index on disk.", st.disk_bytes);
 		if (a->cfg.store_cap_bytes)
 			prom_u64(&b, "podcap_pktstore_cap_bytes", "gauge",
@@ -673,6 +685,13 @@ void api_h_metrics(struct srv_req *req, void *arg)
 	for (int i = 1; i <= 5; i++)
 		jb_fmt(&b, "podcap_http_responses_total{code=\"%dxx\"} %" PRIu64 "\n", i, s.responses[i]);
 	prom_u64(&b, "podcap_http_connections", "gauge", "Open HTTP connections.", s.connections_active);
+	prom_head(&b, "podcap_http_rejected_total", "counter",
+		  "Requests refused: no or a wrong token, a class full (429), overload (503), limits (414/431/413).");
+	jb_fmt(&b, "podcap_http_rejected_total{reason=\"auth\"} %" PRIu64 "\n", s.rejected_auth);
+	jb_fmt(&b, "podcap_http_rejected_total{reason=\"busy\"} %" PRIu64 "\n", s.rejected_busy);
+	jb_fmt(&b, "podcap_http_rejected_total{reason=\"overload\"} %" PRIu64 "\n", s.rejected_overload);
+	jb_fmt(&b, "podcap_http_rejected_total{reason=\"limits\"} %" PRIu64 "\n",
+	       s.rejected_url + s.rejected_header + s.rejected_body);
 	prom_u64(&b, "podcap_http_streams_cut_total", "counter",
 		 "Streamed answers that ended before their last byte (client gone, stalled, stopping).", s.streams_cut);
 	prom_head(&b, "podcap_exports_total", "counter",

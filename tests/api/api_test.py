@@ -794,6 +794,13 @@ def case_agent():
         check(re.search(r'^podcap_stream_dropped_total \d+$', text, re.M) is not None and
               re.search(r'^podcap_streams_open \d+$', text, re.M) is not None,
               'agent /metrics: live stream counters (open, dropped)')
+        # every loss /api/v1/stats shows is in /metrics too (an alert sees them all)
+        miss = [m for m in ['podcap_flow_skipped_packets_total', 'podcap_dpi_alloc_failures_total',
+                            'podcap_decode_frames_cut_total', 'podcap_pktstore_skipped_limit_total',
+                            'podcap_pktstore_warnings_total', 'podcap_capture_counts_lost_total',
+                            'podcap_flowdb_names_expired_total', 'podcap_http_rejected_total{reason="auth"}']
+                if not re.search(r'^%s \d+$' % re.escape(m), text, re.M)]
+        check(not miss, 'agent /metrics: the losses of /api/v1/stats (missing: %s)' % miss)
         got = prometheus_query(s.port, ['podcap_interface_received_packets_total', 'podcap_app_flows_total'],
                                expect=lambda g: True)
         check('podcap_interface_received_packets_total' in got and
