@@ -277,6 +277,18 @@ async function caseLoad() {
   await page.keyboard.press('Escape');
   await page.waitForSelector('#detail', { state: 'hidden' });
   check(!page.url().includes('flow='), 'Escape closes the detail');
+  // Escape closes an open menu first (Columns; Stream to Wireshark over the panel)
+  await page.click('#columns-menu summary');
+  await page.keyboard.press('Escape');
+  check(!(await page.evaluate(() => document.getElementById('columns-menu').open)), 'Escape closes the Columns menu');
+  await page.click(`#flows-table tbody tr[data-id="${want}"]`);
+  await page.waitForSelector('#detail:not([hidden]) #wireshark summary');
+  await page.click('#wireshark summary');
+  await page.keyboard.press('Escape');
+  const wsOpen = await page.evaluate(() => document.getElementById('wireshark').open);
+  check(!wsOpen && page.url().includes(`flow=${want}`), 'Escape closes the Wireshark menu, not the panel under it');
+  await page.keyboard.press('Escape');
+  await page.waitForSelector('#detail', { state: 'hidden' });
   // '/' jumps to the filter box.
   await page.keyboard.press('/');
   check(await page.evaluate(() => document.activeElement.id === 'filter'), '"/" focuses the filter box');
@@ -648,6 +660,19 @@ async function caseHealth() {
   await shot(page, 'health.png');
   noProblems(page, 'health');
   await s.stop();
+  // a token-protected agent: the banner's field takes the token with Enter
+  const tok = path.join(TMP, 'token');
+  fs.writeFileSync(tok, 'web-token-0123456789abcdef\n');
+  const st = await Server.start([PODCAP, 'serve', '--db', db, '--listen', '127.0.0.1:0', '--token-file', tok]);
+  const pt = await newPage();
+  await pt.goto(st.url);
+  await pt.waitForSelector('#token-input', { timeout: 15000 });
+  await pt.fill('#token-input', 'web-token-0123456789abcdef');
+  await pt.press('#token-input', 'Enter');
+  const rowsCame = await pt.waitForSelector('#flows-table tbody tr[data-id]', { timeout: 15000 }).then(() => true, () => false);
+  check(rowsCame && await pt.isHidden('#banner'), 'the token banner: Enter in the field uses the token, the rows come');
+  await pt.close();
+  await st.stop();
 }
 
 async function casePhone() {

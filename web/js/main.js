@@ -231,18 +231,19 @@ function insertField(name) {
 function drawBanner(kind, ls) {
   const b = $('banner');
   if (kind === 'auth') {
-    const input = el('input', { type: 'password', id: 'token-input', placeholder: 'bearer token', autocomplete: 'off' });
+    const use = () => {
+      setToken(input.value.trim());
+      b.hidden = true;
+      views[state.view].refresh(true);
+    };
+    // Enter in the field does what the button does
+    const input = el('input', {
+      type: 'password', id: 'token-input', placeholder: 'bearer token', autocomplete: 'off',
+      on: { keydown: (e) => { if (e.key === 'Enter') { e.preventDefault(); use(); } } },
+    });
     replace(b, el('span', null, 'This agent needs a bearer token (--token-file) for the API: '),
       input,
-      el('button', {
-        type: 'button', on: {
-          click: () => {
-            setToken(input.value.trim());
-            b.hidden = true;
-            views[state.view].refresh(true);
-          },
-        },
-      }, 'Use token'));
+      el('button', { type: 'button', on: { click: use } }, 'Use token'));
     b.className = 'banner warn';
     b.hidden = false;
     return;
@@ -296,6 +297,14 @@ function onKey(ev) {
     $('filter').select();
   } else if (ev.key === 'Escape') {
     if ($('fields-dialog').open) return; // the dialog closes itself
+    // an open menu (Columns, Stream to Wireshark) closes first, not the panel under it
+    const menu = document.querySelector('details.menu[open], details.wireshark[open]');
+    if (menu) {
+      ev.preventDefault();
+      menu.open = false;
+      menu.querySelector('summary')?.focus();
+      return;
+    }
     if (state.flow) {
       ev.preventDefault();
       setState({ flow: '' });
