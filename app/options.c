@@ -102,15 +102,17 @@ static const struct app_option options[] = {
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
 #define READ_USAGE "read FILE... --db PATH [--store DIR] [--inventory FILE] [--vxlan-port N]... [--no-decap] " \
-	"[--store-snaplen N] [--store-first N] [--store-cap SIZE] [--db-cap SIZE] [--idle-timeout S] " \
+	"[--store-snaplen N] [--store-first N] [--store-cap SIZE] [--db-cap SIZE] [--db-max-age S] [--idle-timeout S] " \
 	"[--active-timeout S] [--max-flows N] [--dpi-packets N] [--no-dpi] [--frag-timeout S] [--frag-memory SIZE] " \
 	"[--no-reassembly] [--workers N] [--group NAME] [--quiet]"
 #define RUN_USAGE "run --db PATH [--config FILE] [--backend ebpf|pcap] [--netns NAME] [--iface IF]... " \
 	"[--inventory FILE] [--kubernetes in-cluster | --kubeconfig FILE [--kube-context NAME]] " \
 	"[--kube-pods all|node] [--node NAME] [--no-conntrack] [--duration S] [--stats-interval S] [--filter BPF] [--snaplen N] " \
 	"[--flow-packets N] [--buffer SIZE] [--workers N] [--all-ifaces] [--store DIR] [--store-cap SIZE] " \
-	"[--store-first N] [--db-cap SIZE] [--db-max-age S] [--no-dpi] [--frag-timeout S] [--frag-memory SIZE] " \
-	"[--no-reassembly] [--listen ADDR:PORT] [--token-file FILE] [--tls-cert FILE --tls-key FILE] [--group NAME] [--quiet]"
+	"[--store-first N] [--store-snaplen N] [--db-cap SIZE] [--db-max-age S] [--vxlan-port N]... [--no-decap] " \
+	"[--idle-timeout S] [--active-timeout S] [--max-flows N] [--dpi-packets N] [--no-dpi] [--frag-timeout S] " \
+	"[--frag-memory SIZE] [--no-reassembly] [--listen ADDR:PORT] [--token-file FILE] [--tls-cert FILE --tls-key FILE] " \
+	"[--group NAME] [--quiet]"
 
 const char *app_opts_usage(enum app_cmd cmd)
 {

@@ -86,6 +86,17 @@ grep -q 'packets (' "$tmp/err" && bad "sniff without a connection still printed 
 # sniff's flow filter is parsed here, with the position, without an agent
 expect 2 'position 9: expected a value' -- "$podcap" sniff 'dport =='
 
+# the usage line names every option --help lists (read's lacked --db-max-age, run's
+# the flow table's and decoder's)
+for cmd in read run; do
+  u=$("$podcap" $cmd --help | head -1)
+  miss=""
+  for o in $("$podcap" $cmd --help | grep -oE '^  --[a-z-]+' | tr -d ' '); do
+    case "$u" in *"$o"*) ;; *) miss="$miss $o";; esac
+  done
+  [ -z "$miss" ] && ok "$cmd: the usage line names every option" || bad "$cmd: not in the usage line:$miss"
+done
+
 # messages
 expect 2 "unexpected argument 'extra'" -- "$podcap" store check "$tmp/st" extra
 "$podcap" help decode >"$tmp/out" 2>&1 && head -1 "$tmp/out" | grep -q '^usage: podcap decode' \
